@@ -12,8 +12,16 @@ const alias = readdirSync(packagesDir).map((name) => ({
 export default defineConfig({
   resolve: { alias },
   test: {
-    include: ['packages/*/{src,test}/**/*.test.ts', 'examples/*/{src,test}/**/*.test.ts', 'bench/**/*.test.ts'],
-    typecheck: { enabled: true, include: ['packages/*/{src,test}/**/*.test-d.ts'], tsconfig: './tsconfig.json' },
+    include: [
+      'packages/*/{src,test}/**/*.test.ts',
+      'examples/*/{src,test}/**/*.test.ts',
+      'bench/**/*.test.ts',
+    ],
+    typecheck: {
+      enabled: true,
+      include: ['packages/*/{src,test}/**/*.test-d.ts'],
+      tsconfig: './tsconfig.json',
+    },
     testTimeout: 20_000,
     hookTimeout: 20_000,
     restoreMocks: true,
