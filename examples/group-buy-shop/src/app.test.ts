@@ -1,0 +1,194 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { RequestHandler } from 'express';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createShopApp } from './app.js';
+import { ShopDb } from './db.js';
+import type { PaymentIntent, Payments, PayOutcome } from './payments.js';
+
+class ScriptedPayments implements Payments {
+  readonly name = 'floodgate' as const;
+  readonly calls: PaymentIntent[] = [];
+  readonly outcomes: PayOutcome[];
+  release: (() => void) | undefined;
+  hold = false;
+
+  constructor(...outcomes: PayOutcome[]) {
+    this.outcomes = outcomes;
+  }
+
+  async pay(intent: PaymentIntent): Promise<PayOutcome> {
+    this.calls.push(intent);
+    if (this.hold) await new Promise<void>((resolve) => (this.release = resolve));
+    return this.outcomes.shift() ?? { status: 'failed', message: 'no outcome scripted' };
+  }
+
+  status() {
+    return { breaker: 'closed' as const, queued: 0, active: 0, bankRate: 300 };
+  }
+
+  async close() {}
+}
+
+let server: Server | undefined;
+let db: ShopDb | undefined;
+
+afterEach(async () => {
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  server = undefined;
+  db?.close();
+});
+
+async function start(
+  payments: Payments,
+  options: { lockOrders?: boolean; checkoutMiddleware?: RequestHandler[] } = {},
+) {
+  db = new ShopDb(':memory:');
+  const app = createShopApp({ db, payments, ...options });
+  server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server?.once('listening', resolve));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const call = async (path: string, init: RequestInit & { student?: string } = {}) => {
+    const response = await fetch(`${base}${path}`, {
+      ...init,
+      headers: { 'content-type': 'application/json', 'x-student-id': init.student ?? 'ann', ...init.headers },
+    });
+    const text = await response.text();
+    return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : undefined };
+  };
+  const join = async (student = 'ann', deal = 'd-kettle') =>
+    (await call(`/api/deals/${deal}/join`, { method: 'POST', body: '{}', student })).body.order as {
+      id: string;
+    };
+  const checkout = (orderId: string, student = 'ann', source?: string) =>
+    call('/api/checkout', { method: 'POST', body: JSON.stringify({ orderId, source }), student });
+  return { base, call, join, checkout, db };
+}
+
+describe('the catalogue and deals', () => {
+  it('creates and seeds the database on first open', async () => {
+    const { call } = await start(new ScriptedPayments());
+    const products = await call('/api/products');
+    expect(products.status).toBe(200);
+    expect(products.body.map((p: { id: string }) => p.id)).toContain('p-kettle');
+    const deals = await call('/api/deals');
+    expect(deals.body.find((d: { id: string }) => d.id === 'd-kettle')).toMatchObject({
+      joined: 0,
+      status: 'open',
+    });
+  });
+
+  it('opens one order per student and deal, and completes the deal when enough join', async () => {
+    const { call, join } = await start(new ScriptedPayments());
+    const first = await join('ann');
+    expect(await join('ann')).toEqual(first);
+    for (let i = 1; i < 20; i++) await join(`s${i}`);
+    const deal = (await call('/api/deals')).body.find((d: { id: string }) => d.id === 'd-kettle');
+    expect(deal).toMatchObject({ joined: 20, target: 20, status: 'completed' });
+  });
+
+  it('answers 404 for an unknown deal and 401 without a student', async () => {
+    const { call } = await start(new ScriptedPayments());
+    expect((await call('/api/deals/nope/join', { method: 'POST', body: '{}' })).status).toBe(404);
+    const anonymous = await call('/api/deals/d-kettle/join', { method: 'POST', body: '{}', student: '' });
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.headers.get('content-type')).toContain('application/problem+json');
+  });
+});
+
+describe('checkout', () => {
+  it('pays an order and records it', async () => {
+    const payments = new ScriptedPayments({ status: 'paid', paymentId: 'pay_1' });
+    const { join, checkout, call } = await start(payments);
+    const order = await join();
+    const res = await checkout(order.id);
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ status: 'paid', paymentId: 'pay_1' });
+    expect(payments.calls[0]).toMatchObject({
+      orderId: order.id,
+      amount: 1200,
+      currency: 'EUR',
+      source: 'tok_ok',
+    });
+    expect((await call(`/api/orders/${order.id}`)).body).toMatchObject({
+      status: 'paid',
+      paymentId: 'pay_1',
+    });
+    // A paid order is never sent to the bank again.
+    expect((await checkout(order.id)).status).toBe(200);
+    expect(payments.calls).toHaveLength(1);
+  });
+
+  it('maps each outcome to its answer', async () => {
+    const payments = new ScriptedPayments(
+      { status: 'declined', reason: 'insufficient_funds' },
+      { status: 'pending' },
+      { status: 'failed', message: 'nope' },
+      { status: 'busy', retryAfterMs: 1500 },
+    );
+    const { join, checkout, db } = await start(payments);
+    const order = await join();
+    const declined = await checkout(order.id, 'ann', 'tok_decline_insufficient_funds');
+    expect(declined.status).toBe(402);
+    expect(declined.body.reason).toBe('insufficient_funds');
+    const pending = await checkout(order.id);
+    expect(pending.status).toBe(202);
+    expect(pending.headers.get('location')).toBe(`/api/orders/${order.id}`);
+    expect(db.order(order.id)?.status).toBe('pending');
+    const failed = await checkout(order.id);
+    expect(failed.status).toBe(502);
+    expect(failed.body.status).toBe('failed');
+    const busy = await checkout(order.id);
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toBe('2');
+    expect(db.order(order.id)?.status).toBe('failed');
+  });
+
+  it('refuses a checkout of another student’s order and a malformed body', async () => {
+    const { join, checkout, call } = await start(new ScriptedPayments());
+    const order = await join('ann');
+    expect((await checkout(order.id, 'bob')).status).toBe(404);
+    const bad = await call('/api/checkout', { method: 'POST', body: '{"orderId":' });
+    expect(bad.status).toBe(400);
+    expect((await call('/api/checkout', { method: 'POST', body: '{"orderId":1}' })).status).toBe(400);
+  });
+
+  it('holds the order while a checkout runs when lockOrders is set', async () => {
+    const payments = new ScriptedPayments({ status: 'paid', paymentId: 'pay_1' });
+    payments.hold = true;
+    const { join, checkout } = await start(payments, { lockOrders: true });
+    const order = await join();
+    const first = checkout(order.id);
+    await expect.poll(() => payments.calls.length).toBe(1);
+    const second = await checkout(order.id);
+    expect(second.status).toBe(409);
+    expect(second.headers.get('retry-after')).toBe('2');
+    payments.release?.();
+    expect((await first).status).toBe(201);
+    expect(payments.calls).toHaveLength(1);
+  });
+
+  it('runs the checkout middleware first', async () => {
+    const refuse: RequestHandler = (_req, res) => {
+      res.status(429).json({ status: 'limited' });
+    };
+    const payments = new ScriptedPayments();
+    const { join, checkout } = await start(payments, { checkoutMiddleware: [refuse] });
+    const order = await join();
+    expect((await checkout(order.id)).status).toBe(429);
+    expect(payments.calls).toHaveLength(0);
+  });
+});
+
+describe('pages and the dashboard', () => {
+  it('serves the storefront, the dashboard and their stats', async () => {
+    const { base, call } = await start(new ScriptedPayments());
+    const page = await fetch(`${base}/`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<script src="/shop.js"');
+    expect((await fetch(`${base}/dashboard`)).status).toBe(200);
+    const stats = await call('/api/stats');
+    expect(stats.body).toMatchObject({ shop: 'floodgate', bankRate: 300, orders: { total: 0 }, bank: null });
+    expect(stats.body.history.checkouts).toHaveLength(60);
+  });
+});

@@ -1,0 +1,103 @@
+import type { ShopDb } from './db.js';
+import type { Meter } from './meter.js';
+
+/** What a student asks the shop to pay. `source` is the card token their browser got from the bank. */
+export interface PaymentIntent {
+  readonly orderId: string;
+  readonly studentId: string;
+  readonly amount: number;
+  readonly currency: string;
+  readonly source: string;
+}
+
+/**
+ * How a checkout ended, as the shop will tell the student.
+ * - `paid`, `declined`: the bank's definitive answer.
+ * - `pending`: the bank may have charged and we do not know yet; reconciliation goes on.
+ * - `failed`: the shop gave up and tells the student to try again (what today's shops say even when the
+ *   bank did charge: the root of "I paid seven times").
+ * - `busy`: turned away before anything was sent; nothing can have been charged.
+ * - `in-progress`: another checkout of the same order holds it.
+ */
+export type PayOutcome =
+  | { readonly status: 'paid'; readonly paymentId: string }
+  | { readonly status: 'declined'; readonly reason: string }
+  | { readonly status: 'pending' }
+  | { readonly status: 'failed'; readonly message: string }
+  | { readonly status: 'busy'; readonly retryAfterMs: number }
+  | { readonly status: 'in-progress'; readonly retryAfterMs: number };
+
+/** What the dashboard shows about the way to the bank. */
+export interface PaymentsStatus {
+  readonly breaker: 'closed' | 'open' | 'half-open' | 'none';
+  /** Payments waiting for their turn at the bank. */
+  readonly queued: number;
+  /** Requests at the bank right now. */
+  readonly active: number;
+  /** The flow limit the shop believes the bank has, per second; 0 when it does not limit itself. */
+  readonly bankRate: number;
+}
+
+/** The one checkout interface the three shops (naive, careful, floodgate) implement. */
+export interface Payments {
+  readonly name: 'naive' | 'careful' | 'floodgate';
+  pay(intent: PaymentIntent, signal?: AbortSignal): Promise<PayOutcome>;
+  status(): PaymentsStatus;
+  /** After a restart: settles what a crash left unknown. Resolves with how many payments it looked at. */
+  recover?(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export type MeterName = 'checkouts' | 'bank' | 'paid' | 'declined' | 'pending' | 'failed' | 'shed';
+
+/** What every payments implementation is built with. */
+export interface PaymentsContext {
+  readonly db: ShopDb;
+  readonly meter: Meter<MeterName>;
+  /** The bank gateway's base URL, e.g. `http://127.0.0.1:43121`. */
+  readonly bankUrl: string;
+  /** The bank's flow limit, payments per second: read from the shop's one config place. */
+  readonly bankRate: number;
+  /** Called when a payment that was `pending` is settled in the background (reconciler, recovery). */
+  readonly onSettled?: (orderId: string, outcome: PayOutcome) => void;
+}
+
+/** The bank's answer to one POST /payments, or how the request failed. */
+export interface BankAnswer {
+  readonly statusCode: number;
+  readonly body: { status?: string; id?: string; reason?: string } | undefined;
+  readonly retryAfterMs: number | undefined;
+}
+
+/** Sends one payment to the bank with the given idempotency key, as a plain fetch. */
+export async function postPayment(
+  bankUrl: string,
+  idempotencyKey: string,
+  intent: PaymentIntent,
+  signal?: AbortSignal,
+): Promise<BankAnswer> {
+  const response = await fetch(`${bankUrl}/payments`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': `"${idempotencyKey}"` },
+    body: JSON.stringify({
+      orderId: intent.orderId,
+      amount: intent.amount,
+      currency: intent.currency,
+      source: intent.source,
+    }),
+    ...(signal ? { signal } : {}),
+  });
+  const text = await response.text();
+  let body: BankAnswer['body'];
+  try {
+    body = text ? (JSON.parse(text) as BankAnswer['body']) : undefined;
+  } catch {
+    body = undefined;
+  }
+  const retryAfter = Number(response.headers.get('retry-after'));
+  return {
+    statusCode: response.status,
+    body,
+    retryAfterMs: Number.isFinite(retryAfter) && retryAfter >= 0 ? retryAfter * 1000 : undefined,
+  };
+}
