@@ -8,3 +8,5 @@ export {
 } from './errors.js';
 export type { Clock, RefillRate } from './options.js';
 export type { BucketSpec, ConsumeOptions, Decision, LimiterStore, StoreDecision } from './store.js';
+export type { TakeOptions, TokenBucketOptions } from './token-bucket.js';
+export { TokenBucket, tokenBucket } from './token-bucket.js';

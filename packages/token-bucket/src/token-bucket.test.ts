@@ -1,0 +1,391 @@
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  ClosedError,
+  InvalidOptionError,
+  QueueFullError,
+  RateLimitedError,
+  TokenBucket,
+  tokenBucket,
+} from './index.js';
+
+// The injected clock reads the fake timers' time, so timers and clock never disagree.
+const clock = () => Date.now();
+/** Moves the clock without firing timers. */
+function step(ms: number): void {
+  vi.setSystemTime(Date.now() + ms);
+}
+async function advance(ms: number): Promise<void> {
+  await vi.advanceTimersByTimeAsync(ms);
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 1_000 });
+});
+afterEach(() => {
+  expect(vi.getTimerCount()).toBe(0);
+  vi.useRealTimers();
+});
+
+describe('TokenBucket options', () => {
+  it.each([
+    [{ capacity: 0, refillRate: 1 }, 'Expected `capacity` to be a finite number >= 1, got `0` (number)'],
+    [{ capacity: Number.NaN, refillRate: 1 }, '`capacity`'],
+    [{ capacity: 5, refillRate: 0 }, '`refillRate`'],
+    [{ capacity: 5, refillRate: Number.POSITIVE_INFINITY }, '`refillRate`'],
+    [{ capacity: 5, refillRate: { tokens: 1, perMs: -1 } }, '`refillRate.perMs`'],
+    [{ capacity: 5, refillRate: 1, initialTokens: 6 }, '`initialTokens`'],
+    [{ capacity: 5, refillRate: 1, maxQueue: -1 }, '`maxQueue`'],
+    [{ capacity: 5, refillRate: 1, clock: 'now' }, '`clock`'],
+    [{ capacity: 5, refillRate: 1, burst: 5 }, '`burst`'],
+  ])('rejects %j', (options, message) => {
+    expect(() => tokenBucket(options as never)).toThrow(InvalidOptionError);
+    expect(() => tokenBucket(options as never)).toThrow(message);
+  });
+
+  it('exposes its spec for headers', () => {
+    const bucket = new TokenBucket({ capacity: 10, refillRate: { tokens: 10, perMs: 60_000 }, clock });
+    expect(bucket.spec).toEqual({ capacity: 10, refillPerMs: 10 / 60_000 });
+    expect(bucket.tokens).toBe(10);
+  });
+});
+
+describe('TokenBucket.tryTake', () => {
+  it('grants the burst, then denies with when to retry, then refills lazily', () => {
+    const bucket = tokenBucket({ capacity: 3, refillRate: 2, clock }); // one token per 500 ms
+    expect(bucket.tryTake()).toEqual({
+      allowed: true,
+      limit: 3,
+      remaining: 2,
+      retryAfterMs: 0,
+      resetAfterMs: 500,
+    });
+    expect(bucket.tryTake(2)).toMatchObject({ allowed: true, remaining: 0, resetAfterMs: 1500 });
+    expect(bucket.tryTake()).toEqual({
+      allowed: false,
+      limit: 3,
+      remaining: 0,
+      retryAfterMs: 500,
+      resetAfterMs: 1500,
+    });
+    step(499);
+    expect(bucket.tryTake().allowed).toBe(false);
+    step(1);
+    expect(bucket.tryTake()).toMatchObject({ allowed: true, remaining: 0 });
+    step(10_000);
+    expect(bucket.tokens).toBe(3);
+  });
+
+  it('starts from initialTokens', () => {
+    const bucket = tokenBucket({ capacity: 5, refillRate: 1, initialTokens: 0, clock });
+    expect(bucket.tryTake()).toMatchObject({ allowed: false, retryAfterMs: 1000, resetAfterMs: 5000 });
+  });
+
+  it('never adds tokens when the clock steps back', () => {
+    const bucket = tokenBucket({ capacity: 5, refillRate: 1, clock });
+    bucket.tryTake(5);
+    step(-10_000);
+    expect(bucket.tryTake().allowed).toBe(false);
+    step(10_000);
+    expect(bucket.tryTake().allowed).toBe(false);
+    step(1000);
+    expect(bucket.tryTake().allowed).toBe(true);
+  });
+
+  it.each([-1, Number.NaN, 6, Number.POSITIVE_INFINITY, '1'])('rejects n = %j at the call', (n) => {
+    const bucket = tokenBucket({ capacity: 5, refillRate: 1, clock });
+    expect(() => bucket.tryTake(n as number)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION' }),
+    );
+    expect(() => bucket.tryTake(n as number)).toThrow('`n`');
+  });
+
+  it('allows n = 0 and fractional costs', () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, clock });
+    expect(bucket.tryTake(0)).toMatchObject({ allowed: true, remaining: 2 });
+    expect(bucket.tryTake(0.5)).toMatchObject({ allowed: true, remaining: 1 });
+  });
+
+  it('refund gives tokens back but never above capacity', () => {
+    const bucket = tokenBucket({ capacity: 3, refillRate: 1, clock });
+    bucket.tryTake(3);
+    bucket.refund(2);
+    expect(bucket.tokens).toBe(2);
+    bucket.refund(100);
+    expect(bucket.tokens).toBe(3);
+    expect(() => bucket.refund(-1)).toThrow(InvalidOptionError);
+  });
+});
+
+describe('TokenBucket.take', () => {
+  it('resolves at once when the tokens are there', async () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, clock });
+    await expect(bucket.take()).resolves.toMatchObject({ allowed: true, remaining: 1 });
+  });
+
+  it('waits for the tokens with one timer for the head waiter', async () => {
+    const bucket = tokenBucket({ capacity: 1, refillRate: 1, initialTokens: 0, clock });
+    const settled: number[] = [];
+    const first = bucket.take().then(() => settled.push(1));
+    const second = bucket.take().then(() => settled.push(2));
+    expect(bucket.queued).toBe(2);
+    expect(vi.getTimerCount()).toBe(1);
+    await advance(999);
+    expect(settled).toEqual([]);
+    await advance(1);
+    expect(settled).toEqual([1]);
+    await advance(1000);
+    expect(settled).toEqual([1, 2]);
+    await Promise.all([first, second]);
+  });
+
+  it('serves a large request before later small ones (FIFO, no starvation)', async () => {
+    const bucket = tokenBucket({ capacity: 5, refillRate: 1, initialTokens: 0, clock });
+    const order: string[] = [];
+    const big = bucket.take(5).then(() => order.push('big'));
+    const small = bucket.take(1).then(() => order.push('small'));
+    await advance(1000);
+    // tryTake does not jump the queue either: 1 token is there, but 6 are promised ahead of it
+    expect(bucket.tryTake(1)).toMatchObject({ allowed: false, remaining: 1, retryAfterMs: 6000 });
+    await advance(4000);
+    expect(order).toEqual(['big']);
+    await advance(1000);
+    expect(order).toEqual(['big', 'small']);
+    await Promise.all([big, small]);
+  });
+
+  it('rejects at once when the wait would exceed maxWaitMs', async () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0, clock });
+    const error = await bucket.take(2, { maxWaitMs: 1999 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect(error).toMatchObject({ code: 'ERR_RATE_LIMITED', retryAfterMs: 2000 });
+    expect(bucket.queued).toBe(0);
+    const ok = bucket.take(2, { maxWaitMs: 2000 });
+    await advance(2000);
+    await expect(ok).resolves.toMatchObject({ allowed: true });
+  });
+
+  it('counts the waiters ahead in the wait', async () => {
+    const bucket = tokenBucket({ capacity: 3, refillRate: 1, initialTokens: 0, clock });
+    const first = bucket.take(3);
+    await expect(bucket.take(1, { maxWaitMs: 3999 })).rejects.toMatchObject({ retryAfterMs: 4000 });
+    const second = bucket.take(1, { maxWaitMs: 4000 });
+    expect(bucket.waitMsFor(1)).toBe(5000);
+    await advance(4000);
+    await expect(Promise.all([first, second])).resolves.toHaveLength(2);
+  });
+
+  it('bounds the queue', async () => {
+    const bucket = tokenBucket({ capacity: 1, refillRate: 1, initialTokens: 0, maxQueue: 1, clock });
+    const waiting = bucket.take();
+    const error = await bucket.take().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect(error).toMatchObject({ code: 'ERR_QUEUE_FULL', maxQueue: 1, retryAfterMs: 1000 });
+    await advance(1000);
+    await waiting;
+  });
+
+  it('an aborted waiter gives its place back and rejects with the reason', async () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0, clock });
+    const controller = new AbortController();
+    const order: string[] = [];
+    const aborted = bucket.take(2, { signal: controller.signal }).catch((e: unknown) => e);
+    const next = bucket.take(1).then(() => order.push('next'));
+    await advance(500);
+    controller.abort(new Error('client went away'));
+    expect(await aborted).toMatchObject({ message: 'client went away' });
+    expect(bucket.queued).toBe(1);
+    await advance(500);
+    expect(order).toEqual(['next']);
+    await next;
+  });
+
+  it('rejects at once with an already aborted signal', async () => {
+    const bucket = tokenBucket({ capacity: 1, refillRate: 1, clock });
+    const reason = new Error('late');
+    await expect(bucket.take(1, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(bucket.tokens).toBe(1);
+  });
+
+  it('a refund serves waiters at once', async () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0, clock });
+    const waiting = bucket.take(2);
+    bucket.refund(2);
+    await expect(waiting).resolves.toMatchObject({ allowed: true, remaining: 0 });
+  });
+
+  it('re-arms when the timer fires before the clock says the tokens are there', async () => {
+    let lag = 0;
+    const lagging = () => Date.now() - lag;
+    const bucket = tokenBucket({ capacity: 1, refillRate: 1, initialTokens: 0, clock: lagging });
+    let done = false;
+    const waiting = bucket.take().then(() => {
+      done = true;
+    });
+    lag = 10; // from now on the clock lags the timers by 10 ms
+    await advance(1000);
+    expect(done).toBe(false);
+    expect(vi.getTimerCount()).toBe(1);
+    await advance(20);
+    await waiting;
+    expect(done).toBe(true);
+  });
+
+  it('rejects invalid calls without hanging', async () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, clock });
+    await expect(bucket.take(3)).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
+    await expect(bucket.take(-1)).rejects.toThrow('`n`');
+    await expect(bucket.take(1, { maxWaitMs: -5 })).rejects.toThrow('`maxWaitMs`');
+    await expect(bucket.take(1, { timeout: 5 } as never)).rejects.toThrow('`timeout`');
+    await expect(bucket.take(1, { signal: {} as AbortSignal })).rejects.toThrow('`signal`');
+  });
+
+  it('close() rejects waiters, clears the timer and rejects later takes', async () => {
+    const bucket = tokenBucket({ capacity: 1, refillRate: 1, initialTokens: 0, clock });
+    const signal = new AbortController().signal;
+    const waiting = bucket.take(1, { signal }).catch((e: unknown) => e);
+    bucket.close();
+    bucket.close();
+    expect(await waiting).toBeInstanceOf(ClosedError);
+    expect(vi.getTimerCount()).toBe(0);
+    await expect(bucket.take()).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+});
+
+/**
+ * The reference model: integer arithmetic in "token-milliseconds" (tokens × perMs), so it is exact.
+ * A grant of n needs n × perMs units; each ms adds `tokens` units; the bucket holds capacity × perMs.
+ */
+class ReferenceBucket {
+  private units: number;
+  private last: number;
+  constructor(
+    private readonly capacity: number,
+    private readonly tokens: number,
+    private readonly perMs: number,
+    initial: number,
+    start: number,
+  ) {
+    this.units = initial * perMs;
+    this.last = start;
+  }
+  tryTake(n: number, at: number): boolean {
+    this.units = Math.min(this.capacity * this.perMs, this.units + (at - this.last) * this.tokens);
+    this.last = at;
+    if (this.units < n * this.perMs) return false;
+    this.units -= n * this.perMs;
+    return true;
+  }
+  refund(n: number): void {
+    this.units = Math.min(this.capacity * this.perMs, this.units + n * this.perMs);
+  }
+  get whole(): number {
+    return Math.floor(this.units / this.perMs);
+  }
+}
+
+const opArb = fc.oneof(
+  fc.record({ kind: fc.constant('take' as const), n: fc.integer({ min: 0, max: 20 }), dt: fc.nat(3000) }),
+  fc.record({ kind: fc.constant('refund' as const), n: fc.integer({ min: 0, max: 5 }), dt: fc.nat(3000) }),
+);
+
+describe('TokenBucket properties', () => {
+  it('matches an exact reference model; tokens never go negative', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.array(opArb, { maxLength: 60 }),
+        (capacity, tokens, perMs, ops) => {
+          vi.setSystemTime(0);
+          const bucket = tokenBucket({
+            capacity,
+            refillRate: { tokens, perMs },
+            initialTokens: capacity,
+            clock,
+          });
+          const model = new ReferenceBucket(capacity, tokens, perMs, capacity, 0);
+          for (const op of ops) {
+            step(op.dt);
+            if (op.kind === 'refund') {
+              bucket.refund(op.n);
+              model.tryTake(0, Date.now());
+              model.refund(op.n);
+            } else {
+              const n = Math.min(op.n, capacity);
+              const decision = bucket.tryTake(n);
+              expect(decision.allowed).toBe(model.tryTake(n, Date.now()));
+              expect(decision.remaining).toBe(model.whole);
+              expect(decision.remaining).toBeGreaterThanOrEqual(0);
+            }
+          }
+        },
+      ),
+    );
+  });
+
+  it('grants at most capacity + rate × d in any interval of length d', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 5000 }),
+        fc.array(fc.record({ n: fc.integer({ min: 1, max: 20 }), dt: fc.nat(500) }), { maxLength: 80 }),
+        (capacity, tokens, perMs, calls) => {
+          vi.setSystemTime(0);
+          const bucket = tokenBucket({ capacity, refillRate: { tokens, perMs }, clock });
+          const grants: Array<{ at: number; n: number }> = [];
+          for (const call of calls) {
+            step(call.dt);
+            const n = Math.min(call.n, capacity);
+            if (bucket.tryTake(n).allowed) grants.push({ at: Date.now(), n });
+          }
+          for (let i = 0; i < grants.length; i++) {
+            let sum = 0;
+            for (let j = i; j < grants.length; j++) {
+              sum += (grants[j] as { n: number }).n;
+              const d = (grants[j] as { at: number }).at - (grants[i] as { at: number }).at;
+              expect(sum).toBeLessThanOrEqual(capacity + (tokens / perMs) * d + 1e-6);
+            }
+          }
+        },
+      ),
+    );
+  });
+
+  it('serves waiters in FIFO order, each as soon as its tokens are there, within the rate bound', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 1, max: 10 }),
+        fc.array(fc.record({ n: fc.integer({ min: 1, max: 10 }), dt: fc.nat(300) }), {
+          minLength: 1,
+          maxLength: 25,
+        }),
+        async (capacity, perSecond, calls) => {
+          vi.setSystemTime(0);
+          const bucket = tokenBucket({ capacity, refillRate: perSecond, initialTokens: 0, clock });
+          const resolved: Array<{ index: number; at: number; n: number }> = [];
+          const pending: Promise<unknown>[] = [];
+          for (const [index, call] of calls.entries()) {
+            await advance(call.dt);
+            const n = Math.min(call.n, capacity);
+            pending.push(bucket.take(n).then(() => resolved.push({ index, at: Date.now(), n })));
+          }
+          await advance(calls.length * 10 * 1000);
+          await Promise.all(pending);
+          expect(resolved.map((r) => r.index)).toEqual(calls.map((_, index) => index));
+          // Starting empty, the k-th grant cannot come before the tokens of grants 1..k have refilled.
+          let sum = 0;
+          for (const r of resolved) {
+            sum += r.n;
+            expect(sum).toBeLessThanOrEqual((perSecond / 1000) * r.at + 1e-6);
+          }
+          bucket.close();
+        },
+      ),
+      { numRuns: 50 },
+    );
+  });
+});

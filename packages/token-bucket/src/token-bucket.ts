@@ -1,0 +1,349 @@
+import { ClosedError, InvalidOptionError, QueueFullError, RateLimitedError } from './errors.js';
+import {
+  type Clock,
+  checkOptionKeys,
+  clockOption,
+  finiteNumber,
+  integer,
+  numberOrInfinity,
+  type RefillRate,
+  refillPerMs,
+  signalOption,
+} from './options.js';
+import type { BucketSpec, Decision } from './store.js';
+
+/**
+ * Float slack when comparing tokens: `tokens + elapsed * rate` can land a few ulps below the exact value
+ * after waiting exactly `retryAfterMs`, and a caller told "retry in 5 ms" must then be admitted. 1e-9
+ * token is far below any real cost, so it can never grant a token that is not there.
+ */
+export const TOKEN_EPSILON = 1e-9;
+
+/** Options of {@link TokenBucket} / {@link tokenBucket}. */
+export interface TokenBucketOptions {
+  /** The most tokens the bucket holds: the burst. A finite number >= 1. */
+  readonly capacity: number;
+  /** Tokens added per second, or `{ tokens, perMs }` (`{ tokens: 100, perMs: 60_000 }` = 100 per minute). */
+  readonly refillRate: RefillRate;
+  /**
+   * Tokens in the bucket at construction, between 0 and `capacity`.
+   * @default capacity
+   */
+  readonly initialTokens?: number;
+  /**
+   * A monotonic clock in ms. Inject one in tests; only differences between readings matter.
+   * @default () => performance.now()
+   */
+  readonly clock?: Clock;
+  /**
+   * The most {@link TokenBucket.take} calls that may wait at once; the next one is rejected at once with
+   * {@link QueueFullError}. `Infinity` lifts the bound.
+   * @default 1024
+   */
+  readonly maxQueue?: number;
+}
+
+/** Options of one {@link TokenBucket.take} call. */
+export interface TakeOptions {
+  /** Aborting gives the waiter's place back and rejects the call with `signal.reason`. */
+  readonly signal?: AbortSignal;
+  /**
+   * The longest this call may wait. When the tokens cannot be granted within it, the call is rejected at
+   * once with {@link RateLimitedError}, not after waiting.
+   * @default Infinity
+   */
+  readonly maxWaitMs?: number;
+}
+
+interface Waiter {
+  readonly n: number;
+  readonly resolve: (decision: Decision) => void;
+  readonly reject: (reason: unknown) => void;
+  readonly signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+const OPTION_KEYS = ['capacity', 'refillRate', 'initialTokens', 'clock', 'maxQueue'] as const;
+const TAKE_KEYS = ['signal', 'maxWaitMs'] as const;
+
+/**
+ * A token bucket with lazy refill: tokens are computed from the clock when asked, so an idle bucket costs
+ * nothing (no timers, no intervals). {@link tryTake} decides synchronously; {@link take} waits in FIFO
+ * order, so a large request is not starved by a stream of small ones.
+ *
+ * @example
+ * ```ts
+ * const bucket = tokenBucket({ capacity: 10, refillRate: 5 }); // bursts of 10, 5 per second
+ * const decision = bucket.tryTake();
+ * if (!decision.allowed) console.log(`retry in ${decision.retryAfterMs} ms`);
+ * await bucket.take(3, { maxWaitMs: 1000 }); // waits up to 1 s, else RateLimitedError at once
+ * ```
+ */
+export class TokenBucket {
+  /** The most tokens the bucket holds. */
+  readonly capacity: number;
+  /** Tokens added per millisecond. */
+  readonly refillPerMs: number;
+  /** The limit as a {@link BucketSpec}, e.g. for RateLimit headers. */
+  readonly spec: BucketSpec;
+  /** The bound on waiting {@link take} calls. */
+  readonly maxQueue: number;
+
+  private readonly clock: Clock;
+  private level: number;
+  private last: number;
+  private readonly waiters: Waiter[] = [];
+  private waitingTokens = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  /** @throws {InvalidOptionError} When an option is missing, out of range or unknown. */
+  constructor(options: TokenBucketOptions) {
+    checkOptionKeys(options, OPTION_KEYS, 'options');
+    this.capacity = finiteNumber('capacity', options.capacity, 1);
+    this.refillPerMs = refillPerMs('refillRate', options.refillRate);
+    const initial = options.initialTokens ?? this.capacity;
+    if (typeof initial !== 'number' || !(initial >= 0 && initial <= this.capacity)) {
+      throw new InvalidOptionError(
+        'initialTokens',
+        `a number between 0 and capacity (${this.capacity})`,
+        initial,
+      );
+    }
+    this.maxQueue = integer('maxQueue', options.maxQueue ?? 1024, 0, true);
+    this.clock = clockOption(options.clock);
+    this.spec = Object.freeze({ capacity: this.capacity, refillPerMs: this.refillPerMs });
+    this.level = initial;
+    this.last = this.clock();
+  }
+
+  /** Whole tokens in the bucket now (refilled lazily), not counting those promised to waiters. */
+  get tokens(): number {
+    this.refill();
+    return Math.floor(this.level + TOKEN_EPSILON);
+  }
+
+  /** How many {@link take} calls are waiting. */
+  get queued(): number {
+    return this.waiters.length;
+  }
+
+  /**
+   * Takes `n` tokens now if they are there and nobody is waiting ahead. Never waits, never throws for a
+   * denial: the decision says when to retry.
+   *
+   * @throws {InvalidOptionError} When `n` is negative, not a number, or larger than `capacity` (it could
+   *   never be granted).
+   * @example
+   * ```ts
+   * const { allowed, retryAfterMs } = bucket.tryTake(2);
+   * ```
+   */
+  tryTake(n = 1): Decision {
+    // The negated comparison also rejects NaN; the message is only built on failure.
+    if (typeof n !== 'number' || !(n >= 0 && n <= this.capacity)) throw this.invalidCost(n);
+    const capacity = this.capacity;
+    const rate = this.refillPerMs;
+    const now = this.clock();
+    let level = this.level;
+    // A clock that stands still or steps back (an injected one) adds nothing; it never removes tokens.
+    if (now > this.last) {
+      level += (now - this.last) * rate;
+      if (level > capacity) level = capacity;
+      this.level = level;
+      this.last = now;
+    }
+    if (level + TOKEN_EPSILON >= n && this.waiters.length === 0) {
+      level -= n;
+      if (level < 0) level = 0;
+      this.level = level;
+      return {
+        allowed: true,
+        limit: capacity,
+        remaining: Math.floor(level + TOKEN_EPSILON),
+        retryAfterMs: 0,
+        resetAfterMs: Math.ceil((capacity - level) / rate),
+      };
+    }
+    return {
+      allowed: false,
+      limit: capacity,
+      remaining: Math.floor(level + TOKEN_EPSILON),
+      retryAfterMs: Math.max(1, Math.ceil((this.waitingTokens + n - level) / rate)),
+      resetAfterMs: Math.ceil((capacity - level + this.waitingTokens) / rate),
+    };
+  }
+
+  /**
+   * Resolves when `n` tokens are granted. Waiters are served first come, first served.
+   *
+   * @returns The decision at the moment of the grant (`allowed: true`).
+   * @throws {RateLimitedError} (rejection, at once) When the wait would exceed `maxWaitMs`.
+   * @throws {QueueFullError} (rejection, at once) When `maxQueue` calls are already waiting.
+   * @throws {InvalidOptionError} (rejection) When `n` or an option is invalid.
+   * @throws {ClosedError} (rejection) When the bucket is closed, before or while waiting.
+   * @throws The signal's reason (rejection) When `signal` aborts before the grant.
+   * @example
+   * ```ts
+   * await bucket.take(1, { signal: AbortSignal.timeout(5000), maxWaitMs: 2000 });
+   * ```
+   */
+  take(n = 1, options?: TakeOptions): Promise<Decision> {
+    let signal: AbortSignal | undefined;
+    let maxWaitMs = Number.POSITIVE_INFINITY;
+    try {
+      if (typeof n !== 'number' || !(n >= 0 && n <= this.capacity)) throw this.invalidCost(n);
+      if (options !== undefined) {
+        checkOptionKeys(options, TAKE_KEYS, 'take options');
+        signal = signalOption(options.signal);
+        if (options.maxWaitMs !== undefined) maxWaitMs = numberOrInfinity('maxWaitMs', options.maxWaitMs, 0);
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (this.closed) return Promise.reject(new ClosedError('TokenBucket'));
+    if (signal?.aborted) return Promise.reject(signal.reason);
+
+    const decision = this.tryTake(n);
+    if (decision.allowed) return Promise.resolve(decision);
+    if (decision.retryAfterMs > maxWaitMs) return Promise.reject(new RateLimitedError(decision.retryAfterMs));
+    if (this.waiters.length >= this.maxQueue) {
+      return Promise.reject(new QueueFullError(this.maxQueue, this.waitMsFor(0)));
+    }
+
+    return new Promise<Decision>((resolve, reject) => {
+      const waiter: Waiter = { n, resolve, reject, signal, onAbort: undefined };
+      if (signal !== undefined) {
+        waiter.onAbort = () => this.abandon(waiter);
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.waiters.push(waiter);
+      this.waitingTokens += n;
+      if (this.waiters.length === 1) this.schedule();
+    });
+  }
+
+  /**
+   * Gives back `n` tokens taken and not used (for example, work admitted and then never sent). The bucket
+   * never holds more than `capacity`. Waiters that can now be served are served.
+   *
+   * @throws {InvalidOptionError} When `n` is negative or not a finite number.
+   */
+  refund(n: number): void {
+    if (!(n >= 0 && Number.isFinite(n))) throw new InvalidOptionError('n', 'a finite number >= 0', n);
+    this.refill();
+    this.level = Math.min(this.capacity, this.level + n);
+    if (this.waiters.length > 0) this.serve();
+  }
+
+  /**
+   * Rejects every waiter with {@link ClosedError} and clears the timer. Later {@link take} calls reject
+   * with `ClosedError`; {@link tryTake} keeps answering (it holds nothing to release). Idempotent.
+   */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearTimer();
+    const waiters = this.waiters.splice(0);
+    this.waitingTokens = 0;
+    const error = new ClosedError('TokenBucket');
+    for (const waiter of waiters) {
+      this.detach(waiter);
+      waiter.reject(error);
+    }
+  }
+
+  /** Ms a new request for `n` tokens would wait now, behind the current waiters (0 when it would pass). */
+  waitMsFor(n = 1): number {
+    this.refill();
+    const missing = this.waitingTokens + n - this.level;
+    return missing <= TOKEN_EPSILON ? 0 : Math.ceil(missing / this.refillPerMs);
+  }
+
+  private refill(): void {
+    const now = this.clock();
+    if (now > this.last) {
+      this.level = Math.min(this.capacity, this.level + (now - this.last) * this.refillPerMs);
+      this.last = now;
+    }
+  }
+
+  /** Grants every waiter at the head whose tokens are there, then arms one timer for the next. */
+  private serve(): void {
+    this.clearTimer();
+    this.refill();
+    const waiters = this.waiters;
+    let head = waiters[0];
+    while (head !== undefined && this.level + TOKEN_EPSILON >= head.n) {
+      waiters.shift();
+      this.waitingTokens -= head.n;
+      this.level = Math.max(0, this.level - head.n);
+      this.detach(head);
+      head.resolve({
+        allowed: true,
+        limit: this.capacity,
+        remaining: Math.floor(this.level + TOKEN_EPSILON),
+        retryAfterMs: 0,
+        resetAfterMs: Math.ceil((this.capacity - this.level) / this.refillPerMs),
+      });
+      head = waiters[0];
+    }
+    if (waiters.length === 0) this.waitingTokens = 0; // drop float residue of the running sum
+    this.schedule();
+  }
+
+  private schedule(): void {
+    const head = this.waiters[0];
+    if (head === undefined || this.timer !== undefined) return;
+    // The one timer there is: for the head waiter only. Timers may fire a little early against
+    // performance.now() (libuv's loop time is cached), so serve() re-arms when the tokens are not there yet.
+    const delay = Math.max(1, Math.ceil((head.n - this.level) / this.refillPerMs));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.serve();
+    }, delay);
+    this.timer.unref();
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  private abandon(waiter: Waiter): void {
+    const index = this.waiters.indexOf(waiter);
+    if (index === -1) return;
+    this.waiters.splice(index, 1);
+    this.waitingTokens -= waiter.n;
+    if (this.waiters.length === 0) this.waitingTokens = 0;
+    waiter.reject(waiter.signal?.reason);
+    // The tokens it was waiting for now go to the next in line, possibly at once.
+    if (index === 0) this.serve();
+  }
+
+  private detach(waiter: Waiter): void {
+    if (waiter.onAbort !== undefined) {
+      waiter.signal?.removeEventListener('abort', waiter.onAbort);
+      waiter.onAbort = undefined;
+    }
+  }
+
+  private invalidCost(n: unknown): InvalidOptionError {
+    return new InvalidOptionError('n', `a number between 0 and capacity (${this.capacity})`, n);
+  }
+}
+
+/**
+ * Creates a {@link TokenBucket}.
+ *
+ * @throws {InvalidOptionError} When an option is missing, out of range or unknown.
+ * @example
+ * ```ts
+ * const bucket = tokenBucket({ capacity: 100, refillRate: { tokens: 100, perMs: 60_000 } });
+ * ```
+ */
+export function tokenBucket(options: TokenBucketOptions): TokenBucket {
+  return new TokenBucket(options);
+}
