@@ -1,1 +1,54 @@
-export {};
+export type { ByAddressOptions, ByApiKeyOptions, KeyableRequest, KeyGenerator } from './client-key.js';
+export { addressKey, byAddress, byApiKey, byUser } from './client-key.js';
+export type { IdempotencyKeyProblem } from './errors.js';
+export {
+  FloodgateHttpError,
+  IdempotencyKeyError,
+  InvalidOptionError,
+  StoreUnavailableError,
+} from './errors.js';
+export type { FingerprintInput } from './fingerprint.js';
+export { canonicalJson, requestFingerprint } from './fingerprint.js';
+export type {
+  DecisionLike,
+  PolicyOutcome,
+  QuotaPolicy,
+  RateLimitHeadersOptions,
+  StandardHeaders,
+} from './headers.js';
+export { RateLimitHeaders, sfString } from './headers.js';
+export type {
+  CapturedResponse,
+  IdempotencyOptions,
+  IdempotencyRequest,
+  IdempotencyStart,
+} from './idempotency.js';
+export {
+  createIdempotency,
+  defaultIdempotencyScope,
+  IDEMPOTENCY_OPTION_NAMES,
+  Idempotency,
+  IdempotencyTicket,
+  isStorableStatus,
+} from './idempotency.js';
+export { MAX_IDEMPOTENCY_KEY_LENGTH, parseIdempotencyKey } from './idempotency-key.js';
+export type {
+  BeginResult,
+  IdempotencyRecord,
+  IdempotencyStore,
+  StoredResponse,
+} from './idempotency-store.js';
+export type {
+  Admission,
+  BreakerLike,
+  GateLike,
+  LoadShedderOptions,
+  Refusal,
+  ShedReason,
+  ShedVerdict,
+} from './load-shedder.js';
+export { LoadShedder, loadShedder } from './load-shedder.js';
+export type { MemoryIdempotencyStoreOptions } from './memory-idempotency-store.js';
+export { MemoryIdempotencyStore, memoryIdempotencyStore } from './memory-idempotency-store.js';
+export type { HttpAnswer, ProblemAnswerOptions, ProblemDetails } from './problem.js';
+export { PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';

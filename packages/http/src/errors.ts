@@ -1,0 +1,61 @@
+/**
+ * Base class of every error @floodgate/http throws. Callers branch on `code` (stable) or `instanceof`,
+ * never on the message text.
+ */
+export class FloodgateHttpError extends Error {
+  /** A stable, machine-readable code such as `ERR_INVALID_OPTION`. */
+  readonly code: string;
+
+  constructor(message: string, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/**
+ * An option given to a factory or constructor is missing, of the wrong type or out of range. Thrown at
+ * set-up, never per request.
+ */
+export class InvalidOptionError extends FloodgateHttpError {
+  /** The option that was rejected, e.g. `ipv6Subnet`. */
+  readonly option: string;
+
+  constructor(option: string, message: string) {
+    super(message, 'ERR_INVALID_OPTION');
+    this.option = option;
+  }
+}
+
+/**
+ * The `Idempotency-Key` request header is malformed: empty, longer than 255 characters, sent more than
+ * once, or neither a Structured Field string nor a bare token. Answered with 400.
+ */
+export class IdempotencyKeyError extends FloodgateHttpError {
+  /** HTTP status the request is answered with. */
+  readonly statusCode = 400;
+  /** Why the key was rejected. */
+  readonly reason: IdempotencyKeyProblem;
+
+  constructor(reason: IdempotencyKeyProblem, message: string) {
+    super(message, 'ERR_IDEMPOTENCY_KEY_INVALID');
+    this.reason = reason;
+  }
+}
+
+/** Why an `Idempotency-Key` header was rejected. */
+export type IdempotencyKeyProblem = 'missing' | 'empty' | 'too-long' | 'malformed' | 'not-a-string';
+
+/**
+ * A store (rate-limit or idempotency) failed and the middleware was not told to pass on store errors.
+ * Answered with 503 and `Retry-After`, never a 500.
+ */
+export class StoreUnavailableError extends FloodgateHttpError {
+  readonly statusCode = 503;
+  readonly retryAfterMs: number;
+
+  constructor(message: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    super(message, 'ERR_STORE_UNAVAILABLE', options);
+    this.retryAfterMs = retryAfterMs;
+  }
+}

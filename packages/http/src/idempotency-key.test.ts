@@ -1,0 +1,78 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { IdempotencyKeyError } from './errors.js';
+import { parseIdempotencyKey } from './idempotency-key.js';
+
+function reasonOf(value: unknown): string | undefined {
+  try {
+    parseIdempotencyKey(value);
+    return undefined;
+  } catch (error) {
+    expect(error).toBeInstanceOf(IdempotencyKeyError);
+    expect((error as IdempotencyKeyError).code).toBe('ERR_IDEMPOTENCY_KEY_INVALID');
+    return (error as IdempotencyKeyError).reason;
+  }
+}
+
+describe('parseIdempotencyKey', () => {
+  it('accepts a Structured Field string and a bare token', () => {
+    expect(parseIdempotencyKey('"8e03978e-40d5-43e8-bc93-6894a57f9324"')).toBe(
+      '8e03978e-40d5-43e8-bc93-6894a57f9324',
+    );
+    expect(parseIdempotencyKey('8e03978e-40d5-43e8-bc93-6894a57f9324')).toBe(
+      '8e03978e-40d5-43e8-bc93-6894a57f9324',
+    );
+    expect(parseIdempotencyKey('"with space and \\"quote\\""')).toBe('with space and "quote"');
+    expect(parseIdempotencyKey(['"one"'])).toBe('one');
+  });
+
+  it('answers undefined when absent', () => {
+    expect(parseIdempotencyKey(undefined)).toBeUndefined();
+  });
+
+  it('rejects empty, too long, not a string, several, and malformed keys', () => {
+    expect(reasonOf('')).toBe('empty');
+    expect(reasonOf('   ')).toBe('empty');
+    expect(reasonOf('""')).toBe('empty');
+    expect(reasonOf('a'.repeat(256))).toBe('too-long');
+    expect(reasonOf(`"${'a'.repeat(256)}"`)).toBe('too-long');
+    expect(reasonOf('a'.repeat(100_000))).toBe('too-long');
+    expect(reasonOf(42)).toBe('not-a-string');
+    expect(reasonOf(['a', 'b'])).toBe('malformed');
+    expect(reasonOf('"a", "b"')).toBe('malformed');
+    expect(reasonOf('a, b')).toBe('malformed');
+    expect(reasonOf('"unterminated')).toBe('malformed');
+    expect(reasonOf('"bad\\escape"')).toBe('malformed');
+    expect(reasonOf('"tab\tinside"')).toBe('malformed');
+    expect(reasonOf('bare space')).toBe('malformed');
+    expect(reasonOf('"é"')).toBe('malformed');
+  });
+
+  it('accepts exactly 255 characters', () => {
+    expect(parseIdempotencyKey('k'.repeat(255))).toHaveLength(255);
+    expect(parseIdempotencyKey(`"${'k'.repeat(255)}"`)).toHaveLength(255);
+  });
+
+  it('property: any printable ASCII key of 1..255 survives SF quoting', () => {
+    fc.assert(
+      fc.property(fc.stringMatching(/^[\x20-\x7e]{1,255}$/), (key) => {
+        if (key.trim() === '' || key !== key.trim()) return;
+        const quoted = `"${key.replace(/[\\"]/g, '\\$&')}"`;
+        expect(parseIdempotencyKey(quoted)).toBe(key);
+      }),
+    );
+  });
+
+  it('property: never throws anything but IdempotencyKeyError', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string({ maxLength: 600 }), fc.anything()), (value) => {
+        try {
+          const key = parseIdempotencyKey(value);
+          if (key !== undefined) expect(key.length).toBeGreaterThan(0);
+        } catch (error) {
+          expect(error).toBeInstanceOf(IdempotencyKeyError);
+        }
+      }),
+    );
+  });
+});

@@ -1,0 +1,263 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { InvalidOptionError } from './errors.js';
+import {
+  type CapturedResponse,
+  defaultIdempotencyScope,
+  Idempotency,
+  isStorableStatus,
+} from './idempotency.js';
+import type { IdempotencyStore } from './idempotency-store.js';
+import { MemoryIdempotencyStore } from './memory-idempotency-store.js';
+
+const created: CapturedResponse = {
+  status: 201,
+  headers: { 'content-type': 'application/json', location: '/orders/1', 'set-cookie': ['a=b'] },
+  body: '{"id":1}',
+};
+
+function request(overrides: Partial<Parameters<Idempotency['start']>[0]> = {}) {
+  return {
+    method: 'POST',
+    url: '/checkout',
+    keyHeader: '"k1"',
+    body: { amount: 10, currency: 'EUR' },
+    scope: 'user:1',
+    ...overrides,
+  };
+}
+
+async function proceed(idem: Idempotency, req = request()) {
+  const start = await idem.start(req);
+  if (start.kind !== 'proceed') throw new Error(`expected proceed, got ${start.kind}`);
+  return start.ticket;
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('Idempotency', () => {
+  it('processes the first request and replays its stored response with Idempotent-Replayed', async () => {
+    const idem = new Idempotency();
+    const ticket = await proceed(idem);
+    await ticket.finish(created);
+    const replay = await idem.start(request({ body: { currency: 'EUR', amount: 10 } }));
+    expect(replay).toEqual({
+      kind: 'answer',
+      replayed: true,
+      answer: {
+        status: 201,
+        headers: { 'content-type': 'application/json', location: '/orders/1', 'idempotent-replayed': 'true' },
+        body: '{"id":1}',
+      },
+    });
+    await idem.close();
+  });
+
+  it('answers 422 (configurable) when the key comes back with another payload', async () => {
+    const idem = new Idempotency();
+    await (await proceed(idem)).finish(created);
+    const other = await idem.start(request({ body: { amount: 11, currency: 'EUR' } }));
+    expect(other.kind === 'answer' && other.answer.status).toBe(422);
+    expect(other.kind === 'answer' && JSON.parse(other.answer.body as string).code).toBe(
+      'ERR_IDEMPOTENCY_KEY_REUSED',
+    );
+    const stripe = new Idempotency({ mismatchStatus: 400 });
+    await (await proceed(stripe)).finish(created);
+    const again = await stripe.start(request({ url: '/elsewhere' }));
+    expect(again.kind === 'answer' && again.answer.status).toBe(400);
+  });
+
+  it('answers 409 + Retry-After to a duplicate while the first is in flight', async () => {
+    const idem = new Idempotency({ retryAfterMs: 1500 });
+    const ticket = await proceed(idem);
+    const dup = await idem.start(request());
+    expect(dup.kind).toBe('answer');
+    if (dup.kind !== 'answer') return;
+    expect(dup.answer.status).toBe(409);
+    expect(dup.answer.headers['retry-after']).toBe('2');
+    await ticket.finish(created);
+  });
+
+  it('coalesces: duplicates wait for the first outcome and get the same answer', async () => {
+    const idem = new Idempotency({ inFlight: 'coalesce' });
+    const ticket = await proceed(idem);
+    const dups = [idem.start(request()), idem.start(request())];
+    await ticket.finish(created);
+    for (const dup of await Promise.all(dups)) {
+      expect(dup.kind === 'answer' && dup.replayed && dup.answer.status).toBe(201);
+    }
+  });
+
+  it('coalesces: when the first fails (5xx, not stored), one waiter takes the key over', async () => {
+    const idem = new Idempotency({ inFlight: 'coalesce' });
+    const ticket = await proceed(idem);
+    const dup = idem.start(request());
+    await ticket.finish({ status: 502, headers: {}, body: 'bad gateway' });
+    const next = await dup;
+    expect(next.kind).toBe('proceed');
+  });
+
+  it('coalesces with a polling store, and gives up with 409 after coalesceTimeoutMs', async () => {
+    vi.useFakeTimers();
+    const memory = new MemoryIdempotencyStore();
+    const polling: IdempotencyStore = {
+      begin: (...args) => memory.begin(...args),
+      complete: (...args) => memory.complete(...args),
+      release: (...args) => memory.release(...args),
+      close: () => memory.close(),
+    };
+    const idem = new Idempotency({ store: polling, inFlight: 'coalesce', coalesceTimeoutMs: 1000 });
+    const ticket = await proceed(idem);
+    const dup = idem.start(request());
+    await vi.advanceTimersByTimeAsync(100);
+    await ticket.finish(created);
+    await vi.advanceTimersByTimeAsync(300);
+    const replay = await dup;
+    expect(replay.kind === 'answer' && replay.replayed).toBe(true);
+
+    const second = await proceed(idem, request({ keyHeader: 'k2' }));
+    const late = idem.start(request({ keyHeader: 'k2' }));
+    await vi.advanceTimersByTimeAsync(1100);
+    const conflict = await late;
+    expect(conflict.kind === 'answer' && conflict.answer.status).toBe(409);
+    await second.abandon();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a coalescing wait ends with 409 when the client goes away', async () => {
+    const idem = new Idempotency({ inFlight: 'coalesce' });
+    const ticket = await proceed(idem);
+    const controller = new AbortController();
+    const dup = idem.start(request({ signal: controller.signal }));
+    controller.abort();
+    const answer = await dup;
+    expect(answer.kind === 'answer' && answer.answer.status).toBe(409);
+    await ticket.abandon();
+  });
+
+  it('scopes keys: another user reusing the key is processed as a new request, never replayed', async () => {
+    const idem = new Idempotency();
+    await (await proceed(idem)).finish(created);
+    const other = await idem.start(request({ scope: 'user:2' }));
+    expect(other.kind).toBe('proceed');
+  });
+
+  it('does not store 5xx or 429 (retryable), and frees the key', async () => {
+    const idem = new Idempotency();
+    for (const status of [500, 503, 429, 409, 408]) {
+      const req = request({ keyHeader: `k-${status}` });
+      await (await proceed(idem, req)).finish({ status, headers: {}, body: '' });
+      const retry = await idem.start(req);
+      expect(retry.kind).toBe('proceed');
+    }
+  });
+
+  it('stores deterministic 4xx and bytes bodies (base64) by default', async () => {
+    const idem = new Idempotency();
+    await (await proceed(idem)).finish({
+      status: 402,
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from('{"declined":true}'),
+    });
+    const replay = await idem.start(request());
+    expect(replay.kind === 'answer' && replay.answer.status).toBe(402);
+    expect(replay.kind === 'answer' && Buffer.from(replay.answer.body as Uint8Array).toString()).toBe(
+      '{"declined":true}',
+    );
+    expect(isStorableStatus(402)).toBe(true);
+    expect(isStorableStatus(422)).toBe(true);
+    expect(isStorableStatus(500)).toBe(false);
+  });
+
+  it('does not store bodies above maxBodyBytes', async () => {
+    const idem = new Idempotency({ maxBodyBytes: 4 });
+    await (await proceed(idem)).finish(created);
+    expect((await idem.start(request())).kind).toBe('proceed');
+  });
+
+  it('abandon frees the key; finish and abandon act once', async () => {
+    const idem = new Idempotency();
+    const ticket = await proceed(idem);
+    await ticket.abandon();
+    await ticket.finish(created);
+    expect(ticket.settled).toBe(true);
+    expect((await idem.start(request())).kind).toBe('proceed');
+  });
+
+  it('answers 400 problem+json for a missing key (when required) and malformed ones', async () => {
+    const idem = new Idempotency();
+    const missing = await idem.start(request({ keyHeader: undefined }));
+    expect(missing.kind === 'answer' && missing.answer.status).toBe(400);
+    expect(missing.kind === 'answer' && JSON.parse(missing.answer.body as string)).toMatchObject({
+      code: 'ERR_IDEMPOTENCY_KEY_MISSING',
+      header: 'Idempotency-Key',
+    });
+    for (const bad of ['', 'x'.repeat(256), ['a', 'b'], 7]) {
+      const start = await idem.start(request({ keyHeader: bad }));
+      expect(start.kind === 'answer' && start.answer.status).toBe(400);
+      expect(start.kind === 'answer' && start.answer.headers['content-type']).toBe(
+        'application/problem+json',
+      );
+    }
+    expect((await new Idempotency({ required: false }).start(request({ keyHeader: undefined }))).kind).toBe(
+      'pass',
+    );
+  });
+
+  it('passes methods it does not apply to', async () => {
+    const idem = new Idempotency();
+    expect(await idem.start(request({ method: 'GET', keyHeader: '' }))).toEqual({ kind: 'pass' });
+    expect(new Idempotency({ methods: ['put'] }).appliesTo('PUT')).toBe(true);
+  });
+
+  it('a failing store answers 503 + Retry-After and reports the error, never rejects', async () => {
+    const onError = vi.fn();
+    const broken: IdempotencyStore = {
+      begin: () => Promise.reject(new Error('down')),
+      complete: () => {
+        throw new Error('down');
+      },
+      release: () => Promise.reject(new Error('down')),
+      close: () => {},
+    };
+    const idem = new Idempotency({ store: broken, onError });
+    const start = await idem.start(request());
+    expect(start.kind === 'answer' && start.answer.status).toBe(503);
+    expect(start.kind === 'answer' && start.answer.headers['retry-after']).toBe('1');
+    expect(onError).toHaveBeenCalledTimes(1);
+  });
+
+  it('finish/abandon swallow store failures into onError', async () => {
+    const onError = vi.fn();
+    const memory = new MemoryIdempotencyStore();
+    const flaky: IdempotencyStore = {
+      begin: (...args) => memory.begin(...args),
+      complete: () => {
+        throw new Error('down');
+      },
+      release: () => Promise.reject(new Error('down')),
+      close: () => {},
+    };
+    const idem = new Idempotency({ store: flaky, onError });
+    await expect((await proceed(idem)).finish(created)).resolves.toBeUndefined();
+    await expect((await proceed(idem, request({ keyHeader: 'k9' }))).abandon()).resolves.toBeUndefined();
+    expect(onError).toHaveBeenCalledTimes(2);
+  });
+
+  it('validates options at construction', () => {
+    expect(() => new Idempotency({ inFlight: 'wait' as never })).toThrow(InvalidOptionError);
+    expect(() => new Idempotency({ leaseMs: 0 })).toThrow(/Expected `leaseMs`/);
+    expect(() => new Idempotency({ mismatchStatus: 500 })).toThrow(/mismatchStatus/);
+    expect(() => new Idempotency({ store: {} as never })).toThrow(/`store`/);
+    expect(() => new Idempotency({ header: 'bad header' })).toThrow(/`header`/);
+    expect(() => new Idempotency({ ttl: 1 } as never)).toThrow(/Unknown option `ttl`/);
+  });
+
+  it('defaultIdempotencyScope: the Authorization header, else the address', () => {
+    expect(defaultIdempotencyScope({ ip: '1.2.3.4', headers: { authorization: 'Bearer a' } })).toBe(
+      'auth:Bearer a',
+    );
+    expect(defaultIdempotencyScope({ ip: '1.2.3.4', headers: {} })).toBe('ip:1.2.3.4');
+  });
+});

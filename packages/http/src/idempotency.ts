@@ -1,0 +1,448 @@
+import { createHash } from 'node:crypto';
+import { IdempotencyKeyError } from './errors.js';
+import { requestFingerprint } from './fingerprint.js';
+import { parseIdempotencyKey } from './idempotency-key.js';
+import type { IdempotencyStore, StoredResponse } from './idempotency-store.js';
+import { MemoryIdempotencyStore } from './memory-idempotency-store.js';
+import { type HttpAnswer, problemAnswer } from './problem.js';
+import {
+  checkBoolean,
+  checkFunction,
+  checkInteger,
+  checkObject,
+  checkOneOf,
+  fail,
+  rejectUnknownKeys,
+} from './validate.js';
+
+/** Options shared by the idempotency middleware of every adapter. */
+export interface IdempotencyOptions {
+  /**
+   * Where keys, leases and stored responses live.
+   * @default a new bounded MemoryIdempotencyStore (one process only)
+   */
+  readonly store?: IdempotencyStore;
+  /**
+   * Request header carrying the key.
+   * @default 'idempotency-key'
+   */
+  readonly header?: string;
+  /**
+   * Answer 400 when a request of one of `methods` comes without a key.
+   * @default true
+   */
+  readonly required?: boolean;
+  /**
+   * Methods the middleware applies to; others pass through untouched (GET, PUT and DELETE are idempotent
+   * by definition).
+   * @default ['POST', 'PATCH']
+   */
+  readonly methods?: readonly string[];
+  /**
+   * A duplicate that arrives while the first request is still being processed:
+   * `'conflict'` answers 409 with `Retry-After` (what the draft recommends); `'coalesce'` waits for the
+   * first outcome (at most `coalesceTimeoutMs`) and answers the same.
+   * @default 'conflict'
+   */
+  readonly inFlight?: 'conflict' | 'coalesce';
+  /**
+   * How long a coalesced duplicate waits before it is answered 409.
+   * @default 30000
+   */
+  readonly coalesceTimeoutMs?: number;
+  /**
+   * Status for a key reused with another payload (Stripe answers 400).
+   * @default 422
+   */
+  readonly mismatchStatus?: number;
+  /**
+   * How long a request holds its key while in flight. A crashed or hung request frees the key after
+   * this; the handler must itself be idempotent towards the bank (send the same key) because a takeover
+   * runs it again.
+   * @default 60000
+   */
+  readonly leaseMs?: number;
+  /**
+   * How long a stored response is replayed (Stripe keeps keys at least 24 h).
+   * @default 86400000 (24 h)
+   */
+  readonly ttlMs?: number;
+  /**
+   * Which outcomes are stored and replayed. The others free the key so the client may retry.
+   * @default 2xx, 3xx and 4xx except 408, 409, 425 and 429 (5xx, timeouts and throttling stay retryable)
+   */
+  readonly shouldStore?: (status: number) => boolean;
+  /**
+   * Response headers kept with a stored response and replayed.
+   * @default ['content-type', 'location']
+   */
+  readonly replayHeaders?: readonly string[];
+  /**
+   * Larger responses are sent but not stored (the key is freed).
+   * @default 1048576 (1 MiB)
+   */
+  readonly maxBodyBytes?: number;
+  /**
+   * `Retry-After` sent with a 409 for a key still in flight, and with a 503 when the store fails.
+   * @default 1000
+   */
+  readonly retryAfterMs?: number;
+  /**
+   * Called with errors the middleware handled itself (a store that failed): they never reach the client
+   * as a 500 nor become unhandled rejections.
+   * @default () => {}
+   */
+  readonly onError?: (error: unknown) => void;
+}
+
+const KNOWN = [
+  'store',
+  'header',
+  'required',
+  'methods',
+  'inFlight',
+  'coalesceTimeoutMs',
+  'mismatchStatus',
+  'leaseMs',
+  'ttlMs',
+  'shouldStore',
+  'replayHeaders',
+  'maxBodyBytes',
+  'retryAfterMs',
+  'onError',
+] as const;
+
+/** The option names every adapter's idempotency entry point accepts from the core. */
+export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = KNOWN;
+
+const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
+
+/** The default of `shouldStore`: 2xx, 3xx and deterministic 4xx. */
+export function isStorableStatus(status: number): boolean {
+  return status >= 200 && status < 500 && !RETRYABLE_4XX.has(status);
+}
+
+/** The request fields the idempotency state machine reads. */
+export interface IdempotencyRequest {
+  readonly method: string;
+  /** Path and query string. */
+  readonly url: string;
+  /** The raw `Idempotency-Key` field value(s) as the framework gives them. */
+  readonly keyHeader: unknown;
+  /** The parsed (or raw) body. */
+  readonly body?: unknown;
+  /**
+   * Who the key belongs to (user or tenant id). One scope's key never replays another scope's response.
+   */
+  readonly scope: string;
+  /** Aborts a coalescing wait, e.g. when the client disconnects. */
+  readonly signal?: AbortSignal;
+}
+
+/** A response as the adapter captured it. */
+export interface CapturedResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | number | readonly string[] | undefined>>;
+  readonly body: string | Uint8Array | undefined;
+}
+
+/** What to do with a request. */
+export type IdempotencyStart =
+  /** Not concerned (method, or no key and not required): handle it normally, store nothing. */
+  | { readonly kind: 'pass' }
+  /** Answer this at once (replay, 400, 409, 422, 503); `replayed` is true for a replay. */
+  | { readonly kind: 'answer'; readonly answer: HttpAnswer; readonly replayed: boolean }
+  /** Handle the request, then hand its response to `ticket.finish()` (or `ticket.abandon()`). */
+  | { readonly kind: 'proceed'; readonly ticket: IdempotencyTicket };
+
+/**
+ * Ownership of a key while its request runs. Exactly one of `finish`/`abandon` takes effect; neither
+ * throws nor rejects.
+ */
+export class IdempotencyTicket {
+  readonly key: string;
+  readonly #owner: Idempotency;
+  readonly #lease: string;
+  #settled = false;
+
+  /** @internal */
+  constructor(owner: Idempotency, key: string, lease: string) {
+    this.#owner = owner;
+    this.key = key;
+    this.#lease = lease;
+  }
+
+  /** True once finish or abandon ran. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  /** Stores the response when it is storable, otherwise frees the key. */
+  async finish(response: CapturedResponse): Promise<void> {
+    if (this.#settled) return;
+    this.#settled = true;
+    await this.#owner._finish(this.key, this.#lease, response);
+  }
+
+  /** Frees the key without storing (the request failed or was aborted before an answer). */
+  async abandon(): Promise<void> {
+    if (this.#settled) return;
+    this.#settled = true;
+    await this.#owner._release(this.key, this.#lease);
+  }
+}
+
+/**
+ * The idempotent-endpoint state machine of draft-ietf-httpapi-idempotency-key-header, shared by the
+ * Express and Fastify adapters so they cannot drift: first request proceeds and its response is stored;
+ * a duplicate with the same payload is replayed with `Idempotent-Replayed: true`; another payload gets
+ * 422; a duplicate in flight gets 409 + `Retry-After` or waits for the first outcome ('coalesce').
+ *
+ * @throws {InvalidOptionError} at construction on an unknown or invalid option.
+ */
+export class Idempotency {
+  readonly store: IdempotencyStore;
+  readonly header: string;
+  readonly required: boolean;
+  readonly inFlight: 'conflict' | 'coalesce';
+  readonly #methods: ReadonlySet<string>;
+  readonly #coalesceTimeoutMs: number;
+  readonly #mismatchStatus: number;
+  readonly #leaseMs: number;
+  readonly #ttlMs: number;
+  readonly #shouldStore: (status: number) => boolean;
+  readonly #replayHeaders: readonly string[];
+  readonly #maxBodyBytes: number;
+  readonly #retryAfterMs: number;
+  readonly #onError: (error: unknown) => void;
+  readonly #ownsStore: boolean;
+
+  constructor(options: IdempotencyOptions = {}) {
+    checkObject('options', options);
+    rejectUnknownKeys(options, KNOWN, 'idempotency()');
+    const store = options.store;
+    if (
+      store !== undefined &&
+      (typeof store !== 'object' || store === null || typeof store.begin !== 'function')
+    ) {
+      fail('store', 'an IdempotencyStore (begin, complete, release, close)', store);
+    }
+    this.#ownsStore = store === undefined;
+    this.store = store ?? new MemoryIdempotencyStore();
+    const header = options.header ?? 'idempotency-key';
+    if (typeof header !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(header)) {
+      fail('header', 'a header name', header);
+    }
+    this.header = header.toLowerCase();
+    this.required = options.required === undefined ? true : checkBoolean('required', options.required);
+    const methods = options.methods ?? ['POST', 'PATCH'];
+    if (!Array.isArray(methods) || methods.some((m) => typeof m !== 'string')) {
+      fail('methods', 'an array of method names', methods);
+    }
+    this.#methods = new Set(methods.map((m) => m.toUpperCase()));
+    this.inFlight = checkOneOf('inFlight', options.inFlight ?? 'conflict', ['conflict', 'coalesce'] as const);
+    this.#coalesceTimeoutMs = checkInteger('coalesceTimeoutMs', options.coalesceTimeoutMs ?? 30_000, 1);
+    this.#mismatchStatus = checkInteger('mismatchStatus', options.mismatchStatus ?? 422, 400, 499);
+    this.#leaseMs = checkInteger('leaseMs', options.leaseMs ?? 60_000, 1);
+    this.#ttlMs = checkInteger('ttlMs', options.ttlMs ?? 86_400_000, 1);
+    this.#shouldStore =
+      options.shouldStore === undefined
+        ? isStorableStatus
+        : checkFunction('shouldStore', options.shouldStore);
+    const replay = options.replayHeaders ?? ['content-type', 'location'];
+    if (!Array.isArray(replay) || replay.some((h) => typeof h !== 'string')) {
+      fail('replayHeaders', 'an array of header names', replay);
+    }
+    this.#replayHeaders = replay.map((h) => h.toLowerCase());
+    this.#maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes ?? 1_048_576, 0);
+    this.#retryAfterMs = checkInteger('retryAfterMs', options.retryAfterMs ?? 1000, 0);
+    this.#onError = options.onError === undefined ? () => {} : checkFunction('onError', options.onError);
+  }
+
+  /** Whether requests with this method are concerned at all (cheap; no store access). */
+  appliesTo(method: string): boolean {
+    return this.#methods.has(method.toUpperCase());
+  }
+
+  /**
+   * Decides what to do with a request. Never rejects: a store failure answers 503 + `Retry-After`.
+   */
+  async start(request: IdempotencyRequest): Promise<IdempotencyStart> {
+    if (!this.appliesTo(request.method)) return { kind: 'pass' };
+    let key: string | undefined;
+    try {
+      key = parseIdempotencyKey(request.keyHeader);
+    } catch (error) {
+      if (!(error instanceof IdempotencyKeyError)) throw error;
+      return {
+        kind: 'answer',
+        replayed: false,
+        answer: problemAnswer(400, {
+          code: error.code,
+          detail: error.message,
+          extensions: { reason: error.reason },
+        }),
+      };
+    }
+    if (key === undefined) {
+      if (!this.required) return { kind: 'pass' };
+      return {
+        kind: 'answer',
+        replayed: false,
+        answer: problemAnswer(400, {
+          code: 'ERR_IDEMPOTENCY_KEY_MISSING',
+          detail: `This endpoint requires an ${canonicalName(this.header)} header`,
+          extensions: { header: canonicalName(this.header) },
+        }),
+      };
+    }
+    const storeKey = scopedKey(request.scope, key);
+    const fingerprint = requestFingerprint(request);
+    const deadline = performance.now() + this.#coalesceTimeoutMs;
+    try {
+      for (let attempt = 0; ; attempt += 1) {
+        const begun = await this.store.begin(storeKey, fingerprint, this.#leaseMs);
+        if (begun.acquired)
+          return { kind: 'proceed', ticket: new IdempotencyTicket(this, storeKey, begun.lease) };
+        const { record } = begun;
+        if (record.fingerprint !== fingerprint) {
+          return {
+            kind: 'answer',
+            replayed: false,
+            answer: problemAnswer(this.#mismatchStatus, {
+              code: 'ERR_IDEMPOTENCY_KEY_REUSED',
+              detail: 'This Idempotency-Key was already used with another request payload',
+            }),
+          };
+        }
+        if (record.state === 'completed') {
+          return { kind: 'answer', replayed: true, answer: replayAnswer(record.response) };
+        }
+        const remaining = deadline - performance.now();
+        if (this.inFlight === 'conflict' || remaining <= 0 || request.signal?.aborted) {
+          return { kind: 'answer', replayed: false, answer: this.#conflict() };
+        }
+        await this.#waitForChange(storeKey, remaining, attempt, request.signal);
+      }
+    } catch (error) {
+      this.#onError(error);
+      return {
+        kind: 'answer',
+        replayed: false,
+        answer: problemAnswer(503, {
+          code: 'ERR_STORE_UNAVAILABLE',
+          detail: 'The idempotency store is unavailable',
+          retryAfterMs: this.#retryAfterMs,
+        }),
+      };
+    }
+  }
+
+  /** Closes the store when this instance created it (the default memory store). */
+  async close(): Promise<void> {
+    if (this.#ownsStore) await this.store.close();
+  }
+
+  #conflict(): HttpAnswer {
+    return problemAnswer(409, {
+      code: 'ERR_IDEMPOTENCY_KEY_IN_FLIGHT',
+      detail: 'A request with this Idempotency-Key is still being processed',
+      retryAfterMs: this.#retryAfterMs,
+    });
+  }
+
+  async #waitForChange(key: string, budgetMs: number, attempt: number, signal?: AbortSignal): Promise<void> {
+    const controller = new AbortController();
+    const onAbort = () => controller.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    // Without a notifying store, poll with a capped backoff: 10, 20, 40 ... 250 ms.
+    const pollMs = this.store.waitForChange === undefined ? Math.min(250, 10 * 2 ** attempt) : budgetMs;
+    const timer = setTimeout(onAbort, Math.min(budgetMs, pollMs));
+    timer.unref?.();
+    try {
+      if (this.store.waitForChange !== undefined) await this.store.waitForChange(key, controller.signal);
+      else
+        await new Promise<void>((resolve) =>
+          controller.signal.addEventListener('abort', () => resolve(), { once: true }),
+        );
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** @internal */
+  async _finish(key: string, lease: string, response: CapturedResponse): Promise<void> {
+    try {
+      const body = response.body;
+      const size =
+        body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+      if (!this.#shouldStore(response.status) || size > this.#maxBodyBytes) {
+        await this.store.release(key, lease);
+        return;
+      }
+      const headers: Record<string, string> = {};
+      for (const name of this.#replayHeaders) {
+        const value = response.headers[name];
+        if (value === undefined) continue;
+        headers[name] = Array.isArray(value) ? value.join(', ') : String(value);
+      }
+      const stored: StoredResponse =
+        body === undefined || typeof body === 'string'
+          ? { status: response.status, headers, body: body ?? '', encoding: 'utf8' }
+          : {
+              status: response.status,
+              headers,
+              body: Buffer.from(body).toString('base64'),
+              encoding: 'base64',
+            };
+      await this.store.complete(key, lease, stored, this.#ttlMs);
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+
+  /** @internal */
+  async _release(key: string, lease: string): Promise<void> {
+    try {
+      await this.store.release(key, lease);
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+}
+
+/** Creates an {@link Idempotency} state machine. */
+export function createIdempotency(options: IdempotencyOptions = {}): Idempotency {
+  return new Idempotency(options);
+}
+
+function replayAnswer(response: StoredResponse): HttpAnswer {
+  return {
+    status: response.status,
+    headers: { ...response.headers, 'idempotent-replayed': 'true' },
+    body: response.encoding === 'base64' ? Buffer.from(response.body, 'base64') : response.body,
+  };
+}
+
+/** Scope and key in one store key; the scope is hashed so its length and content cannot collide. */
+function scopedKey(scope: string, key: string): string {
+  return `${createHash('sha256').update(scope).digest('base64url').slice(0, 22)}:${key}`;
+}
+
+function canonicalName(header: string): string {
+  return header.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+/**
+ * The default idempotency scope of a request: a hash of its `Authorization` header when it has one,
+ * else its client address. Pass your own (`(req) => req.user.id`) when users authenticate otherwise.
+ */
+export function defaultIdempotencyScope(request: {
+  readonly ip?: string | undefined;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}): string {
+  const auth = request.headers.authorization;
+  if (typeof auth === 'string' && auth !== '') return `auth:${auth}`;
+  return `ip:${request.ip ?? 'unknown'}`;
+}

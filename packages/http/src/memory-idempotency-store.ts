@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto';
+import type { BeginResult, IdempotencyStore, StoredResponse } from './idempotency-store.js';
+import { checkFunction, checkInteger, checkObject, rejectUnknownKeys } from './validate.js';
+
+/** Options of {@link MemoryIdempotencyStore}. */
+export interface MemoryIdempotencyStoreOptions {
+  /**
+   * Most keys held. When full, expired entries go first, then the oldest completed ones; in-flight
+   * leases are never evicted (their number is bounded by the requests being served).
+   * @default 10000
+   */
+  readonly maxKeys?: number;
+  /**
+   * Monotonic clock in milliseconds.
+   * @default performance.now
+   */
+  readonly clock?: () => number;
+}
+
+interface Entry {
+  fingerprint: string;
+  lease: string | undefined;
+  leaseExpiresAt: number;
+  response: StoredResponse | undefined;
+  expiresAt: number;
+}
+
+/**
+ * Bounded in-process idempotency store: right for one server process. Use @floodgate/redis for a fleet,
+ * or duplicates reaching different processes are each processed.
+ *
+ * @throws {InvalidOptionError} on an unknown option or a bad `maxKeys`/`clock`.
+ * @example
+ * const store = memoryIdempotencyStore({ maxKeys: 50_000 });
+ */
+export class MemoryIdempotencyStore implements IdempotencyStore {
+  readonly maxKeys: number;
+  readonly #clock: () => number;
+  readonly #entries = new Map<string, Entry>();
+  readonly #waiters = new Map<string, Set<() => void>>();
+  #closed = false;
+
+  constructor(options: MemoryIdempotencyStoreOptions = {}) {
+    checkObject('options', options);
+    rejectUnknownKeys(options, ['maxKeys', 'clock'], 'memoryIdempotencyStore()');
+    this.maxKeys = options.maxKeys === undefined ? 10_000 : checkInteger('maxKeys', options.maxKeys, 1);
+    this.#clock =
+      options.clock === undefined ? () => performance.now() : checkFunction('clock', options.clock);
+  }
+
+  /** Number of keys held (in flight or completed, not yet swept). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  begin(key: string, fingerprint: string, leaseMs: number): BeginResult {
+    const now = this.#clock();
+    const entry = this.#entries.get(key);
+    if (entry !== undefined) {
+      if (entry.response !== undefined && entry.expiresAt > now) {
+        return {
+          acquired: false,
+          record: { state: 'completed', fingerprint: entry.fingerprint, response: entry.response },
+        };
+      }
+      if (entry.lease !== undefined && entry.leaseExpiresAt > now) {
+        return {
+          acquired: false,
+          record: {
+            state: 'in-flight',
+            fingerprint: entry.fingerprint,
+            leaseRemainingMs: entry.leaseExpiresAt - now,
+          },
+        };
+      }
+      this.#entries.delete(key);
+    }
+    this.#makeRoom(now);
+    const lease = randomUUID();
+    this.#entries.set(key, {
+      fingerprint,
+      lease,
+      leaseExpiresAt: now + leaseMs,
+      response: undefined,
+      expiresAt: now + leaseMs,
+    });
+    return { acquired: true, lease };
+  }
+
+  complete(key: string, lease: string, response: StoredResponse, ttlMs: number): void {
+    const entry = this.#entries.get(key);
+    if (entry === undefined || entry.lease !== lease) return;
+    // Re-insert so Map order stays close to expiry order for the sweep in #makeRoom.
+    this.#entries.delete(key);
+    entry.lease = undefined;
+    entry.response = response;
+    entry.expiresAt = this.#clock() + ttlMs;
+    this.#entries.set(key, entry);
+    this.#wake(key);
+  }
+
+  release(key: string, lease: string): void {
+    const entry = this.#entries.get(key);
+    if (entry === undefined || entry.lease !== lease) return;
+    this.#entries.delete(key);
+    this.#wake(key);
+  }
+
+  waitForChange(key: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const entry = this.#entries.get(key);
+      if (this.#closed || signal.aborted || entry === undefined || entry.lease === undefined) {
+        resolve();
+        return;
+      }
+      let waiters = this.#waiters.get(key);
+      if (waiters === undefined) {
+        waiters = new Set();
+        this.#waiters.set(key, waiters);
+      }
+      const set = waiters;
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        set.delete(done);
+        if (set.size === 0 && this.#waiters.get(key) === set) this.#waiters.delete(key);
+        resolve();
+      };
+      // The lease may expire (a crashed request): wake up then so the waiter can take the key over.
+      const timer = setTimeout(done, Math.max(0, entry.leaseExpiresAt - this.#clock()) + 1);
+      timer.unref?.();
+      signal.addEventListener('abort', done, { once: true });
+      set.add(done);
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+    for (const waiters of [...this.#waiters.values()]) for (const wake of [...waiters]) wake();
+    this.#waiters.clear();
+    this.#entries.clear();
+  }
+
+  #wake(key: string): void {
+    const waiters = this.#waiters.get(key);
+    if (waiters === undefined) return;
+    for (const wake of [...waiters]) wake();
+  }
+
+  #makeRoom(now: number): void {
+    if (this.#entries.size < this.maxKeys) return;
+    for (const [key, entry] of this.#entries) {
+      if (this.#entries.size < this.maxKeys) return;
+      const leased = entry.lease !== undefined && entry.leaseExpiresAt > now;
+      if (!leased) this.#entries.delete(key);
+    }
+  }
+}
+
+/** Creates a {@link MemoryIdempotencyStore}. */
+export function memoryIdempotencyStore(options: MemoryIdempotencyStoreOptions = {}): MemoryIdempotencyStore {
+  return new MemoryIdempotencyStore(options);
+}

@@ -1,0 +1,77 @@
+import { InvalidOptionError } from './errors.js';
+
+/** Describes a value for a validation message: `` `0` (number) ``. */
+export function describe(value: unknown): string {
+  if (typeof value === 'function') return `\`${value.name || 'anonymous'}\` (function)`;
+  if (typeof value === 'string') return `\`${JSON.stringify(value)}\` (string)`;
+  if (value === null) return '`null`';
+  if (Array.isArray(value)) return '(array)';
+  if (typeof value === 'object') return '(object)';
+  return `\`${String(value)}\` (${typeof value})`;
+}
+
+/** Throws `InvalidOptionError` naming the option, what was expected and what came. */
+export function fail(option: string, expected: string, value: unknown): never {
+  throw new InvalidOptionError(option, `Expected \`${option}\` to be ${expected}, got ${describe(value)}`);
+}
+
+/** Rejects option keys the entry point does not know: a typo must fail at start-up, not be ignored. */
+export function rejectUnknownKeys(options: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(options)) {
+    if (!known.includes(key)) {
+      throw new InvalidOptionError(
+        key,
+        `Unknown option \`${key}\` for ${where}; expected one of ${known.map((k) => `\`${k}\``).join(', ')}`,
+      );
+    }
+  }
+}
+
+export function checkObject(option: string, value: unknown): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(option, 'an object', value);
+}
+
+export function checkNumber(
+  option: string,
+  value: unknown,
+  min: number,
+  max = Number.POSITIVE_INFINITY,
+): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    const range = max === Number.POSITIVE_INFINITY ? `>= ${min}` : `between ${min} and ${max}`;
+    fail(option, `a finite number ${range}`, value);
+  }
+  return value;
+}
+
+export function checkInteger(
+  option: string,
+  value: unknown,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(option, `an integer between ${min} and ${max}`, value);
+  }
+  return value;
+}
+
+export function checkFunction<T>(option: string, value: unknown): T {
+  if (typeof value !== 'function') fail(option, 'a function', value);
+  return value as T;
+}
+
+export function checkBoolean(option: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') fail(option, 'a boolean', value);
+  return value;
+}
+
+export function checkOneOf<T extends string | number | boolean>(
+  option: string,
+  value: unknown,
+  allowed: readonly T[],
+): T {
+  if (!allowed.includes(value as T))
+    fail(option, `one of ${allowed.map((a) => `\`${String(a)}\``).join(', ')}`, value);
+  return value as T;
+}
