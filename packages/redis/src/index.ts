@@ -1,1 +1,8 @@
-export {};
+export {
+  ClosedError,
+  InvalidOptionError,
+  StoreUnavailableError,
+} from '@floodgate/token-bucket';
+export type { FailMode, RedisClient, RedisStoreOptions } from './options.js';
+export type { DegradedEvent, RecoveredEvent, RedisStoreEvents, RedisStoreStats } from './redis-store.js';
+export { RedisStore, redisStore } from './redis-store.js';

@@ -1,0 +1,248 @@
+import { ClosedError, InvalidOptionError, type StoreDecision } from '@floodgate/token-bucket';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { adminClient, deleteKeys, describeRedis, REDIS_URL, testPrefix } from '../test/redis-available.js';
+import { RedisStore, redisStore } from './redis-store.js';
+
+const prefix = testPrefix('store');
+// A slow refill (1 token per 10 s), so the real time a test takes refills nothing it asserts on.
+const slow = Object.freeze({ capacity: 5, refillPerMs: 0.0001 });
+
+describeRedis('RedisStore against Redis', () => {
+  let admin: Redis;
+  const stores: RedisStore[] = [];
+  const clients: Redis[] = [];
+  let counter = 0;
+
+  /** A store on its own client from the URL, closed after the test. */
+  function store(options: Partial<Parameters<typeof redisStore>[0]> = {}): RedisStore {
+    const created = redisStore({ url: REDIS_URL, prefix, ...options });
+    stores.push(created);
+    return created;
+  }
+  function key(): string {
+    counter += 1;
+    return `k${counter}`;
+  }
+
+  beforeAll(() => {
+    admin = adminClient();
+  });
+  afterEach(async () => {
+    await Promise.all(stores.splice(0).map((created) => created.close()));
+    await Promise.all(clients.splice(0).map((client) => client.quit()));
+  });
+  afterAll(async () => {
+    await deleteKeys(admin, prefix);
+    await admin.quit();
+  });
+
+  it('spends a shared bucket: two stores (two connections) see the same tokens', async () => {
+    const a = store();
+    const b = store();
+    const k = key();
+    const first = await a.consume(k, 3, slow);
+    expect(first).toMatchObject({ allowed: true, limit: 5, remaining: 2, retryAfterMs: 0, waitMs: 0 });
+    const second = await b.consume(k, 3, slow);
+    expect(second.allowed).toBe(false);
+    expect(second.remaining).toBe(2);
+    // 1 token missing at 0.0001/ms: about 10 s (a little less, as time passed).
+    expect(second.retryAfterMs).toBeGreaterThan(9_000);
+    expect(second.retryAfterMs).toBeLessThanOrEqual(10_000);
+    expect(second.resetAfterMs).toBeGreaterThan(29_000);
+    expect((await b.consume(k, 2, slow)).allowed).toBe(true);
+    expect(a.stats()).toMatchObject({ degraded: false, redisDecisions: 1, fallbackDecisions: 0 });
+  });
+
+  it('keys are hash-tagged (one Cluster slot per limiter key) and expire when the bucket is full again', async () => {
+    const s = store();
+    await s.consume('user:42', 2, slow, { operationId: 'op-1' });
+    const keys = await admin.keys(`${prefix}*`);
+    const mine = keys.filter((name) => name.includes('{user:42}'));
+    expect(mine.sort()).toEqual([`${prefix}{user:42}`, `${prefix}{user:42}:op:op-1`]);
+    const ttl = await admin.pttl(`${prefix}{user:42}`);
+    // 2 tokens at 0.0001/ms: 20 s to refill (+1 ms), minus the little time that passed.
+    expect(ttl).toBeGreaterThan(19_000);
+    expect(ttl).toBeLessThanOrEqual(20_001);
+    expect(await admin.pttl(`${prefix}{user:42}:op:op-1`)).toBeGreaterThan(500_000);
+    // A refund that fills the bucket deletes the key: missing means full.
+    await s.refund('user:42', 2, slow);
+    expect(await admin.exists(`${prefix}{user:42}`)).toBe(0);
+  });
+
+  it('reserves future tokens with maxWaitMs; other instances see the debt; refund gives them back', async () => {
+    const a = store();
+    const b = store();
+    const k = key();
+    const spec = { capacity: 2, refillPerMs: 0.001 }; // 1 token / s
+    expect((await a.consume(k, 2, spec)).allowed).toBe(true);
+    const reserved = await a.consume(k, 1, spec, { maxWaitMs: 5_000 });
+    expect(reserved.allowed).toBe(true);
+    expect(reserved.waitMs).toBeGreaterThan(900);
+    expect(reserved.waitMs).toBeLessThanOrEqual(1_000);
+    const tooLong = await b.consume(k, 1, spec, { maxWaitMs: 1_500 });
+    expect(tooLong.allowed).toBe(false);
+    expect(tooLong.retryAfterMs).toBeGreaterThan(1_900);
+    const queued = await b.consume(k, 1, spec, { maxWaitMs: 3_000 });
+    expect(queued.waitMs).toBeGreaterThan(1_900);
+    await a.refund(k, 1, spec);
+    await b.refund(k, 1, spec);
+    const after = await b.consume(k, 1, spec, { maxWaitMs: 3_000 });
+    expect(after.waitMs).toBeGreaterThan(900);
+    expect(after.waitMs).toBeLessThanOrEqual(1_000);
+  });
+
+  it('spends once per operationId, across instances, and answers the first decision again', async () => {
+    const a = store();
+    const b = store();
+    const k = key();
+    const first = await a.consume(k, 2, slow, { operationId: 'pay-1' });
+    const retried = await b.consume(k, 2, slow, { operationId: 'pay-1' });
+    expect(retried).toEqual({ ...first, resetAfterMs: first.resetAfterMs });
+    expect((await a.consume(k, 1, slow)).remaining).toBe(2);
+    // A denied consume spends nothing and is not remembered: the same id may succeed later.
+    const denied = await a.consume(k, 5, slow, { operationId: 'pay-2' });
+    expect(denied.allowed).toBe(false);
+    await a.refund(k, 3, slow);
+    expect((await a.consume(k, 5, slow, { operationId: 'pay-2' })).allowed).toBe(true);
+  });
+
+  it('coalesces concurrent decisions for one key into few script calls, granting exactly the capacity', async () => {
+    const s = store();
+    const k = key();
+    const spec = { capacity: 20, refillPerMs: 0.00001 };
+    const decisions = await Promise.all(Array.from({ length: 60 }, () => s.consume(k, 1, spec)));
+    expect(decisions.filter((decision) => decision.allowed)).toHaveLength(20);
+    const remaining = decisions.filter((d) => d.allowed).map((d) => d.remaining);
+    expect(remaining).toEqual(Array.from({ length: 20 }, (_, index) => 19 - index));
+    expect(s.stats().scriptCalls).toBeLessThan(10);
+    expect(s.stats().redisDecisions).toBe(60);
+  });
+
+  it('without coalescing sends one call per decision, with the same result', async () => {
+    const s = store({ coalesce: false });
+    const k = key();
+    const spec = { capacity: 20, refillPerMs: 0.00001 };
+    const decisions = await Promise.all(Array.from({ length: 60 }, () => s.consume(k, 1, spec)));
+    expect(decisions.filter((decision) => decision.allowed)).toHaveLength(20);
+    expect(s.stats().scriptCalls).toBe(60);
+  });
+
+  it('keeps batches within maxBatch and mixes refunds in order', async () => {
+    const s = store({ maxBatch: 4 });
+    const k = key();
+    const spec = { capacity: 3, refillPerMs: 0.00001 };
+    const calls: Promise<StoreDecision | undefined>[] = [];
+    for (let index = 0; index < 12; index += 1) {
+      calls.push(s.consume(k, 1, spec));
+      if (index % 3 === 2) calls.push(s.refund(k, 1, spec).then(() => undefined));
+    }
+    const decisions = (await Promise.all(calls)).filter((d) => d !== undefined);
+    // 3 up front, then one more after each of the 4 refunds that follow a consume: 3 + 3 (the last refund
+    // comes after the last consume).
+    expect(decisions.filter((d) => d.allowed)).toHaveLength(6);
+    expect(s.stats().scriptCalls).toBeGreaterThanOrEqual(4);
+  });
+
+  it('works on a client with auto-pipelining (many keys in one tick) and leaves a passed client open', async () => {
+    const client = new Redis(REDIS_URL, { enableAutoPipelining: true, enableOfflineQueue: false });
+    clients.push(client);
+    const s = new RedisStore({ client, prefix });
+    const keys = Array.from({ length: 40 }, () => key());
+    const decisions = await Promise.all(keys.flatMap((k) => [s.consume(k, 3, slow), s.consume(k, 3, slow)]));
+    expect(decisions.filter((decision) => decision.allowed)).toHaveLength(40);
+    await s.close();
+    expect(client.status).toBe('ready');
+    expect(await client.ping()).toBe('PONG');
+  });
+
+  it("decides on the Redis server's clock: the client's clock jumping an hour refills nothing", async () => {
+    const s = store();
+    const k = key();
+    expect((await s.consume(k, 5, slow)).allowed).toBe(true);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 3_600_000);
+      expect((await s.consume(k, 1, slow)).allowed).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('validates each call, naming the argument', async () => {
+    const s = store();
+    const cases: [() => Promise<unknown>, string][] = [
+      [() => s.consume('', 1, slow), 'key'],
+      [() => s.consume('}x', 1, slow), 'key'],
+      [() => s.consume(42 as unknown as string, 1, slow), 'key'],
+      [() => s.consume('k', 0, slow), 'cost'],
+      [() => s.consume('k', Number.NaN, slow), 'cost'],
+      [() => s.consume('k', 1, { capacity: 0.5, refillPerMs: 1 }), 'spec.capacity'],
+      [() => s.consume('k', 1, { capacity: 1, refillPerMs: 0 }), 'spec.refillPerMs'],
+      [() => s.consume('k', 1, null as never), 'spec'],
+      [() => s.consume('k', 1, slow, { maxWaitMs: -1 }), 'maxWaitMs'],
+      [() => s.consume('k', 1, slow, { operationId: '' }), 'operationId'],
+      [() => s.refund('', 1, slow), 'key'],
+      [() => s.refund('k', -1, slow), 'cost'],
+    ];
+    for (const [call, option] of cases) {
+      const error = await call().catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(InvalidOptionError);
+      expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option });
+    }
+  });
+
+  it('rejects consumes after close with ClosedError, ignores refunds, and closes its own client', async () => {
+    const s = store();
+    await s.consume(key(), 1, slow);
+    await s.close();
+    await expect(s.consume('k', 1, slow)).rejects.toBeInstanceOf(ClosedError);
+    await expect(s.consume('k', 1, slow)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await expect(s.refund('k', 1, slow)).resolves.toBeUndefined();
+    expect(['end', 'close']).toContain(s.client.status);
+    await s.close();
+  });
+});
+
+describe('redisStore options (no Redis needed)', () => {
+  const bad: [unknown, string][] = [
+    [undefined, 'options'],
+    [{}, 'client'],
+    [{ url: 'redis://x', client: {} }, 'client'],
+    [{ client: {} }, 'client'],
+    [{ url: 42 }, 'url'],
+    [{ url: 'not a url' }, 'url'],
+    [{ url: 'http://127.0.0.1:6379' }, 'url'],
+    [{ url: 'redis://127.0.0.1:6379/abc' }, 'url'],
+    [{ url: 'redis://127.0.0.1', prefix: 'a{b' }, 'prefix'],
+    [{ url: 'redis://127.0.0.1', prefix: 7 }, 'prefix'],
+    [{ url: 'redis://127.0.0.1', failMode: 'open' }, 'failMode'],
+    [{ url: 'redis://127.0.0.1', timeoutMs: 0 }, 'timeoutMs'],
+    [{ url: 'redis://127.0.0.1', timeoutMs: 1.5 }, 'timeoutMs'],
+    [{ url: 'redis://127.0.0.1', operationTtlMs: -1 }, 'operationTtlMs'],
+    [{ url: 'redis://127.0.0.1', probeIntervalMs: Number.NaN }, 'probeIntervalMs'],
+    [{ url: 'redis://127.0.0.1', coalesce: 'yes' }, 'coalesce'],
+    [{ url: 'redis://127.0.0.1', maxBatch: 0 }, 'maxBatch'],
+    [{ url: 'redis://127.0.0.1', heartbeatIntervalMs: 1 }, 'heartbeatIntervalMs'],
+    [{ url: 'redis://127.0.0.1', maxLocalKeys: 0 }, 'maxLocalKeys'],
+    [{ url: 'redis://127.0.0.1', redisOptions: 'tls' }, 'redisOptions'],
+    [{ url: 'redis://127.0.0.1', limit: 5 }, 'limit'],
+  ];
+  it.each(bad)('rejects %o naming `%s`', (options, option) => {
+    let caught: unknown;
+    try {
+      redisStore(options as never);
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(InvalidOptionError);
+    expect(caught).toMatchObject({ code: 'ERR_INVALID_OPTION', option });
+    expect((caught as Error).message).toMatch(/^Expected `/);
+  });
+
+  it('says what it expected and what came', () => {
+    expect(() => redisStore({ url: 'redis://127.0.0.1', timeoutMs: 0 })).toThrow(
+      'Expected `timeoutMs` to be an integer from 1 to 60000, got `0` (number)',
+    );
+  });
+});

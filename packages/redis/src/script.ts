@@ -1,0 +1,177 @@
+import { createHash } from 'node:crypto';
+import type { BucketSpec, StoreDecision } from '@floodgate/token-bucket';
+
+/**
+ * The token-bucket script. One call applies a batch of operations on ONE bucket, in order, atomically,
+ * at the Redis server's clock (`TIME`), so clocks that disagree across machines do not matter.
+ *
+ * Why a token bucket (tokens + timestamp) and not GCRA (one "theoretical arrival time"): both are the same
+ * bucket (tokens = capacity - (tat - now) * rate), but storing tokens keeps the Redis state identical to
+ * the in-process bucket of `@floodgate/token-bucket`, so a decision does not change when a limiter moves
+ * from the memory store to Redis, and the script can be checked against the same reference model.
+ * Reservations are simply negative tokens (debt); a refund adds tokens back, capped at capacity.
+ *
+ * Layout: KEYS[1] is a hash { t = tokens, ts = server ms of t }. A missing key is a full bucket: the key
+ * is deleted when full and otherwise expires when it would be full again. KEYS[2..] are operation records
+ * (idempotent spending), plain strings with their own TTL. Every key carries the same hash tag, so a call
+ * touches one Cluster slot.
+ *
+ * ARGV: capacity, refillPerMs, operation TTL (ms), now ('' = server TIME; set only by the semantics tests),
+ * then 4 per operation: kind ('c' consume, 'r' refund), cost, maxWaitMs, index in KEYS of the operation
+ * record (0 = none). Reply: 5 values per consume (refunds answer nothing): allowed (0/1), remaining,
+ * retryAfterMs, resetAfterMs, waitMs; the last three as strings because Redis truncates Lua numbers to
+ * integers, and retryAfterMs '-1' means "never" (cost above capacity).
+ */
+export const BUCKET_SCRIPT = `local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2])
+local now
+if ARGV[4] == '' then
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000
+else
+  now = tonumber(ARGV[4])
+end
+local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = capacity
+local ts = now
+if state[1] then
+  tokens = tonumber(state[1])
+  ts = tonumber(state[2])
+  if now > ts then
+    tokens = tokens + (now - ts) * rate
+    ts = now
+  end
+  if tokens > capacity then tokens = capacity end
+end
+local fmt = '%.17g'
+local out = {}
+local changed = false
+for i = 5, #ARGV, 4 do
+  local cost = tonumber(ARGV[i + 1])
+  if ARGV[i] == 'r' then
+    tokens = tokens + cost
+    if tokens > capacity then tokens = capacity end
+    changed = true
+  else
+    local record = nil
+    local opIndex = tonumber(ARGV[i + 3])
+    if opIndex > 0 then record = redis.call('GET', KEYS[opIndex]) end
+    if record then
+      local remaining, reset, readyAt = string.match(record, '^(%S+) (%S+) (%S+)$')
+      local wait = tonumber(readyAt) - now
+      if wait < 0 then wait = 0 end
+      out[#out + 1] = 1
+      out[#out + 1] = tonumber(remaining)
+      out[#out + 1] = '0'
+      out[#out + 1] = reset
+      out[#out + 1] = string.format(fmt, wait)
+    else
+      local allowed = 0
+      local wait = 0
+      local retry = 0
+      if tokens >= cost then
+        allowed = 1
+      else
+        wait = (cost - tokens) / rate
+        if cost <= capacity and wait <= tonumber(ARGV[i + 2]) then
+          allowed = 1
+        elseif cost > capacity then
+          retry = -1
+        else
+          retry = wait
+        end
+      end
+      if allowed == 1 then
+        tokens = tokens - cost
+        changed = true
+      else
+        wait = 0
+      end
+      local remaining = 0
+      if tokens >= 1 then remaining = math.floor(tokens) end
+      local reset = string.format(fmt, (capacity - tokens) / rate)
+      out[#out + 1] = allowed
+      out[#out + 1] = remaining
+      out[#out + 1] = string.format(fmt, retry)
+      out[#out + 1] = reset
+      out[#out + 1] = string.format(fmt, wait)
+      if allowed == 1 and opIndex > 0 then
+        redis.call('SET', KEYS[opIndex], remaining .. ' ' .. reset .. ' ' .. string.format(fmt, now + wait), 'PX', ARGV[3])
+      end
+    end
+  end
+end
+if changed then
+  if tokens >= capacity then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('HSET', KEYS[1], 't', string.format(fmt, tokens), 'ts', string.format(fmt, ts))
+    redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil((capacity - tokens) / rate) + 1))
+  end
+end
+return out
+`;
+
+/**
+ * Heartbeats of live store instances (for the local fallback's share of the limit). A sorted set of
+ * instance ids scored by the server time of their last beat; stale members are dropped on every beat.
+ * ARGV: instance id, ttl ms. Reply: the number of live instances, this one included.
+ */
+export const HEARTBEAT_SCRIPT = `local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], string.format('%d', now), ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%d', now - ttl))
+redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl * 2))
+return redis.call('ZCARD', KEYS[1])
+`;
+
+/** The SHA1 a script is cached under by `SCRIPT LOAD`, for `EVALSHA`. */
+export function scriptSha(lua: string): string {
+  return createHash('sha1').update(lua).digest('hex');
+}
+
+/** One operation of a batch. */
+export type BucketOperation =
+  | { readonly kind: 'consume'; readonly cost: number; readonly maxWaitMs: number; readonly opKey?: string }
+  | { readonly kind: 'refund'; readonly cost: number };
+
+/**
+ * Builds the `KEYS` and `ARGV` of one script call. `now` is only for the semantics tests (a server-side
+ * clock the test controls); production calls leave it undefined so the script reads `TIME`.
+ */
+export function encodeBatch(
+  bucketKey: string,
+  spec: BucketSpec,
+  operationTtlMs: number,
+  operations: readonly BucketOperation[],
+  now?: number,
+): { keys: string[]; args: (string | number)[] } {
+  const keys = [bucketKey];
+  const args: (string | number)[] = [spec.capacity, spec.refillPerMs, operationTtlMs, now ?? ''];
+  for (const operation of operations) {
+    if (operation.kind === 'refund') {
+      args.push('r', operation.cost, 0, 0);
+    } else if (operation.opKey === undefined) {
+      args.push('c', operation.cost, operation.maxWaitMs, 0);
+    } else {
+      keys.push(operation.opKey);
+      args.push('c', operation.cost, operation.maxWaitMs, keys.length);
+    }
+  }
+  return { keys, args };
+}
+
+/** Reads the decision of the `index`-th consume of a batch out of the script's flat reply. */
+export function decodeDecision(reply: readonly unknown[], index: number, capacity: number): StoreDecision {
+  const at = index * 5;
+  const retry = Number(reply[at + 2]);
+  return {
+    allowed: reply[at] === 1,
+    limit: capacity,
+    remaining: Number(reply[at + 1]),
+    retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
+    resetAfterMs: Number(reply[at + 3]),
+    waitMs: Number(reply[at + 4]),
+  };
+}
