@@ -1,0 +1,1191 @@
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { tokenBucket } from '@floodgate/token-bucket';
+import type { Dispatcher } from 'undici';
+import { Pool } from 'undici';
+import { fullJitter, serverDelay } from './backoff.js';
+import { classifyError, errorCode, errorRetryAfterMs, LOCAL_REJECTION_CODES } from './classify.js';
+import {
+  AttemptError,
+  ClientClosedError,
+  InvalidOptionError,
+  PaymentMismatchError,
+  PaymentRetryError,
+} from './errors.js';
+import type { ChargeInput, ChargeResult, GatewayAdapter, GatewayRequest, StatusResult } from './gateway.js';
+import { assertIdempotencyKey, deriveIdempotencyKey } from './idempotency-key.js';
+import type { PaymentLedger, PaymentRecord } from './ledger.js';
+import { checkOptions, finiteAtLeast, integerAtLeast } from './options.js';
+import { SqliteLedger } from './sqlite-ledger.js';
+import type {
+  DeclinedOutcome,
+  PaidOutcome,
+  PaymentClientEvents,
+  PaymentClientMetrics,
+  PaymentIntent,
+  PaymentOutcome,
+  PayOptions,
+  PendingOutcome,
+  PendingReason,
+  RecoverySummary,
+} from './types.js';
+
+/**
+ * Anything that admits calls to the bank, like @floodgate/token-bucket's `Gate`: runs `fn` when it may
+ * go, or rejects with a `code` of `ERR_QUEUE_FULL` / `ERR_RATE_LIMITED` (and `retryAfterMs`) without
+ * running it.
+ */
+export interface Limiter {
+  run<T>(fn: (signal: AbortSignal) => Promise<T>, options?: { signal?: AbortSignal }): Promise<T>;
+}
+
+/**
+ * Anything that fails fast when the bank is sick, like @floodgate/circuit-breaker's `CircuitBreaker`:
+ * rejects with `code: 'ERR_CIRCUIT_OPEN'` (and `retryAfterMs`) without running `fn` while open.
+ */
+export interface Breaker {
+  execute<T>(
+    fn: (context: { signal: AbortSignal }) => Promise<T>,
+    options?: { signal?: AbortSignal },
+  ): Promise<T>;
+}
+
+/**
+ * Tokens that retries spend, like @floodgate/token-bucket's `TokenBucket` (its `tryTake`/`refund`).
+ */
+export interface RetryBudget {
+  tryTake(cost: number): { readonly allowed: boolean; readonly remaining: number };
+  refund(amount: number): void;
+}
+
+/** Retry policy. */
+export interface RetryOptions {
+  /** Most requests to the bank (charges and status queries) within one `pay()`. @default 10 */
+  readonly maxAttempts?: number;
+  /** Full-jitter base: the first retry waits up to this long, each next one up to twice as long. @default 50 */
+  readonly baseDelayMs?: number;
+  /** Full-jitter cap. @default 2000 */
+  readonly maxDelayMs?: number;
+  /** The longest `Retry-After` honoured; longer asks end the call as `pending`. @default 30000 */
+  readonly maxRetryAfterMs?: number;
+  /**
+   * The gateway's retry budget (AWS SDK "standard" style): each retry costs `retryCost`, a retry after
+   * a timeout or a lost answer `timeoutRetryCost`; a payment settled on its first request gives back
+   * `successReward`, one settled after retries gives back its last retry's cost; no tokens, no retry
+   * (the payment stays `pending` and the reconciler retries slowly). Retries after a local refusal
+   * (open breaker, full gate) cost nothing: those never reached the bank. `false` disables it.
+   * @default tokenBucket({ capacity: 500, refillRate: 1 }) from @floodgate/token-bucket
+   */
+  readonly budget?: RetryBudget | false;
+  /** @default 5 */
+  readonly retryCost?: number;
+  /** @default 10 */
+  readonly timeoutRetryCost?: number;
+  /** @default 1 */
+  readonly successReward?: number;
+}
+
+/** Timeouts, in ms. */
+export interface TimeoutOptions {
+  /** TCP (and TLS) connect. @default 3000 */
+  readonly connectMs?: number;
+  /** From the request's end to the response headers. @default 10000 */
+  readonly headersMs?: number;
+  /** Between two chunks of the response body. @default 10000 */
+  readonly bodyMs?: number;
+  /** The whole `pay()`: past it the payment is `pending`. @default 30000 */
+  readonly paymentMs?: number;
+}
+
+/** The undici Pool the client keeps for the gateway's origin. */
+export interface PoolOptions {
+  /** Most sockets to the gateway. @default 64 */
+  readonly connections?: number;
+  /** Idle keep-alive sockets are closed after this long (server hints may shorten it). @default 10000 */
+  readonly keepAliveTimeoutMs?: number;
+}
+
+/** Background reconciliation of pending payments. */
+export interface ReconcileOptions {
+  /** First wait before a pending payment is tried again. @default 1000 */
+  readonly intervalMs?: number;
+  /** The wait doubles up to this. @default 60000 */
+  readonly maxIntervalMs?: number;
+  /** Payments reconciled at the same time. @default 8 */
+  readonly concurrency?: number;
+  /** Deadline of one reconciliation try. @default 10000 */
+  readonly deadlineMs?: number;
+}
+
+/** Options of {@link createPaymentClient}. */
+export interface PaymentClientOptions {
+  /** The bank: an adapter such as `ietfGateway({ origin })`. Required. */
+  readonly gateway: GatewayAdapter;
+  /**
+   * Where payments are recorded before anything is sent: a {@link PaymentLedger}, or a file path for a
+   * SQLite ledger that the client opens and closes. Required.
+   */
+  readonly ledger: PaymentLedger | string;
+  /** Scopes derived keys and order ids. @default 'default' */
+  readonly merchant?: string;
+  /** Admission before a request leaves (flow limit, concurrency), e.g. a token-bucket `gate()`. @default none */
+  readonly limiter?: Limiter;
+  /** Fails fast while the bank is sick, e.g. a `circuitBreaker()`. @default none */
+  readonly breaker?: Breaker;
+  /** @default see RetryOptions */
+  readonly retry?: RetryOptions;
+  /** @default see TimeoutOptions */
+  readonly timeouts?: TimeoutOptions;
+  /** @default see PoolOptions */
+  readonly pool?: PoolOptions;
+  /**
+   * Send through this undici dispatcher (an Agent, a MockAgent, a proxy) instead of an own Pool. The
+   * client does not close it. @default an own Pool per `pool`
+   */
+  readonly dispatcher?: Dispatcher;
+  /** `false` turns the background reconciler off (`reconcileNow()` still works). @default see ReconcileOptions */
+  readonly reconcile?: ReconcileOptions | false;
+  /** Monotonic ms clock, for deadlines. @default performance.now */
+  readonly clock?: () => number;
+  /** Uniform [0, 1), for jitter. @default Math.random */
+  readonly random?: () => number;
+}
+
+const OPTION_KEYS = [
+  'gateway',
+  'ledger',
+  'merchant',
+  'limiter',
+  'breaker',
+  'retry',
+  'timeouts',
+  'pool',
+  'dispatcher',
+  'reconcile',
+  'clock',
+  'random',
+] as const;
+const RETRY_KEYS = [
+  'maxAttempts',
+  'baseDelayMs',
+  'maxDelayMs',
+  'maxRetryAfterMs',
+  'budget',
+  'retryCost',
+  'timeoutRetryCost',
+  'successReward',
+] as const;
+const TIMEOUT_KEYS = ['connectMs', 'headersMs', 'bodyMs', 'paymentMs'] as const;
+const POOL_KEYS = ['connections', 'keepAliveTimeoutMs'] as const;
+const RECONCILE_KEYS = ['intervalMs', 'maxIntervalMs', 'concurrency', 'deadlineMs'] as const;
+
+/** What one request to the bank came to. */
+type Step =
+  | { readonly type: 'charge'; readonly result: ChargeResult; readonly statusCode: number }
+  | { readonly type: 'status'; readonly result: StatusResult; readonly statusCode: number }
+  | {
+      readonly type: 'error';
+      readonly outcome: 'not_sent' | 'unknown';
+      readonly code: string | undefined;
+      readonly retryAfterMs: number | undefined;
+      readonly local: boolean;
+    };
+
+interface InFlight {
+  readonly fingerprint: string;
+  readonly promise: Promise<PaymentOutcome>;
+}
+
+interface NormalizedIntent {
+  readonly orderId: string;
+  readonly amount: number;
+  readonly currency: string;
+  readonly payer: string;
+  /** Canonical JSON. */
+  readonly fields: string;
+  readonly merchant: string;
+  readonly idempotencyKey: string | undefined;
+  readonly scope: string;
+  readonly fingerprint: string;
+}
+
+interface PendingEntry {
+  idempotencyKey: string;
+  scope: string;
+  fingerprint: string;
+  nextAt: number;
+  delayMs: number;
+}
+
+const scopeOf = (merchant: string, orderId: string): string => JSON.stringify([merchant, orderId]);
+
+/** JSON with object keys sorted at every level, so equal fields always compare equal. */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, inner: unknown) => {
+    if (inner === null || typeof inner !== 'object' || Array.isArray(inner)) return inner;
+    const sorted: Record<string, unknown> = {};
+    for (const key of Object.keys(inner).sort()) sorted[key] = (inner as Record<string, unknown>)[key];
+    return sorted;
+  });
+}
+
+const fingerprintOf = (amount: number, currency: string, payer: string, fields: string): string =>
+  `${amount}\u0000${currency}\u0000${payer}\u0000${fields}`;
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function functionOption(name: string, value: unknown, method: string): void {
+  if (value !== undefined && (!isObject(value) || typeof value[method] !== 'function')) {
+    throw new InvalidOptionError(name, `an object with a ${method}() method`, value);
+  }
+}
+
+/**
+ * An HTTP client for money-moving calls that charges every payment exactly once: a durable idempotency
+ * key per order, written to the ledger before the first request and sent on every retry; attempts
+ * classified as not sent / sent without answer / answered; full-jitter backoff under a retry budget;
+ * `pending` (never "failed") while the bank's answer is unknown, and reconciliation until it is known.
+ *
+ * @example
+ * const client = createPaymentClient({ gateway: ietfGateway({ origin: bank.url }), ledger: 'payments.db' });
+ * const outcome = await client.pay({ orderId: 'o-42', amount: 1250, currency: 'EUR', payer: 'tok_ok' });
+ * if (outcome.status === 'paid') console.log(outcome.reference);
+ * await client.close();
+ */
+export class PaymentClient extends EventEmitter<PaymentClientEvents> {
+  readonly gateway: GatewayAdapter;
+  readonly ledger: PaymentLedger;
+  readonly #merchant: string;
+  readonly #limiter: Limiter | undefined;
+  readonly #breaker: Breaker | undefined;
+  readonly #budget: RetryBudget | undefined;
+  readonly #ownsBudget: boolean;
+  readonly #ownsLedger: boolean;
+  readonly #dispatcher: Dispatcher;
+  readonly #ownsDispatcher: boolean;
+  readonly #clock: () => number;
+  readonly #random: () => number;
+  readonly #retry: Required<Omit<RetryOptions, 'budget'>>;
+  readonly #timeouts: Required<TimeoutOptions>;
+  readonly #reconcile: Required<ReconcileOptions>;
+  readonly #reconcileInBackground: boolean;
+  readonly #inFlight = new Map<string, InFlight>();
+  readonly #controllers = new Set<AbortController>();
+  readonly #pending = new Map<string, PendingEntry>();
+  #reconcileTimer: NodeJS.Timeout | undefined;
+  #reconcileRunning: Promise<unknown> | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  #budgetRemaining: number | undefined;
+  readonly #counters = {
+    notSent: 0,
+    sentNoResponse: 0,
+    responded: 0,
+    retries: 0,
+    paid: 0,
+    declined: 0,
+    pending: 0,
+    coalesced: 0,
+    resolved: 0,
+    latencyMsTotal: 0,
+    latencyMsMax: 0,
+  };
+
+  /** @throws {InvalidOptionError} for a missing, malformed or unknown option. */
+  constructor(options: PaymentClientOptions) {
+    super();
+    checkOptions('options', options, OPTION_KEYS);
+    const { gateway } = options;
+    if (
+      !isObject(gateway) ||
+      typeof gateway.chargeRequest !== 'function' ||
+      typeof gateway.parseCharge !== 'function' ||
+      typeof gateway.origin !== 'string'
+    ) {
+      throw new InvalidOptionError('gateway', 'a gateway adapter (e.g. ietfGateway({ origin }))', gateway);
+    }
+    if ((typeof gateway.statusRequest === 'function') !== (typeof gateway.parseStatus === 'function')) {
+      throw new InvalidOptionError(
+        'gateway',
+        'an adapter with both statusRequest and parseStatus, or neither',
+        gateway,
+      );
+    }
+    this.gateway = gateway;
+
+    if (typeof options.ledger === 'string') {
+      this.ledger = new SqliteLedger({ path: options.ledger });
+      this.#ownsLedger = true;
+    } else {
+      const { ledger } = options;
+      for (const method of [
+        'latest',
+        'get',
+        'create',
+        'transition',
+        'recordAttempt',
+        'unresolved',
+      ] as const) {
+        if (!isObject(ledger) || typeof ledger[method] !== 'function') {
+          throw new InvalidOptionError('ledger', 'a PaymentLedger or a SQLite file path', ledger);
+        }
+      }
+      this.ledger = ledger;
+      this.#ownsLedger = false;
+    }
+
+    this.#merchant = options.merchant ?? 'default';
+    if (typeof this.#merchant !== 'string' || this.#merchant === '') {
+      throw new InvalidOptionError('merchant', 'a non-empty string', options.merchant);
+    }
+    functionOption('limiter', options.limiter, 'run');
+    functionOption('breaker', options.breaker, 'execute');
+    this.#limiter = options.limiter;
+    this.#breaker = options.breaker;
+
+    const retry = options.retry ?? {};
+    checkOptions('retry', retry, RETRY_KEYS);
+    this.#retry = {
+      maxAttempts: integerAtLeast('retry.maxAttempts', retry.maxAttempts, 1, 10),
+      baseDelayMs: finiteAtLeast('retry.baseDelayMs', retry.baseDelayMs, 0, 50),
+      maxDelayMs: finiteAtLeast('retry.maxDelayMs', retry.maxDelayMs, 0, 2000),
+      maxRetryAfterMs: finiteAtLeast('retry.maxRetryAfterMs', retry.maxRetryAfterMs, 0, 30_000),
+      retryCost: finiteAtLeast('retry.retryCost', retry.retryCost, 0, 5),
+      timeoutRetryCost: finiteAtLeast('retry.timeoutRetryCost', retry.timeoutRetryCost, 0, 10),
+      successReward: finiteAtLeast('retry.successReward', retry.successReward, 0, 1),
+    };
+    if (retry.budget === false) {
+      this.#budget = undefined;
+      this.#ownsBudget = false;
+    } else if (retry.budget === undefined) {
+      this.#budget = tokenBucket({ capacity: 500, refillRate: 1 });
+      this.#ownsBudget = true;
+    } else {
+      functionOption('retry.budget', retry.budget, 'tryTake');
+      functionOption('retry.budget', retry.budget, 'refund');
+      this.#budget = retry.budget;
+      this.#ownsBudget = false;
+    }
+
+    const timeouts = options.timeouts ?? {};
+    checkOptions('timeouts', timeouts, TIMEOUT_KEYS);
+    this.#timeouts = {
+      connectMs: finiteAtLeast('timeouts.connectMs', timeouts.connectMs, 1, 3000),
+      headersMs: finiteAtLeast('timeouts.headersMs', timeouts.headersMs, 1, 10_000),
+      bodyMs: finiteAtLeast('timeouts.bodyMs', timeouts.bodyMs, 1, 10_000),
+      paymentMs: finiteAtLeast('timeouts.paymentMs', timeouts.paymentMs, 1, 30_000),
+    };
+
+    const reconcile = options.reconcile === false ? {} : (options.reconcile ?? {});
+    checkOptions('reconcile', reconcile, RECONCILE_KEYS);
+    this.#reconcileInBackground = options.reconcile !== false;
+    this.#reconcile = {
+      intervalMs: finiteAtLeast('reconcile.intervalMs', reconcile.intervalMs, 1, 1000),
+      maxIntervalMs: finiteAtLeast('reconcile.maxIntervalMs', reconcile.maxIntervalMs, 1, 60_000),
+      concurrency: integerAtLeast('reconcile.concurrency', reconcile.concurrency, 1, 8),
+      deadlineMs: finiteAtLeast('reconcile.deadlineMs', reconcile.deadlineMs, 1, 10_000),
+    };
+
+    if (options.clock !== undefined && typeof options.clock !== 'function') {
+      throw new InvalidOptionError('clock', 'a function', options.clock);
+    }
+    if (options.random !== undefined && typeof options.random !== 'function') {
+      throw new InvalidOptionError('random', 'a function', options.random);
+    }
+    this.#clock = options.clock ?? (() => performance.now());
+    this.#random = options.random ?? Math.random;
+
+    const pool = options.pool ?? {};
+    checkOptions('pool', pool, POOL_KEYS);
+    const connections = integerAtLeast('pool.connections', pool.connections, 1, 64);
+    const keepAliveTimeout = finiteAtLeast('pool.keepAliveTimeoutMs', pool.keepAliveTimeoutMs, 1, 10_000);
+    if (options.dispatcher !== undefined) {
+      functionOption('dispatcher', options.dispatcher, 'request');
+      this.#dispatcher = options.dispatcher;
+      this.#ownsDispatcher = false;
+    } else {
+      this.#dispatcher = new Pool(gateway.origin, {
+        connections,
+        keepAliveTimeout,
+        connectTimeout: this.#timeouts.connectMs,
+        headersTimeout: this.#timeouts.headersMs,
+        bodyTimeout: this.#timeouts.bodyMs,
+        pipelining: 1,
+      });
+      this.#ownsDispatcher = true;
+    }
+  }
+
+  /**
+   * Pays an order. Resolves `paid` (with the bank's reference), `declined` (with the reason) or
+   * `pending` (the bank may have charged; reconciliation continues). Concurrent calls for the same order
+   * share one bank call. Paying an order already paid answers `paid` without a request; paying an order
+   * whose last payment was declined starts a new one (a new generation, a new key).
+   *
+   * @example
+   * const outcome = await client.pay({ orderId: 'o-42', amount: 1250, currency: 'EUR', payer: 'tok_ok' });
+   * @throws {InvalidOptionError} (as a rejection) for a malformed intent.
+   * @throws {PaymentMismatchError} when the order is in flight or paid with another amount, currency, payer or fields.
+   * @throws {IdempotencyKeyInvalidError} when a caller-given key breaks the gateway's limits.
+   * @throws {ClientClosedError} after `close()`.
+   */
+  pay(intent: PaymentIntent, options: PayOptions = {}): Promise<PaymentOutcome> {
+    try {
+      if (this.#closed) throw new ClientClosedError();
+      const normalized = this.#normalize(intent);
+      const deadlineMs = finiteAtLeast('deadlineMs', options.deadlineMs, 1, this.#timeouts.paymentMs);
+      const existing = this.#inFlight.get(normalized.scope);
+      if (existing !== undefined) {
+        if (existing.fingerprint !== normalized.fingerprint) {
+          throw new PaymentMismatchError(
+            `Order ${JSON.stringify(normalized.orderId)} is being paid with another amount, currency, payer or fields`,
+            normalized.orderId,
+            normalized.idempotencyKey ?? '',
+          );
+        }
+        this.#counters.coalesced++;
+        return existing.promise;
+      }
+      return this.#track(normalized.scope, normalized.fingerprint, () =>
+        this.#begin(normalized, deadlineMs, options.signal),
+      );
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /**
+   * After a restart: finds every payment the ledger holds unresolved (created, sending, unknown,
+   * reconciling) and drives each to `paid` or `declined` with its original key. Those whose outcome is
+   * still unknown when their try ends are handed to the background reconciler.
+   *
+   * @example
+   * const summary = await client.recover(); // { found: 3, paid: 2, declined: 1, pending: 0 }
+   * @throws {ClientClosedError} after `close()`.
+   */
+  async recover(): Promise<RecoverySummary> {
+    if (this.#closed) throw new ClientClosedError();
+    const records = await this.ledger.unresolved();
+    const outcomes = await this.#mapLimit(records, this.#reconcile.concurrency, (record) =>
+      this.#resume(record, this.#reconcile.deadlineMs),
+    );
+    let paid = 0;
+    let declined = 0;
+    let pending = 0;
+    for (const outcome of outcomes) {
+      if (outcome.status === 'paid') paid++;
+      else if (outcome.status === 'declined') declined++;
+      else pending++;
+    }
+    return { found: records.length, paid, declined, pending };
+  }
+
+  /**
+   * Runs one reconciliation pass now over every pending payment of this client (not only those due),
+   * and answers how many were settled and how many remain pending.
+   */
+  async reconcileNow(): Promise<{ readonly resolved: number; readonly pending: number }> {
+    return this.#reconcilePass(false);
+  }
+
+  /** Pending payments this client is reconciling. */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  /** The ledger's view of an order's latest payment. */
+  async lookup(orderId: string, merchant = this.#merchant): Promise<PaymentRecord | undefined> {
+    return this.ledger.latest(scopeOf(merchant, orderId));
+  }
+
+  /** Counters since the client started. */
+  metrics(): PaymentClientMetrics {
+    const c = this.#counters;
+    return {
+      attempts: { notSent: c.notSent, sentNoResponse: c.sentNoResponse, responded: c.responded },
+      retries: c.retries,
+      outcomes: { paid: c.paid, declined: c.declined, pending: c.pending },
+      coalesced: c.coalesced,
+      outcomeUnknown: this.#pending.size,
+      retryBudgetRemaining: this.#budgetRemaining,
+      reconciliation: {
+        resolved: c.resolved,
+        latencyMsTotal: c.latencyMsTotal,
+        latencyMsMax: c.latencyMsMax,
+      },
+    };
+  }
+
+  /**
+   * Stops the reconciler, ends the calls in flight as `pending` (their payments stay in the ledger for
+   * `recover()`), closes the Pool, and the ledger and budget when the client made them. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#reconcileTimer);
+    this.#reconcileTimer = undefined;
+    for (const controller of this.#controllers) controller.abort(new ClientClosedError());
+    await Promise.allSettled([...this.#inFlight.values()].map((entry) => entry.promise));
+    await this.#reconcileRunning;
+    this.#pending.clear();
+    if (this.#ownsDispatcher) await this.#dispatcher.close();
+    if (this.#ownsLedger) await this.ledger.close();
+    if (this.#ownsBudget) (this.#budget as { close?: () => void }).close?.();
+  }
+
+  #normalize(intent: PaymentIntent): NormalizedIntent {
+    if (!isObject(intent)) throw new InvalidOptionError('intent', 'an object', intent);
+    const { orderId, amount, currency, payer, fields, merchant = this.#merchant, idempotencyKey } = intent;
+    if (typeof orderId !== 'string' || orderId === '' || orderId.length > 255) {
+      throw new InvalidOptionError('intent.orderId', 'a string of 1..255 characters', orderId);
+    }
+    if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount <= 0) {
+      throw new InvalidOptionError('intent.amount', 'an integer > 0 (minor units)', amount);
+    }
+    if (typeof currency !== 'string' || !/^[A-Za-z]{3}$/.test(currency)) {
+      throw new InvalidOptionError('intent.currency', 'a three-letter ISO 4217 code', currency);
+    }
+    if (typeof payer !== 'string' || payer === '') {
+      throw new InvalidOptionError('intent.payer', 'a non-empty string', payer);
+    }
+    if (fields !== undefined && !isObject(fields)) {
+      throw new InvalidOptionError('intent.fields', 'a plain object', fields);
+    }
+    if (typeof merchant !== 'string' || merchant === '') {
+      throw new InvalidOptionError('intent.merchant', 'a non-empty string', merchant);
+    }
+    if (idempotencyKey !== undefined) assertIdempotencyKey(idempotencyKey, this.gateway.maxKeyLength);
+    const upper = currency.toUpperCase();
+    const fieldsJson = canonicalJson(fields ?? {});
+    return {
+      orderId,
+      amount,
+      currency: upper,
+      payer,
+      fields: fieldsJson,
+      merchant,
+      idempotencyKey,
+      scope: scopeOf(merchant, orderId),
+      fingerprint: fingerprintOf(amount, upper, payer, fieldsJson),
+    };
+  }
+
+  #track(scope: string, fingerprint: string, run: () => Promise<PaymentOutcome>): Promise<PaymentOutcome> {
+    const promise = run().finally(() => {
+      if (this.#inFlight.get(scope)?.promise === promise) this.#inFlight.delete(scope);
+    });
+    this.#inFlight.set(scope, { fingerprint, promise });
+    return promise;
+  }
+
+  async #begin(
+    intent: NormalizedIntent,
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<PaymentOutcome> {
+    // Two rounds: a lost race for the insert (another process created this generation) re-reads it.
+    for (let round = 0; round < 3; round++) {
+      const latest = await this.ledger.latest(intent.scope);
+      if (latest !== undefined && latest.state !== 'declined') {
+        const fingerprint = fingerprintOf(latest.amount, latest.currency, latest.payer, latest.fields);
+        const keyDiffers =
+          intent.idempotencyKey !== undefined && intent.idempotencyKey !== latest.idempotencyKey;
+        if (fingerprint !== intent.fingerprint || keyDiffers) {
+          throw new PaymentMismatchError(
+            `Order ${JSON.stringify(intent.orderId)} is already ${latest.state === 'paid' ? 'paid' : 'in flight'} ` +
+              'with another amount, currency, payer, fields or idempotency key',
+            intent.orderId,
+            latest.idempotencyKey,
+          );
+        }
+        if (latest.state === 'paid') return this.#finished(latest, 0, false);
+        return this.#drive(latest, deadlineMs, signal);
+      }
+      const generation = latest === undefined ? 0 : latest.generation + 1;
+      const idempotencyKey =
+        intent.idempotencyKey ??
+        deriveIdempotencyKey(
+          {
+            merchant: intent.merchant,
+            orderId: intent.orderId,
+            amount: intent.amount,
+            currency: intent.currency,
+            generation,
+          },
+          this.gateway.maxKeyLength,
+        );
+      const now = Date.now();
+      const record: PaymentRecord = {
+        idempotencyKey,
+        scope: intent.scope,
+        merchant: intent.merchant,
+        orderId: intent.orderId,
+        generation,
+        amount: intent.amount,
+        currency: intent.currency,
+        payer: intent.payer,
+        fields: intent.fields,
+        state: 'created',
+        attempts: 0,
+        reference: null,
+        declineReason: null,
+        createdAt: now,
+        updatedAt: now,
+        firstSentAt: null,
+        unknownSince: null,
+      };
+      if (await this.ledger.create(record)) return this.#drive(record, deadlineMs, signal);
+      const holder = await this.ledger.get(idempotencyKey);
+      if (holder !== undefined && holder.scope !== intent.scope) {
+        throw new PaymentMismatchError(
+          `Idempotency key ${JSON.stringify(idempotencyKey)} already belongs to order ${JSON.stringify(holder.orderId)}`,
+          intent.orderId,
+          idempotencyKey,
+        );
+      }
+      if (holder !== undefined && holder.state === 'declined') return this.#finished(holder, 0, false);
+    }
+    throw new PaymentRetryError(
+      'ERR_LEDGER_CONFLICT',
+      `Could not record order ${JSON.stringify(intent.orderId)}: the ledger kept refusing the new payment`,
+    );
+  }
+
+  /** Re-drives a payment found in the ledger, joining a call already in flight for its order. */
+  #resume(record: PaymentRecord, deadlineMs: number): Promise<PaymentOutcome> {
+    const existing = this.#inFlight.get(record.scope);
+    if (existing !== undefined) return existing.promise;
+    return this.#track(
+      record.scope,
+      fingerprintOf(record.amount, record.currency, record.payer, record.fields),
+      () => this.#drive(record, deadlineMs, undefined),
+    );
+  }
+
+  /** The retry loop: one payment, until paid, declined, or pending. */
+  async #drive(
+    start: PaymentRecord,
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<PaymentOutcome> {
+    const { gateway } = this;
+    const hasStatus = gateway.statusRequest !== undefined;
+    let record = start;
+    let askStatus = false;
+    // A payment that was not `created` may have been sent before (by us, a crashed process, or another
+    // process right now): it is reconciled, starting with the status query when there is one.
+    if (record.state === 'created') {
+      const next = await this.ledger.transition(record.idempotencyKey, 'sending', {
+        firstSentAt: Date.now(),
+      });
+      if (next === undefined) return this.#reread(record, deadlineMs, signal);
+      record = next;
+    } else if (record.state === 'sending' || record.state === 'unknown') {
+      if (record.state === 'sending') {
+        await this.ledger.transition(record.idempotencyKey, 'unknown', { unknownSince: Date.now() });
+      }
+      const next = await this.ledger.transition(record.idempotencyKey, 'reconciling');
+      if (next === undefined) return this.#reread(record, deadlineMs, signal);
+      record = next;
+      askStatus = hasStatus;
+    } else if (record.state === 'reconciling') {
+      askStatus = hasStatus;
+    } else {
+      return this.#finished(record, 0, false);
+    }
+
+    const input: ChargeInput = {
+      idempotencyKey: record.idempotencyKey,
+      merchant: record.merchant,
+      orderId: record.orderId,
+      amount: record.amount,
+      currency: record.currency,
+      payer: record.payer,
+      fields: JSON.parse(record.fields) as Record<string, unknown>,
+    };
+    const retention = gateway.keyRetentionMs;
+    const keyExpired = () =>
+      retention !== undefined && record.firstSentAt !== null && Date.now() - record.firstSentAt > retention;
+
+    const controller = new AbortController();
+    this.#controllers.add(controller);
+    const deadlineAt = this.#clock() + deadlineMs;
+    const timer = setTimeout(() => controller.abort(deadlineReason()), deadlineMs);
+    timer.unref();
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) controller.abort(signal.reason);
+
+    let attempts = 0;
+    let retries = 0;
+    let lastCost = 0;
+    try {
+      for (;;) {
+        if (controller.signal.aborted)
+          return this.#pendingOutcome(record, attempts, this.#abortReason(controller));
+        let kind: 'charge' | 'status' = askStatus ? 'status' : 'charge';
+        if (kind === 'charge' && keyExpired()) {
+          // Past the gateway's key retention a charge could be a second charge: only ask.
+          if (!hasStatus) return this.#pendingOutcome(record, attempts, 'key_expired');
+          kind = 'status';
+        }
+        const step = await this.#attempt(kind, input, controller.signal);
+        attempts++;
+
+        let delayMs: number;
+        let cost = this.#retry.retryCost;
+        let reason: string;
+        let serverAskedMs: number | undefined;
+        if (step.type === 'error') {
+          reason = step.local ? (step.code ?? 'not_sent') : step.outcome;
+          serverAskedMs = step.retryAfterMs;
+          if (step.local) cost = 0;
+          else if (step.outcome === 'unknown') cost = this.#retry.timeoutRetryCost;
+          // Sent, no answer: the bank may have charged. Only the same key from now on; ask first.
+          if (step.outcome === 'unknown') askStatus = hasStatus;
+          else if (kind === 'status') askStatus = false;
+        } else {
+          const { result } = step;
+          if (result.kind === 'paid' || result.kind === 'declined') {
+            this.#reward(retries, lastCost);
+            return this.#settle(record, result, attempts);
+          }
+          if (result.kind === 'not_found') {
+            // The bank never saw the key: re-sending it is safe, and nothing to wait for.
+            if (keyExpired()) return this.#pendingOutcome(record, attempts, 'key_expired');
+            askStatus = false;
+            reason = 'not_found';
+          } else if (result.kind === 'processing') {
+            askStatus = true;
+            reason = 'processing';
+            serverAskedMs = result.retryAfterMs;
+          } else if (result.kind === 'retry') {
+            askStatus = false;
+            reason = result.reason;
+            serverAskedMs = result.retryAfterMs;
+            if (result.reason === 'timeout') cost = this.#retry.timeoutRetryCost;
+          } else {
+            // Answered, outcome open (202, 422, a status query that failed): ask, or re-send the same key.
+            askStatus = kind === 'charge' && hasStatus;
+            reason = 'reason' in result ? result.reason : 'status_unknown';
+            serverAskedMs = result.retryAfterMs;
+          }
+        }
+
+        if (attempts >= this.#retry.maxAttempts)
+          return this.#pendingOutcome(record, attempts, 'max_attempts');
+        if (serverAskedMs !== undefined && serverAskedMs > this.#retry.maxRetryAfterMs) {
+          return this.#pendingOutcome(record, attempts, 'deadline');
+        }
+        if (reason === 'not_found') delayMs = 0;
+        else if (serverAskedMs !== undefined)
+          delayMs = serverDelay(serverAskedMs, this.#retry.maxRetryAfterMs, this.#random);
+        else delayMs = fullJitter(retries, this.#retry.baseDelayMs, this.#retry.maxDelayMs, this.#random);
+        if (this.#clock() + delayMs >= deadlineAt) return this.#pendingOutcome(record, attempts, 'deadline');
+
+        let budgetRemaining: number | undefined;
+        if (this.#budget !== undefined && cost > 0) {
+          const decision = this.#budget.tryTake(cost);
+          this.#budgetRemaining = decision.remaining;
+          budgetRemaining = decision.remaining;
+          if (!decision.allowed) return this.#pendingOutcome(record, attempts, 'retry_budget');
+        }
+        lastCost = cost;
+        retries++;
+        this.#counters.retries++;
+        if (this.listenerCount('retry') > 0) {
+          this.emit('retry', {
+            orderId: record.orderId,
+            idempotencyKey: record.idempotencyKey,
+            delayMs,
+            reason,
+            budgetRemaining,
+          });
+        }
+        if (delayMs > 0) await sleep(delayMs, controller.signal);
+      }
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      this.#controllers.delete(controller);
+    }
+  }
+
+  async #reread(
+    record: PaymentRecord,
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<PaymentOutcome> {
+    // Someone else moved the payment between our read and our write: start again from what is there.
+    const fresh = await this.ledger.get(record.idempotencyKey);
+    if (fresh === undefined)
+      throw new PaymentRetryError('ERR_LEDGER_CONFLICT', 'The payment vanished from the ledger');
+    if (fresh.state === 'paid' || fresh.state === 'declined') return this.#finished(fresh, 0, false);
+    if (fresh.state === record.state) {
+      throw new PaymentRetryError(
+        'ERR_LEDGER_CONFLICT',
+        `The ledger refused to move payment ${record.idempotencyKey}`,
+      );
+    }
+    return this.#drive(fresh, deadlineMs, signal);
+  }
+
+  #reward(retries: number, lastCost: number): void {
+    if (this.#budget === undefined) return;
+    const amount = retries === 0 ? this.#retry.successReward : lastCost;
+    if (amount > 0) this.#budget.refund(amount);
+  }
+
+  #abortReason(controller: AbortController): PendingReason {
+    const reason: unknown = controller.signal.reason;
+    if (reason instanceof ClientClosedError) return 'closed';
+    if (reason instanceof PaymentRetryError && reason.code === 'ERR_DEADLINE') return 'deadline';
+    return 'aborted';
+  }
+
+  /** One request: through the limiter and the breaker, classified, recorded. Never throws for the bank's sake. */
+  async #attempt(kind: 'charge' | 'status', input: ChargeInput, signal: AbortSignal): Promise<Step> {
+    const { gateway } = this;
+    const request =
+      kind === 'charge'
+        ? gateway.chargeRequest(input)
+        : (gateway.statusRequest as (input: ChargeInput) => GatewayRequest)(input);
+    let started = false;
+    const startedAt = Date.now();
+    const t0 = this.#clock();
+    let step: Step;
+    try {
+      const send = (extra: AbortSignal | undefined): Promise<Step> => {
+        started = true;
+        return this.#send(kind, request, extra === undefined ? signal : AbortSignal.any([signal, extra]));
+      };
+      const breaker = this.#breaker;
+      const viaBreaker =
+        breaker === undefined
+          ? send
+          : (extra: AbortSignal | undefined) =>
+              breaker.execute(
+                ({ signal: breakerSignal }) =>
+                  send(extra === undefined ? breakerSignal : AbortSignal.any([extra, breakerSignal])),
+                { signal },
+              );
+      step =
+        this.#limiter === undefined
+          ? await viaBreaker(undefined)
+          : await this.#limiter.run((gateSignal) => viaBreaker(gateSignal), { signal });
+    } catch (error) {
+      step = this.#errorStep(error, started);
+    }
+    const durationMs = this.#clock() - t0;
+    const outcome = step.type === 'error' ? step.outcome : 'responded';
+    if (outcome === 'not_sent') this.#counters.notSent++;
+    else if (outcome === 'unknown') this.#counters.sentNoResponse++;
+    else this.#counters.responded++;
+    const statusCode = step.type === 'error' ? undefined : step.statusCode;
+    const code = step.type === 'error' ? step.code : undefined;
+    await this.ledger.recordAttempt({
+      idempotencyKey: input.idempotencyKey,
+      kind,
+      outcome,
+      statusCode: statusCode ?? null,
+      errorCode: code ?? null,
+      startedAt,
+      durationMs,
+    });
+    if (this.listenerCount('attempt') > 0) {
+      this.emit('attempt', {
+        orderId: input.orderId,
+        idempotencyKey: input.idempotencyKey,
+        kind,
+        outcome,
+        statusCode,
+        code,
+        durationMs,
+      });
+    }
+    return step;
+  }
+
+  #errorStep(error: unknown, started: boolean): Step {
+    if (error instanceof StepError) return error.step;
+    const code = errorCode(error);
+    const local = code !== undefined && LOCAL_REJECTION_CODES.has(code);
+    // Refused before our function ran (gate shed, breaker open, aborted while queued): nothing was sent.
+    const outcome = local || !started ? 'not_sent' : classifyError(error);
+    return { type: 'error', outcome, code, retryAfterMs: errorRetryAfterMs(error), local };
+  }
+
+  /**
+   * The HTTP exchange. Answers that should count as a failure for a circuit breaker (5xx, 408, 409, 429,
+   * transport errors) are thrown as {@link AttemptError} carrying the step, so the breaker sees them.
+   */
+  async #send(kind: 'charge' | 'status', request: GatewayRequest, signal: AbortSignal): Promise<Step> {
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await this.#dispatcher.request({
+        origin: this.gateway.origin,
+        path: request.path,
+        method: request.method,
+        headers: request.headers,
+        body: request.body ?? null,
+        signal,
+        headersTimeout: this.#timeouts.headersMs,
+        bodyTimeout: this.#timeouts.bodyMs,
+      });
+    } catch (error) {
+      throw this.#transportError(error);
+    }
+    let body: string;
+    try {
+      body = await response.body.text();
+    } catch (error) {
+      // The status line came, the body did not: the bank acted, we cannot read what it did.
+      throw this.#transportError(error, 'unknown');
+    }
+    const answer = { statusCode: response.statusCode, headers: response.headers, body };
+    let step: Step;
+    if (kind === 'charge') {
+      step = { type: 'charge', result: this.gateway.parseCharge(answer), statusCode: response.statusCode };
+    } else {
+      const parse = this.gateway.parseStatus as NonNullable<GatewayAdapter['parseStatus']>;
+      step = { type: 'status', result: parse(answer), statusCode: response.statusCode };
+    }
+    const { result } = step;
+    if (result.kind === 'retry' || (result.kind === 'unknown' && response.statusCode >= 500)) {
+      throw new StepError(
+        'ERR_GATEWAY_RESPONSE',
+        `The gateway answered ${response.statusCode}`,
+        { outcome: 'responded', statusCode: response.statusCode, retryAfterMs: result.retryAfterMs },
+        step,
+      );
+    }
+    return step;
+  }
+
+  #transportError(error: unknown, forced?: 'unknown'): StepError {
+    const code = errorCode(error) ?? 'ERR_TRANSPORT';
+    const outcome = forced ?? classifyError(error);
+    const step: Step = { type: 'error', outcome, code, retryAfterMs: undefined, local: false };
+    return new StepError(code, `The request to the gateway failed (${code})`, { outcome }, step, {
+      cause: error,
+    });
+  }
+
+  async #settle(
+    record: PaymentRecord,
+    result:
+      | { readonly kind: 'paid'; readonly reference: string }
+      | { readonly kind: 'declined'; readonly reason: string },
+    attempts: number,
+  ): Promise<PaymentOutcome> {
+    const to = result.kind === 'paid' ? 'paid' : 'declined';
+    const patch = result.kind === 'paid' ? { reference: result.reference } : { declineReason: result.reason };
+    let settled = await this.ledger.transition(record.idempotencyKey, to, patch);
+    if (settled === undefined) {
+      const fresh = await this.ledger.get(record.idempotencyKey);
+      if (fresh?.state === 'unknown') {
+        // Another driver gave up on it meanwhile; the bank's answer still goes in, by the allowed path.
+        await this.ledger.transition(record.idempotencyKey, 'reconciling');
+        settled = await this.ledger.transition(record.idempotencyKey, to, patch);
+      }
+      // Somebody (another process, the reconciler) settled it first: the ledger's answer is the truth.
+      settled ??= (await this.ledger.get(record.idempotencyKey)) ?? fresh;
+    }
+    if (settled === undefined)
+      throw new PaymentRetryError('ERR_LEDGER_CONFLICT', 'The payment vanished from the ledger');
+    return this.#finished(settled, attempts, true);
+  }
+
+  #finished(
+    record: PaymentRecord,
+    attempts: number,
+    count: boolean,
+  ): PaidOutcome | DeclinedOutcome | PendingOutcome {
+    let outcome: PaymentOutcome;
+    const base = {
+      orderId: record.orderId,
+      merchant: record.merchant,
+      idempotencyKey: record.idempotencyKey,
+      attempts,
+    };
+    if (record.state === 'paid') outcome = { status: 'paid', ...base, reference: record.reference ?? '' };
+    else if (record.state === 'declined')
+      outcome = { status: 'declined', ...base, reason: record.declineReason ?? '' };
+    else outcome = { status: 'pending', ...base, reason: 'deadline' };
+    if (count) {
+      if (outcome.status === 'paid') this.#counters.paid++;
+      else if (outcome.status === 'declined') this.#counters.declined++;
+      this.#settledPending(record, outcome);
+      if (this.listenerCount('outcome') > 0) this.emit('outcome', outcome);
+    }
+    return outcome;
+  }
+
+  #settledPending(record: PaymentRecord, outcome: PaymentOutcome): void {
+    if (outcome.status === 'pending' || !this.#pending.delete(record.idempotencyKey)) return;
+    const latencyMs = record.unknownSince === null ? 0 : Math.max(0, record.updatedAt - record.unknownSince);
+    this.#counters.resolved++;
+    this.#counters.latencyMsTotal += latencyMs;
+    this.#counters.latencyMsMax = Math.max(this.#counters.latencyMsMax, latencyMs);
+    if (this.listenerCount('reconciled') > 0) this.emit('reconciled', { outcome, latencyMs });
+  }
+
+  async #pendingOutcome(
+    record: PaymentRecord,
+    attempts: number,
+    reason: PendingReason,
+  ): Promise<PaymentOutcome> {
+    const current = await this.ledger.transition(record.idempotencyKey, 'unknown', {
+      unknownSince: Date.now(),
+    });
+    if (current === undefined) {
+      // Settled elsewhere meanwhile (another process): report that instead.
+      const fresh = await this.ledger.get(record.idempotencyKey);
+      if (fresh !== undefined && (fresh.state === 'paid' || fresh.state === 'declined')) {
+        return this.#finished(fresh, attempts, true);
+      }
+    }
+    this.#counters.pending++;
+    const outcome: PendingOutcome = {
+      status: 'pending',
+      orderId: record.orderId,
+      merchant: record.merchant,
+      idempotencyKey: record.idempotencyKey,
+      attempts,
+      reason,
+    };
+    if (!this.#closed) {
+      const existing = this.#pending.get(record.idempotencyKey);
+      const delayMs = existing === undefined ? this.#reconcile.intervalMs : existing.delayMs;
+      this.#pending.set(record.idempotencyKey, {
+        idempotencyKey: record.idempotencyKey,
+        scope: record.scope,
+        fingerprint: fingerprintOf(record.amount, record.currency, record.payer, record.fields),
+        nextAt: this.#clock() + delayMs,
+        delayMs,
+      });
+      this.#schedule();
+    }
+    if (this.listenerCount('outcome') > 0) this.emit('outcome', outcome);
+    return outcome;
+  }
+
+  #schedule(): void {
+    if (!this.#reconcileInBackground || this.#closed || this.#reconcileTimer !== undefined) return;
+    if (this.#reconcileRunning !== undefined || this.#pending.size === 0) return;
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const entry of this.#pending.values()) earliest = Math.min(earliest, entry.nextAt);
+    const wait = Math.max(0, earliest - this.#clock());
+    this.#reconcileTimer = setTimeout(() => {
+      this.#reconcileTimer = undefined;
+      void this.#reconcilePass(true);
+    }, wait);
+    // Reconciliation must not keep a process alive: what it has not settled, recover() will.
+    this.#reconcileTimer.unref();
+  }
+
+  async #reconcilePass(dueOnly: boolean): Promise<{ readonly resolved: number; readonly pending: number }> {
+    while (this.#reconcileRunning !== undefined) await this.#reconcileRunning;
+    const now = this.#clock();
+    const due = [...this.#pending.values()].filter((entry) => !dueOnly || entry.nextAt <= now);
+    let resolved = 0;
+    const run = this.#mapLimit(due, this.#reconcile.concurrency, async (entry) => {
+      if (this.#closed) return;
+      const record = await this.ledger.get(entry.idempotencyKey);
+      if (record === undefined) {
+        this.#pending.delete(entry.idempotencyKey);
+        return;
+      }
+      const outcome = await this.#resume(record, this.#reconcile.deadlineMs);
+      if (outcome.status !== 'pending') {
+        resolved++;
+        this.#pending.delete(entry.idempotencyKey);
+        return;
+      }
+      const current = this.#pending.get(entry.idempotencyKey);
+      if (current !== undefined) {
+        current.delayMs = Math.min(this.#reconcile.maxIntervalMs, current.delayMs * 2);
+        current.nextAt = this.#clock() + current.delayMs;
+      }
+    });
+    this.#reconcileRunning = run;
+    try {
+      await run;
+    } finally {
+      this.#reconcileRunning = undefined;
+    }
+    this.#schedule();
+    return { resolved, pending: this.#pending.size };
+  }
+
+  async #mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+    const results: R[] = new Array(items.length);
+    let next = 0;
+    const worker = async () => {
+      while (next < items.length) {
+        const index = next++;
+        results[index] = await fn(items[index] as T);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+    return results;
+  }
+}
+
+/** An AttemptError that also carries the classified step, for the client that threw it. */
+class StepError extends AttemptError {
+  readonly step: Step;
+
+  constructor(
+    code: string,
+    message: string,
+    fields: ConstructorParameters<typeof AttemptError>[2],
+    step: Step,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, fields, options);
+    this.step = step;
+  }
+}
+
+function deadlineReason(): PaymentRetryError {
+  return new PaymentRetryError('ERR_DEADLINE', 'The payment deadline passed');
+}
+
+/** Waits `ms`, ending early (without throwing) when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    // Not unref'd: the caller is awaiting this payment, like it would await a socket.
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+/**
+ * Creates a {@link PaymentClient}.
+ *
+ * @example
+ * const client = createPaymentClient({
+ *   gateway: ietfGateway({ origin: 'https://bank.example' }),
+ *   ledger: sqliteLedger({ path: 'payments.db' }),
+ *   limiter: gate({ rate: 300, concurrency: 64, maxQueue: 1000, maxWaitMs: 2000 }),
+ *   breaker: circuitBreaker(undefined, {}),
+ * });
+ * @throws {InvalidOptionError} for a missing, malformed or unknown option.
+ */
+export function createPaymentClient(options: PaymentClientOptions): PaymentClient {
+  return new PaymentClient(options);
+}

@@ -1,0 +1,89 @@
+/**
+ * The contract between the payment client and one bank's HTTP API. The client owns retries, keys,
+ * timeouts and the ledger; an adapter only knows how this bank spells a charge and its answers.
+ */
+
+/** What an adapter needs to build a request: the payment as the ledger recorded it. */
+export interface ChargeInput {
+  /** The idempotency key; the same on every attempt of this payment. */
+  readonly idempotencyKey: string;
+  readonly merchant: string;
+  readonly orderId: string;
+  /** Integer, minor units. */
+  readonly amount: number;
+  /** Upper-case ISO 4217 code. */
+  readonly currency: string;
+  /** The payment source (card token, account id...). */
+  readonly payer: string;
+  /** Extra gateway fields the caller passed in the intent (description, customer, 3-D Secure data...). */
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+/** A request relative to the adapter's `origin`. */
+export interface GatewayRequest {
+  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH';
+  /** Path and query, starting with `/`. */
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body?: string;
+}
+
+/** What the gateway answered. The client reads the whole body (up to its size limit) before parsing. */
+export interface GatewayResponse {
+  readonly statusCode: number;
+  /** Lower-case header names, as undici gives them. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: string;
+}
+
+/**
+ * How the client must treat the answer to a charge.
+ * - `paid` / `declined`: definitive; never retried.
+ * - `retry`: the bank did not decide (409 still processing, 429/503 throttled, other 5xx); retry with the
+ *   same key, after `retryAfterMs` when the bank named a wait.
+ * - `unknown`: the bank answered but the outcome is open (202 processing, 422 key used with another
+ *   payload...): ask the status endpoint, or retry the same key when there is none.
+ */
+export type ChargeResult =
+  | { readonly kind: 'paid'; readonly reference: string }
+  | { readonly kind: 'declined'; readonly reason: string }
+  | {
+      readonly kind: 'retry';
+      readonly reason: 'conflict' | 'throttled' | 'server_error' | 'timeout';
+      readonly retryAfterMs?: number | undefined;
+    }
+  | { readonly kind: 'unknown'; readonly reason: string; readonly retryAfterMs?: number | undefined };
+
+/** The bank's view of one idempotency key. */
+export type StatusResult =
+  | { readonly kind: 'paid'; readonly reference: string }
+  | { readonly kind: 'declined'; readonly reason: string }
+  | { readonly kind: 'processing'; readonly retryAfterMs?: number | undefined }
+  /** The bank never saw the key: re-sending the charge with the same key is safe. */
+  | { readonly kind: 'not_found' }
+  | { readonly kind: 'unknown'; readonly retryAfterMs?: number | undefined };
+
+/**
+ * One bank. Implement it to connect the client to a gateway other than the IETF-draft one
+ * (see the README: "Writing a gateway adapter").
+ */
+export interface GatewayAdapter {
+  /** For logs and events, e.g. `bank-sim`. */
+  readonly name: string;
+  /** `scheme://host[:port]`; the client keeps one undici Pool per origin. */
+  readonly origin: string;
+  /** The longest key the gateway accepts (Adyen 64, Stripe 255). Derived keys are 36 characters. */
+  readonly maxKeyLength: number;
+  /**
+   * How long the gateway remembers a key (Stripe >= 24 h). Past it, the client no longer re-sends a
+   * charge whose outcome is unknown (the bank would charge it again); it only asks the status endpoint.
+   * Omit when unknown: then the client always re-sends with the same key.
+   */
+  readonly keyRetentionMs?: number;
+  /** Builds the charge; it must carry `input.idempotencyKey` in the gateway's idempotency header. */
+  chargeRequest(input: ChargeInput): GatewayRequest;
+  parseCharge(response: GatewayResponse): ChargeResult;
+  /** Optional status query for an idempotency key (or the order). Both or neither with parseStatus. */
+  statusRequest?(input: ChargeInput): GatewayRequest;
+  parseStatus?(response: GatewayResponse): StatusResult;
+}

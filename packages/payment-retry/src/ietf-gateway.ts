@@ -1,0 +1,272 @@
+import { InvalidOptionError } from './errors.js';
+import type {
+  ChargeInput,
+  ChargeResult,
+  GatewayAdapter,
+  GatewayRequest,
+  GatewayResponse,
+  StatusResult,
+} from './gateway.js';
+import { checkOptions } from './options.js';
+import { parseRetryAfter } from './retry-after.js';
+
+/** Options of {@link ietfGateway}. */
+export interface IetfGatewayOptions {
+  /** `scheme://host[:port]` of the gateway, e.g. `https://api.bank.example`. Required. */
+  readonly origin: string;
+  /** Name for events and logs. @default 'ietf' */
+  readonly name?: string;
+  /** Path of the charge endpoint (POST). @default '/payments' */
+  readonly chargePath?: string;
+  /**
+   * Path of the status endpoint (GET) for a key, or `false` when the gateway has none.
+   * @default (key) => `/payments/${encodeURIComponent(key)}`
+   */
+  readonly statusPath?: ((idempotencyKey: string) => string) | false;
+  /** Name of the idempotency header. @default 'Idempotency-Key' */
+  readonly header?: string;
+  /**
+   * Send the key as a Structured Field string (`"abc"`), as draft-ietf-httpapi-idempotency-key-header
+   * says; `false` sends the bare token, which older gateways expect. @default true
+   */
+  readonly quoteKey?: boolean;
+  /** Longest key the gateway accepts. @default 255 */
+  readonly maxKeyLength?: number;
+  /** How long the gateway keeps keys, when documented (Stripe: 24 h). @default undefined (unknown) */
+  readonly keyRetentionMs?: number;
+  /** Headers sent with every request (authentication, API version...). @default {} */
+  readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Builds the JSON body of a charge.
+   * @default ({ orderId, amount, currency, payer, fields }) => ({ ...fields, orderId, amount, currency, source: payer })
+   */
+  readonly body?: (input: ChargeInput) => unknown;
+  /**
+   * A response header by which the gateway overrides the client's retry rule (`true` / `false`), such
+   * as Stripe's `Stripe-Should-Retry`. @default undefined (none)
+   */
+  readonly shouldRetryHeader?: string;
+}
+
+const OPTION_KEYS = [
+  'origin',
+  'name',
+  'chargePath',
+  'statusPath',
+  'header',
+  'quoteKey',
+  'maxKeyLength',
+  'keyRetentionMs',
+  'headers',
+  'body',
+  'shouldRetryHeader',
+] as const;
+
+const defaultBody = (input: ChargeInput): unknown => ({
+  ...input.fields,
+  orderId: input.orderId,
+  amount: input.amount,
+  currency: input.currency,
+  source: input.payer,
+});
+
+/**
+ * Gateway adapter for APIs that follow the IETF `Idempotency-Key` draft (and @floodgate/bank-sim):
+ * `POST {chargePath}` with the key in a header, JSON in and out, `201`/`200` = charged,
+ * `402` = declined, `409` = the key is still being processed, `422` = the key was used for another
+ * payload, `429`/`503` + `Retry-After` = throttled, `GET {statusPath(key)}` = what happened to a key.
+ *
+ * @example
+ * const gateway = ietfGateway({ origin: 'https://bank.example', headers: { authorization: `Bearer ${token}` } });
+ * @throws {InvalidOptionError} for a malformed option.
+ */
+export class IetfGateway implements GatewayAdapter {
+  readonly name: string;
+  readonly origin: string;
+  readonly maxKeyLength: number;
+  readonly keyRetentionMs?: number;
+  readonly statusRequest?: (input: ChargeInput) => GatewayRequest;
+  readonly parseStatus?: (response: GatewayResponse) => StatusResult;
+  readonly #chargePath: string;
+  readonly #header: string;
+  readonly #quote: boolean;
+  readonly #headers: Readonly<Record<string, string>>;
+  readonly #body: (input: ChargeInput) => unknown;
+  readonly #shouldRetryHeader: string | undefined;
+
+  constructor(options: IetfGatewayOptions) {
+    checkOptions('options', options, OPTION_KEYS);
+    let url: URL;
+    try {
+      url = new URL(options.origin);
+    } catch {
+      throw new InvalidOptionError('origin', 'an absolute http(s) URL', options.origin);
+    }
+    if (
+      (url.protocol !== 'http:' && url.protocol !== 'https:') ||
+      (url.pathname !== '/' && url.pathname !== '')
+    ) {
+      throw new InvalidOptionError('origin', 'an http(s) origin without a path', options.origin);
+    }
+    this.origin = url.origin;
+    this.name = options.name ?? 'ietf';
+    this.#chargePath = options.chargePath ?? '/payments';
+    if (!this.#chargePath.startsWith('/')) {
+      throw new InvalidOptionError('chargePath', "a path starting with '/'", options.chargePath);
+    }
+    this.#header = options.header ?? 'Idempotency-Key';
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(this.#header)) {
+      throw new InvalidOptionError('header', 'an HTTP header name', options.header);
+    }
+    this.#quote = options.quoteKey ?? true;
+    this.maxKeyLength = options.maxKeyLength ?? 255;
+    if (!Number.isInteger(this.maxKeyLength) || this.maxKeyLength < 16) {
+      throw new InvalidOptionError('maxKeyLength', 'an integer >= 16', options.maxKeyLength);
+    }
+    if (options.keyRetentionMs !== undefined) {
+      if (!(Number.isFinite(options.keyRetentionMs) && options.keyRetentionMs > 0)) {
+        throw new InvalidOptionError('keyRetentionMs', 'a finite number > 0', options.keyRetentionMs);
+      }
+      this.keyRetentionMs = options.keyRetentionMs;
+    }
+    this.#headers = { ...options.headers };
+    this.#body = options.body ?? defaultBody;
+    this.#shouldRetryHeader = options.shouldRetryHeader?.toLowerCase();
+    const statusPath =
+      options.statusPath === undefined
+        ? (key: string) => `${this.#chargePath}/${encodeURIComponent(key)}`
+        : options.statusPath;
+    if (statusPath !== false) {
+      if (typeof statusPath !== 'function') {
+        throw new InvalidOptionError('statusPath', 'a function or false', statusPath);
+      }
+      this.statusRequest = (input) => ({
+        method: 'GET',
+        path: statusPath(input.idempotencyKey),
+        headers: { ...this.#headers, accept: 'application/json' },
+      });
+      this.parseStatus = parseIetfStatus;
+    }
+  }
+
+  chargeRequest(input: ChargeInput): GatewayRequest {
+    return {
+      method: 'POST',
+      path: this.#chargePath,
+      headers: {
+        ...this.#headers,
+        'content-type': 'application/json',
+        accept: 'application/json',
+        [this.#header]: this.#quote ? `"${input.idempotencyKey}"` : input.idempotencyKey,
+      },
+      body: JSON.stringify(this.#body(input)),
+    };
+  }
+
+  parseCharge(response: GatewayResponse): ChargeResult {
+    const result = parseIetfCharge(response);
+    const hint =
+      this.#shouldRetryHeader === undefined ? undefined : response.headers[this.#shouldRetryHeader];
+    // The server's hint wins over the status-code rule (idempotency.md, "Stripe-Should-Retry").
+    if (hint === 'true' && result.kind === 'declined' && response.statusCode !== 402) {
+      return { kind: 'retry', reason: 'server_error', retryAfterMs: retryAfter(response) };
+    }
+    if (hint === 'false' && result.kind === 'retry') {
+      return { kind: 'unknown', reason: `http_${response.statusCode}_no_retry` };
+    }
+    return result;
+  }
+}
+
+/**
+ * Creates an {@link IetfGateway}.
+ * @example
+ * const gateway = ietfGateway({ origin: bank.url });
+ */
+export function ietfGateway(options: IetfGatewayOptions): IetfGateway {
+  return new IetfGateway(options);
+}
+
+function json(body: string): Record<string, unknown> | undefined {
+  if (body === '') return undefined;
+  try {
+    const value: unknown = JSON.parse(body);
+    return typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? (value as Record<string, unknown>)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function retryAfter(response: GatewayResponse): number | undefined {
+  return parseRetryAfter(response.headers['retry-after']);
+}
+
+function str(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined;
+}
+
+function declineReason(data: Record<string, unknown> | undefined, statusCode: number): string {
+  return (
+    str(data?.reason) ??
+    str(data?.decline_code) ??
+    str(data?.code) ??
+    str(data?.error) ??
+    `http_${statusCode}`
+  );
+}
+
+function parseIetfCharge(response: GatewayResponse): ChargeResult {
+  const { statusCode } = response;
+  if (statusCode >= 200 && statusCode < 300) {
+    const data = json(response.body);
+    const status = str(data?.status);
+    if (status === 'declined' || status === 'failed') {
+      return { kind: 'declined', reason: declineReason(data, statusCode) };
+    }
+    if (statusCode === 202 || status === 'processing' || status === 'pending') {
+      return { kind: 'unknown', reason: 'processing', retryAfterMs: retryAfter(response) };
+    }
+    const reference = str(data?.id) ?? str(data?.reference);
+    // A 2xx without a reference is not proof of payment we could show anyone: ask again.
+    if (reference === undefined) return { kind: 'unknown', reason: 'no_reference' };
+    return { kind: 'paid', reference };
+  }
+  if (statusCode === 402) return { kind: 'declined', reason: declineReason(json(response.body), statusCode) };
+  if (statusCode === 408) return { kind: 'retry', reason: 'timeout', retryAfterMs: retryAfter(response) };
+  if (statusCode === 409) return { kind: 'retry', reason: 'conflict', retryAfterMs: retryAfter(response) };
+  // Same key, other payload: the key belongs to a payment we cannot see from here. Ask, never decide.
+  if (statusCode === 422) return { kind: 'unknown', reason: 'idempotency_key_reused' };
+  if (statusCode === 429) return { kind: 'retry', reason: 'throttled', retryAfterMs: retryAfter(response) };
+  if (statusCode === 503) {
+    const ms = retryAfter(response);
+    return { kind: 'retry', reason: ms === undefined ? 'server_error' : 'throttled', retryAfterMs: ms };
+  }
+  if (statusCode >= 500) return { kind: 'retry', reason: 'server_error', retryAfterMs: retryAfter(response) };
+  // Validation errors and other 4xx: the bank refused the request itself; nothing was charged.
+  if (statusCode >= 400) return { kind: 'declined', reason: declineReason(json(response.body), statusCode) };
+  return { kind: 'unknown', reason: `http_${statusCode}` };
+}
+
+function parseIetfStatus(response: GatewayResponse): StatusResult {
+  const { statusCode } = response;
+  if (statusCode === 404) return { kind: 'not_found' };
+  if (statusCode >= 200 && statusCode < 300) {
+    const data = json(response.body);
+    const status = str(data?.status);
+    if (status === 'succeeded' || status === 'paid') {
+      const reference = str(data?.id) ?? str(data?.reference);
+      if (reference !== undefined) return { kind: 'paid', reference };
+      return { kind: 'unknown' };
+    }
+    if (status === 'declined' || status === 'failed') {
+      return { kind: 'declined', reason: declineReason(data, statusCode) };
+    }
+    if (status === 'processing' || status === 'pending') {
+      return { kind: 'processing', retryAfterMs: retryAfter(response) };
+    }
+    if (status === 'not_found') return { kind: 'not_found' };
+  }
+  return { kind: 'unknown', retryAfterMs: retryAfter(response) };
+}

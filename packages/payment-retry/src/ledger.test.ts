@@ -1,0 +1,197 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { InvalidOptionError } from './errors.js';
+import type { PaymentLedger, PaymentRecord, PaymentState } from './ledger.js';
+import { canTransition } from './ledger.js';
+import { MemoryLedger } from './memory-ledger.js';
+import { SqliteLedger } from './sqlite-ledger.js';
+
+function record(overrides: Partial<PaymentRecord> = {}): PaymentRecord {
+  return {
+    idempotencyKey: 'key-1',
+    scope: '["shop","o-1"]',
+    merchant: 'shop',
+    orderId: 'o-1',
+    generation: 0,
+    amount: 1250,
+    currency: 'EUR',
+    payer: 'tok_ok',
+    fields: '{}',
+    state: 'created',
+    attempts: 0,
+    reference: null,
+    declineReason: null,
+    createdAt: 1,
+    updatedAt: 1,
+    firstSentAt: null,
+    unknownSince: null,
+    ...overrides,
+  };
+}
+
+describe('canTransition', () => {
+  it('allows only the documented state machine', () => {
+    const states: PaymentState[] = ['created', 'sending', 'paid', 'declined', 'unknown', 'reconciling'];
+    const allowed = states.flatMap((from) =>
+      states.filter((to) => canTransition(from, to)).map((to) => `${from}>${to}`),
+    );
+    expect(allowed.sort()).toEqual(
+      [
+        'created>sending',
+        'sending>paid',
+        'sending>declined',
+        'sending>unknown',
+        'unknown>reconciling',
+        'reconciling>paid',
+        'reconciling>declined',
+        'reconciling>unknown',
+      ].sort(),
+    );
+  });
+});
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'payment-retry-ledger-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const ledgers: [string, () => PaymentLedger][] = [
+  ['MemoryLedger', () => new MemoryLedger()],
+  ['SqliteLedger', () => new SqliteLedger({ path: join(dir, 'ledger.db') })],
+];
+
+describe.each(ledgers)('%s', (_name, make) => {
+  let ledger: PaymentLedger;
+  beforeEach(() => {
+    ledger = make();
+  });
+  afterEach(async () => {
+    await ledger.close();
+  });
+
+  it('creates a payment once; a second create with the same key or generation is refused', async () => {
+    expect(await ledger.create(record())).toBe(true);
+    expect(await ledger.create(record())).toBe(false);
+    expect(await ledger.create(record({ idempotencyKey: 'key-2' }))).toBe(false);
+    expect(await ledger.get('key-1')).toMatchObject({ state: 'created', amount: 1250, attempts: 0 });
+    expect(await ledger.latest('["shop","o-1"]')).toMatchObject({ idempotencyKey: 'key-1' });
+    expect(await ledger.latest('["shop","o-2"]')).toBeUndefined();
+  });
+
+  it('refuses an older generation once a newer one exists', async () => {
+    await ledger.create(record({ idempotencyKey: 'g1', generation: 1 }));
+    expect(await ledger.create(record({ idempotencyKey: 'g0', generation: 0 }))).toBe(false);
+    expect(await ledger.create(record({ idempotencyKey: 'g2', generation: 2 }))).toBe(true);
+    expect(await ledger.latest('["shop","o-1"]')).toMatchObject({ idempotencyKey: 'g2', generation: 2 });
+  });
+
+  it('moves along the state machine and refuses other moves', async () => {
+    await ledger.create(record());
+    expect(await ledger.transition('key-1', 'paid')).toBeUndefined();
+    expect(await ledger.transition('key-1', 'sending', { firstSentAt: 10 })).toMatchObject({
+      state: 'sending',
+      firstSentAt: 10,
+    });
+    expect(await ledger.transition('key-1', 'unknown', { unknownSince: 20 })).toMatchObject({
+      unknownSince: 20,
+    });
+    expect(await ledger.transition('key-1', 'reconciling')).toMatchObject({ state: 'reconciling' });
+    // First write wins for the timestamps the latency and key retention count from.
+    expect(await ledger.transition('key-1', 'unknown', { unknownSince: 99 })).toMatchObject({
+      unknownSince: 20,
+    });
+    await ledger.transition('key-1', 'reconciling');
+    expect(await ledger.transition('key-1', 'paid', { reference: 'pay_1' })).toMatchObject({
+      state: 'paid',
+      reference: 'pay_1',
+    });
+    expect(await ledger.transition('key-1', 'declined', { declineReason: 'late' })).toBeUndefined();
+    expect(await ledger.transition('missing', 'sending')).toBeUndefined();
+    expect(await ledger.get('key-1')).toMatchObject({
+      state: 'paid',
+      reference: 'pay_1',
+      declineReason: null,
+    });
+  });
+
+  it('records attempts and counts them', async () => {
+    await ledger.create(record());
+    const attempt = {
+      idempotencyKey: 'key-1',
+      kind: 'charge' as const,
+      outcome: 'unknown' as const,
+      statusCode: null,
+      errorCode: 'UND_ERR_SOCKET',
+      startedAt: 5,
+      durationMs: 1.5,
+    };
+    await ledger.recordAttempt(attempt);
+    await ledger.recordAttempt({
+      ...attempt,
+      kind: 'status',
+      outcome: 'responded',
+      statusCode: 200,
+      errorCode: null,
+    });
+    expect((await ledger.get('key-1'))?.attempts).toBe(2);
+    expect(await ledger.attempts('key-1')).toEqual([
+      attempt,
+      { ...attempt, kind: 'status', outcome: 'responded', statusCode: 200, errorCode: null },
+    ]);
+  });
+
+  it('lists unresolved payments oldest first', async () => {
+    await ledger.create(record({ idempotencyKey: 'a', scope: 'a', createdAt: 1 }));
+    await ledger.create(record({ idempotencyKey: 'b', scope: 'b', createdAt: 2 }));
+    await ledger.create(record({ idempotencyKey: 'c', scope: 'c', createdAt: 3 }));
+    await ledger.transition('b', 'sending');
+    await ledger.transition('b', 'paid', { reference: 'r' });
+    await ledger.transition('c', 'sending');
+    expect((await ledger.unresolved()).map((r) => r.idempotencyKey)).toEqual(['a', 'c']);
+    expect((await ledger.unresolved(1)).map((r) => r.idempotencyKey)).toEqual(['a']);
+  });
+});
+
+describe('SqliteLedger', () => {
+  it('keeps payments across a close and reopen (WAL file)', () => {
+    const path = join(dir, 'durable.db');
+    const first = new SqliteLedger({ path });
+    first.create(record());
+    first.transition('key-1', 'sending');
+    first.close();
+    const second = new SqliteLedger({ path });
+    expect(second.unresolved()).toMatchObject([{ idempotencyKey: 'key-1', state: 'sending' }]);
+    second.close();
+    const db = new Database(path);
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    db.close();
+  });
+
+  it('uses a caller-owned database without closing it', () => {
+    const db = new Database(':memory:');
+    const ledger = new SqliteLedger({ database: db });
+    ledger.create(record());
+    ledger.close();
+    expect(db.open).toBe(true);
+    db.close();
+  });
+
+  it('validates its options', () => {
+    expect(() => new SqliteLedger({})).toThrow(InvalidOptionError);
+    expect(() => new SqliteLedger({ path: '' })).toThrow('Expected `path` to be a non-empty string');
+    // @ts-expect-error testing a bad value
+    expect(() => new SqliteLedger({ path: 'x.db', synchronous: 'off' })).toThrow(
+      "Expected `synchronous` to be 'normal' or 'full', got `off` (string)",
+    );
+    // @ts-expect-error testing an unknown key
+    expect(() => new SqliteLedger({ path: 'x.db', journal: 'wal' })).toThrow(
+      'Expected `journal` to be a known option',
+    );
+  });
+});

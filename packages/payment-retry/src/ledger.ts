@@ -1,0 +1,111 @@
+/**
+ * Payment states: `created -> sending -> paid | declined | unknown`, `unknown -> reconciling ->
+ * paid | declined | unknown`. `paid` and `declined` are final. Only the bank's answer moves a payment
+ * out of `unknown`; no timeout of ours ever turns it into `declined`.
+ */
+export type PaymentState = 'created' | 'sending' | 'paid' | 'declined' | 'unknown' | 'reconciling';
+
+/** States in which the outcome is not settled: `recover()` drives these. */
+export const UNRESOLVED_STATES: readonly PaymentState[] = ['created', 'sending', 'unknown', 'reconciling'];
+
+const TRANSITIONS: Readonly<Record<PaymentState, readonly PaymentState[]>> = {
+  created: ['sending'],
+  sending: ['paid', 'declined', 'unknown'],
+  unknown: ['reconciling'],
+  reconciling: ['paid', 'declined', 'unknown'],
+  paid: [],
+  declined: [],
+};
+
+/** Whether a ledger may move a payment from `from` to `to`. */
+export function canTransition(from: PaymentState, to: PaymentState): boolean {
+  return TRANSITIONS[from].includes(to);
+}
+
+/** One payment (one generation of one order), as the ledger keeps it. */
+export interface PaymentRecord {
+  /** The idempotency key, sent on every attempt. Unique in the ledger. */
+  readonly idempotencyKey: string;
+  /** `merchant` and `orderId` together; unique with `generation`. */
+  readonly scope: string;
+  readonly merchant: string;
+  readonly orderId: string;
+  /** 0 for the first payment of an order; +1 after each definitive decline. */
+  readonly generation: number;
+  readonly amount: number;
+  readonly currency: string;
+  readonly payer: string;
+  /** Canonical JSON of the caller's gateway fields (so a restart can rebuild the exact request). */
+  readonly fields: string;
+  readonly state: PaymentState;
+  /** Requests sent (or tried) to the bank for this payment: charges and status queries. */
+  readonly attempts: number;
+  /** The bank's reference, once `paid`. */
+  readonly reference: string | null;
+  /** The bank's reason, once `declined`. */
+  readonly declineReason: string | null;
+  /** Wall-clock ms. */
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  /** Wall-clock ms of the first send: key retention counts from here. */
+  readonly firstSentAt: number | null;
+  /** Wall-clock ms at which the outcome became unknown (for reconciliation latency). */
+  readonly unknownSince: number | null;
+}
+
+/** The fields a transition may set besides the state. */
+export interface RecordPatch {
+  readonly reference?: string;
+  readonly declineReason?: string;
+  readonly firstSentAt?: number;
+  readonly unknownSince?: number;
+}
+
+/** One request to the bank, as recorded. */
+export interface AttemptRecord {
+  readonly idempotencyKey: string;
+  /** 'charge' or 'status' (a status query). */
+  readonly kind: 'charge' | 'status';
+  /** `not_sent`, `unknown` (sent, no response) or `responded`. */
+  readonly outcome: 'not_sent' | 'unknown' | 'responded';
+  readonly statusCode: number | null;
+  /** Node/undici/floodgate error code when the attempt failed without a response. */
+  readonly errorCode: string | null;
+  /** Wall-clock ms. */
+  readonly startedAt: number;
+  readonly durationMs: number;
+}
+
+/** A value or a promise of it: the built-in ledgers answer synchronously, a networked one need not. */
+export type Awaitable<T> = T | Promise<T>;
+
+/**
+ * Durable memory of payments. Implement it to keep payments in another database; every method may
+ * answer synchronously or with a promise.
+ */
+export interface PaymentLedger {
+  /** The latest generation recorded for a scope, or undefined. */
+  latest(scope: string): Awaitable<PaymentRecord | undefined>;
+  get(idempotencyKey: string): Awaitable<PaymentRecord | undefined>;
+  /**
+   * Inserts a new payment (state `created`). Atomic: answers false, inserting nothing, when a record
+   * with the same key or the same scope and generation exists (another caller or process won the race).
+   */
+  create(record: PaymentRecord): Awaitable<boolean>;
+  /**
+   * Moves a payment to `to` when {@link canTransition} allows it from its current state, and applies the
+   * patch. Answers the updated record, or undefined when the payment is missing or the move is not allowed
+   * (someone else settled it first: read it again).
+   */
+  transition(
+    idempotencyKey: string,
+    to: PaymentState,
+    patch?: RecordPatch,
+  ): Awaitable<PaymentRecord | undefined>;
+  /** Appends an attempt and counts it in the payment's `attempts`. */
+  recordAttempt(attempt: AttemptRecord): Awaitable<void>;
+  attempts(idempotencyKey: string): Awaitable<readonly AttemptRecord[]>;
+  /** Every payment in an unresolved state (created, sending, unknown, reconciling), oldest first. */
+  unresolved(limit?: number): Awaitable<readonly PaymentRecord[]>;
+  close(): Awaitable<void>;
+}

@@ -1,0 +1,26 @@
+import { describe, expect, it } from 'vitest';
+import { parseRetryAfter } from './retry-after.js';
+
+describe('parseRetryAfter', () => {
+  it('reads delay-seconds', () => {
+    expect(parseRetryAfter('2')).toBe(2000);
+    expect(parseRetryAfter(' 0 ')).toBe(0);
+    expect(parseRetryAfter(['3', '9'])).toBe(3000);
+  });
+
+  it('reads fractional seconds some gateways send', () => {
+    expect(parseRetryAfter('0.25')).toBe(250);
+  });
+
+  it('reads an HTTP-date against the given wall clock', () => {
+    const now = Date.parse('Wed, 25 Nov 2026 12:00:00 GMT');
+    expect(parseRetryAfter('Wed, 25 Nov 2026 12:00:05 GMT', now)).toBe(5000);
+    expect(parseRetryAfter('Wed, 25 Nov 2026 11:00:00 GMT', now)).toBe(0);
+  });
+
+  it('answers undefined for absent or malformed values', () => {
+    expect(parseRetryAfter(undefined)).toBeUndefined();
+    expect(parseRetryAfter('soon')).toBeUndefined();
+    expect(parseRetryAfter('-1')).toBeUndefined();
+  });
+});

@@ -1,0 +1,305 @@
+import Database from 'better-sqlite3';
+import { InvalidOptionError } from './errors.js';
+import type { AttemptRecord, PaymentLedger, PaymentRecord, PaymentState, RecordPatch } from './ledger.js';
+import { canTransition, UNRESOLVED_STATES } from './ledger.js';
+import { checkOptions, finiteAtLeast } from './options.js';
+
+/** Options of {@link sqliteLedger}. */
+export interface SqliteLedgerOptions {
+  /** Database file (created when missing). Give this or `database`. */
+  readonly path?: string;
+  /** An open better-sqlite3 database to use instead of `path`; the ledger will not close it. */
+  readonly database?: Database.Database;
+  /**
+   * SQLite `synchronous` pragma. `normal` (with WAL) survives a process crash (SIGKILL) but may lose the
+   * last transactions on power loss; `full` survives that too, at one fsync per write. A lost record is
+   * not a lost key: derived keys come back the same. @default 'normal'
+   */
+  readonly synchronous?: 'normal' | 'full';
+  /** How long a write waits for another process's lock before failing. @default 5000 */
+  readonly busyTimeoutMs?: number;
+  /** Keep one row per attempt (for `attempts()` and audits); counts are kept either way. @default true */
+  readonly keepAttempts?: boolean;
+}
+
+const OPTION_KEYS = ['path', 'database', 'synchronous', 'busyTimeoutMs', 'keepAttempts'] as const;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS floodgate_payments (
+  idempotency_key TEXT PRIMARY KEY,
+  scope TEXT NOT NULL,
+  merchant TEXT NOT NULL,
+  order_id TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  amount INTEGER NOT NULL,
+  currency TEXT NOT NULL,
+  payer TEXT NOT NULL,
+  fields TEXT NOT NULL,
+  state TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  reference TEXT,
+  decline_reason TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  first_sent_at INTEGER,
+  unknown_since INTEGER,
+  UNIQUE (scope, generation)
+);
+CREATE INDEX IF NOT EXISTS floodgate_payments_unresolved ON floodgate_payments (created_at)
+  WHERE state IN ('created', 'sending', 'unknown', 'reconciling');
+CREATE TABLE IF NOT EXISTS floodgate_payment_attempts (
+  idempotency_key TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  outcome TEXT NOT NULL,
+  status_code INTEGER,
+  error_code TEXT,
+  started_at INTEGER NOT NULL,
+  duration_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS floodgate_payment_attempts_key ON floodgate_payment_attempts (idempotency_key);
+`;
+
+interface PaymentRow {
+  idempotency_key: string;
+  scope: string;
+  merchant: string;
+  order_id: string;
+  generation: number;
+  amount: number;
+  currency: string;
+  payer: string;
+  fields: string;
+  state: PaymentState;
+  attempts: number;
+  reference: string | null;
+  decline_reason: string | null;
+  created_at: number;
+  updated_at: number;
+  first_sent_at: number | null;
+  unknown_since: number | null;
+}
+
+interface AttemptRow {
+  idempotency_key: string;
+  kind: 'charge' | 'status';
+  outcome: 'not_sent' | 'unknown' | 'responded';
+  status_code: number | null;
+  error_code: string | null;
+  started_at: number;
+  duration_ms: number;
+}
+
+const ALL_STATES: readonly PaymentState[] = [
+  'created',
+  'sending',
+  'paid',
+  'declined',
+  'unknown',
+  'reconciling',
+];
+
+function toRecord(row: PaymentRow): PaymentRecord {
+  return {
+    idempotencyKey: row.idempotency_key,
+    scope: row.scope,
+    merchant: row.merchant,
+    orderId: row.order_id,
+    generation: row.generation,
+    amount: row.amount,
+    currency: row.currency,
+    payer: row.payer,
+    fields: row.fields,
+    state: row.state,
+    attempts: row.attempts,
+    reference: row.reference,
+    declineReason: row.decline_reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    firstSentAt: row.first_sent_at,
+    unknownSince: row.unknown_since,
+  };
+}
+
+/**
+ * The durable ledger: one SQLite file (better-sqlite3, WAL), shared safely by the processes of one
+ * machine. Every statement is prepared once; each call is one short transaction, so a process killed at
+ * any instant leaves the file consistent and `recover()` finds what was in flight.
+ *
+ * @example
+ * const ledger = sqliteLedger({ path: './payments.db' });
+ * const client = createPaymentClient({ gateway, ledger });
+ * await client.recover();
+ * @throws {InvalidOptionError} for a malformed option; better-sqlite3's SqliteError when the file cannot be opened.
+ */
+export class SqliteLedger implements PaymentLedger {
+  readonly #db: Database.Database;
+  readonly #owned: boolean;
+  readonly #keepAttempts: boolean;
+  readonly #latest: Database.Statement<[string], PaymentRow>;
+  readonly #get: Database.Statement<[string], PaymentRow>;
+  readonly #create: Database.Statement<unknown[]>;
+  readonly #transition: Map<PaymentState, Database.Statement<unknown[], PaymentRow>>;
+  readonly #insertAttempt: Database.Statement<unknown[]>;
+  readonly #countAttempt: Database.Statement<[string]>;
+  readonly #recordAttempt: (attempt: AttemptRecord) => void;
+  readonly #attempts: Database.Statement<[string], AttemptRow>;
+  readonly #unresolved: Database.Statement<[number], PaymentRow>;
+  #closed = false;
+
+  constructor(options: SqliteLedgerOptions) {
+    checkOptions('options', options, OPTION_KEYS);
+    if ((options.path === undefined) === (options.database === undefined)) {
+      throw new InvalidOptionError(
+        'path',
+        'a file path, or else a `database` (exactly one of the two)',
+        options.path,
+      );
+    }
+    if (options.path !== undefined && (typeof options.path !== 'string' || options.path === '')) {
+      throw new InvalidOptionError('path', 'a non-empty string', options.path);
+    }
+    const synchronous = options.synchronous ?? 'normal';
+    if (synchronous !== 'normal' && synchronous !== 'full') {
+      throw new InvalidOptionError('synchronous', "'normal' or 'full'", options.synchronous);
+    }
+    const busyTimeoutMs = finiteAtLeast('busyTimeoutMs', options.busyTimeoutMs, 0, 5000);
+    this.#keepAttempts = options.keepAttempts ?? true;
+    this.#owned = options.database === undefined;
+    this.#db = options.database ?? new Database(options.path as string);
+    this.#db.pragma('journal_mode = WAL');
+    this.#db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
+    this.#db.pragma(`busy_timeout = ${Math.round(busyTimeoutMs)}`);
+    this.#db.exec(SCHEMA);
+
+    const db = this.#db;
+    this.#latest = db.prepare(
+      'SELECT * FROM floodgate_payments WHERE scope = ? ORDER BY generation DESC LIMIT 1',
+    );
+    this.#get = db.prepare('SELECT * FROM floodgate_payments WHERE idempotency_key = ?');
+    // The NOT EXISTS makes "a newer generation won the race" a refusal, not a second live generation.
+    this.#create = db.prepare(
+      `INSERT INTO floodgate_payments (idempotency_key, scope, merchant, order_id, generation, amount, currency,
+         payer, fields, state, attempts, created_at, updated_at)
+       SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, 'created', 0, ?, ?
+       WHERE NOT EXISTS (SELECT 1 FROM floodgate_payments WHERE scope = ? AND generation >= ?)
+       ON CONFLICT DO NOTHING`,
+    );
+    this.#transition = new Map();
+    for (const to of ALL_STATES) {
+      const from = ALL_STATES.filter((state) => canTransition(state, to));
+      if (from.length === 0) continue;
+      this.#transition.set(
+        to,
+        db.prepare(
+          `UPDATE floodgate_payments SET state = '${to}', updated_at = ?,
+             reference = COALESCE(?, reference), decline_reason = COALESCE(?, decline_reason),
+             first_sent_at = COALESCE(first_sent_at, ?), unknown_since = COALESCE(unknown_since, ?)
+           WHERE idempotency_key = ? AND state IN (${from.map((state) => `'${state}'`).join(', ')})
+           RETURNING *`,
+        ),
+      );
+    }
+    this.#insertAttempt = db.prepare(
+      `INSERT INTO floodgate_payment_attempts (idempotency_key, kind, outcome, status_code, error_code,
+         started_at, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.#countAttempt = db.prepare(
+      'UPDATE floodgate_payments SET attempts = attempts + 1 WHERE idempotency_key = ?',
+    );
+    this.#recordAttempt = db.transaction((attempt: AttemptRecord) => {
+      this.#countAttempt.run(attempt.idempotencyKey);
+      if (!this.#keepAttempts) return;
+      this.#insertAttempt.run(
+        attempt.idempotencyKey,
+        attempt.kind,
+        attempt.outcome,
+        attempt.statusCode,
+        attempt.errorCode,
+        attempt.startedAt,
+        attempt.durationMs,
+      );
+    });
+    this.#attempts = db.prepare(
+      'SELECT * FROM floodgate_payment_attempts WHERE idempotency_key = ? ORDER BY rowid',
+    );
+    this.#unresolved = db.prepare(
+      `SELECT * FROM floodgate_payments WHERE state IN (${UNRESOLVED_STATES.map((s) => `'${s}'`).join(', ')})
+       ORDER BY created_at, rowid LIMIT ?`,
+    );
+  }
+
+  latest(scope: string): PaymentRecord | undefined {
+    const row = this.#latest.get(scope);
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  get(idempotencyKey: string): PaymentRecord | undefined {
+    const row = this.#get.get(idempotencyKey);
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  create(record: PaymentRecord): boolean {
+    const result = this.#create.run(
+      record.idempotencyKey,
+      record.scope,
+      record.merchant,
+      record.orderId,
+      record.generation,
+      record.amount,
+      record.currency,
+      record.payer,
+      record.fields,
+      record.createdAt,
+      record.updatedAt,
+      record.scope,
+      record.generation,
+    );
+    return result.changes === 1;
+  }
+
+  transition(idempotencyKey: string, to: PaymentState, patch: RecordPatch = {}): PaymentRecord | undefined {
+    const statement = this.#transition.get(to);
+    if (statement === undefined) return undefined;
+    const row = statement.get(
+      Date.now(),
+      patch.reference ?? null,
+      patch.declineReason ?? null,
+      patch.firstSentAt ?? null,
+      patch.unknownSince ?? null,
+      idempotencyKey,
+    );
+    return row === undefined ? undefined : toRecord(row);
+  }
+
+  recordAttempt(attempt: AttemptRecord): void {
+    this.#recordAttempt(attempt);
+  }
+
+  attempts(idempotencyKey: string): readonly AttemptRecord[] {
+    return this.#attempts.all(idempotencyKey).map((row) => ({
+      idempotencyKey: row.idempotency_key,
+      kind: row.kind,
+      outcome: row.outcome,
+      statusCode: row.status_code,
+      errorCode: row.error_code,
+      startedAt: row.started_at,
+      durationMs: row.duration_ms,
+    }));
+  }
+
+  unresolved(limit = -1): readonly PaymentRecord[] {
+    // SQLite reads a negative LIMIT as "no limit".
+    return this.#unresolved.all(Number.isFinite(limit) ? limit : -1).map(toRecord);
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#owned) this.#db.close();
+  }
+}
+
+/** Creates a {@link SqliteLedger}. */
+export function sqliteLedger(options: SqliteLedgerOptions): SqliteLedger {
+  return new SqliteLedger(options);
+}
