@@ -22,6 +22,7 @@ export default defineConfig({
       include: ['packages/*/{src,test}/**/*.test-d.ts'],
       tsconfig: './tsconfig.json',
     },
+    reporters: ['default', './scripts/summary-reporter.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     restoreMocks: true,
