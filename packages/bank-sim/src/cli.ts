@@ -1,1 +1,45 @@
-export {};
+#!/usr/bin/env node
+import { startBankSim } from './bank-sim.js';
+import { parseCliArgs, usage } from './cli-args.js';
+import { BankSimError } from './errors.js';
+
+async function main(): Promise<void> {
+  const command = parseCliArgs(process.argv.slice(2));
+  if (command.help) {
+    process.stdout.write(usage);
+    return;
+  }
+  const bank = await startBankSim(command.options);
+  const { rate, burst, seed, faults } = bank.options;
+  process.stdout.write(
+    command.json ? `${JSON.stringify({ url: bank.url, port: bank.port })}\n` : `${bank.url}\n`,
+  );
+  process.stderr.write(
+    `floodgate-bank-sim listening on ${bank.url} (rate ${rate}/s, burst ${burst}, seed ${seed}); ` +
+      `faults ${JSON.stringify(faults)}; stats at ${bank.url}/_stats; Ctrl-C to stop\n`,
+  );
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    const { series: _series, ...totals } = bank.stats();
+    bank.close().then(
+      () => {
+        process.stderr.write(`floodgate-bank-sim stopped (${signal}): ${JSON.stringify(totals)}\n`);
+        process.exitCode = 0;
+      },
+      (error: unknown) => {
+        process.stderr.write(`floodgate-bank-sim: ${String(error)}\n`);
+        process.exitCode = 1;
+      },
+    );
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((error: unknown) => {
+  const message = error instanceof BankSimError ? error.message : String(error);
+  process.stderr.write(`floodgate-bank-sim: ${message}\n\n${usage}`);
+  process.exitCode = 2;
+});

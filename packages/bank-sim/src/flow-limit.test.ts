@@ -1,0 +1,54 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { flowLimit } from './flow-limit.js';
+
+describe('FlowLimit', () => {
+  it('admits a burst, then one request per 1/rate seconds', () => {
+    const limit = flowLimit({ rate: 10, burst: 3 });
+    expect([limit.tryTake(0), limit.tryTake(0), limit.tryTake(0), limit.tryTake(0)]).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]);
+    expect(limit.retryAfterMs()).toBeCloseTo(100);
+    expect(limit.resetAfterMs()).toBeCloseTo(300);
+    expect(limit.tryTake(99)).toBe(false);
+    expect(limit.tryTake(100)).toBe(true);
+    expect(limit.remaining).toBe(0);
+  });
+
+  it('refills at a fraction of the rate when given a factor', () => {
+    const limit = flowLimit({ rate: 10, burst: 1 });
+    expect(limit.tryTake(0, 0.5)).toBe(true);
+    expect(limit.tryTake(100, 0.5)).toBe(false);
+    expect(limit.retryAfterMs()).toBeCloseTo(100);
+    expect(limit.tryTake(200, 0.5)).toBe(true);
+  });
+
+  it('never limits with an infinite rate', () => {
+    const limit = flowLimit({ rate: Number.POSITIVE_INFINITY, burst: 1 });
+    for (let i = 0; i < 100; i++) expect(limit.tryTake(0)).toBe(true);
+    expect(limit.retryAfterMs()).toBe(0);
+  });
+
+  it('never admits more than burst + rate * t in any span t (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 1000 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 300 }),
+        (rate, burst, gaps) => {
+          const limit = flowLimit({ rate, burst });
+          let now = 0;
+          let admitted = 0;
+          for (const gap of gaps) {
+            now += gap;
+            if (limit.tryTake(now)) admitted++;
+          }
+          return admitted <= burst + (rate * now) / 1000 + 1e-9;
+        },
+      ),
+    );
+  });
+});

@@ -1,0 +1,91 @@
+/** Options of {@link FlowLimit}. */
+export interface FlowLimitOptions {
+  /** Tokens added per second; `Infinity` turns the limit off. */
+  readonly rate: number;
+  /** The most tokens the bucket holds: how many requests may arrive back to back. */
+  readonly burst: number;
+}
+
+/**
+ * The gateway's global flow limit: one token bucket (rate, burst). Deliberately tiny and local:
+ * bank-sim imports nothing of floodgate, so the thing under test is never the thing measuring it.
+ *
+ * The decision is a boolean; the details a throttled answer needs (Retry-After, RateLimit fields)
+ * are computed on demand, so an admitted request allocates nothing here.
+ *
+ * @example
+ * ```ts
+ * const limit = flowLimit({ rate: 300, burst: 30 });
+ * if (!limit.tryTake(performance.now())) console.log(limit.retryAfterMs(1));
+ * ```
+ */
+export class FlowLimit {
+  readonly rate: number;
+  readonly burst: number;
+  #tokens: number;
+  #last = Number.NaN;
+  #perMs: number;
+  #factor = 1;
+
+  constructor(options: FlowLimitOptions) {
+    this.rate = options.rate;
+    this.burst = options.burst;
+    this.#tokens = options.burst;
+    this.#perMs = options.rate / 1000;
+  }
+
+  /**
+   * Takes one token at time `now` (ms, monotonic). `factor` scales the refill rate from now on
+   * (slow recovery after an outage runs at a fraction of the rate).
+   */
+  tryTake(now: number, factor = 1): boolean {
+    if (this.rate === Number.POSITIVE_INFINITY) return true;
+    this.#refill(now);
+    this.#factor = factor;
+    if (this.#tokens >= 1) {
+      this.#tokens -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  /** Whole tokens left (as of the last decision). */
+  get remaining(): number {
+    return this.rate === Number.POSITIVE_INFINITY ? this.burst : Math.floor(this.#tokens);
+  }
+
+  /** Milliseconds until one token is there, as of the last decision. */
+  retryAfterMs(): number {
+    if (this.rate === Number.POSITIVE_INFINITY || this.#tokens >= 1) return 0;
+    return (1 - this.#tokens) / (this.#perMs * this.#factor);
+  }
+
+  /** Milliseconds until the bucket is full again, as of the last decision. */
+  resetAfterMs(): number {
+    if (this.rate === Number.POSITIVE_INFINITY) return 0;
+    return (this.burst - this.#tokens) / (this.#perMs * this.#factor);
+  }
+
+  /** Refills the bucket to `burst`. */
+  reset(): void {
+    this.#tokens = this.burst;
+    this.#last = Number.NaN;
+  }
+
+  #refill(now: number): void {
+    if (Number.isNaN(this.#last)) {
+      this.#last = now;
+      return;
+    }
+    const elapsed = now - this.#last;
+    if (elapsed > 0) {
+      this.#tokens = Math.min(this.burst, this.#tokens + elapsed * this.#perMs * this.#factor);
+      this.#last = now;
+    }
+  }
+}
+
+/** Creates a {@link FlowLimit}. */
+export function flowLimit(options: FlowLimitOptions): FlowLimit {
+  return new FlowLimit(options);
+}

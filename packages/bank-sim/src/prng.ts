@@ -1,0 +1,41 @@
+/**
+ * A small seeded pseudo-random generator (mulberry32): every fault the simulator injects is drawn from
+ * it, so the same seed and the same order of requests give the same faults. Not for cryptography.
+ *
+ * @example
+ * ```ts
+ * const random = prng(42);
+ * random.next(); // 0.6011037519201636, every time
+ * ```
+ */
+export class Prng {
+  #state: number;
+
+  constructor(seed: number) {
+    this.#state = seed >>> 0;
+  }
+
+  /** A number in [0, 1). */
+  next(): number {
+    this.#state = (this.#state + 0x6d2b79f5) | 0;
+    let t = this.#state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  }
+
+  /**
+   * True with probability `p`. Probabilities 0 and 1 draw nothing, so switching one fault fully on or
+   * off does not shift the draws of the others.
+   */
+  chance(p: number): boolean {
+    if (p <= 0) return false;
+    if (p >= 1) return true;
+    return this.next() < p;
+  }
+}
+
+/** Creates a {@link Prng} seeded with `seed` (taken modulo 2^32). */
+export function prng(seed: number): Prng {
+  return new Prng(seed);
+}
