@@ -1,0 +1,515 @@
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type StubAction, StubBank, type StubRequest } from '../test/stub-bank.js';
+import type { PaymentClient } from './client.js';
+import { createPaymentClient, type PaymentClientOptions } from './client.js';
+import {
+  ClientClosedError,
+  IdempotencyKeyInvalidError,
+  InvalidOptionError,
+  PaymentMismatchError,
+} from './errors.js';
+import { deriveIdempotencyKey } from './idempotency-key.js';
+import { ietfGateway } from './ietf-gateway.js';
+import type { PaymentLedger } from './ledger.js';
+import { MemoryLedger } from './memory-ledger.js';
+import type { AttemptEvent, PaymentIntent } from './types.js';
+
+const intent: PaymentIntent = { orderId: 'o-1', amount: 1250, currency: 'EUR', payer: 'tok_ok' };
+const key0 = deriveIdempotencyKey({
+  merchant: 'shop',
+  orderId: 'o-1',
+  amount: 1250,
+  currency: 'EUR',
+  generation: 0,
+});
+const paid = (request: StubRequest): StubAction => ({
+  status: 201,
+  body: { id: `pay_${keyOf(request)}`, status: 'succeeded' },
+});
+const keyOf = (request: StubRequest): string =>
+  String(request.headers['idempotency-key']).replaceAll('"', '');
+
+let bank: StubBank | undefined;
+let client: PaymentClient | undefined;
+let dir: string | undefined;
+
+afterEach(async () => {
+  await client?.close();
+  await bank?.close();
+  if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  client = undefined;
+  bank = undefined;
+  dir = undefined;
+});
+
+async function setup(
+  handle: (request: StubRequest) => StubAction,
+  options: Partial<PaymentClientOptions> & { statusPath?: false } = {},
+): Promise<{ bank: StubBank; client: PaymentClient; ledger: PaymentLedger }> {
+  bank = await StubBank.start(handle);
+  const { statusPath, ...rest } = options;
+  const ledger = (rest.ledger as PaymentLedger | undefined) ?? new MemoryLedger();
+  client = createPaymentClient({
+    gateway: ietfGateway(statusPath === false ? { origin: bank.url, statusPath } : { origin: bank.url }),
+    ledger,
+    merchant: 'shop',
+    retry: { baseDelayMs: 1, maxDelayMs: 5, ...rest.retry },
+    timeouts: { headersMs: 40, bodyMs: 40, paymentMs: 400, ...rest.timeouts },
+    reconcile: false,
+    random: () => 0.5,
+    ...Object.fromEntries(
+      Object.entries(rest).filter(([name]) => !['retry', 'timeouts', 'ledger'].includes(name)),
+    ),
+  });
+  return { bank, client, ledger };
+}
+
+describe('PaymentClient.pay', () => {
+  it('charges once with the derived key, records it, and answers paid', async () => {
+    const { bank, client, ledger } = await setup(paid);
+    const outcome = await client.pay(intent);
+    expect(outcome).toEqual({
+      status: 'paid',
+      orderId: 'o-1',
+      merchant: 'shop',
+      idempotencyKey: key0,
+      attempts: 1,
+      reference: `pay_${key0}`,
+    });
+    expect(bank.charges).toHaveLength(1);
+    expect(bank.charges[0]?.headers['idempotency-key']).toBe(`"${key0}"`);
+    expect(JSON.parse(bank.charges[0]?.body ?? '')).toEqual({
+      orderId: 'o-1',
+      amount: 1250,
+      currency: 'EUR',
+      source: 'tok_ok',
+    });
+    expect(await ledger.get(key0)).toMatchObject({ state: 'paid', reference: `pay_${key0}`, attempts: 1 });
+    // Paying a paid order again is answered from the ledger.
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', attempts: 0 });
+    expect(bank.requests).toHaveLength(1);
+  });
+
+  it('never retries a decline; paying the order again starts a new generation with a new key', async () => {
+    let decline = true;
+    const { bank, client } = await setup((request) =>
+      decline ? { status: 402, body: { status: 'declined', reason: 'insufficient_funds' } } : paid(request),
+    );
+    expect(await client.pay(intent)).toMatchObject({
+      status: 'declined',
+      reason: 'insufficient_funds',
+      attempts: 1,
+    });
+    expect(bank.requests).toHaveLength(1);
+    decline = false;
+    const second = await client.pay({ ...intent, payer: 'tok_other' });
+    expect(second).toMatchObject({ status: 'paid' });
+    expect(second.idempotencyKey).not.toBe(key0);
+    expect(second.idempotencyKey).toBe(
+      deriveIdempotencyKey({
+        merchant: 'shop',
+        orderId: 'o-1',
+        amount: 1250,
+        currency: 'EUR',
+        generation: 1,
+      }),
+    );
+  });
+
+  it('honours Retry-After on 503 and 409, with the same key every time', async () => {
+    let n = 0;
+    const { bank, client } = await setup((request) => {
+      n++;
+      if (n === 1) return { status: 503, headers: { 'retry-after': '0.01' } };
+      if (n === 2) return { status: 409, headers: { 'retry-after': '0.01' } };
+      return paid(request);
+    });
+    const retries: string[] = [];
+    client.on('retry', (event) => retries.push(`${event.reason}:${Math.round(event.delayMs)}`));
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', attempts: 3 });
+    expect(retries).toEqual(['throttled:11', 'conflict:11']);
+    expect(new Set(bank.charges.map(keyOf))).toEqual(new Set([key0]));
+  });
+
+  it('after a dropped answer asks the status endpoint instead of charging again', async () => {
+    const charged = new Set<string>();
+    const { bank, client } = await setup((request) => {
+      if (request.method === 'GET') {
+        return charged.has(request.url.split('/').pop() ?? '')
+          ? { status: 200, body: { status: 'succeeded', id: 'pay_1' } }
+          : { status: 404, body: { status: 'not_found' } };
+      }
+      charged.add(keyOf(request));
+      return { drop: true };
+    });
+    const attempts: AttemptEvent[] = [];
+    client.on('attempt', (event) => attempts.push(event));
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', reference: 'pay_1', attempts: 2 });
+    expect(bank.charges).toHaveLength(1);
+    expect(attempts.map((a) => `${a.kind}:${a.outcome}`)).toEqual(['charge:unknown', 'status:responded']);
+    expect(client.metrics().attempts).toEqual({ notSent: 0, sentNoResponse: 1, responded: 1 });
+  });
+
+  it('without a status endpoint re-sends the same key, and the bank replays', async () => {
+    const answers = new Map<string, number>();
+    const { bank, client } = await setup(
+      (request) => {
+        const key = keyOf(request);
+        const seen = answers.get(key) ?? 0;
+        answers.set(key, seen + 1);
+        return seen === 0 ? { drop: true } : paid(request);
+      },
+      { statusPath: false },
+    );
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', attempts: 2 });
+    expect(bank.charges.map(keyOf)).toEqual([key0, key0]);
+  });
+
+  it('answers pending, never failed, when the answer is lost past the deadline; reconciles later', async () => {
+    let slow = true;
+    const { bank, client, ledger } = await setup(
+      (request) =>
+        slow
+          ? { hang: true }
+          : request.method === 'GET'
+            ? { status: 200, body: { status: 'succeeded', id: 'pay_9' } }
+            : paid(request),
+      { timeouts: { headersMs: 20, paymentMs: 60 } },
+    );
+    const outcome = await client.pay(intent);
+    expect(outcome).toMatchObject({ status: 'pending', reason: 'deadline', idempotencyKey: key0 });
+    expect(await ledger.get(key0)).toMatchObject({ state: 'unknown' });
+    expect(client.pendingCount).toBe(1);
+    expect(client.metrics().outcomeUnknown).toBe(1);
+
+    slow = false;
+    const reconciled = once(client, 'reconciled');
+    expect(await client.reconcileNow()).toEqual({ resolved: 1, pending: 0 });
+    const [event] = await reconciled;
+    expect(event.outcome).toMatchObject({ status: 'paid', reference: 'pay_9' });
+    expect(await ledger.get(key0)).toMatchObject({ state: 'paid', reference: 'pay_9' });
+    expect(client.metrics().reconciliation.resolved).toBe(1);
+    // Reconciling asked the status first: no second charge.
+    expect(bank.charges).toHaveLength(bank.charges.filter((r) => keyOf(r) === key0).length);
+    expect(bank.requests.at(-1)?.method).toBe('GET');
+  });
+
+  it('the background reconciler settles pending payments by itself', async () => {
+    let slow = true;
+    const { client } = await setup(
+      (request) =>
+        slow ? { hang: true } : request.method === 'GET' ? { status: 404, body: {} } : paid(request),
+      { timeouts: { headersMs: 20, paymentMs: 50 }, reconcile: { intervalMs: 5 } },
+    );
+    expect(await client.pay(intent)).toMatchObject({ status: 'pending' });
+    slow = false;
+    const [event] = await once(client, 'reconciled');
+    expect(event.outcome).toMatchObject({ status: 'paid', idempotencyKey: key0 });
+    expect(client.pendingCount).toBe(0);
+  });
+
+  it('coalesces concurrent pays of one order onto one bank call', async () => {
+    const { bank, client } = await setup(paid);
+    const outcomes = await Promise.all([client.pay(intent), client.pay(intent), client.pay({ ...intent })]);
+    expect(new Set(outcomes.map((o) => (o.status === 'paid' ? o.reference : o.status)))).toEqual(
+      new Set([`pay_${key0}`]),
+    );
+    expect(bank.charges).toHaveLength(1);
+    expect(client.metrics().coalesced).toBe(2);
+  });
+
+  it('rejects the same order with another amount, in flight or paid, before sending anything', async () => {
+    const { bank, client } = await setup(paid);
+    const first = client.pay(intent);
+    await expect(client.pay({ ...intent, amount: 999 })).rejects.toBeInstanceOf(PaymentMismatchError);
+    await first;
+    await expect(client.pay({ ...intent, amount: 999 })).rejects.toMatchObject({
+      code: 'ERR_PAYMENT_MISMATCH',
+      orderId: 'o-1',
+      idempotencyKey: key0,
+    });
+    await expect(client.pay({ ...intent, payer: 'tok_other' })).rejects.toBeInstanceOf(PaymentMismatchError);
+    expect(bank.requests).toHaveLength(1);
+  });
+
+  it('uses a caller-given key verbatim and refuses it for another order', async () => {
+    const { bank, client } = await setup(paid);
+    expect(await client.pay({ ...intent, idempotencyKey: 'my-key-1' })).toMatchObject({
+      status: 'paid',
+      idempotencyKey: 'my-key-1',
+    });
+    expect(bank.charges[0]?.headers['idempotency-key']).toBe('"my-key-1"');
+    await expect(
+      client.pay({ ...intent, orderId: 'o-2', idempotencyKey: 'my-key-1' }),
+    ).rejects.toBeInstanceOf(PaymentMismatchError);
+    await expect(
+      client.pay({ ...intent, orderId: 'o-3', idempotencyKey: 'has space' }),
+    ).rejects.toBeInstanceOf(IdempotencyKeyInvalidError);
+  });
+
+  it('classifies a refused connection as not sent and stays pending, never declined', async () => {
+    const { bank, client, ledger } = await setup(paid, { retry: { maxAttempts: 3 } });
+    const { url } = bank;
+    await bank.close();
+    const closedClient = createPaymentClient({
+      gateway: ietfGateway({ origin: url }),
+      ledger,
+      merchant: 'shop',
+      retry: { baseDelayMs: 1, maxDelayMs: 2, maxAttempts: 3 },
+      reconcile: false,
+    });
+    try {
+      const outcome = await closedClient.pay(intent);
+      expect(outcome).toMatchObject({ status: 'pending', reason: 'max_attempts', attempts: 3 });
+      expect(closedClient.metrics().attempts).toEqual({ notSent: 3, sentNoResponse: 0, responded: 0 });
+      expect(await ledger.attempts(key0)).toMatchObject([
+        { outcome: 'not_sent', errorCode: 'ECONNREFUSED' },
+        { outcome: 'not_sent' },
+        { outcome: 'not_sent' },
+      ]);
+    } finally {
+      await closedClient.close();
+    }
+    void client;
+  });
+
+  it('stops retrying when the retry budget is spent: pending, not failed', async () => {
+    let taken = 0;
+    const budget = {
+      tryTake: (cost: number) => {
+        taken += cost;
+        return { allowed: taken <= 5, remaining: Math.max(0, 5 - taken) };
+      },
+      refund: () => {},
+    };
+    const { bank, client } = await setup(() => ({ status: 500 }), { retry: { budget } });
+    expect(await client.pay(intent)).toMatchObject({
+      status: 'pending',
+      reason: 'retry_budget',
+      attempts: 2,
+    });
+    expect(bank.charges).toHaveLength(2);
+    expect(client.metrics().retryBudgetRemaining).toBe(0);
+  });
+
+  it('gives budget back: 1 for a first-try success, the retry cost after a retried one', async () => {
+    const refunds: number[] = [];
+    const budget = {
+      tryTake: () => ({ allowed: true, remaining: 100 }),
+      refund: (n: number) => refunds.push(n),
+    };
+    let n = 0;
+    const { client } = await setup((request) => (++n === 2 ? { status: 500 } : paid(request)), {
+      retry: { budget },
+    });
+    await client.pay(intent);
+    await client.pay({ ...intent, orderId: 'o-2' });
+    expect(refunds).toEqual([1, 5]);
+  });
+
+  it('treats a rejection by an open breaker as not sent and retries after it', async () => {
+    let open = 2;
+    const seen: unknown[] = [];
+    const breaker = {
+      async execute<T>(fn: (context: { signal: AbortSignal }) => Promise<T>): Promise<T> {
+        if (open-- > 0) throw Object.assign(new Error('open'), { code: 'ERR_CIRCUIT_OPEN', retryAfterMs: 2 });
+        try {
+          return await fn({ signal: new AbortController().signal });
+        } catch (error) {
+          seen.push(error);
+          throw error;
+        }
+      },
+    };
+    let n = 0;
+    const { bank, client } = await setup((request) => (++n === 1 ? { status: 503 } : paid(request)), {
+      breaker,
+    });
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', attempts: 4 });
+    expect(bank.charges).toHaveLength(2);
+    expect(client.metrics().attempts.notSent).toBe(2);
+    // The breaker saw the 503 as an error it can classify.
+    expect(seen).toMatchObject([{ statusCode: 503, outcome: 'responded', code: 'ERR_GATEWAY_RESPONSE' }]);
+  });
+
+  it('goes through the limiter, and a shed call is retried as not sent', async () => {
+    let calls = 0;
+    const limiter = {
+      run<T>(fn: (signal: AbortSignal) => Promise<T>, options?: { signal?: AbortSignal }): Promise<T> {
+        calls++;
+        expect(options?.signal).toBeInstanceOf(AbortSignal);
+        if (calls === 1)
+          return Promise.reject(
+            Object.assign(new Error('full'), { code: 'ERR_QUEUE_FULL', retryAfterMs: 1 }),
+          );
+        return fn(new AbortController().signal);
+      },
+    };
+    const { bank, client } = await setup(paid, { limiter });
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', attempts: 2 });
+    expect(bank.charges).toHaveLength(1);
+  });
+
+  it("a caller's abort ends the wait as pending", async () => {
+    const { client } = await setup(() => ({ status: 503, headers: { 'retry-after': '0.02' } }));
+    const controller = new AbortController();
+    const outcome = client.pay(intent, { signal: controller.signal });
+    client.once('retry', () => controller.abort());
+    expect(await outcome).toMatchObject({ status: 'pending', reason: 'aborted' });
+  });
+
+  it('close() ends calls in flight as pending and refuses new ones', async () => {
+    const { bank, client, ledger } = await setup(() => ({ hang: true }), {
+      timeouts: { headersMs: 5000, paymentMs: 5000 },
+    });
+    const outcome = client.pay(intent);
+    while (bank.requests.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    const closing = client.close();
+    expect(await outcome).toMatchObject({ status: 'pending', reason: 'closed' });
+    await closing;
+    expect(await ledger.get(key0)).toMatchObject({ state: 'unknown' });
+    await expect(client.pay(intent)).rejects.toBeInstanceOf(ClientClosedError);
+    await expect(client.recover()).rejects.toMatchObject({ code: 'ERR_CLIENT_CLOSED' });
+  });
+});
+
+describe('PaymentClient.recover', () => {
+  it('drives what a crashed process left in the ledger with the original keys', async () => {
+    const ledger = new MemoryLedger();
+    const base = {
+      scope: '',
+      merchant: 'shop',
+      generation: 0,
+      amount: 500,
+      currency: 'EUR',
+      payer: 'tok_ok',
+      fields: '{}',
+      state: 'created' as const,
+      attempts: 0,
+      reference: null,
+      declineReason: null,
+      createdAt: 1,
+      updatedAt: 1,
+      firstSentAt: null,
+      unknownSince: null,
+    };
+    ledger.create({ ...base, idempotencyKey: 'k-sent', scope: '["shop","a"]', orderId: 'a' });
+    ledger.transition('k-sent', 'sending');
+    ledger.create({ ...base, idempotencyKey: 'k-created', scope: '["shop","b"]', orderId: 'b' });
+    ledger.create({
+      ...base,
+      idempotencyKey: 'k-declined',
+      scope: '["shop","c"]',
+      orderId: 'c',
+      payer: 'tok_decline_x',
+    });
+    ledger.transition('k-declined', 'sending');
+    const { bank, client } = await setup(
+      (request) => {
+        if (request.method === 'GET') {
+          return request.url.endsWith('k-sent')
+            ? { status: 200, body: { status: 'succeeded', id: 'pay_a' } }
+            : { status: 404, body: {} };
+        }
+        return request.body.includes('tok_decline') ? { status: 402, body: { reason: 'x' } } : paid(request);
+      },
+      { ledger },
+    );
+    expect(await client.recover()).toEqual({ found: 3, paid: 2, declined: 1, pending: 0 });
+    expect(ledger.get('k-sent')).toMatchObject({ state: 'paid', reference: 'pay_a' });
+    expect(ledger.get('k-created')).toMatchObject({ state: 'paid', reference: 'pay_k-created' });
+    expect(ledger.get('k-declined')).toMatchObject({ state: 'declined', declineReason: 'x' });
+    // The one that may have been sent was asked about, not charged again.
+    expect(bank.charges.map(keyOf).sort()).toEqual(['k-created', 'k-declined']);
+    expect(await client.recover()).toEqual({ found: 0, paid: 0, declined: 0, pending: 0 });
+  });
+
+  it('opens, uses and closes a SQLite ledger given as a path', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'payment-retry-client-'));
+    const path = join(dir, 'payments.db');
+    const { client } = await setup(paid, { ledger: path as unknown as PaymentLedger });
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid' });
+    expect(await client.lookup('o-1')).toMatchObject({ state: 'paid' });
+    await client.close();
+    const { SqliteLedger } = await import('./sqlite-ledger.js');
+    const reopened = new SqliteLedger({ path });
+    expect(reopened.get(key0)).toMatchObject({ state: 'paid' });
+    reopened.close();
+  });
+});
+
+describe('options', () => {
+  const gateway = ietfGateway({ origin: 'http://127.0.0.1:9' });
+  const ledger = new MemoryLedger();
+
+  it.each<[string, unknown, string]>([
+    ['gateway', { ledger }, 'Expected `gateway` to be a gateway adapter'],
+    ['ledger', { gateway }, 'Expected `ledger` to be a PaymentLedger or a SQLite file path'],
+    ['unknown key', { gateway, ledger, retires: 3 }, 'Expected `retires` to be a known option'],
+    [
+      'retry.maxAttempts',
+      { gateway, ledger, retry: { maxAttempts: 0 } },
+      'Expected `retry.maxAttempts` to be an integer >= 1, got `0` (number)',
+    ],
+    [
+      'retry unknown',
+      { gateway, ledger, retry: { attempts: 1 } },
+      'Expected `retry.attempts` to be a known option',
+    ],
+    [
+      'timeouts.paymentMs',
+      { gateway, ledger, timeouts: { paymentMs: -1 } },
+      'Expected `timeouts.paymentMs` to be a finite number >= 1',
+    ],
+    [
+      'breaker',
+      { gateway, ledger, breaker: {} },
+      'Expected `breaker` to be an object with a execute() method',
+    ],
+    [
+      'limiter',
+      { gateway, ledger, limiter: () => {} },
+      'Expected `limiter` to be an object with a run() method',
+    ],
+    [
+      'budget',
+      { gateway, ledger, retry: { budget: {} } },
+      'Expected `retry.budget` to be an object with a tryTake() method',
+    ],
+    ['merchant', { gateway, ledger, merchant: '' }, 'Expected `merchant` to be a non-empty string'],
+    [
+      'pool',
+      { gateway, ledger, pool: { connections: 0 } },
+      'Expected `pool.connections` to be an integer >= 1',
+    ],
+    [
+      'reconcile',
+      { gateway, ledger, reconcile: { concurrency: 1.5 } },
+      'Expected `reconcile.concurrency` to be an integer >= 1',
+    ],
+  ])('rejects a bad %s', (_name, options, message) => {
+    expect(() => createPaymentClient(options as PaymentClientOptions)).toThrow(InvalidOptionError);
+    expect(() => createPaymentClient(options as PaymentClientOptions)).toThrow(message);
+  });
+
+  it.each<[string, unknown, string]>([
+    ['orderId', { ...intent, orderId: '' }, 'intent.orderId'],
+    ['amount', { ...intent, amount: 12.5 }, 'intent.amount'],
+    ['amount', { ...intent, amount: 0 }, 'intent.amount'],
+    ['currency', { ...intent, currency: 'EURO' }, 'intent.currency'],
+    ['payer', { ...intent, payer: '' }, 'intent.payer'],
+    ['fields', { ...intent, fields: [] }, 'intent.fields'],
+    ['intent', null, 'intent'],
+  ])('rejects an intent with a bad %s, sending nothing', async (_name, bad, option) => {
+    const { bank, client } = await setup(paid);
+    await expect(client.pay(bad as PaymentIntent)).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      option,
+    });
+    expect(bank.requests).toHaveLength(0);
+  });
+});
