@@ -1,0 +1,234 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type BucketSpec, ClosedError, InvalidOptionError, MemoryStore, memoryStore } from './index.js';
+
+let now = 0;
+const clock = () => now;
+const spec: BucketSpec = { capacity: 5, refillPerMs: 1 / 1000 }; // 5 burst, 1 per second
+
+describe('MemoryStore', () => {
+  it('creates buckets full, takes, denies with when to retry, and refills', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    expect(store.consume('a', 2, spec)).toEqual({
+      allowed: true,
+      limit: 5,
+      remaining: 3,
+      retryAfterMs: 0,
+      resetAfterMs: 2000,
+      waitMs: 0,
+    });
+    expect(store.consume('a', 3, spec)).toMatchObject({ allowed: true, remaining: 0, resetAfterMs: 5000 });
+    expect(store.consume('a', 2, spec)).toEqual({
+      allowed: false,
+      limit: 5,
+      remaining: 0,
+      retryAfterMs: 2000,
+      resetAfterMs: 5000,
+      waitMs: 0,
+    });
+    expect(store.consume('b', 1, spec)).toMatchObject({ allowed: true, remaining: 4 });
+    now = 1500;
+    expect(store.consume('a', 2, spec)).toMatchObject({ allowed: false, remaining: 1, retryAfterMs: 500 });
+    now = 2000;
+    expect(store.consume('a', 2, spec)).toMatchObject({ allowed: true, remaining: 0 });
+  });
+
+  it('reserves from the future within maxWaitMs, and later callers wait behind the debt', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    store.consume('a', 5, spec);
+    expect(store.consume('a', 2, spec, { maxWaitMs: 1999 })).toMatchObject({
+      allowed: false,
+      retryAfterMs: 2000,
+    });
+    expect(store.consume('a', 2, spec, { maxWaitMs: 2000 })).toMatchObject({ allowed: true, waitMs: 2000 });
+    expect(store.consume('a', 1, spec, { maxWaitMs: 10_000 })).toMatchObject({ allowed: true, waitMs: 3000 });
+    expect(store.consume('a', 1, spec)).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: 4000 });
+    expect(() => store.consume('a', 1, spec, { maxWaitMs: -1 })).toThrow(InvalidOptionError);
+    expect(() => store.consume('a', 1, spec, { wait: 1 } as never)).toThrow('`wait`');
+  });
+
+  it('refund gives tokens back, never above capacity', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    store.consume('a', 5, spec);
+    store.refund('a', 2, spec);
+    expect(store.consume('a', 2, spec)).toMatchObject({ allowed: true, remaining: 0 });
+    store.refund('a', 100, spec);
+    expect(store.consume('a', 0, spec)).toMatchObject({ remaining: 5 });
+    store.refund('unknown', 1, spec);
+    expect(store.size).toBe(1);
+    expect(() => store.refund('a', -1, spec)).toThrow(InvalidOptionError);
+  });
+
+  it('forgets buckets that refilled to full as new keys come', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    for (let i = 0; i < 100; i++) store.consume(`k${i}`, 1, spec);
+    expect(store.size).toBe(100);
+    now = 1000; // every bucket is full again
+    for (let i = 0; i < 100; i++) store.consume(`n${i}`, 1, spec);
+    // each insertion sweeps two entries: the old, full ones are gone
+    expect(store.size).toBeLessThanOrEqual(110);
+  });
+
+  it('when full, evicts a full bucket for a new key', () => {
+    now = 0;
+    const store = memoryStore({ clock, maxKeys: 3 });
+    store.consume('a', 1, spec);
+    store.consume('b', 5, spec);
+    store.consume('c', 5, spec);
+    now = 1000; // only a is full again
+    expect(store.consume('d', 5, spec)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(store.size).toBe(3);
+    expect(store.overflowCount).toBe(0);
+    expect(store.consume('b', 1, spec)).toMatchObject({ allowed: true, remaining: 0 }); // b kept its state
+  });
+
+  it('when full of busy buckets, charges new keys to one shared overflow bucket', () => {
+    now = 0;
+    const store = memoryStore({ clock, maxKeys: 10 });
+    for (let i = 0; i < 10; i++) store.consume(`user${i}`, 5, spec);
+    // An attacker rotating keys: without the overflow bucket each would get a fresh burst of 5.
+    let granted = 0;
+    for (let i = 0; i < 1000; i++) if (store.consume(`attacker${i}`, 1, spec).allowed) granted++;
+    expect(granted).toBe(5);
+    expect(store.size).toBe(10);
+    expect(store.overflowCount).toBe(1000);
+    now = 1000;
+    // The known keys keep their own buckets...
+    expect(store.consume('user0', 1, spec)).toMatchObject({ allowed: true, remaining: 0 });
+    // ...and once buckets are full again, new keys get their own slot.
+    now = 10_000;
+    expect(store.consume('late', 1, spec)).toMatchObject({ allowed: true, remaining: 4 });
+    expect(store.overflowCount).toBe(1000);
+  });
+
+  it('spends once per operationId and replays the decision', () => {
+    now = 0;
+    const store = memoryStore({ clock, operationTtlMs: 1000, maxOperations: 2 });
+    const first = store.consume('a', 2, spec, { operationId: 'op1' });
+    expect(store.consume('a', 2, spec, { operationId: 'op1' })).toBe(first);
+    expect(store.consume('a', 0, spec)).toMatchObject({ remaining: 3 });
+    // the same id under another key is another operation
+    expect(store.consume('b', 2, spec, { operationId: 'op1' })).toMatchObject({ remaining: 3 });
+    // expired: spends again
+    now = 1000;
+    expect(store.consume('a', 1, spec, { operationId: 'op1' })).toMatchObject({
+      allowed: true,
+      remaining: 3,
+    });
+    expect(() => store.consume('a', 1, spec, { operationId: 5 as never })).toThrow('`operationId`');
+  });
+
+  it('replays a reservation with the wait that is left', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    store.consume('a', 5, spec);
+    expect(store.consume('a', 1, spec, { maxWaitMs: 5000, operationId: 'x' })).toMatchObject({
+      waitMs: 1000,
+    });
+    now = 400;
+    expect(store.consume('a', 1, spec, { maxWaitMs: 5000, operationId: 'x' })).toMatchObject({
+      allowed: true,
+      waitMs: 600,
+    });
+  });
+
+  it('bounds the remembered operations', () => {
+    now = 0;
+    const store = memoryStore({ clock, maxOperations: 2 });
+    store.consume('a', 1, spec, { operationId: '1' });
+    store.consume('a', 1, spec, { operationId: '2' });
+    store.consume('a', 1, spec, { operationId: '3' }); // forgets '1'
+    store.consume('a', 1, spec, { operationId: '1' }); // spends again
+    expect(store.consume('a', 0, spec)).toMatchObject({ remaining: 1 });
+  });
+
+  it('close() forgets everything and refuses later calls', () => {
+    const store = new MemoryStore({ clock });
+    store.consume('a', 1, spec);
+    store.close();
+    expect(store.size).toBe(0);
+    expect(() => store.consume('a', 1, spec)).toThrow(ClosedError);
+    expect(() => store.refund('a', 1, spec)).toThrow(ClosedError);
+  });
+
+  it('validates its options', () => {
+    expect(() => memoryStore({ maxKeys: 0 })).toThrow('`maxKeys`');
+    expect(() => memoryStore({ operationTtlMs: -1 })).toThrow('`operationTtlMs`');
+    expect(() => memoryStore({ maxOperations: 1.5 })).toThrow('`maxOperations`');
+    expect(() => memoryStore({ max: 1 } as never)).toThrow('`max`');
+  });
+
+  it('matches an exact reference bucket per key while buckets are forgotten and re-created', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.array(
+          fc.record({
+            key: fc.constantFrom('a', 'b', 'c'),
+            n: fc.integer({ min: 0, max: 20 }),
+            dt: fc.nat(3000),
+          }),
+          { maxLength: 80 },
+        ),
+        (capacity, tokens, perMs, calls) => {
+          now = 5_000_000;
+          // maxKeys = keys in play: the sweeper forgets full buckets, and a forgotten bucket must come back
+          // exactly as full as the model says it is.
+          const store = memoryStore({ clock, maxKeys: 3 });
+          const bucketSpec = { capacity, refillPerMs: tokens / perMs };
+          // exact integer model in token-ms units, one bucket per key, plus the overflow bucket
+          const units = new Map<string, { units: number; last: number }>();
+          for (const call of calls) {
+            now += call.dt;
+            const n = Math.min(call.n, capacity);
+            const decision = store.consume(call.key, n, bucketSpec);
+            expect(decision.remaining).toBeGreaterThanOrEqual(0);
+            expect(decision.remaining).toBeLessThanOrEqual(capacity);
+            const state = units.get(call.key) ?? { units: capacity * perMs, last: now };
+            state.units = Math.min(capacity * perMs, state.units + (now - state.last) * tokens);
+            state.last = now;
+            expect(decision.allowed).toBe(state.units >= n * perMs);
+            if (decision.allowed) state.units -= n * perMs;
+            expect(decision.remaining).toBe(Math.floor(state.units / perMs));
+            units.set(call.key, state);
+          }
+        },
+      ),
+    );
+  });
+
+  it('matches the reference exactly for one key', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 20 }),
+        fc.integer({ min: 1, max: 50 }),
+        fc.integer({ min: 1, max: 10_000 }),
+        fc.array(fc.record({ n: fc.integer({ min: 0, max: 20 }), dt: fc.nat(3000) }), { maxLength: 80 }),
+        (capacity, tokens, perMs, calls) => {
+          now = 123_456;
+          const store = memoryStore({ clock });
+          const bucketSpec = { capacity, refillPerMs: tokens / perMs };
+          let units = capacity * perMs;
+          let last = now;
+          for (const call of calls) {
+            now += call.dt;
+            const n = Math.min(call.n, capacity);
+            units = Math.min(capacity * perMs, units + (now - last) * tokens);
+            last = now;
+            const expected = units >= n * perMs;
+            if (expected) units -= n * perMs;
+            const decision = store.consume('k', n, bucketSpec);
+            expect(decision.allowed).toBe(expected);
+            expect(decision.remaining).toBe(Math.floor(units / perMs));
+          }
+        },
+      ),
+    );
+  });
+});
