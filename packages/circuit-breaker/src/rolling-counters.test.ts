@@ -47,7 +47,9 @@ describe('RollingCounters', () => {
     fc.assert(
       fc.property(
         fc.integer({ min: 1, max: 10 }),
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 })), { maxLength: 200 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 0, max: 2 })), {
+          maxLength: 200,
+        }),
         (buckets, steps) => {
           const bucketMs = 100;
           const w = new RollingCounters(bucketMs * buckets, buckets, 3);

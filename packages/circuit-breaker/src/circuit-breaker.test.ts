@@ -1,0 +1,751 @@
+import { getEventListeners } from 'node:events';
+import fc from 'fast-check';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { CallContext } from './call.js';
+import type { StateChange } from './circuit-breaker.js';
+import { CircuitBreaker, circuitBreaker } from './circuit-breaker.js';
+import { CircuitOpenError, CircuitShutdownError, CircuitTimeoutError, InvalidOptionError } from './errors.js';
+import type { CircuitBreakerOptions } from './options.js';
+
+const gatewayError = (fields: Record<string, unknown>) => Object.assign(new Error('gateway'), fields);
+const ok = () => Promise.resolve('ok');
+const fail500 = () => Promise.reject(gatewayError({ statusCode: 500 }));
+const swallow = (p: Promise<unknown>) => p.catch((error: unknown) => error);
+
+/** A breaker without jitter, so open times are exact. */
+function breaker(options: CircuitBreakerOptions<[], never> = {}) {
+  const b = circuitBreaker({ resetJitter: 0, volumeThreshold: 4, resetTimeoutMs: 1000, ...options });
+  const changes: StateChange[] = [];
+  b.on('stateChange', (change) => changes.push(change));
+  return { b, changes };
+}
+
+/** A call that stays in flight until the test decides, after `ms` of fake time if asked. */
+function deferred<T = string>() {
+  let resolve!: (value: T) => void;
+  let reject!: (error: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+const slowOk = (ms: number) => () => new Promise<string>((resolve) => setTimeout(() => resolve('slow'), ms));
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('closed → open', () => {
+  it('opens when more than errorThresholdPercentage of the window failed, once volumeThreshold is reached', async () => {
+    const { b, changes } = breaker({ volumeThreshold: 4, errorThresholdPercentage: 50 });
+    await b.execute(ok);
+    await swallow(b.execute(fail500));
+    await swallow(b.execute(fail500)); // 2/3 failed, but only 3 calls < volumeThreshold 4
+    expect(b.state).toBe('closed');
+    await b.execute(ok); // 2/4 = 50%: not more than 50%
+    expect(b.state).toBe('closed');
+    await swallow(b.execute(fail500)); // 3/5 = 60%
+    expect(b.state).toBe('open');
+    expect(changes).toEqual([
+      expect.objectContaining({
+        from: 'closed',
+        to: 'open',
+        reason: 'failure-rate',
+        openForMs: 1000,
+        failureRate: 60,
+      }),
+    ]);
+  });
+
+  it('refuses at once with CircuitOpenError carrying retryAfterMs, without calling the function', async () => {
+    const { b } = breaker({ volumeThreshold: 1 });
+    await swallow(b.execute(fail500));
+    vi.advanceTimersByTime(300);
+    const fn = vi.fn(ok);
+    const error = await swallow(b.execute(fn));
+    expect(fn).not.toHaveBeenCalled();
+    expect(error).toBeInstanceOf(CircuitOpenError);
+    expect(error).toMatchObject({
+      code: 'ERR_CIRCUIT_OPEN',
+      retryAfterMs: 700,
+      state: 'open',
+      circuit: 'circuit',
+    });
+    expect(b.stats().totals.rejected).toBe(1);
+  });
+
+  it('opens on the slow-call rate even when every call succeeds', async () => {
+    const { b, changes } = breaker({
+      volumeThreshold: 4,
+      slowCallDurationMs: 100,
+      slowCallThresholdPercentage: 50,
+    });
+    const run = async (fn: () => Promise<string>) => {
+      const p = b.execute(fn);
+      await vi.advanceTimersByTimeAsync(500);
+      return p;
+    };
+    await run(slowOk(10));
+    await run(slowOk(200));
+    await run(slowOk(10));
+    await run(slowOk(200)); // 2/4 slow = 50%: not more
+    expect(b.state).toBe('closed');
+    await run(slowOk(300)); // 3/5 = 60%
+    expect(b.state).toBe('open');
+    expect(changes[0]).toMatchObject({ reason: 'slow-call-rate', slowCallRate: 60, failureRate: 0 });
+    expect(b.stats().totals).toMatchObject({ successes: 5, slow: 3 });
+  });
+
+  it('forgets failures that slid out of the window', async () => {
+    const { b } = breaker({ volumeThreshold: 2, windowMs: 1000, windowBuckets: 10 });
+    await swallow(b.execute(fail500));
+    vi.advanceTimersByTime(1500);
+    await b.execute(ok);
+    await b.execute(ok);
+    await swallow(b.execute(fail500)); // the first failure is gone: 1/3
+    expect(b.state).toBe('closed');
+    expect(b.stats().window).toMatchObject({ calls: 3, failures: 1, successes: 2 });
+  });
+
+  it('does not count ignored outcomes, nor business answers as failures', async () => {
+    const { b } = breaker({ volumeThreshold: 2 });
+    for (let i = 0; i < 5; i++) {
+      await swallow(b.execute(() => Promise.reject(gatewayError({ statusCode: 402 }))));
+      await swallow(b.execute(() => Promise.reject(gatewayError({ code: 'ERR_RATE_LIMITED' }))));
+    }
+    expect(b.state).toBe('closed');
+    expect(b.stats().totals).toMatchObject({ successes: 5, ignored: 5, failures: 0 });
+    expect(b.stats().window.calls).toBe(5);
+  });
+
+  it('counts a resolved 5xx response as a failure but still resolves with it', async () => {
+    const { b } = breaker({ volumeThreshold: 1 });
+    await expect(b.execute(() => Promise.resolve({ statusCode: 503 }))).resolves.toEqual({ statusCode: 503 });
+    expect(b.state).toBe('open');
+  });
+
+  it('uses a custom classifier, and counts a throwing classifier as a failure', async () => {
+    const { b } = breaker({ volumeThreshold: 1, classify: () => 'ignored' });
+    await swallow(b.execute(fail500));
+    expect(b.state).toBe('closed');
+    const { b: b2 } = breaker({
+      volumeThreshold: 1,
+      classify: () => {
+        throw new Error('bug');
+      },
+    });
+    await expect(b2.execute(ok)).resolves.toBe('ok');
+    expect(b2.state).toBe('open');
+  });
+});
+
+describe('half-open', () => {
+  async function openBreaker(options: CircuitBreakerOptions<[], never> = {}) {
+    const made = breaker({ volumeThreshold: 1, ...options });
+    await swallow(made.b.execute(fail500));
+    expect(made.b.state).toBe('open');
+    return made;
+  }
+
+  it('turns half-open after resetTimeoutMs and lets halfOpenMaxCalls probes through', async () => {
+    const { b, changes } = await openBreaker({ halfOpenMaxCalls: 2, halfOpenSuccessThreshold: 2 });
+    vi.advanceTimersByTime(999);
+    expect(b.state).toBe('open');
+    vi.advanceTimersByTime(1);
+    expect(b.state).toBe('half-open');
+    expect(changes.at(-1)).toMatchObject({ from: 'open', to: 'half-open', reason: 'reset-timeout' });
+
+    const probes = [deferred(), deferred()];
+    const seen: boolean[] = [];
+    const p1 = b.execute((ctx) => {
+      seen.push(ctx.probe);
+      return (probes[0] as ReturnType<typeof deferred>).promise;
+    });
+    const p2 = b.execute(() => (probes[1] as ReturnType<typeof deferred>).promise);
+    const refused = await swallow(b.execute(ok));
+    expect(refused).toMatchObject({ code: 'ERR_CIRCUIT_OPEN', state: 'half-open' });
+    expect((refused as CircuitOpenError).retryAfterMs).toBeGreaterThan(0);
+    expect(seen).toEqual([true]);
+
+    probes[0]?.resolve('a');
+    await p1;
+    expect(b.state).toBe('half-open'); // 1 of the 2 successes needed
+    probes[1]?.resolve('b');
+    await p2;
+    expect(b.state).toBe('closed');
+    expect(changes.at(-1)).toMatchObject({ from: 'half-open', to: 'closed', reason: 'half-open-success' });
+    expect(b.stats().window.calls).toBe(0); // the window was forgotten
+  });
+
+  it('re-opens as soon as the success threshold cannot be reached, with a backed-off open time', async () => {
+    const { b, changes } = await openBreaker({
+      halfOpenMaxCalls: 3,
+      halfOpenSuccessThreshold: 2,
+      resetBackoffFactor: 2,
+    });
+    vi.advanceTimersByTime(1000);
+    await b.execute(ok);
+    await swallow(b.execute(fail500)); // 1 failure of 3: 2 successes still possible
+    expect(b.state).toBe('half-open');
+    await swallow(b.execute(fail500));
+    expect(b.state).toBe('open');
+    expect(changes.at(-1)).toMatchObject({
+      from: 'half-open',
+      to: 'open',
+      reason: 'half-open-failure',
+      openForMs: 2000,
+    });
+    expect(b.stats().consecutiveOpens).toBe(2);
+
+    vi.advanceTimersByTime(2000);
+    expect(b.state).toBe('half-open');
+    await swallow(b.execute(fail500));
+    await swallow(b.execute(fail500));
+    expect(changes.at(-1)).toMatchObject({ to: 'open', openForMs: 4000 });
+  });
+
+  it('caps the backoff at maxResetTimeoutMs and starts over after closing', async () => {
+    const { b, changes } = await openBreaker({
+      halfOpenMaxCalls: 1,
+      halfOpenSuccessThreshold: 1,
+      resetBackoffFactor: 10,
+      maxResetTimeoutMs: 5000,
+    });
+    vi.advanceTimersByTime(1000);
+    await swallow(b.execute(fail500));
+    expect(changes.at(-1)).toMatchObject({ to: 'open', openForMs: 5000 });
+    vi.advanceTimersByTime(5000);
+    await b.execute(ok);
+    expect(b.state).toBe('closed');
+    await swallow(b.execute(fail500));
+    expect(changes.at(-1)).toMatchObject({ to: 'open', openForMs: 1000 });
+  });
+
+  it('a slow probe counts against closing', async () => {
+    const { b, changes } = await openBreaker({
+      halfOpenMaxCalls: 1,
+      halfOpenSuccessThreshold: 1,
+      slowCallDurationMs: 100,
+    });
+    vi.advanceTimersByTime(1000);
+    const p = b.execute(slowOk(200));
+    await vi.advanceTimersByTimeAsync(200);
+    await expect(p).resolves.toBe('slow');
+    expect(changes.at(-1)).toMatchObject({ from: 'half-open', to: 'open', reason: 'half-open-slow' });
+  });
+
+  it('never takes an ignored outcome for a successful probe, and frees its slot', async () => {
+    const { b } = await openBreaker({ halfOpenMaxCalls: 1, halfOpenSuccessThreshold: 1 });
+    vi.advanceTimersByTime(1000);
+    await swallow(b.execute(() => Promise.reject(gatewayError({ statusCode: 409 }))));
+    expect(b.state).toBe('half-open');
+    const controller = new AbortController();
+    const aborted = b.execute(
+      ({ signal }) =>
+        new Promise((_, reject) =>
+          signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+        ),
+      { signal: controller.signal },
+    );
+    controller.abort(new Error('shopper left'));
+    await swallow(aborted);
+    expect(b.state).toBe('half-open');
+    await b.execute(ok); // the slot is free again: this probe closes the breaker
+    expect(b.state).toBe('closed');
+    expect(b.stats().totals.ignored).toBe(2);
+  });
+
+  it('does not count outcomes of calls admitted before the breaker opened as probes', async () => {
+    const { b } = breaker({
+      volumeThreshold: 1,
+      halfOpenMaxCalls: 1,
+      halfOpenSuccessThreshold: 1,
+      timeoutMs: false,
+    });
+    const old = deferred();
+    const pOld = b.execute(() => old.promise);
+    await swallow(b.execute(fail500));
+    expect(b.state).toBe('open');
+    vi.advanceTimersByTime(1000);
+    expect(b.state).toBe('half-open');
+    old.resolve('late');
+    await pOld;
+    expect(b.state).toBe('half-open');
+  });
+
+  it('a probe that times out re-opens the breaker', async () => {
+    const { b, changes } = await openBreaker({
+      halfOpenMaxCalls: 1,
+      halfOpenSuccessThreshold: 1,
+      timeoutMs: 200,
+    });
+    vi.advanceTimersByTime(1000);
+    const p = swallow(b.execute(() => new Promise(() => {})));
+    await vi.advanceTimersByTimeAsync(200);
+    expect(await p).toBeInstanceOf(CircuitTimeoutError);
+    expect(changes.at(-1)).toMatchObject({ from: 'half-open', to: 'open' });
+  });
+});
+
+describe('Retry-After', () => {
+  const throttled = (retryAfterMs: number) => () =>
+    Promise.reject(gatewayError({ statusCode: 429, retryAfterMs }));
+
+  it('throttled answers open the breaker for at least the Retry-After asked, even beyond resetTimeoutMs', async () => {
+    const { b, changes } = breaker({ volumeThreshold: 2, resetTimeoutMs: 1000 });
+    await swallow(b.execute(throttled(5000)));
+    await swallow(b.execute(throttled(2000)));
+    expect(b.state).toBe('open');
+    expect(changes[0]).toMatchObject({ reason: 'failure-rate', openForMs: 5000 });
+    expect(b.stats().totals.throttled).toBe(2);
+    vi.advanceTimersByTime(4999);
+    expect(b.state).toBe('open');
+    expect(await swallow(b.execute(ok))).toMatchObject({ retryAfterMs: 1 });
+    vi.advanceTimersByTime(1);
+    expect(b.state).toBe('half-open');
+  });
+
+  it('a throttled probe re-opens at once for the Retry-After', async () => {
+    const { b, changes } = breaker({ volumeThreshold: 1, halfOpenMaxCalls: 3, halfOpenSuccessThreshold: 1 });
+    await swallow(b.execute(fail500));
+    vi.advanceTimersByTime(1000);
+    await swallow(b.execute(throttled(8000)));
+    expect(changes.at(-1)).toMatchObject({
+      from: 'half-open',
+      to: 'open',
+      reason: 'throttled',
+      openForMs: 8000,
+    });
+  });
+
+  it('a late throttled answer extends the hold of an open breaker', async () => {
+    const { b } = breaker({ volumeThreshold: 1, timeoutMs: false });
+    const inFlight = deferred();
+    const late = swallow(b.execute(() => inFlight.promise));
+    await swallow(b.execute(fail500)); // open for 1000 ms
+    vi.advanceTimersByTime(500);
+    inFlight.reject(gatewayError({ statusCode: 503, retryAfterMs: 3000 }));
+    await late;
+    vi.advanceTimersByTime(600);
+    expect(b.state).toBe('open'); // opossum's timer fired at 1000 ms and was re-armed
+    expect(b.stats().retryAfterMs).toBe(2400); // 500 + 3000 - 1100
+    vi.advanceTimersByTime(2399);
+    expect(b.state).toBe('open');
+    vi.advanceTimersByTime(1);
+    expect(b.state).toBe('half-open');
+  });
+
+  it('caps a Retry-After hold at maxResetTimeoutMs', async () => {
+    const { b, changes } = breaker({ volumeThreshold: 1, maxResetTimeoutMs: 60_000 });
+    await swallow(b.execute(throttled(3_600_000)));
+    expect(changes[0]?.openForMs).toBe(60_000);
+  });
+});
+
+describe('jittered open time', () => {
+  it('stays within [resetTimeoutMs * (1 - resetJitter), resetTimeoutMs], and Retry-After holds are never shortened', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 0, max: 20_000 }),
+        async (r, jitter, retryAfterMs) => {
+          const b = circuitBreaker({
+            volumeThreshold: 1,
+            resetTimeoutMs: 10_000,
+            resetJitter: jitter,
+            random: () => r,
+          });
+          const opened: StateChange[] = [];
+          b.on('open', (change) => opened.push(change));
+          await swallow(b.execute(() => Promise.reject(gatewayError({ statusCode: 429, retryAfterMs }))));
+          const openFor = opened[0]?.openForMs as number;
+          expect(openFor).toBeGreaterThanOrEqual(10_000 * (1 - jitter) - 1e-9);
+          expect(openFor).toBeGreaterThanOrEqual(Math.min(retryAfterMs, 300_000));
+          expect(openFor).toBeLessThanOrEqual(
+            Math.max(10_000, Math.min(300_000, retryAfterMs * (1 + jitter))) + 1e-9,
+          );
+          b.close();
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('spreads instances that opened together', async () => {
+    const randoms = [0, 0.5, 0.999];
+    const times: number[] = [];
+    for (const r of randoms) {
+      const b = circuitBreaker({
+        volumeThreshold: 1,
+        resetTimeoutMs: 10_000,
+        resetJitter: 0.2,
+        random: () => r,
+      });
+      b.on('open', (change) => times.push(change.openForMs));
+      await swallow(b.execute(fail500));
+      b.close();
+    }
+    expect(times).toEqual([10_000, 9000, 10_000 * (1 - 0.2 * 0.999)]);
+  });
+});
+
+describe('cancellation', () => {
+  it("one call's timeout aborts only that call's signal", async () => {
+    const { b } = breaker({ timeoutMs: 1000 });
+    const signals: AbortSignal[] = [];
+    const second = deferred();
+    const hang = (ctx: CallContext) => {
+      signals.push(ctx.signal);
+      return new Promise<string>(() => {});
+    };
+    const p1 = swallow(b.execute(hang));
+    vi.advanceTimersByTime(500);
+    const p2 = b.execute((ctx) => {
+      signals.push(ctx.signal);
+      return second.promise;
+    });
+    await vi.advanceTimersByTimeAsync(500);
+    const error = await p1;
+    expect(error).toBeInstanceOf(CircuitTimeoutError);
+    expect(error).toMatchObject({ code: 'ERR_CIRCUIT_TIMEOUT', timeoutMs: 1000, name: 'TimeoutError' });
+    expect(signals[0]?.aborted).toBe(true);
+    expect(signals[0]?.reason).toBe(error);
+    expect(signals[1]?.aborted).toBe(false);
+    second.resolve('fine');
+    await expect(p2).resolves.toBe('fine');
+    expect(b.stats().totals).toMatchObject({ timeouts: 1, successes: 1 });
+  });
+
+  it('times out calls started in a burst in order, with one timer', async () => {
+    const { b } = breaker({ timeoutMs: 100, volumeThreshold: 1000 });
+    const results: unknown[] = [];
+    for (let i = 0; i < 50; i++) {
+      void swallow(b.execute(() => new Promise(() => {}))).then((e) => results.push(e));
+      vi.advanceTimersByTime(1);
+    }
+    expect(vi.getTimerCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(results).toHaveLength(50);
+    expect(results.every((e) => e instanceof CircuitTimeoutError)).toBe(true);
+    expect(b.inFlight).toBe(0);
+  });
+
+  it('a per-call timeoutMs overrides the breaker one', async () => {
+    const { b } = breaker({ timeoutMs: 10_000 });
+    const p = swallow(b.execute(() => new Promise(() => {}), { timeoutMs: 50 }));
+    const q = b.execute(slowOk(500), { timeoutMs: false });
+    await vi.advanceTimersByTimeAsync(50);
+    expect(await p).toMatchObject({ timeoutMs: 50 });
+    await vi.advanceTimersByTimeAsync(450);
+    await expect(q).resolves.toBe('slow');
+    expect(await swallow(b.execute(ok, { timeoutMs: 0 }))).toBeInstanceOf(InvalidOptionError);
+  });
+
+  it("links the caller's signal to ctx.signal, counts the outcome as ignored, and removes its listener", async () => {
+    const { b } = breaker({ volumeThreshold: 1 });
+    const controller = new AbortController();
+    let seen: AbortSignal | undefined;
+    const p = swallow(
+      b.execute(
+        ({ signal }) => {
+          seen = signal;
+          return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+        },
+        { signal: controller.signal },
+      ),
+    );
+    expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+    const reason = new Error('client went away');
+    controller.abort(reason);
+    expect(await p).toBe(reason);
+    expect(seen?.reason).toBe(reason);
+    expect(b.state).toBe('closed');
+    expect(b.stats().totals.ignored).toBe(1);
+
+    const longLived = new AbortController();
+    for (let i = 0; i < 20; i++)
+      await b.execute(({ signal }) => Promise.resolve(signal.aborted), { signal: longLived.signal });
+    expect(getEventListeners(longLived.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('refuses a call whose signal is already aborted, without calling it or counting it', async () => {
+    const { b } = breaker();
+    const fn = vi.fn(ok);
+    const reason = new Error('already gone');
+    expect(await swallow(b.execute(fn, { signal: AbortSignal.abort(reason) }))).toBe(reason);
+    expect(fn).not.toHaveBeenCalled();
+    expect(b.stats().totals.calls).toBe(0);
+  });
+
+  it('a signal read after the timeout is already aborted', async () => {
+    const { b } = breaker({ timeoutMs: 100 });
+    let ctx: CallContext | undefined;
+    const p = swallow(
+      b.execute((c) => {
+        ctx = c;
+        return new Promise(() => {});
+      }),
+    );
+    await vi.advanceTimersByTimeAsync(100);
+    await p;
+    expect(ctx?.signal.aborted).toBe(true);
+    expect(ctx?.signal.reason).toBeInstanceOf(CircuitTimeoutError);
+  });
+});
+
+describe('fire and fallback', () => {
+  it('fire(...args) calls the action with the arguments, sync values and sync throws included', async () => {
+    const b = circuitBreaker((a: number, b2: number) => a + b2, { volumeThreshold: 1 });
+    await expect(b.fire(2, 3)).resolves.toBe(5);
+    const thrower = new CircuitBreaker(
+      (): number => {
+        throw gatewayError({ statusCode: 500 });
+      },
+      { volumeThreshold: 1 },
+    );
+    await expect(thrower.fire()).rejects.toMatchObject({ statusCode: 500 });
+    expect(thrower.state).toBe('open');
+  });
+
+  it('calls the fallback on open, timeout and failure, but not for a business answer', async () => {
+    const fallback = vi.fn(
+      (error: unknown, id: string) => `fallback ${id} ${(error as { code?: string }).code}`,
+    );
+    const b = circuitBreaker(
+      async (id: string) => {
+        if (id === 'declined') throw gatewayError({ statusCode: 402, code: 'DECLINED' });
+        if (id === 'hang') return new Promise<string>(() => {});
+        throw gatewayError({ statusCode: 500, code: 'E500' });
+      },
+      { volumeThreshold: 10, fallback, timeoutMs: 100, resetJitter: 0 },
+    );
+    await expect(b.fire('declined')).rejects.toMatchObject({ statusCode: 402 });
+    await expect(b.fire('x')).resolves.toBe('fallback x E500');
+    const hang = b.fire('hang');
+    await vi.advanceTimersByTimeAsync(100);
+    await expect(hang).resolves.toBe('fallback hang ERR_CIRCUIT_TIMEOUT');
+    b.trip();
+    await expect(b.fire('y')).resolves.toBe('fallback y ERR_CIRCUIT_OPEN');
+    expect(b.stats().totals.fallbacks).toBe(3);
+  });
+
+  it('execute takes its own fallback; a throwing fallback rejects with its error', async () => {
+    const { b } = breaker();
+    b.trip();
+    await expect(
+      b.execute(ok, { fallback: (e) => `cached (${(e as CircuitOpenError).code})` }),
+    ).resolves.toBe('cached (ERR_CIRCUIT_OPEN)');
+    const boom = new Error('no cache');
+    await expect(
+      b.execute(ok, {
+        fallback: () => {
+          throw boom;
+        },
+      }),
+    ).rejects.toBe(boom);
+  });
+
+  it('an execute-only breaker refuses fire()', async () => {
+    const b = circuitBreaker();
+    await expect((b.fire as () => Promise<never>)()).rejects.toBeInstanceOf(TypeError);
+    expect(b.stats().totals.calls).toBe(0);
+  });
+});
+
+describe('manual control, events and stats', () => {
+  it('trip() and reset() move the state and emit every transition', async () => {
+    const { b, changes } = breaker();
+    const events: string[] = [];
+    for (const name of ['open', 'halfOpen', 'close'] as const) b.on(name, () => events.push(name));
+    b.trip(250);
+    expect(b.state).toBe('open');
+    vi.advanceTimersByTime(250);
+    expect(b.state).toBe('half-open');
+    b.reset();
+    expect(b.state).toBe('closed');
+    b.trip();
+    b.reset();
+    expect(events).toEqual(['open', 'halfOpen', 'close', 'open', 'close']);
+    expect(changes.map((c) => `${c.from}>${c.to}:${c.reason}`)).toEqual([
+      'closed>open:manual',
+      'open>half-open:reset-timeout',
+      'half-open>closed:manual-reset',
+      'closed>open:manual',
+      'open>closed:manual-reset',
+    ]);
+  });
+
+  it('emits an event for every outcome', async () => {
+    const { b } = breaker({ volumeThreshold: 100, slowCallDurationMs: 10, timeoutMs: 1000 });
+    const seen: string[] = [];
+    for (const name of [
+      'success',
+      'failure',
+      'timeout',
+      'throttled',
+      'ignored',
+      'slow',
+      'reject',
+      'fallback',
+    ] as const) {
+      b.on(name, () => seen.push(name));
+    }
+    await b.execute(ok);
+    await swallow(b.execute(fail500));
+    await swallow(b.execute(() => Promise.reject(gatewayError({ statusCode: 429, retryAfterMs: 10 }))));
+    await swallow(b.execute(() => Promise.reject(gatewayError({ outcome: 'not_sent' }))));
+    const t = swallow(b.execute(() => new Promise(() => {})));
+    await vi.advanceTimersByTimeAsync(1000);
+    await t;
+    b.trip();
+    await b.execute(ok, { fallback: () => 'fb' });
+    expect(seen).toEqual([
+      'success',
+      'failure',
+      'throttled',
+      'ignored',
+      'timeout',
+      'slow',
+      'reject',
+      'fallback',
+    ]);
+  });
+
+  it('stats() reports counts per class, and latency percentiles only when asked', async () => {
+    const plain = breaker().b;
+    await plain.execute(ok);
+    expect(plain.stats().latency).toBeUndefined();
+
+    const { b } = breaker({ latencyPercentiles: true, volumeThreshold: 100 });
+    for (const ms of [10, 20, 30, 40, 1000]) {
+      const p = b.execute(slowOk(ms));
+      await vi.advanceTimersByTimeAsync(ms);
+      await p;
+    }
+    await swallow(b.execute(fail500));
+    const stats = b.stats();
+    expect(stats).toMatchObject({
+      name: 'circuit',
+      state: 'closed',
+      inFlight: 0,
+      retryAfterMs: 0,
+      window: { calls: 6, successes: 5, failures: 1 },
+      totals: { calls: 6, successes: 5, failures: 1, rejected: 0, opened: 0 },
+    });
+    expect(stats.window.failureRate).toBeCloseTo(100 / 6);
+    expect(stats.latency?.count).toBe(6);
+    expect(stats.latency?.p50).toBeGreaterThanOrEqual(20);
+    expect(stats.latency?.p50).toBeLessThanOrEqual(22);
+    expect(stats.latency?.max).toBeGreaterThanOrEqual(1000);
+  });
+});
+
+describe('resources', () => {
+  it('close() rejects calls in flight, aborts their signals, refuses new calls and leaves no timer', async () => {
+    const { b } = breaker({ timeoutMs: 5000 });
+    const signals: AbortSignal[] = [];
+    const hang = (ctx: CallContext) => {
+      signals.push(ctx.signal);
+      return new Promise(() => {});
+    };
+    const inFlight = [
+      swallow(b.execute(hang)),
+      swallow(b.execute(hang, { timeoutMs: false })),
+      swallow(b.execute(() => new Promise(() => {}), { timeoutMs: 100 })),
+    ];
+    b.trip();
+    expect(vi.getTimerCount()).toBeGreaterThan(0);
+    b.close();
+    expect(vi.getTimerCount()).toBe(0);
+    for (const error of await Promise.all(inFlight)) expect(error).toBeInstanceOf(CircuitShutdownError);
+    expect(signals.every((s) => s.aborted && s.reason instanceof CircuitShutdownError)).toBe(true);
+    await expect(b.execute(ok)).rejects.toMatchObject({ code: 'ERR_CIRCUIT_SHUTDOWN' });
+    expect(b.isShutdown).toBe(true);
+    expect(b.inFlight).toBe(0);
+    b.close();
+  });
+
+  it('many breakers create no timer and no interval while idle, and one timer each only while calls are in flight', async () => {
+    const breakers = Array.from({ length: 500 }, (_, i) => circuitBreaker({ name: `b${i}` }));
+    expect(vi.getTimerCount()).toBe(0);
+    await Promise.all(breakers.map((b) => b.execute(ok)));
+    // One lazily armed timeout timer each (unref'd); nothing repeats.
+    expect(vi.getTimerCount()).toBe(500);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(vi.getTimerCount()).toBe(0);
+    for (const b of breakers) b.close();
+  });
+});
+
+describe('real timers', () => {
+  beforeEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("a call that never settles does not keep the process alive (the timeout timer is unref'd)", async () => {
+    const b = circuitBreaker({ timeoutMs: 60_000 });
+    const before = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const p = swallow(b.execute(() => new Promise(() => {})));
+    b.trip(60_000);
+    const during = process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    expect(during).toBe(before);
+    b.close();
+    expect(await p).toBeInstanceOf(CircuitShutdownError);
+  });
+});
+
+describe('options', () => {
+  const bad: Array<[string, unknown]> = [
+    ['timeoutMs', 0],
+    ['timeoutMs', 'fast'],
+    ['errorThresholdPercentage', 101],
+    ['slowCallThresholdPercentage', -1],
+    ['slowCallDurationMs', Number.NaN],
+    ['volumeThreshold', 1.5],
+    ['windowMs', 0],
+    ['windowBuckets', 0],
+    ['resetTimeoutMs', Number.POSITIVE_INFINITY],
+    ['resetTimeoutMs', 3_000_000_000],
+    ['maxResetTimeoutMs', 10],
+    ['resetBackoffFactor', 0.5],
+    ['resetJitter', 2],
+    ['halfOpenMaxCalls', 0],
+    ['halfOpenSuccessThreshold', 4],
+    ['classify', 'default'],
+    ['fallback', 42],
+    ['latencyPercentiles', 'yes'],
+    ['clock', 1],
+    ['random', 'dice'],
+    ['name', ''],
+    ['volumeTreshold', 5],
+  ];
+  it.each(bad)('rejects %s = %o with an error naming the option', (option, value) => {
+    let error: unknown;
+    try {
+      new CircuitBreaker({ [option]: value } as CircuitBreakerOptions);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidOptionError);
+    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option });
+    expect((error as Error).message).toContain(`\`${option}\``);
+  });
+
+  it('names the value and its type in the message', () => {
+    expect(() => circuitBreaker({ errorThresholdPercentage: 150 })).toThrow(
+      'Expected `errorThresholdPercentage` to be a number between 0 and 100, got `150` (number)',
+    );
+  });
+
+  it('takes the name from the action', () => {
+    async function chargeCard() {}
+    expect(circuitBreaker(chargeCard).name).toBe('chargeCard');
+    expect(circuitBreaker({ name: 'bank' }).name).toBe('bank');
+  });
+});

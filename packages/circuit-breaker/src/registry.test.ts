@@ -1,0 +1,97 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { InvalidOptionError, RegistryFullError } from './errors.js';
+import { CircuitBreakerRegistry, circuitBreakerRegistry } from './registry.js';
+
+const ok = () => Promise.resolve('ok');
+const fail500 = () => Promise.reject(Object.assign(new Error('5xx'), { statusCode: 500 }));
+
+beforeEach(() => {
+  vi.useFakeTimers();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('CircuitBreakerRegistry', () => {
+  it('creates one breaker per key on first use, named after the key, with the options given', async () => {
+    const registry = circuitBreakerRegistry({ breaker: { volumeThreshold: 1 } });
+    expect(registry.has('bank-a')).toBe(false);
+    const a = registry.get('bank-a');
+    expect(registry.get('bank-a')).toBe(a);
+    expect(a.name).toBe('bank-a');
+    await expect(registry.execute('bank-b', ok)).resolves.toBe('ok');
+    await expect(registry.execute('bank-a', fail500)).rejects.toMatchObject({ statusCode: 500 });
+    expect(a.state).toBe('open');
+    expect(registry.get('bank-b').state).toBe('closed');
+    expect(registry.size).toBe(2);
+    expect(registry.stats().map((s) => [s.name, s.state])).toEqual([
+      ['bank-a', 'open'],
+      ['bank-b', 'closed'], // get() above made it the most recently used
+    ]);
+    registry.close();
+  });
+
+  it('takes per-key options from a function', () => {
+    const registry = new CircuitBreakerRegistry({
+      breaker: (key) => ({ timeoutMs: key.startsWith('slow') ? 30_000 : 1000 }),
+    });
+    expect(registry.get('slow-bank').name).toBe('slow-bank');
+    registry.close();
+  });
+
+  it('is bounded: evicts the least recently used idle breaker, closed ones first', async () => {
+    const registry = circuitBreakerRegistry({
+      maxBreakers: 3,
+      breaker: { volumeThreshold: 1, timeoutMs: false },
+    });
+    const a = registry.get('a');
+    await registry.execute('b', fail500).catch(() => {}); // b is open
+    registry.get('c');
+    registry.get('a'); // a is now the most recent; LRU order: b, c, a
+    registry.get('d'); // evicts c: the least recently used *closed* idle breaker (b is open)
+    expect([...registry.keys()]).toEqual(['b', 'a', 'd']);
+    expect(a.isShutdown).toBe(false);
+
+    let release!: () => void;
+    registry.get('a');
+    registry.get('d');
+    void registry.execute('a', () => new Promise<void>((resolve) => (release = resolve)));
+    void registry.execute('d', () => new Promise<void>(() => {}));
+    registry.get('e'); // only b is idle: evicted although open
+    expect([...registry.keys()]).toEqual(['a', 'd', 'e']);
+    void registry.execute('e', () => new Promise<void>(() => {}));
+    expect(() => registry.get('f')).toThrow(RegistryFullError);
+    await expect(registry.execute('f', ok)).rejects.toMatchObject({
+      code: 'ERR_REGISTRY_FULL',
+      key: 'f',
+      maxBreakers: 3,
+    });
+    release();
+    await vi.advanceTimersByTimeAsync(0);
+    registry.get('f');
+    expect(registry.has('a')).toBe(false);
+    registry.close();
+  });
+
+  it('delete() and close() shut the breakers down', () => {
+    const registry = circuitBreakerRegistry();
+    const a = registry.get('a');
+    expect(registry.delete('a')).toBe(true);
+    expect(registry.delete('a')).toBe(false);
+    expect(a.isShutdown).toBe(true);
+    const b = registry.get('b');
+    registry.close();
+    expect(b.isShutdown).toBe(true);
+    expect(() => registry.get('c')).toThrow(TypeError);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('validates its options and the breaker options at construction', () => {
+    expect(() => circuitBreakerRegistry({ maxBreakers: 0 })).toThrow(InvalidOptionError);
+    expect(() => circuitBreakerRegistry({ breaker: { timeoutMs: -1 } })).toThrow(/`timeoutMs`/);
+    expect(() => circuitBreakerRegistry({ breaker: { fallback: () => 1 } } as never)).toThrow(
+      /`breaker.fallback`/,
+    );
+    expect(() => circuitBreakerRegistry({ max: 3 } as never)).toThrow(/`max`/);
+  });
+});
