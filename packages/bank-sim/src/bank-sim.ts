@@ -210,7 +210,8 @@ export class BankSim {
   // --- outages -----------------------------------------------------------------------------------
 
   readonly #onOutage = (down: boolean): void => {
-    if (this.#plan.faults.outageMode !== 'refuse' || !this.#listening || this.#closed) return;
+    // Called during construction too (a window at 0), before #plan is assigned: listen() handles that.
+    if (!this.#listening || this.#closed || this.#plan.faults.outageMode !== 'refuse') return;
     if (down) this.#stopListening();
     else this.#server.listen(this.#port, this.options.host);
   };

@@ -1,0 +1,50 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
+const children: ChildProcess[] = [];
+
+function run(args: string[]): ChildProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  return child;
+}
+
+async function firstLine(child: ChildProcess): Promise<string> {
+  let text = '';
+  for await (const chunk of child.stdout as NodeJS.ReadableStream) {
+    text += String(chunk);
+    if (text.includes('\n')) break;
+  }
+  return text.split('\n')[0] ?? '';
+}
+
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
+describe('floodgate-bank-sim', () => {
+  it('prints its address, serves payments and stops cleanly on SIGTERM with its stats', async () => {
+    const child = run(['--port', '0', '--rate', '300', '--seed', '3', '--latency', '1', '--json']);
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => {
+      stderr += String(chunk);
+    });
+    const { url } = JSON.parse(await firstLine(child)) as { url: string };
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const res = await fetch(`${url}/payments`, {
+      method: 'POST',
+      headers: { 'idempotency-key': '"k1"' },
+      body: JSON.stringify({ orderId: 'o1', amount: 100, currency: 'EUR', source: 'tok_ok' }),
+    });
+    expect(res.status).toBe(201);
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(stderr).toContain('"charges":1');
+  });
+});
