@@ -66,7 +66,7 @@ export interface RetryOptions {
   readonly baseDelayMs?: number;
   /** Full-jitter cap. @default 2000 */
   readonly maxDelayMs?: number;
-  /** The longest `Retry-After` honoured; longer asks end the call as `pending`. @default 30000 */
+  /** The longest wait a `Retry-After` can impose; a longer ask is cut to this. @default 30000 */
   readonly maxRetryAfterMs?: number;
   /**
    * The gateway's retry budget (AWS SDK "standard" style): each retry costs `retryCost`, a retry after
@@ -781,9 +781,6 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
 
         if (attempts >= this.#retry.maxAttempts)
           return this.#pendingOutcome(record, attempts, 'max_attempts');
-        if (serverAskedMs !== undefined && serverAskedMs > this.#retry.maxRetryAfterMs) {
-          return this.#pendingOutcome(record, attempts, 'deadline');
-        }
         if (reason === 'not_found') delayMs = 0;
         else if (serverAskedMs !== undefined)
           delayMs = serverDelay(serverAskedMs, this.#retry.maxRetryAfterMs, this.#random);
