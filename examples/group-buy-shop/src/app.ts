@@ -141,6 +141,7 @@ export function createShopApp(options: ShopAppOptions): Express {
     }
     const outcome = await payments.pay({
       orderId: order.id,
+      checkoutId: randomUUID(),
       studentId: student,
       amount: order.amount,
       currency: order.currency,

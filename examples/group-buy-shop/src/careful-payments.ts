@@ -64,7 +64,7 @@ export class CarefulPayments implements Payments {
 
   async #send(key: string, intent: PaymentIntent): Promise<BankAnswer> {
     const { db, meter, bankUrl } = this.#context;
-    const handle = db.recordAttempt(intent.orderId, key);
+    const handle = db.recordAttempt(intent.orderId, intent.checkoutId, key);
     meter.mark('bank');
     this.#active++;
     try {

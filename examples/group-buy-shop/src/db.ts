@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 
 /** Where an order is in its life. `paying` is held while a checkout talks to the bank. */
@@ -49,9 +50,14 @@ export interface OrderCounts {
 /** One request the shop sent (or began to send) to the bank: its record and the festival's evidence. */
 export interface PaymentAttempt {
   readonly orderId: string;
+  /** The shop request (one click of "Pay") that sent it. */
+  readonly checkoutId: string;
+  /** The shop process that sent it: a new one after every restart. */
+  readonly bootId: string;
   readonly idempotencyKey: string;
   readonly status: 'sending' | 'succeeded' | 'declined' | 'throttled' | 'error' | 'unknown';
   readonly httpStatus: number | null;
+  readonly startedAt: number;
 }
 
 const SCHEMA = `
@@ -88,6 +94,8 @@ CREATE INDEX IF NOT EXISTS orders_status ON orders(status);
 CREATE TABLE IF NOT EXISTS payments (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   order_id TEXT NOT NULL REFERENCES orders(id),
+  checkout_id TEXT NOT NULL,
+  boot_id TEXT NOT NULL,
   idempotency_key TEXT NOT NULL,
   status TEXT NOT NULL,
   http_status INTEGER,
@@ -173,6 +181,8 @@ export class UnknownDealError extends Error {
  * The schema is created (and the catalogue seeded) on first open, so a fresh file is a working shop.
  */
 export class ShopDb {
+  /** Identifies this process's connection in the payments it records (a restart gets a new one). */
+  readonly bootId = randomUUID();
   readonly #db: Database.Database;
   readonly #statements;
   readonly #joinDeal: (dealId: string, studentId: string, orderId: string, now: number) => Order;
@@ -219,16 +229,15 @@ export class ShopDb {
       ordersWithStatus: db.prepare<[string], OrderRow>('SELECT * FROM orders WHERE status = ?'),
       allOrders: db.prepare<[], OrderRow>('SELECT * FROM orders'),
       insertAttempt: db.prepare(
-        `INSERT INTO payments (order_id, idempotency_key, status, started_at) VALUES (?, ?, 'sending', ?)`,
+        `INSERT INTO payments (order_id, checkout_id, boot_id, idempotency_key, status, started_at)
+         VALUES (?, ?, ?, ?, 'sending', ?)`,
       ),
       finishAttempt: db.prepare(
         'UPDATE payments SET status = ?, http_status = ?, finished_at = ? WHERE id = ?',
       ),
-      attempts: db.prepare<
-        [],
-        { orderId: string; idempotencyKey: string; status: string; httpStatus: number | null }
-      >(
-        `SELECT order_id AS orderId, idempotency_key AS idempotencyKey, status, http_status AS httpStatus
+      attempts: db.prepare<[], PaymentAttempt>(
+        `SELECT order_id AS orderId, checkout_id AS checkoutId, boot_id AS bootId,
+           idempotency_key AS idempotencyKey, status, http_status AS httpStatus, started_at AS startedAt
          FROM payments ORDER BY id`,
       ),
     };
@@ -327,8 +336,11 @@ export class ShopDb {
   }
 
   /** Notes a request about to leave for the bank; returns a handle to record how it ended. */
-  recordAttempt(orderId: string, idempotencyKey: string, now = Date.now()): number {
-    return Number(this.#statements.insertAttempt.run(orderId, idempotencyKey, now).lastInsertRowid);
+  recordAttempt(orderId: string, checkoutId: string, idempotencyKey: string, now = Date.now()): number {
+    return Number(
+      this.#statements.insertAttempt.run(orderId, checkoutId, this.bootId, idempotencyKey, now)
+        .lastInsertRowid,
+    );
   }
 
   finishAttempt(
@@ -341,7 +353,7 @@ export class ShopDb {
   }
 
   attempts(): PaymentAttempt[] {
-    return this.#statements.attempts.all() as PaymentAttempt[];
+    return this.#statements.attempts.all();
   }
 
   close(): void {

@@ -24,7 +24,7 @@ export class NaivePayments implements Payments {
     let last = 'the bank did not answer';
     for (let attempt = 1; attempt <= TRIES; attempt++) {
       const key = randomUUID();
-      const handle = db.recordAttempt(intent.orderId, key);
+      const handle = db.recordAttempt(intent.orderId, intent.checkoutId, key);
       meter.mark('bank');
       this.#active++;
       let answer: BankAnswer;

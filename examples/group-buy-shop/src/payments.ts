@@ -4,6 +4,8 @@ import type { Meter } from './meter.js';
 /** What a student asks the shop to pay. `source` is the card token their browser got from the bank. */
 export interface PaymentIntent {
   readonly orderId: string;
+  /** Identifies the shop request (one click of "Pay") this payment is made for. */
+  readonly checkoutId: string;
   readonly studentId: string;
   readonly amount: number;
   readonly currency: string;

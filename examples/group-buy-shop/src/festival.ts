@@ -1,0 +1,106 @@
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_BANK_RATE, SHOP_KINDS, type ShopKind } from './config.js';
+import { findings, formatTable } from './festival/report.js';
+import { runFestival } from './festival/run-festival.js';
+
+const USAGE = `Usage: pnpm festival [options]
+
+Runs the same shopping-festival surge against a naive shop, a shop built carefully from today's
+libraries and the floodgate shop, all paying through one flow-limited, faulty bank (bank-sim), then
+prints a side-by-side table and writes report.json + report.html.
+
+  --students N        students in the surge                     (default 3000)
+  --arrival S         they arrive within S seconds              (default 3)
+  --bank-rate R       the bank's flow limit, payments/s         (default ${DEFAULT_BANK_RATE})
+  --faults on|off     realistic bank faults                     (default on)
+  --seed N            same seed, same students and faults       (default 1)
+  --shops a,b,c       which shops, in order                     (default ${SHOP_KINDS.join(',')})
+  --crash on|off      also SIGKILL the floodgate shop mid-surge (default on)
+  --instances N       floodgate shop processes sharing the limit through Redis (default 1)
+  --redis URL         Redis for --instances > 1                 (default $REDIS_URL)
+  --out DIR           report folder                     (default festival-report-<timestamp>)
+  -h, --help
+`;
+
+function fail(message: string): never {
+  process.stderr.write(`festival: ${message}\n\n${USAGE}`);
+  process.exit(2);
+}
+
+function number(name: string, value: string, min: number, integer = true): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    fail(`Expected \`--${name}\` to be ${integer ? 'an integer' : 'a number'} >= ${min}, got \`${value}\``);
+  }
+  return n;
+}
+
+function onOff(name: string, value: string): boolean {
+  if (value !== 'on' && value !== 'off')
+    fail(`Expected \`--${name}\` to be \`on\` or \`off\`, got \`${value}\``);
+  return value === 'on';
+}
+
+let parsed: ReturnType<typeof parse>;
+function parse() {
+  return parseArgs({
+    strict: true,
+    options: {
+      students: { type: 'string', default: '3000' },
+      arrival: { type: 'string', default: '3' },
+      'bank-rate': { type: 'string', default: String(DEFAULT_BANK_RATE) },
+      faults: { type: 'string', default: 'on' },
+      seed: { type: 'string', default: '1' },
+      shops: { type: 'string', default: SHOP_KINDS.join(',') },
+      crash: { type: 'string', default: 'on' },
+      instances: { type: 'string', default: '1' },
+      redis: { type: 'string' },
+      out: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+}
+try {
+  parsed = parse();
+} catch (error) {
+  fail((error as Error).message);
+}
+const { values } = parsed;
+if (values.help) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+
+const shops = values.shops.split(',').map((s) => s.trim()) as ShopKind[];
+for (const shop of shops) {
+  if (!SHOP_KINDS.includes(shop))
+    fail(`Expected \`--shops\` to list ${SHOP_KINDS.join(', ')}, got \`${shop}\``);
+}
+const instances = number('instances', values.instances, 1);
+const redisUrl = values.redis ?? (instances > 1 ? process.env.REDIS_URL : undefined);
+if (instances > 1 && !redisUrl)
+  fail('`--instances` above 1 needs `--redis URL` (or REDIS_URL): the shops share the limit there');
+const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
+const outDir = resolve(values.out ?? `festival-report-${stamp}`);
+
+const report = await runFestival({
+  students: number('students', values.students, 1),
+  arrivalMs: number('arrival', values.arrival, 0, false) * 1000,
+  bankRate: number('bank-rate', values['bank-rate'], 1, false),
+  faults: onOff('faults', values.faults),
+  seed: number('seed', values.seed, 0),
+  shops,
+  crash: onOff('crash', values.crash),
+  instances,
+  redisUrl,
+  drainTimeoutMs: 10_000,
+  outDir,
+  progress: process.stderr,
+});
+
+process.stdout.write(`\n${formatTable(report)}\n\n`);
+for (const run of report.runs) process.stdout.write(`- ${findings(run)}\n`);
+process.stdout.write(
+  `\nReport: ${outDir}/report.html (and report.json), in ${(report.durationMs / 1000).toFixed(1)} s\n`,
+);

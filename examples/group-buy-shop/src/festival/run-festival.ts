@@ -1,0 +1,85 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ShopKind } from '../config.js';
+import { ProgressBar } from './progress.js';
+import { type FestivalReport, renderHtml } from './report.js';
+import { type FestivalSettings, type RunReport, type RunSpec, runOne } from './run.js';
+
+export interface FestivalOptions extends Omit<FestivalSettings, 'onProgress'> {
+  /** The shops to compare, in order. */
+  readonly shops: readonly ShopKind[];
+  /** Also run the floodgate shop once more with a SIGKILL mid-surge. */
+  readonly crash: boolean;
+  /** Floodgate shop processes sharing the bank's limit (needs `redisUrl` when > 1). */
+  readonly instances: number;
+  readonly redisUrl: string | undefined;
+  /** Draw a progress bar on this stream (`undefined`: none). */
+  readonly progress?: NodeJS.WriteStream | undefined;
+}
+
+/** The runs the festival makes, one per column of its table. */
+export function plannedRuns(options: FestivalOptions): RunSpec[] {
+  const runs: RunSpec[] = [];
+  for (const shop of options.shops) {
+    const floodgate = shop === 'floodgate';
+    const instances = floodgate ? options.instances : 1;
+    const suffix = instances > 1 ? ` ×${instances}` : '';
+    runs.push({
+      shop,
+      label: `${shop}${suffix}`,
+      crash: false,
+      instances,
+      redisUrl: floodgate ? options.redisUrl : undefined,
+    });
+    if (floodgate && options.crash) {
+      runs.push({
+        shop,
+        label: `${shop}${suffix} + SIGKILL`,
+        crash: true,
+        instances,
+        redisUrl: options.redisUrl,
+      });
+    }
+  }
+  return runs;
+}
+
+/**
+ * Runs the same surge against each shop and writes `report.json` and `report.html` into `outDir`.
+ * @returns the report (also written to disk).
+ */
+export async function runFestival(options: FestivalOptions): Promise<FestivalReport> {
+  const startedAt = performance.now();
+  await mkdir(options.outDir, { recursive: true });
+  const bar = options.progress ? new ProgressBar(options.progress) : undefined;
+  const runs: RunReport[] = [];
+  for (const spec of plannedRuns(options)) {
+    runs.push(
+      await runOne(spec, {
+        ...options,
+        onProgress: bar
+          ? ({ label, phase, done, total }) => bar.update(label, phase, done, total)
+          : undefined,
+      }),
+    );
+    bar?.done();
+  }
+  const report: FestivalReport = {
+    createdAt: new Date().toISOString(),
+    settings: {
+      students: options.students,
+      bankRate: options.bankRate,
+      faults: options.faults,
+      seed: options.seed,
+      arrivalMs: options.arrivalMs,
+      drainTimeoutMs: options.drainTimeoutMs,
+      instances: options.instances,
+      redisUrl: options.redisUrl,
+    },
+    durationMs: Math.round(performance.now() - startedAt),
+    runs,
+  };
+  await writeFile(join(options.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(join(options.outDir, 'report.html'), renderHtml(report));
+  return report;
+}

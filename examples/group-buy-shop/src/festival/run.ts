@@ -1,0 +1,467 @@
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { BankSimOptions, BankStats, Faults } from '@floodgate/bank-sim';
+import { Pool } from 'undici';
+import type { ShopKind } from '../config.js';
+import { type OrderStatus, type PaymentAttempt, ShopDb } from '../db.js';
+import { type Service, startService } from './processes.js';
+import { perSecond, quantile } from './stats.js';
+import { runSurge, type StudentOutcome, type StudentRecord } from './students.js';
+
+/** One column of the festival table. */
+export interface RunSpec {
+  readonly shop: ShopKind;
+  /** Column heading, e.g. `floodgate + SIGKILL`. */
+  readonly label: string;
+  /** Kill the first shop process with SIGKILL mid-surge and start it again. */
+  readonly crash: boolean;
+  /** Shop processes behind the load balancer. */
+  readonly instances: number;
+  readonly redisUrl?: string | undefined;
+}
+
+export interface FestivalSettings {
+  readonly students: number;
+  /** The bank's flow limit, payments/s: given to the bank and to every shop from this one value. */
+  readonly bankRate: number;
+  readonly faults: boolean;
+  readonly seed: number;
+  /** Students arrive within this many ms. */
+  readonly arrivalMs: number;
+  /** After the last student, how long the shop may take to settle pending payments. */
+  readonly drainTimeoutMs: number;
+  /** Folder for the shops' databases and logs. */
+  readonly outDir: string;
+  readonly onProgress?:
+    | ((progress: { label: string; done: number; total: number; phase: string }) => void)
+    | undefined;
+}
+
+/** Where the extra charges of a run came from. */
+export interface DoubleChargeSources {
+  /** A student's second click became a second payment with a new key. */
+  readonly reClicks: number;
+  /** The shop retried a request with a fresh key within one click. */
+  readonly retries: number;
+  /** A payment sent before the crash was paid again after the restart. */
+  readonly crashes: number;
+}
+
+export interface RunReport {
+  readonly label: string;
+  readonly shop: ShopKind;
+  readonly crash: boolean;
+  readonly instances: number;
+  readonly students: number;
+  readonly bankRate: number;
+  /** Orders the shop records as paid. */
+  readonly ordersPaid: number;
+  /** Orders the bank charged at least once. */
+  readonly ordersCharged: number;
+  readonly ordersChargedTwice: number;
+  readonly extraCharges: number;
+  /** Money and shop disagree after the drain, or the order is still unresolved. */
+  readonly lostOrders: number;
+  readonly lost: { readonly chargedNotPaid: number; readonly unresolved: number };
+  readonly declined: number;
+  readonly bankPeakAdmittedPerSecond: number;
+  readonly bankRequests: number;
+  readonly bankAdmitted: number;
+  readonly throttled: number;
+  readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
+  readonly checkoutRequests: number;
+  readonly timeToDrainMs: number;
+  /** Useful bank outcomes per second while demand exceeded the limit, as a share of the limit. */
+  readonly goodputShare: number;
+  readonly doubleChargeSources: DoubleChargeSources;
+  readonly studentOutcomes: Record<StudentOutcome, number>;
+  readonly orderStatuses: Record<OrderStatus, number>;
+  /** Per second since the surge began. */
+  readonly series: {
+    readonly admitted: number[];
+    readonly throttled: number[];
+    readonly useful: number[];
+    readonly checkouts: number[];
+    readonly p50: number[];
+    readonly p99: number[];
+  };
+  /** The crash run only: payments the restarted shop recovered. */
+  readonly crashedAtMs?: number | undefined;
+  readonly recovered?: number | undefined;
+  /** The bank's own numbers, as /_stats gave them (without the series). */
+  readonly bankStats: Omit<BankStats, 'series'> | undefined;
+}
+
+/**
+ * What a real gateway does on a busy day: a few transient 5xx, some charges whose answer never comes
+ * (the connection drops after the money moved), a few answered far too late, a few resets.
+ */
+export const REALISTIC_FAULTS: Partial<Faults> = {
+  errorRate: 0.02,
+  dropAfterChargeRate: 0.01,
+  slowAfterChargeRate: 0.003,
+  slowAnswerMs: 12_000,
+  resetRate: 0.005,
+};
+
+const EMPTY_OUTCOMES: Record<StudentOutcome, number> = {
+  paid: 0,
+  declined: 0,
+  'pending-then-paid': 0,
+  'pending-then-declined': 0,
+  pending: 0,
+  'gave-up-failed': 0,
+  'gave-up-no-answer': 0,
+  'no-order': 0,
+};
+
+async function getJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    return response.ok || response.status === 404 ? ((await response.json()) as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Starts one shop process, on `port` (0: any). */
+function startShop(spec: RunSpec, settings: FestivalSettings, bankUrl: string, index: number, port = 0) {
+  const instance = `${spec.shop}-${index + 1}`;
+  const file = join(settings.outDir, `${spec.label.replace(/\W+/g, '-')}-${index + 1}`);
+  const args = [
+    '--shop',
+    spec.shop,
+    '--port',
+    String(port),
+    '--db',
+    `${file}.db`,
+    '--bank-url',
+    bankUrl,
+    '--bank-rate',
+    String(settings.bankRate),
+    '--instance',
+    instance,
+    ...(spec.redisUrl ? ['--redis', spec.redisUrl] : []),
+  ];
+  return { db: `${file}.db`, service: startService('main.ts', args, { log: `${file}.log` }) };
+}
+
+/**
+ * For each order, which of the shop's requests to the bank charged it. An attempt that got no clear
+ * answer is looked up by its key at the bank (GET /payments/{key} is not flow-limited).
+ */
+async function chargesByOrder(bankUrl: string, attempts: readonly PaymentAttempt[]) {
+  const pool = new Pool(bankUrl, { connections: 32 });
+  const charged = new Map<string, PaymentAttempt[]>();
+  const seenKeys = new Set<string>();
+  const ambiguous = attempts.filter(
+    (a) => a.status === 'unknown' || a.status === 'error' || a.status === 'sending',
+  );
+  const lookedUp = new Map<string, boolean>();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 32 }, async () => {
+      while (next < ambiguous.length) {
+        const attempt = ambiguous[next++] as PaymentAttempt;
+        if (lookedUp.has(attempt.idempotencyKey)) continue;
+        lookedUp.set(attempt.idempotencyKey, false);
+        const response = await pool.request({
+          method: 'GET',
+          path: `/payments/${encodeURIComponent(attempt.idempotencyKey)}`,
+        });
+        const body = (await response.body.json().catch(() => ({}))) as { status?: string };
+        lookedUp.set(attempt.idempotencyKey, body.status === 'succeeded');
+      }
+    }),
+  );
+  await pool.close();
+  for (const attempt of attempts) {
+    // One key charges at most once (the bank deduplicates it), however often it was sent.
+    if (seenKeys.has(attempt.idempotencyKey)) continue;
+    const didCharge = attempt.status === 'succeeded' || lookedUp.get(attempt.idempotencyKey) === true;
+    if (!didCharge) continue;
+    seenKeys.add(attempt.idempotencyKey);
+    const list = charged.get(attempt.orderId) ?? [];
+    list.push(attempt);
+    charged.set(attempt.orderId, list);
+  }
+  return charged;
+}
+
+/**
+ * Runs the surge against one shop: a fresh bank, fresh shop process(es), the same students.
+ * @returns the column of the festival table, with the series for its charts.
+ */
+export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise<RunReport> {
+  const progress = (phase: string, done = 0) =>
+    settings.onProgress?.({ label: spec.label, done, total: settings.students, phase });
+  progress('starting the bank');
+  const bankOptions: BankSimOptions = {
+    rate: settings.bankRate,
+    // A gateway's flow limit allows little burst: a tenth of a second's worth.
+    burst: Math.max(1, Math.round(settings.bankRate / 10)),
+    latencyMs: 20,
+    latencyJitterMs: 40,
+    seed: settings.seed,
+  };
+  const bank = await startService('festival/bank-process.ts', [JSON.stringify(bankOptions)], {
+    log: join(settings.outDir, `${spec.label.replace(/\W+/g, '-')}-bank.log`),
+  });
+  const shops: Service[] = [];
+  const dbFiles: string[] = [];
+  try {
+    progress('starting the shop');
+    const started = await Promise.all(
+      Array.from({ length: spec.instances }, (_, i) => startShop(spec, settings, bank.url, i)),
+    );
+    for (const s of started) dbFiles.push(s.db);
+    shops.push(...(await Promise.all(started.map((s) => s.service))));
+    const config = (await getJson<{ sendsIdempotencyKey: boolean }>(`${shops[0]?.url}/api/config`)) ?? {
+      sendsIdempotencyKey: false,
+    };
+
+    // Count from the first student on, and let the faults begin with the surge.
+    await fetch(`${bank.url}/_stats/reset`, { method: 'POST' });
+    if (settings.faults) {
+      await fetch(`${bank.url}/_faults`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(REALISTIC_FAULTS),
+      });
+    }
+    let done = 0;
+    let crashedAtMs: number | undefined;
+    let recovered: number | undefined;
+    const surgeStartedAt = Date.now();
+    const surge = runSurge({
+      shopUrls: shops.map((s) => s.url),
+      students: settings.students,
+      arrivalMs: settings.arrivalMs,
+      seed: settings.seed,
+      sendsIdempotencyKey: config.sendsIdempotencyKey,
+      onStudentDone: () => progress('surge', ++done),
+    });
+    progress('surge');
+
+    if (spec.crash) {
+      // Mid-festival: the first shop process dies without a chance to clean up, then comes back on the
+      // same port with the same database and recovers what was in flight.
+      await sleep(settings.arrivalMs * 0.6);
+      const victim = shops[0] as Service;
+      crashedAtMs = Date.now() - surgeStartedAt;
+      await victim.crash();
+      const again = startShop(spec, settings, bank.url, 0, victim.port);
+      const restarted = await again.service;
+      shops[0] = restarted;
+      recovered = typeof restarted.ready.recovered === 'number' ? restarted.ready.recovered : undefined;
+    }
+
+    const result = await surge;
+    progress('draining', settings.students);
+    // Drain: the shop settles what is still pending (reconciliation) before we count.
+    const drainDeadline = Date.now() + settings.drainTimeoutMs;
+    let lastUnsettled = -1;
+    while (Date.now() < drainDeadline) {
+      const stats = await Promise.all(
+        shops.map((s) => getJson<{ orders: { paying: number; pending: number } }>(`${s.url}/api/stats`)),
+      );
+      lastUnsettled = stats.reduce((n, s) => n + (s ? s.orders.paying + s.orders.pending : 1), 0);
+      if (lastUnsettled === 0) break;
+      await sleep(200);
+    }
+    const drainedAt = Date.now();
+    const lastAnswer = Math.max(0, ...result.students.map((s) => s.answeredAt ?? s.arrivedAt));
+    const timeToDrainMs =
+      lastUnsettled === 0
+        ? Math.max(lastAnswer, drainedAt - surgeStartedAt - 200)
+        : drainedAt - surgeStartedAt;
+
+    progress('counting');
+    const bankStats = await getJson<BankStats>(`${bank.url}/_stats`);
+    await Promise.all(shops.map((s) => s.stop()));
+
+    const attempts: PaymentAttempt[] = [];
+    const statuses = { created: 0, paying: 0, paid: 0, declined: 0, pending: 0, failed: 0 } as Record<
+      OrderStatus,
+      number
+    >;
+    const orderStatus = new Map<string, OrderStatus>();
+    for (const file of dbFiles) {
+      const db = new ShopDb(file);
+      attempts.push(...db.attempts());
+      for (const order of db.orders()) {
+        orderStatus.set(order.id, order.status);
+        statuses[order.status]++;
+      }
+      db.close();
+    }
+    const charged = await chargesByOrder(bank.url, attempts);
+    return summarize({
+      spec,
+      settings,
+      students: result.students,
+      requests: result.requests.map((r) => ({ ...r, at: r.at + (result.startedAt - surgeStartedAt) })),
+      attempts,
+      charged,
+      orderStatus,
+      statuses,
+      bankStats,
+      surgeStartedAt,
+      timeToDrainMs,
+      crashedAtMs,
+      recovered,
+    });
+  } finally {
+    await Promise.all(shops.map((s) => s.stop()));
+    await bank.stop();
+  }
+}
+
+interface SummaryInput {
+  spec: RunSpec;
+  settings: FestivalSettings;
+  students: StudentRecord[];
+  requests: { at: number; latencyMs: number; status: number }[];
+  attempts: PaymentAttempt[];
+  charged: Map<string, PaymentAttempt[]>;
+  orderStatus: Map<string, OrderStatus>;
+  statuses: Record<OrderStatus, number>;
+  bankStats: BankStats | undefined;
+  surgeStartedAt: number;
+  timeToDrainMs: number;
+  crashedAtMs: number | undefined;
+  recovered: number | undefined;
+}
+
+function withoutSeries(stats: BankStats | undefined): Omit<BankStats, 'series'> | undefined {
+  if (!stats) return undefined;
+  const { series: _series, ...rest } = stats;
+  return rest;
+}
+
+function summarize(input: SummaryInput): RunReport {
+  const { spec, settings, bankStats, charged, orderStatus } = input;
+  const seconds = Math.max(1, Math.ceil(input.timeToDrainMs / 1000) + 1);
+
+  // Lost: the bank took money the shop does not show as paid, or the order never settled.
+  let chargedNotPaid = 0;
+  let unresolved = 0;
+  for (const [orderId, status] of orderStatus) {
+    if ((charged.get(orderId)?.length ?? 0) > 0 && status !== 'paid') chargedNotPaid++;
+    else if (status === 'paying' || status === 'pending') unresolved++;
+  }
+
+  const sources = { reClicks: 0, retries: 0, crashes: 0 };
+  let extraFromShop = 0;
+  for (const list of charged.values()) {
+    const sorted = [...list].sort((a, b) => a.startedAt - b.startedAt);
+    for (let i = 1; i < sorted.length; i++) {
+      const previous = sorted[i - 1] as PaymentAttempt;
+      const current = sorted[i] as PaymentAttempt;
+      extraFromShop++;
+      if (current.bootId !== previous.bootId) sources.crashes++;
+      else if (current.checkoutId === previous.checkoutId) sources.retries++;
+      else sources.reClicks++;
+    }
+  }
+
+  // Useful bank work: the first charge or the decline that settled each order.
+  const useful: number[] = [];
+  const settledOrders = new Set<string>();
+  for (const attempt of [...input.attempts].sort((a, b) => a.startedAt - b.startedAt)) {
+    if (settledOrders.has(attempt.orderId)) continue;
+    const isCharge = charged.get(attempt.orderId)?.[0] === attempt;
+    if (isCharge || attempt.status === 'declined') {
+      settledOrders.add(attempt.orderId);
+      useful.push(attempt.startedAt);
+    }
+  }
+  const usefulSeries = perSecond(useful, (t) => t, input.surgeStartedAt, seconds);
+  const demand = perSecond(
+    input.students.filter((s) => s.firstClickAt !== undefined),
+    (s) => (s.firstClickAt as number) + input.surgeStartedAt,
+    input.surgeStartedAt,
+    seconds,
+  );
+  // Busy seconds: more orders were waiting to be paid than the bank could take in that second.
+  let waiting = 0;
+  let busyUseful = 0;
+  let busySeconds = 0;
+  const lastUseful = usefulSeries.findLastIndex((n) => n > 0);
+  for (let s = 0; s < lastUseful; s++) {
+    waiting += demand[s] ?? 0;
+    if (waiting > settings.bankRate) {
+      busySeconds++;
+      busyUseful += usefulSeries[s] ?? 0;
+    }
+    waiting -= usefulSeries[s] ?? 0;
+  }
+  const goodputShare = busySeconds > 0 ? busyUseful / (busySeconds * settings.bankRate) : 0;
+
+  // The bank's own series: its second 0 is the surge's (the stats were reset as it began).
+  const admittedSeries = new Array<number>(seconds).fill(0);
+  const throttledSeries = new Array<number>(seconds).fill(0);
+  for (const point of bankStats?.series ?? []) {
+    if (point.second >= 0 && point.second < seconds) {
+      admittedSeries[point.second] = point.admitted;
+      throttledSeries[point.second] = point.throttled;
+    }
+  }
+
+  const latencies = input.requests.map((r) => r.latencyMs);
+  const p50: number[] = [];
+  const p99: number[] = [];
+  for (let s = 0; s < seconds; s++) {
+    const inSecond = input.requests
+      .filter((r) => r.at >= s * 1000 && r.at < (s + 1) * 1000)
+      .map((r) => r.latencyMs);
+    p50.push(Math.round(quantile(inSecond, 0.5)));
+    p99.push(Math.round(quantile(inSecond, 0.99)));
+  }
+
+  const outcomes = { ...EMPTY_OUTCOMES };
+  for (const s of input.students) outcomes[s.outcome]++;
+
+  return {
+    label: spec.label,
+    shop: spec.shop,
+    crash: spec.crash,
+    instances: spec.instances,
+    students: settings.students,
+    bankRate: settings.bankRate,
+    ordersPaid: input.statuses.paid,
+    ordersCharged: bankStats?.ordersCharged ?? charged.size,
+    ordersChargedTwice:
+      bankStats?.ordersChargedMoreThanOnce ?? [...charged.values()].filter((l) => l.length > 1).length,
+    extraCharges: bankStats?.extraCharges ?? extraFromShop,
+    lostOrders: chargedNotPaid + unresolved,
+    lost: { chargedNotPaid, unresolved },
+    declined: input.statuses.declined,
+    bankPeakAdmittedPerSecond: bankStats?.peakAdmittedPerSecond ?? Math.max(0, ...admittedSeries),
+    bankRequests: bankStats?.requests ?? 0,
+    bankAdmitted: bankStats?.admitted ?? 0,
+    throttled: bankStats?.throttled ?? 0,
+    latencyMs: {
+      p50: Math.round(quantile(latencies, 0.5)),
+      p99: Math.round(quantile(latencies, 0.99)),
+      max: Math.round(Math.max(0, ...latencies)),
+    },
+    checkoutRequests: input.requests.length,
+    timeToDrainMs: Math.round(input.timeToDrainMs),
+    goodputShare,
+    doubleChargeSources: sources,
+    studentOutcomes: outcomes,
+    orderStatuses: input.statuses,
+    series: {
+      admitted: admittedSeries,
+      throttled: throttledSeries,
+      useful: usefulSeries,
+      checkouts: perSecond(input.requests, (r) => r.at, 0, seconds),
+      p50,
+      p99,
+    },
+    crashedAtMs: input.crashedAtMs,
+    recovered: input.recovered,
+    bankStats: withoutSeries(bankStats),
+  };
+}
