@@ -6,6 +6,8 @@ export {
   StoreUnavailableError,
   TokenBucketError,
 } from './errors.js';
+export type { GateOptions, GateRunOptions, GateStats } from './gate.js';
+export { Gate, gate } from './gate.js';
 export type { KeyedDecision, KeyedLimiterOptions, KeyedRefund, KeyedTakeOptions } from './keyed-limiter.js';
 export { KeyedLimiter, keyedLimiter } from './keyed-limiter.js';
 export type { MemoryStoreOptions } from './memory-store.js';

@@ -1,0 +1,294 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import {
+  type BucketSpec,
+  ClosedError,
+  type ConsumeOptions,
+  Gate,
+  gate,
+  InvalidOptionError,
+  type LimiterStore,
+  MemoryStore,
+  QueueFullError,
+  RateLimitedError,
+  type StoreDecision,
+  StoreUnavailableError,
+} from './index.js';
+
+const clock = () => Date.now();
+
+/** Resolves when told to, so a test controls how long a call runs. */
+function deferred<T = void>() {
+  let resolve!: (value: T) => void;
+  let reject!: (reason: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}
+
+class AsyncStore implements LimiterStore {
+  readonly inner = new MemoryStore({ clock });
+  failure: unknown;
+  async consume(
+    key: string,
+    cost: number,
+    spec: BucketSpec,
+    options?: ConsumeOptions,
+  ): Promise<StoreDecision> {
+    if (this.failure !== undefined) throw this.failure;
+    return this.inner.consume(key, cost, spec, options);
+  }
+  async refund(key: string, cost: number, spec: BucketSpec): Promise<void> {
+    this.inner.refund(key, cost, spec);
+  }
+  close(): void {}
+}
+
+beforeEach(() => {
+  vi.useFakeTimers({ now: 10_000 });
+});
+afterEach(() => {
+  expect(vi.getTimerCount()).toBe(0);
+  vi.useRealTimers();
+});
+
+describe('gate', () => {
+  it('runs fn with a signal and returns its value', async () => {
+    const g = gate({ rate: 10, concurrency: 2, maxQueue: 10, maxWaitMs: 1000, clock });
+    let seen: AbortSignal | undefined;
+    await expect(
+      g.run(async (signal) => {
+        seen = signal;
+        return 42;
+      }),
+    ).resolves.toBe(42);
+    expect(seen).toBeInstanceOf(AbortSignal);
+    expect(seen?.aborted).toBe(false);
+    expect(g.stats()).toMatchObject({ active: 0, queued: 0, started: 1, completed: 1, failed: 0, rate: 10 });
+    expect(g.spec).toEqual({ capacity: 1, refillPerMs: 0.01 });
+    await g.close();
+  });
+
+  it('spaces calls at the rate', async () => {
+    const g = gate({ rate: 10, concurrency: 10, maxQueue: 10, maxWaitMs: 1000, clock });
+    const startedAt: number[] = [];
+    const runs = [1, 2, 3].map(() => g.run(async () => startedAt.push(Date.now() - 10_000)));
+    await vi.advanceTimersByTimeAsync(250);
+    await Promise.all(runs);
+    expect(startedAt).toEqual([0, 100, 200]);
+    await g.close();
+  });
+
+  it('caps concurrency', async () => {
+    const g = gate({ rate: 1000, burst: 10, concurrency: 1, maxQueue: 10, maxWaitMs: 1000, clock });
+    const first = deferred<string>();
+    const order: string[] = [];
+    const a = g.run(() => first.promise.then((v) => order.push(v)));
+    const b = g.run(async () => order.push('b'));
+    await vi.advanceTimersByTimeAsync(10);
+    expect(g.stats()).toMatchObject({ active: 1, queued: 1 });
+    expect(order).toEqual([]);
+    first.resolve('a');
+    await Promise.all([a, b]);
+    expect(order).toEqual(['a', 'b']);
+    await g.close();
+  });
+
+  it('sheds with QueueFullError when the queue is full', async () => {
+    const g = gate({ rate: 1000, burst: 10, concurrency: 1, maxQueue: 1, maxWaitMs: 10_000, clock });
+    const hold = deferred();
+    const a = g.run(() => hold.promise);
+    const b = g.run(async () => 'b');
+    const error = await g.run(async () => 'c').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect(error).toMatchObject({ code: 'ERR_QUEUE_FULL', maxQueue: 1 });
+    expect((error as QueueFullError).retryAfterMs).toBeGreaterThanOrEqual(1);
+    expect(g.wouldShed()).toBe(true);
+    expect(g.stats().shedQueueFull).toBe(1);
+    hold.resolve();
+    await expect(Promise.all([a, b])).resolves.toEqual([undefined, 'b']);
+    expect(g.wouldShed()).toBe(false);
+    await g.close();
+  });
+
+  it('sheds at once with RateLimitedError when the wait would exceed maxWaitMs', async () => {
+    const g = gate({ rate: 1, concurrency: 10, maxQueue: 100, maxWaitMs: 1000, clock });
+    const a = g.run(async () => 'a');
+    const b = g.run(async () => 'b'); // waits 1000 ms: allowed
+    expect(g.estimatedWaitMs()).toBe(2000);
+    expect(g.wouldShed()).toBe(true);
+    const error = await g.run(async () => 'c').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect(error).toMatchObject({ code: 'ERR_RATE_LIMITED', retryAfterMs: 2000 });
+    await vi.advanceTimersByTimeAsync(1000);
+    await expect(Promise.all([a, b])).resolves.toEqual(['a', 'b']);
+    expect(g.stats().shedRateLimited).toBe(1);
+    await g.close();
+  });
+
+  it('estimates slot waits from observed durations', async () => {
+    const g = gate({ rate: 1000, burst: 100, concurrency: 1, maxQueue: 100, maxWaitMs: 1500, clock });
+    const first = g.run(() => new Promise((resolve) => setTimeout(resolve, 1000)));
+    await vi.advanceTimersByTimeAsync(1000);
+    await first;
+    // nothing was known when the first ran; now a call is known to take about 1000 ms
+    const hold = deferred();
+    const a = g.run(() => hold.promise);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(g.estimatedWaitMs()).toBe(1000);
+    const b = g.run(async () => 'b');
+    expect(g.estimatedWaitMs()).toBe(2000);
+    await expect(g.run(async () => 'c')).rejects.toBeInstanceOf(RateLimitedError);
+    hold.resolve();
+    await Promise.all([a, b]);
+    await g.close();
+  });
+
+  it('an aborted waiter gives its place back and rejects with the reason', async () => {
+    const g = gate({ rate: 1, concurrency: 10, maxQueue: 100, maxWaitMs: 10_000, clock });
+    await g.run(async () => 'first'); // the token is spent
+    const controller = new AbortController();
+    const aborted = g.run(async () => 'never', { signal: controller.signal }).catch((e: unknown) => e);
+    expect(g.queued).toBe(1);
+    controller.abort(new Error('client left'));
+    expect(await aborted).toMatchObject({ message: 'client left' });
+    expect(g.queued).toBe(0);
+    expect(g.estimatedWaitMs()).toBe(1000);
+    const next = g.run(async () => Date.now());
+    await vi.advanceTimersByTimeAsync(1000);
+    await expect(next).resolves.toBe(11_000);
+    await g.close();
+  });
+
+  it('an aborted waiter behind busy slots gives its place back too', async () => {
+    const g = gate({ rate: 1000, burst: 10, concurrency: 1, maxQueue: 1, maxWaitMs: 10_000, clock });
+    const hold = deferred();
+    const a = g.run(() => hold.promise);
+    const controller = new AbortController();
+    const aborted = g.run(async () => 'never', { signal: controller.signal }).catch((e: unknown) => e);
+    controller.abort(new Error('gone'));
+    expect(await aborted).toMatchObject({ message: 'gone' });
+    const b = g.run(async () => 'b'); // the queue has room again
+    hold.resolve();
+    await expect(b).resolves.toBe('b');
+    await a;
+    await g.close();
+  });
+
+  it('forwards an abort to the running fn', async () => {
+    const g = gate({ rate: 10, concurrency: 1, maxQueue: 1, maxWaitMs: 1000, clock });
+    const controller = new AbortController();
+    const run = g.run(
+      (signal) =>
+        new Promise((_, reject) =>
+          signal.addEventListener('abort', () => reject(signal.reason), { once: true }),
+        ),
+      { signal: controller.signal },
+    );
+    await vi.advanceTimersByTimeAsync(0);
+    controller.abort(new Error('stop'));
+    await expect(run).rejects.toThrow('stop');
+    expect(g.stats()).toMatchObject({ failed: 1, completed: 1, active: 0 });
+    await g.close();
+  });
+
+  it('passes fn errors through', async () => {
+    const g = gate({ rate: 10, concurrency: 1, maxQueue: 1, maxWaitMs: 1000, clock });
+    const boom = new Error('boom');
+    await expect(
+      g.run(() => {
+        throw boom;
+      }),
+    ).rejects.toBe(boom);
+    await g.close();
+  });
+
+  it('close() rejects waiters, aborts running calls and waits for them', async () => {
+    const g = gate({ rate: 1, concurrency: 1, maxQueue: 10, maxWaitMs: 10_000, clock });
+    let runningSignal: AbortSignal | undefined;
+    const running = g.run(
+      (signal) =>
+        new Promise((resolve) => {
+          runningSignal = signal;
+          signal.addEventListener('abort', () => resolve('stopped'), { once: true });
+        }),
+    );
+    const waiting = g.run(async () => 'never').catch((e: unknown) => e);
+    await vi.advanceTimersByTimeAsync(0);
+    await g.close();
+    expect(runningSignal?.reason).toBeInstanceOf(ClosedError);
+    await expect(running).resolves.toBe('stopped');
+    expect(await waiting).toBeInstanceOf(ClosedError);
+    await expect(g.run(async () => 1)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    expect(g.wouldShed()).toBe(true);
+  });
+
+  it('validates options and calls', async () => {
+    const base = { rate: 10, concurrency: 1, maxQueue: 1, maxWaitMs: 100 };
+    expect(() => gate({ ...base, rate: 0 })).toThrow('`rate`');
+    expect(() => gate({ ...base, concurrency: 0 })).toThrow('`concurrency`');
+    expect(() => gate({ ...base, concurrency: undefined } as never)).toThrow('`concurrency`');
+    expect(() => gate({ ...base, maxQueue: -1 })).toThrow('`maxQueue`');
+    expect(() => gate({ ...base, maxWaitMs: Number.NaN })).toThrow('`maxWaitMs`');
+    expect(() => gate({ ...base, burst: 0.5 })).toThrow('`burst`');
+    expect(() => gate({ ...base, key: 'bank' })).toThrow('`key`');
+    expect(() => gate({ ...base, limit: 1 } as never)).toThrow(InvalidOptionError);
+    const g = new Gate({ ...base, clock });
+    await expect(g.run(async () => 1, { cost: 2 })).rejects.toThrow('`cost`');
+    await expect(g.run('fn' as never)).rejects.toThrow('`fn`');
+    await expect(g.run(async () => 1, { signal: AbortSignal.abort(new Error('already')) })).rejects.toThrow(
+      'already',
+    );
+    expect(g.queued).toBe(0);
+    await g.close();
+  });
+});
+
+describe('gate with a store', () => {
+  it('shares the rate through the store key', async () => {
+    const store = new AsyncStore();
+    const a = gate({ rate: 10, concurrency: 10, maxQueue: 10, maxWaitMs: 1000, store, key: 'bank', clock });
+    const b = gate({ rate: 10, concurrency: 10, maxQueue: 10, maxWaitMs: 1000, store, key: 'bank', clock });
+    const startedAt: number[] = [];
+    const runs = [a, b, a, b].map((g) => g.run(async () => startedAt.push(Date.now() - 10_000)));
+    await vi.advanceTimersByTimeAsync(400);
+    await Promise.all(runs);
+    expect(startedAt.sort((x, y) => x - y)).toEqual([0, 100, 200, 300]);
+    await Promise.all([a.close(), b.close()]);
+  });
+
+  it('rejects with RateLimitedError when the fleet took the tokens meanwhile', async () => {
+    const store = new AsyncStore();
+    const g = gate({ rate: 1, concurrency: 10, maxQueue: 10, maxWaitMs: 500, store, clock });
+    store.inner.consume('gate', 1, g.spec); // another process took the token
+    const error = await g.run(async () => 1).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect(error).toMatchObject({ retryAfterMs: 1000 });
+    await g.close();
+  });
+
+  it('an abort during a reservation gives the tokens back to the store', async () => {
+    const store = new AsyncStore();
+    const g = gate({ rate: 1, concurrency: 10, maxQueue: 10, maxWaitMs: 5000, store, clock });
+    await g.run(async () => 1);
+    const controller = new AbortController();
+    const aborted = g.run(async () => 2, { signal: controller.signal }).catch((e: unknown) => e);
+    await vi.advanceTimersByTimeAsync(100);
+    controller.abort(new Error('gone'));
+    expect(await aborted).toMatchObject({ message: 'gone' });
+    await vi.advanceTimersByTimeAsync(900);
+    expect(store.inner.consume('gate', 1, g.spec)).toMatchObject({ allowed: true });
+    await g.close();
+  });
+
+  it('turns store failures into StoreUnavailableError', async () => {
+    const store = new AsyncStore();
+    const g = gate({ rate: 1, concurrency: 10, maxQueue: 10, maxWaitMs: 500, store, clock });
+    store.failure = new Error('ECONNREFUSED');
+    const error = await g.run(async () => 1).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect((error as StoreUnavailableError).cause).toBe(store.failure);
+    await g.close();
+  });
+});
