@@ -77,6 +77,11 @@ describe('closed → open', () => {
       circuit: 'circuit',
     });
     expect(b.stats().totals.rejected).toBe(1);
+    // Refusals in the same millisecond share one error; a later one carries a fresh retryAfterMs.
+    expect(await swallow(b.execute(fn))).toBe(error);
+    vi.advanceTimersByTime(200);
+    expect(await swallow(b.execute(fn))).toMatchObject({ retryAfterMs: 500 });
+    expect(b.stats().totals.rejected).toBe(3);
   });
 
   it('opens on the slow-call rate even when every call succeeds', async () => {

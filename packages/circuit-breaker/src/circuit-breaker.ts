@@ -185,6 +185,8 @@ export class CircuitBreaker<
   #probeSuccesses = 0;
   #probeFailures = 0;
   #inFlight = 0;
+  /** The refusal shared by calls refused with the same state and retryAfterMs. */
+  #refusal: { state: StateCode; error: CircuitOpenError; promise: Promise<never> } | undefined = undefined;
 
   // Calls with the breaker's own timeout start in clock order and share one deadline length, so their
   // deadlines are in FIFO order: one unref'd timer armed for the oldest one serves them all. opossum
@@ -438,27 +440,38 @@ export class CircuitBreaker<
     args: TArgs | undefined,
   ): Promise<never> {
     this.#rejected++;
-    const error = this.#openError();
-    this.emit('reject', error);
-    if (fallback !== undefined) return this.#runFallback(fallback, error, args) as Promise<never>;
-    return Promise.reject(error);
-  }
-
-  #openError(): CircuitOpenError {
     const now = this.#o.clock();
     let retryAfterMs: number;
-    let state: 'open' | 'half-open';
-    if (this.#state === OPEN) {
-      retryAfterMs = Math.max(0, Math.ceil(this.#openUntil - now));
-      state = 'open';
-    } else {
+    if (this.#state === OPEN) retryAfterMs = Math.max(0, Math.ceil(this.#openUntil - now));
+    else {
       // Half-open with every probe slot taken: the probes answer or time out within timeoutMs.
       const wait = Number.isFinite(this.#o.timeoutMs) ? this.#o.timeoutMs : this.#o.resetTimeoutMs;
       retryAfterMs = Math.max(1, Math.ceil(this.#halfOpenSince + wait - now));
-      state = 'half-open';
     }
-    // A stack trace is most of the cost of a refusal, and it would only point here: the refused call
-    // never ran. stackTraceLimit is restored before anything else can run.
+    let refusal = this.#refusal;
+    // Calls refused in the same state with the same retryAfterMs (the same millisecond, in practice)
+    // share one error and one already-handled rejected promise. Most of what a refusal costs is not the
+    // breaker's decision but building an Error (its stack) and a fresh rejected promise, which Node's
+    // unhandled-rejection tracking records and then forgets when the caller attaches its handler.
+    if (
+      refusal === undefined ||
+      refusal.error.retryAfterMs !== retryAfterMs ||
+      refusal.state !== this.#state
+    ) {
+      const error = this.#openError(retryAfterMs);
+      const promise = Promise.reject(error);
+      promise.catch(noop);
+      refusal = this.#refusal = { state: this.#state, error, promise };
+    }
+    this.emit('reject', refusal.error);
+    if (fallback !== undefined) return this.#runFallback(fallback, refusal.error, args) as Promise<never>;
+    return refusal.promise;
+  }
+
+  #openError(retryAfterMs: number): CircuitOpenError {
+    const state = this.#state === OPEN ? 'open' : 'half-open';
+    // A stack trace would only point here (the refused call never ran), and capturing it is the most
+    // expensive part of building an Error. stackTraceLimit is restored before anything else can run.
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
     try {
@@ -815,6 +828,8 @@ function timeoutOf(value: unknown): number {
   if (typeof value !== 'number' || !(value >= 1) || value > 2_147_483_647) return Number.NaN;
   return value;
 }
+
+function noop(): void {}
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
