@@ -94,6 +94,8 @@ export class BankSim {
   readonly #tellers: Tellers;
   readonly #plan: FaultPlan;
   readonly #stats: StatsRecorder;
+  readonly #throttledBody: string;
+  // Slow answers and re-listen retries: cleared by close().
   readonly #slowTimers = new Set<NodeJS.Timeout>();
   #port = 0;
   #listening = false;
@@ -123,6 +125,12 @@ export class BankSim {
       seriesSeconds: o.seriesSeconds,
       now: this.#clock(),
     });
+    this.#throttledBody = problem(
+      o.throttleStatus,
+      'rate_limited',
+      'Over the gateway flow limit',
+      `At most ${o.rate} requests per second (burst ${o.burst}); retry after the Retry-After delay.`,
+    );
     this.#server = createServer({ keepAliveTimeout: 5000 }, this.#onRequest);
     this.#server.on('connection', this.#onConnection);
     this.#plan = new FaultPlan({ faults: o.faults, random, clock: this.#clock, onChange: this.#onOutage });
@@ -213,8 +221,25 @@ export class BankSim {
     // Called during construction too (a window at 0), before #plan is assigned: listen() handles that.
     if (!this.#listening || this.#closed || this.#plan.faults.outageMode !== 'refuse') return;
     if (down) this.#stopListening();
-    else this.#server.listen(this.#port, this.options.host);
+    else this.#relisten(0);
   };
+
+  // Back on the same port. Another process may have grabbed it meanwhile: retry a while, then give up
+  // (the simulator stays down; `stats().down` is false but connections are refused).
+  #relisten(attempt: number): void {
+    if (this.#closed || this.#plan.down || this.#server.listening) return;
+    const onError = () => {
+      if (attempt >= 50) return;
+      const timer = setTimeout(() => {
+        this.#slowTimers.delete(timer);
+        this.#relisten(attempt + 1);
+      }, 20);
+      timer.unref();
+      this.#slowTimers.add(timer);
+    };
+    this.#server.once('error', onError);
+    this.#server.listen(this.#port, this.options.host, () => this.#server.off('error', onError));
+  }
 
   #stopListening(): void {
     // Idle keep-alive sockets go too; requests in flight still get their answer.
@@ -507,16 +532,8 @@ export class BankSim {
       return true;
     }
     this.#stats.counters.throttled++;
-    const retryAfterMs = limit.retryAfterMs();
-    const status = this.options.throttleStatus;
-    res.setHeader('retry-after', String(Math.max(1, Math.ceil(retryAfterMs / 1000))));
-    const body = problem(
-      status,
-      'rate_limited',
-      'Over the gateway flow limit',
-      `At most ${limit.rate} requests per second (burst ${limit.burst}); retry after ${Math.ceil(retryAfterMs)} ms.`,
-    );
-    send(res, status, body, PROBLEM_TYPE);
+    res.setHeader('retry-after', String(Math.max(1, Math.ceil(limit.retryAfterMs() / 1000))));
+    send(res, this.options.throttleStatus, this.#throttledBody, PROBLEM_TYPE);
     return false;
   }
 
