@@ -1,1 +1,26 @@
-export {};
+export type {
+  CapturedResponse,
+  HttpAnswer,
+  IdempotencyStore,
+  KeyGenerator,
+  RateLimitPolicy,
+  RateLimitResult,
+  StandardHeaders,
+} from '@floodgate/http';
+export {
+  byAddress,
+  byApiKey,
+  byUser,
+  IdempotencyKeyError,
+  InvalidOptionError,
+  LoadShedder,
+  loadShedder,
+  MemoryIdempotencyStore,
+  memoryIdempotencyStore,
+} from '@floodgate/http';
+export type { ExpressIdempotencyOptions, IdempotencyMiddleware } from './idempotency.js';
+export { idempotency } from './idempotency.js';
+export type { ExpressLoadSheddingOptions, LoadSheddingMiddleware } from './load-shedding.js';
+export { loadShedding } from './load-shedding.js';
+export type { ExpressRateLimitOptions, RateLimitMiddleware } from './rate-limit.js';
+export { rateLimit } from './rate-limit.js';

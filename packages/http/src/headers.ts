@@ -64,9 +64,13 @@ export interface RateLimitHeadersOptions {
 const KNOWN = ['standardHeaders', 'legacyHeaders', 'partitionKey'] as const;
 const STANDARD: readonly StandardHeaders[] = ['draft-8', 'draft-7', 'draft-6', false];
 
-/** Seconds for a window or a reset field: rounded up, so a client never comes back too early. */
+/**
+ * Seconds for a window or a reset field: rounded up, so a client never comes back too early. One
+ * millisecond of slack: stores round their float clock arithmetic up to whole milliseconds, and a
+ * 30 000.0000001 ms wait must read 30 s, not 31.
+ */
 function seconds(ms: number): number {
-  return ms > 0 ? Math.ceil(ms / 1000) : 0;
+  return ms > 1 ? Math.ceil((ms - 1) / 1000) : 0;
 }
 
 /** A Structured Field string: printable ASCII with `"` and `\` escaped. */

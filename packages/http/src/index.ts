@@ -38,6 +38,7 @@ export type {
   IdempotencyStore,
   StoredResponse,
 } from './idempotency-store.js';
+export type { KeyedLimiterLike } from './limiter.js';
 export type {
   Admission,
   BreakerLike,
@@ -52,3 +53,5 @@ export type { MemoryIdempotencyStoreOptions } from './memory-idempotency-store.j
 export { MemoryIdempotencyStore, memoryIdempotencyStore } from './memory-idempotency-store.js';
 export type { HttpAnswer, ProblemAnswerOptions, ProblemDetails } from './problem.js';
 export { PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
+export type { RateLimitOptions, RateLimitPolicy, RateLimitResult } from './rate-limit.js';
+export { RATE_LIMIT_OPTION_NAMES, RateLimit } from './rate-limit.js';

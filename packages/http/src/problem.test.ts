@@ -3,7 +3,7 @@ import { PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './proble
 
 describe('problemAnswer', () => {
   it('builds an RFC 9457 body with the status title and a code', () => {
-    const answer = problemAnswer(429, { code: 'ERR_RATE_LIMITED', detail: 'slow down', retryAfterMs: 1001 });
+    const answer = problemAnswer(429, { code: 'ERR_RATE_LIMITED', detail: 'slow down', retryAfterMs: 1500 });
     expect(answer.status).toBe(429);
     expect(answer.headers).toEqual({ 'content-type': PROBLEM_CONTENT_TYPE, 'retry-after': '2' });
     expect(JSON.parse(answer.body as string)).toEqual({
@@ -29,7 +29,8 @@ describe('problemAnswer', () => {
     expect(retryAfterSeconds(0)).toBe(1);
     expect(retryAfterSeconds(1)).toBe(1);
     expect(retryAfterSeconds(1000)).toBe(1);
-    expect(retryAfterSeconds(1000.1)).toBe(2);
+    expect(retryAfterSeconds(1001)).toBe(1);
+    expect(retryAfterSeconds(1002)).toBe(2);
     expect(retryAfterSeconds(Number.NaN)).toBe(1);
   });
 });

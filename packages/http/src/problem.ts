@@ -42,7 +42,9 @@ export interface ProblemAnswerOptions {
 /** Seconds for a `Retry-After` field: whole seconds rounded up, at least 1 (0 would invite a hot loop). */
 export function retryAfterSeconds(retryAfterMs: number): number {
   if (!(retryAfterMs > 0)) return 1;
-  return Math.max(1, Math.ceil(retryAfterMs / 1000));
+  // One millisecond of slack, as in the RateLimit fields: stores round float clock arithmetic up to
+  // whole milliseconds, and 30 000.0000001 ms must read 30 s, not 31.
+  return Math.max(1, Math.ceil((retryAfterMs - 1) / 1000));
 }
 
 /**

@@ -1,0 +1,85 @@
+import { InvalidOptionError, LoadShedder, type LoadShedderOptions } from '@floodgate/http';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { sendAnswer } from './send.js';
+
+/** Options of {@link loadShedding}. */
+export interface ExpressLoadSheddingOptions extends LoadShedderOptions {
+  /**
+   * A shedder shared with other routes (so checkout and browsing compete for one capacity), instead of
+   * the shedder options.
+   */
+  readonly shedder?: LoadShedder;
+  /**
+   * Priority class of the requests through this middleware, or a function of the request.
+   * @default the shedder's defaultPriority ('normal')
+   */
+  readonly priority?: string | ((req: Request) => string);
+}
+
+/** The load-shedding middleware, with its shedder. */
+export interface LoadSheddingMiddleware extends RequestHandler {
+  readonly shedder: LoadShedder;
+}
+
+/**
+ * Express middleware that answers 503 + `Retry-After` + problem+json at once when the protected
+ * upstream is saturated (gate queue full, wait too long, breaker open) or too many requests are in
+ * flight; cheaper priority classes are shed first.
+ *
+ * @throws {InvalidOptionError} at set-up on an unknown or invalid option.
+ * @example
+ * const shedder = loadShedder({ maxConcurrent: 200, breaker: bankBreaker });
+ * app.get('/products', loadShedding({ shedder, priority: 'low' }), browse);
+ * app.post('/checkout', loadShedding({ shedder, priority: 'critical' }), checkout);
+ */
+export function loadShedding(options: ExpressLoadSheddingOptions = {}): LoadSheddingMiddleware {
+  if (typeof options !== 'object' || options === null) {
+    throw new InvalidOptionError('options', 'Expected `options` to be an object');
+  }
+  const { shedder: given, priority, ...shedderOptions } = options;
+  if (given !== undefined) {
+    if (typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
+      throw new InvalidOptionError('shedder', 'Expected `shedder` to be a LoadShedder (loadShedder(...))');
+    }
+    const extra = Object.keys(shedderOptions);
+    if (extra.length > 0) {
+      throw new InvalidOptionError(
+        extra[0] as string,
+        `Option \`${extra[0]}\` belongs to the shared shedder, not here`,
+      );
+    }
+  }
+  const shedder = given ?? new LoadShedder(shedderOptions);
+  if (typeof priority === 'string' && !shedder.hasPriority(priority)) {
+    throw new InvalidOptionError(
+      'priority',
+      `Expected \`priority\` to be a configured class, got \`"${priority}"\``,
+    );
+  }
+  if (priority !== undefined && typeof priority !== 'string' && typeof priority !== 'function') {
+    throw new InvalidOptionError(
+      'priority',
+      `Expected \`priority\` to be a string or a function, got ${typeof priority}`,
+    );
+  }
+  const fixed = typeof priority === 'string' ? priority : shedder.defaultPriority;
+  const classify = typeof priority === 'function' ? priority : undefined;
+
+  const middleware = function floodgateLoadShedding(req: Request, res: Response, next: NextFunction): void {
+    let admission: ReturnType<LoadShedder['admit']>;
+    try {
+      admission = shedder.admit(classify === undefined ? fixed : classify(req));
+    } catch (error) {
+      next(error);
+      return;
+    }
+    if (!admission.admitted) {
+      sendAnswer(res, admission.answer);
+      return;
+    }
+    // 'close' fires once the response is finished or the connection is gone: the slot is freed either way.
+    res.once('close', admission.release);
+    next();
+  };
+  return Object.assign(middleware, { shedder });
+}

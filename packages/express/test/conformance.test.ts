@@ -1,0 +1,109 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import { afterEach, describe, it } from 'vitest';
+import { type AppSpec, type CaseResponse, type Client, cases, Holds } from '../../http/test/conformance.js';
+import { idempotency, loadShedder, loadShedding, rateLimit } from '../src/index.js';
+
+/** Builds the conformance app the idiomatic Express way: middleware per route, a shared shedder. */
+export function buildApp(spec: AppSpec, holds: Holds): Express {
+  const app = express();
+  app.set('trust proxy', spec.trustProxy ?? false);
+  const limiter = spec.rateLimit === undefined ? undefined : rateLimit(spec.rateLimit);
+  const shedder = spec.shedding === undefined ? undefined : loadShedder(spec.shedding);
+  const idem = spec.idempotency === undefined ? undefined : idempotency(spec.idempotency);
+  const guards = (path: string) => {
+    const route = spec.routes?.[path];
+    const chain = [];
+    if (limiter !== undefined && route?.rateLimit !== false) {
+      chain.push(route?.rateLimit === undefined ? limiter : limiter.with(route.rateLimit));
+    }
+    if (shedder !== undefined)
+      chain.push(loadShedding({ shedder, priority: route?.priority ?? shedder.defaultPriority }));
+    return chain;
+  };
+  const ok = (_req: Request, res: Response) => {
+    res.json({ ok: true });
+  };
+  app.get('/', ...guards('/'), ok);
+  app.get('/search', ...guards('/search'), ok);
+  app.get('/health', ...guards('/health'), ok);
+  app.get('/browse', ...guards('/browse'), async (req: Request, res: Response) => {
+    if (typeof req.query.hold === 'string') await holds.wait(req.query.hold);
+    res.json({ ok: true });
+  });
+  app.post(
+    '/checkout',
+    ...guards('/checkout'),
+    express.json(),
+    ...(idem === undefined ? [] : [idem]),
+    async (req: Request, res: Response, next: NextFunction) => {
+      try {
+        holds.checkouts += 1;
+        const order = holds.checkouts;
+        const body = req.body as { hold?: string; status?: number; error?: boolean; amount?: number };
+        if (body.hold !== undefined) await holds.wait(body.hold);
+        if (body.error === true) throw new Error('handler failed');
+        res
+          .status(body.status ?? 201)
+          .location(`/orders/${order}`)
+          .json({ order, amount: body.amount });
+      } catch (error) {
+        next(error);
+      }
+    },
+  );
+  return app;
+}
+
+async function listen(spec: AppSpec, holds: Holds): Promise<{ client: Client; close: () => Promise<void> }> {
+  const server: Server = await new Promise((resolve) => {
+    const s = buildApp(spec, holds).listen(0, '127.0.0.1', () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  const client: Client = {
+    async request(init) {
+      const response = await fetch(`http://127.0.0.1:${port}${init.path}`, {
+        method: init.method ?? 'GET',
+        headers: {
+          ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
+          ...init.headers,
+        },
+        ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
+      });
+      const headers: Record<string, string> = {};
+      response.headers.forEach((value, name) => {
+        headers[name] = value;
+      });
+      return { status: response.status, headers, body: await response.text() } satisfies CaseResponse;
+    },
+  };
+  return {
+    client,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('@floodgate/express conformance (real socket)', () => {
+  let cleanup: (() => Promise<void>) | undefined;
+  afterEach(async () => {
+    await cleanup?.();
+    cleanup = undefined;
+  });
+
+  for (const testCase of cases) {
+    it(testCase.name, async () => {
+      const holds = new Holds();
+      const { client, close } = await listen(testCase.app, holds);
+      cleanup = async () => {
+        holds.releaseAll();
+        await close();
+      };
+      await testCase.run(client, holds);
+    });
+  }
+});

@@ -1,0 +1,31 @@
+import { keyedLimiter, type LimiterStore } from '@floodgate/token-bucket';
+import type { DecisionLike } from './headers.js';
+
+/**
+ * What the rate limit reads of a keyed limiter (a @floodgate/token-bucket `KeyedLimiter`, structurally):
+ * a decision per key, refunds, and the bucket shape for the policy headers.
+ */
+export interface KeyedLimiterLike {
+  readonly spec: { readonly capacity: number; readonly refillPerMs: number };
+  tryTake(key: string, cost: number): DecisionLike | Promise<DecisionLike>;
+  refund(key: string, cost: number): void | Promise<void>;
+  close?(): void | Promise<void>;
+}
+
+/** Builds the keyed limiter of one policy on @floodgate/token-bucket. */
+export function createKeyedLimiter(options: {
+  readonly capacity: number;
+  readonly windowMs: number;
+  readonly store: LimiterStore | undefined;
+  readonly maxKeys: number | undefined;
+  readonly clock: (() => number) | undefined;
+}): KeyedLimiterLike {
+  // The store decides sync or async; the rate limit handles both, so the generic is erased here.
+  return keyedLimiter<LimiterStore>({
+    capacity: options.capacity,
+    refillRate: { tokens: options.capacity, perMs: options.windowMs },
+    ...(options.store === undefined ? {} : { store: options.store }),
+    ...(options.maxKeys === undefined ? {} : { maxKeys: options.maxKeys }),
+    ...(options.clock === undefined ? {} : { clock: options.clock }),
+  });
+}

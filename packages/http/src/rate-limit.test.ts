@@ -1,0 +1,210 @@
+import type { BucketSpec, LimiterStore, StoreDecision } from '@floodgate/token-bucket';
+import { memoryStore } from '@floodgate/token-bucket';
+import { describe, expect, it, vi } from 'vitest';
+import { InvalidOptionError } from './errors.js';
+import { RateLimit, type RateLimitOptions, type RateLimitResult } from './rate-limit.js';
+
+interface Req {
+  ip?: string;
+  headers: Record<string, string | undefined>;
+  user?: string;
+  path?: string;
+}
+
+function clocked(options: RateLimitOptions<Req>) {
+  let now = 0;
+  const limit = new RateLimit<Req>({ clock: () => now, ...options });
+  return { limit, advance: (ms: number) => (now += ms) };
+}
+
+const req = (ip = '203.0.113.9', extra: Partial<Req> = {}): Req => ({ ip, headers: {}, ...extra });
+
+function sync(result: RateLimitResult | Promise<RateLimitResult>): RateLimitResult {
+  if (result instanceof Promise) throw new Error('expected a synchronous result');
+  return result;
+}
+
+const header = (result: RateLimitResult, name: string) => result.headers.find(([n]) => n === name)?.[1];
+
+describe('RateLimit', () => {
+  it('allows the burst, then refuses with 429 problem+json, Retry-After and headers, synchronously', () => {
+    const { limit } = clocked({ limit: 2, windowMs: 60_000 });
+    const first = sync(limit.check(req()));
+    expect(first.action).toBe('allow');
+    expect(header(first, 'ratelimit-policy')).toBe('"2-in-60s";q=2;w=60');
+    expect(header(first, 'ratelimit')).toBe('"2-in-60s";r=1;t=30');
+    expect(sync(limit.check(req())).action).toBe('allow');
+    const third = sync(limit.check(req()));
+    expect(third.action).toBe('deny');
+    expect(third.answer?.status).toBe(429);
+    expect(third.answer?.headers['content-type']).toBe('application/problem+json');
+    expect(header(third, 'retry-after')).toBe('30');
+    expect(JSON.parse(third.answer?.body as string)).toMatchObject({
+      code: 'ERR_RATE_LIMITED',
+      policy: '2-in-60s',
+      retryAfter: 30,
+    });
+  });
+
+  it('refills with time, per client key', () => {
+    const { limit, advance } = clocked({ limit: 1, windowMs: 1000 });
+    expect(sync(limit.check(req())).action).toBe('allow');
+    expect(sync(limit.check(req())).action).toBe('deny');
+    expect(sync(limit.check(req('198.51.100.1'))).action).toBe('allow');
+    advance(1000);
+    expect(sync(limit.check(req())).action).toBe('allow');
+  });
+
+  it('groups IPv6 clients by /56 (configurable) in the default key', () => {
+    const { limit } = clocked({ limit: 1 });
+    expect(sync(limit.check(req('2001:db8:1:100::1'))).action).toBe('allow');
+    expect(sync(limit.check(req('2001:db8:1:1ff::2'))).action).toBe('deny');
+    const { limit: per64 } = clocked({ limit: 1, ipv6Subnet: 64 });
+    expect(sync(per64.check(req('2001:db8:1:100::1'))).action).toBe('allow');
+    expect(sync(per64.check(req('2001:db8:1:101::1'))).action).toBe('allow');
+  });
+
+  it('checks several policies at once; a refusal gives back what the others took', () => {
+    const { limit } = clocked({
+      policies: [
+        { name: 'per-user', limit: 1, key: (r) => (r.user === undefined ? undefined : `user:${r.user}`) },
+        { name: 'global', limit: 3, key: () => 'global' },
+      ],
+    });
+    const a = sync(limit.check(req('1.1.1.1', { user: 'a' })));
+    expect(header(a, 'ratelimit')).toBe('"per-user";r=0;t=60, "global";r=2;t=20');
+    const denied = sync(limit.check(req('1.1.1.1', { user: 'a' })));
+    expect(denied.action).toBe('deny');
+    expect(header(denied, 'ratelimit')).toBe('"per-user";r=0;t=60');
+    // The global bucket was not charged for the refused request: two more users fit.
+    expect(sync(limit.check(req('1.1.1.2', { user: 'b' }))).action).toBe('allow');
+    expect(sync(limit.check(req('1.1.1.3', { user: 'c' }))).action).toBe('allow');
+    const global = sync(limit.check(req('1.1.1.4', { user: 'd' })));
+    expect(global.action).toBe('deny');
+    expect(JSON.parse(global.answer?.body as string).policy).toBe('global');
+  });
+
+  it('charges the cost of the request', () => {
+    const { limit } = clocked({ limit: 10, cost: (r) => (r.path === '/search' ? 5 : 1) });
+    expect(header(sync(limit.check(req('1.1.1.1', { path: '/search' }))), 'ratelimit')).toContain('r=5;');
+    expect(header(sync(limit.check(req('1.1.1.1', { path: '/' }))), 'ratelimit')).toContain('r=4;');
+  });
+
+  it('skip and allowList bypass counting and headers', async () => {
+    const { limit } = clocked({
+      limit: 1,
+      skip: (r) => r.path === '/health',
+      allowList: ['10.0.0.1', '2001:db8:9::/56'],
+    });
+    for (let i = 0; i < 3; i += 1) {
+      expect(sync(limit.check(req('1.1.1.1', { path: '/health' })))).toMatchObject({
+        action: 'skip',
+        headers: [],
+      });
+      expect(sync(limit.check(req('10.0.0.1'))).action).toBe('skip');
+      expect(sync(limit.check(req('2001:db8:9:0:1::1'))).action).toBe('skip');
+    }
+    const { limit: fn } = clocked({
+      limit: 1,
+      allowList: (_r, key) => key.startsWith('192.168.'),
+      skip: async () => false,
+    });
+    expect((await fn.check(req('192.168.1.1'))).action).toBe('skip');
+    expect((await fn.check(req('1.1.1.1'))).action).toBe('allow');
+    expect((await fn.check(req('1.1.1.1'))).action).toBe('deny');
+  });
+
+  it('dry-run counts and reports but never refuses, and tells onLimit', () => {
+    const onLimit = vi.fn();
+    const { limit } = clocked({ limit: 1, dryRun: true, onLimit });
+    sync(limit.check(req()));
+    const over = sync(limit.check(req()));
+    expect(over).toMatchObject({ action: 'allow', limited: true });
+    expect(header(over, 'retry-after')).toBeUndefined();
+    expect(header(over, 'ratelimit')).toContain('r=0');
+    expect(onLimit).toHaveBeenCalledTimes(1);
+  });
+
+  it('works with an asynchronous store (a promise per request)', async () => {
+    const memory = memoryStore();
+    const store: LimiterStore = {
+      consume: async (key: string, cost: number, spec: BucketSpec) => memory.consume(key, cost, spec),
+      refund: async (key: string, cost: number, spec: BucketSpec) => memory.refund(key, cost, spec),
+      close: () => memory.close(),
+    };
+    const limit = new RateLimit<Req>({ limit: 1, store });
+    const first = limit.check(req());
+    expect(first).toBeInstanceOf(Promise);
+    expect((await first).action).toBe('allow');
+    expect((await limit.check(req())).action).toBe('deny');
+    await limit.close();
+    memory.close();
+  });
+
+  it('a failing store answers 503 (or passes with passOnStoreError), never throws', async () => {
+    const failing: LimiterStore = {
+      consume: (): Promise<StoreDecision> => Promise.reject(new Error('down')),
+      refund: () => {},
+      close: () => {},
+    };
+    const onError = vi.fn();
+    const closed = new RateLimit<Req>({ limit: 1, store: failing, onError });
+    const result = await closed.check(req());
+    expect(result.action).toBe('deny');
+    expect(result.answer?.status).toBe(503);
+    expect(result.answer?.headers['retry-after']).toBe('1');
+    expect(onError).toHaveBeenCalledTimes(1);
+    const open = new RateLimit<Req>({ limit: 1, store: failing, passOnStoreError: true });
+    expect((await open.check(req())).action).toBe('skip');
+    const throwing: LimiterStore = {
+      consume: () => {
+        throw new Error('sync failure');
+      },
+      refund: () => {},
+      close: () => {},
+    };
+    expect((await new RateLimit<Req>({ limit: 1, store: throwing }).check(req())).answer?.status).toBe(503);
+  });
+
+  it('derive: a cost override shares the buckets, a policy override gets its own', () => {
+    const { limit } = clocked({ limit: 10 });
+    const expensive = limit.derive({ cost: 4 });
+    expect(header(sync(expensive.check(req())), 'ratelimit')).toContain('r=6;');
+    expect(header(sync(limit.check(req())), 'ratelimit')).toContain('r=5;');
+    const own = limit.derive({ limit: 3 });
+    expect(header(sync(own.check(req())), 'ratelimit')).toBe('"3-in-60s";r=2;t=20');
+    const legacy = limit.derive({ standardHeaders: false, legacyHeaders: true });
+    expect(header(sync(legacy.check(req())), 'x-ratelimit-remaining')).toBe('4');
+  });
+
+  it('validates options at construction', () => {
+    expect(() => new RateLimit<Req>({})).toThrow(/Expected `limit`/);
+    expect(() => new RateLimit<Req>({ limit: 0 })).toThrow(InvalidOptionError);
+    expect(() => new RateLimit<Req>({ limit: 1, windowMs: -1 })).toThrow(/windowMs/);
+    expect(() => new RateLimit<Req>({ limit: 1, max: 5 } as never)).toThrow(/Unknown option `max`/);
+    expect(() => new RateLimit<Req>({ limit: 1, policies: [{ limit: 2 }] })).toThrow(/`limit`.*absent/);
+    expect(
+      () =>
+        new RateLimit<Req>({
+          policies: [
+            { limit: 1, name: 'a' },
+            { limit: 2, name: 'a' },
+          ],
+        }),
+    ).toThrow(/name/);
+    expect(() => new RateLimit<Req>({ policies: [{ limit: 1, windowms: 2 } as never] })).toThrow(
+      /Unknown option/,
+    );
+    expect(() => new RateLimit<Req>({ limit: 1, cost: 0 })).toThrow(/`cost`/);
+    expect(() => new RateLimit<Req>({ limit: 3, cost: 4 })).toThrow(/`cost`.* 3,/);
+    expect(() => new RateLimit<Req>({ limit: 1, statusCode: 200 })).toThrow(/statusCode/);
+    expect(() => new RateLimit<Req>({ limit: 1, allowList: 'x' as never })).toThrow(/allowList/);
+  });
+
+  it('rejects (for the framework error handler) when a cost function misbehaves', async () => {
+    const limit = new RateLimit<Req>({ limit: 1, cost: () => Number.NaN });
+    await expect(limit.check(req())).rejects.toThrow(/cost/);
+    const tooDear = new RateLimit<Req>({ limit: 2, cost: () => 3 });
+    await expect(tooDear.check(req())).rejects.toThrow(/cost/);
+  });
+});

@@ -1,0 +1,510 @@
+import type { LimiterStore } from '@floodgate/token-bucket';
+import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
+import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardHeaders } from './headers.js';
+import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
+import { type HttpAnswer, problemAnswer } from './problem.js';
+import {
+  checkBoolean,
+  checkFunction,
+  checkInteger,
+  checkNumber,
+  checkObject,
+  fail,
+  rejectUnknownKeys,
+} from './validate.js';
+
+/** One quota: a token bucket per key. */
+export interface RateLimitPolicy<Req> {
+  /**
+   * Name sent in the draft-8 `RateLimit` fields (`"per-user"`).
+   * @default `${limit}-in-${window}s`, as express-rate-limit's `identifier`
+   */
+  readonly name?: string;
+  /** Requests a client may burst: the bucket capacity. Required unless `limiter` is given. */
+  readonly limit?: number;
+  /**
+   * Time an empty bucket takes to refill completely: on average `limit` requests per `windowMs`.
+   * @default 60000
+   */
+  readonly windowMs?: number;
+  /**
+   * The bucket key of a request; `undefined` falls back to the client address. Use a constant
+   * (`() => 'global'`) for one bucket shared by all.
+   * @default the client address as the framework sees it (trust-proxy applied), IPv6 grouped by `ipv6Subnet`
+   */
+  readonly key?: KeyGenerator<Req>;
+  /**
+   * Where the buckets live (any @floodgate/token-bucket `LimiterStore`: memory or @floodgate/redis).
+   * @default an in-process memory store
+   */
+  readonly store?: LimiterStore;
+  /** A ready keyed limiter (shared between routes, say) instead of `limit`/`windowMs`/`store`. */
+  readonly limiter?: KeyedLimiterLike;
+}
+
+/** Options of every adapter's rate-limit entry point. */
+export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
+  /** Several quotas checked together (e.g. per user and global); replaces the single-policy fields. */
+  readonly policies?: readonly RateLimitPolicy<Req>[];
+  /**
+   * Tokens a request costs, or a function of the request (expensive routes cost more).
+   * @default 1
+   */
+  readonly cost?: number | ((request: Req) => number);
+  /**
+   * Requests for which this returns true are not counted and get no headers.
+   * @default undefined
+   */
+  readonly skip?: (request: Req) => boolean | Promise<boolean>;
+  /**
+   * Client addresses (exact `req.ip` or its grouped key) never limited, or a function of the request and
+   * its address key (the name @fastify/rate-limit uses).
+   * @default []
+   */
+  readonly allowList?: readonly string[] | ((request: Req, key: string) => boolean);
+  /**
+   * Count and send headers but never block; `onLimit` still fires. For rolling out a limit safely.
+   * @default false
+   */
+  readonly dryRun?: boolean;
+  /**
+   * Standard RateLimit fields: draft-8 (named policies, the form of the current draft), draft-7,
+   * draft-6, or false.
+   * @default 'draft-8'
+   */
+  readonly standardHeaders?: StandardHeaders;
+  /**
+   * Also send the legacy `X-RateLimit-*` fields.
+   * @default false
+   */
+  readonly legacyHeaders?: boolean;
+  /**
+   * Send `pk` (a keyed hash of the bucket key, never the key) in draft-8 fields; a string is the secret.
+   * @default false
+   */
+  readonly partitionKey?: boolean | string;
+  /**
+   * Prefix length IPv6 clients are grouped by in the default key, or false.
+   * @default 56
+   */
+  readonly ipv6Subnet?: number | false;
+  /**
+   * Status of a refused request.
+   * @default 429
+   */
+  readonly statusCode?: number;
+  /**
+   * When a store fails: `true` lets the request through (fail open); `false` answers 503 + `Retry-After`.
+   * A store may also decide itself (a Redis store in fail-open mode answers instead of throwing).
+   * @default false
+   */
+  readonly passOnStoreError?: boolean;
+  /** Called for every request over a limit (also in dry-run), e.g. for metrics. Must not throw. */
+  readonly onLimit?: (request: Req, result: RateLimitResult) => void;
+  /** Called with store errors (they never reach the client as a 500). */
+  readonly onError?: (error: unknown) => void;
+  /**
+   * For the default memory stores: the most keys each policy tracks at once.
+   * @default 100000
+   */
+  readonly maxKeys?: number;
+  /**
+   * For the default memory stores: a monotonic clock in milliseconds (tests inject one).
+   * @default performance.now
+   */
+  readonly clock?: () => number;
+}
+
+const POLICY_KEYS = ['name', 'limit', 'windowMs', 'key', 'store', 'limiter'] as const;
+const KNOWN = [
+  ...POLICY_KEYS,
+  'policies',
+  'cost',
+  'skip',
+  'allowList',
+  'dryRun',
+  'standardHeaders',
+  'legacyHeaders',
+  'partitionKey',
+  'ipv6Subnet',
+  'statusCode',
+  'passOnStoreError',
+  'onLimit',
+  'onError',
+  'maxKeys',
+  'clock',
+] as const;
+
+/** The option names every adapter's rate-limit entry point accepts from the core. */
+export const RATE_LIMIT_OPTION_NAMES: readonly string[] = KNOWN;
+
+/** The outcome of one request. */
+export interface RateLimitResult {
+  /** `skip`: not counted (skip, allow list, store error passed on); `deny` only when not in dry-run. */
+  readonly action: 'allow' | 'deny' | 'skip';
+  /** True when a policy refused, also in dry-run. */
+  readonly limited: boolean;
+  /** Header fields to add to the response (lower-case names). */
+  readonly headers: ReadonlyArray<readonly [string, string]>;
+  /** The refusal to send when `action` is `deny`. */
+  readonly answer?: HttpAnswer;
+  /** Each consulted policy's decision. */
+  readonly outcomes: readonly PolicyOutcome[];
+}
+
+interface Policy<Req> {
+  readonly limiter: KeyedLimiterLike;
+  readonly key: KeyGenerator<Req> | undefined;
+  readonly owned: boolean;
+}
+
+const SKIP: RateLimitResult = Object.freeze({ action: 'skip', limited: false, headers: [], outcomes: [] });
+
+type MaybePromise<T> = T | Promise<T>;
+
+function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as Promise<T> | undefined)?.then === 'function';
+}
+
+function windowLabel(windowMs: number): string {
+  return `${Math.max(1, Math.ceil(windowMs / 1000))}s`;
+}
+
+/**
+ * Framework-agnostic rate limiting with one or several token-bucket policies. Answers synchronously with
+ * a synchronous store (the memory default), so the adapters add no promise per request on that path.
+ *
+ * @throws {InvalidOptionError} at construction on an unknown or invalid option.
+ */
+export class RateLimit<Req extends KeyableRequest> {
+  readonly headers: RateLimitHeaders;
+  readonly dryRun: boolean;
+  readonly #policies: readonly Policy<Req>[];
+  readonly #cost: number | ((request: Req) => number);
+  readonly #skip: ((request: Req) => boolean | Promise<boolean>) | undefined;
+  readonly #allowSet: ReadonlySet<string> | undefined;
+  readonly #allowFn: ((request: Req, key: string) => boolean) | undefined;
+  readonly #subnet: number | false;
+  readonly #statusCode: number;
+  readonly #passOnStoreError: boolean;
+  readonly #onLimit: ((request: Req, result: RateLimitResult) => void) | undefined;
+  readonly #onError: (error: unknown) => void;
+  readonly #options: RateLimitOptions<Req>;
+  /** The smallest capacity: a request may not cost more than a bucket can ever hold. */
+  readonly #maxCost: number;
+  readonly #shared: readonly RateLimitPolicy<Req>[];
+
+  constructor(options: RateLimitOptions<Req>) {
+    this.#options = options;
+    checkObject('options', options);
+    rejectUnknownKeys(options, KNOWN, 'rateLimit()');
+    let specs: readonly RateLimitPolicy<Req>[];
+    if (options.policies !== undefined) {
+      if (!Array.isArray(options.policies) || options.policies.length === 0) {
+        fail('policies', 'a non-empty array of policies', options.policies);
+      }
+      for (const name of POLICY_KEYS) {
+        if (options[name] !== undefined)
+          fail(name, 'absent when `policies` is given (set it on a policy)', options[name]);
+      }
+      specs = options.policies;
+    } else {
+      specs = [options];
+    }
+    const quotas = [];
+    const policies: Policy<Req>[] = [];
+    const names = new Set<string>();
+    const shared: RateLimitPolicy<Req>[] = [];
+    for (const [index, spec] of specs.entries()) {
+      const where = options.policies === undefined ? '' : `policies[${index}].`;
+      checkObject(`${where || 'options'}`, spec);
+      if (options.policies !== undefined) rejectUnknownKeys(spec, POLICY_KEYS, `policies[${index}]`);
+      let limiter: KeyedLimiterLike;
+      let owned = false;
+      if (spec.limiter !== undefined) {
+        const given = spec.limiter as Partial<KeyedLimiterLike> | null;
+        if (typeof given?.tryTake !== 'function' || typeof given.spec !== 'object') {
+          fail(`${where}limiter`, 'a keyed limiter (tryTake, refund, spec)', spec.limiter);
+        }
+        if (spec.limit !== undefined || spec.windowMs !== undefined || spec.store !== undefined) {
+          fail(`${where}limit`, 'absent when `limiter` is given', spec.limit ?? spec.windowMs ?? spec.store);
+        }
+        limiter = spec.limiter;
+      } else {
+        if (spec.limit === undefined)
+          fail(`${where}limit`, 'a finite number >= 1 (the burst a client may send)', undefined);
+        const limit = checkNumber(`${where}limit`, spec.limit, 1);
+        const windowMs = checkNumber(`${where}windowMs`, spec.windowMs ?? 60_000, 1);
+        limiter = createKeyedLimiter({
+          capacity: limit,
+          windowMs,
+          store: spec.store,
+          maxKeys: options.maxKeys === undefined ? undefined : checkInteger('maxKeys', options.maxKeys, 1),
+          clock:
+            options.clock === undefined ? undefined : checkFunction<() => number>('clock', options.clock),
+        });
+        owned = true;
+      }
+      if (spec.key !== undefined) checkFunction(`${where}key`, spec.key);
+      const { capacity, refillPerMs } = limiter.spec;
+      const windowMs = capacity / refillPerMs;
+      const name = spec.name ?? `${capacity}-in-${windowLabel(windowMs)}`;
+      if (typeof name !== 'string') fail(`${where}name`, 'a string', name);
+      if (names.has(name)) fail(`${where}name`, 'a name no other policy has', name);
+      names.add(name);
+      quotas.push({ name, limit: capacity, windowMs });
+      policies.push({ limiter, key: spec.key, owned });
+      shared.push(spec.key === undefined ? { name, limiter } : { name, limiter, key: spec.key });
+    }
+    this.#shared = shared;
+    this.headers = new RateLimitHeaders(quotas, {
+      ...(options.standardHeaders === undefined ? {} : { standardHeaders: options.standardHeaders }),
+      ...(options.legacyHeaders === undefined ? {} : { legacyHeaders: options.legacyHeaders }),
+      ...(options.partitionKey === undefined ? {} : { partitionKey: options.partitionKey }),
+    });
+    this.#policies = policies;
+    this.#maxCost = Math.min(...quotas.map((q) => q.limit));
+    const cost = options.cost ?? 1;
+    if (typeof cost === 'number') checkNumber('cost', cost, Number.MIN_VALUE, this.#maxCost);
+    else checkFunction('cost', cost);
+    this.#cost = cost;
+    this.#skip = options.skip === undefined ? undefined : checkFunction('skip', options.skip);
+    const allow = options.allowList;
+    if (allow !== undefined && typeof allow !== 'function') {
+      if (!Array.isArray(allow) || allow.some((a) => typeof a !== 'string')) {
+        fail('allowList', 'an array of addresses or a function', allow);
+      }
+    }
+    this.#allowSet = Array.isArray(allow) && allow.length > 0 ? new Set(allow) : undefined;
+    this.#allowFn =
+      typeof allow === 'function' ? (allow as (request: Req, key: string) => boolean) : undefined;
+    this.#subnet =
+      options.ipv6Subnet === undefined || options.ipv6Subnet === false
+        ? (options.ipv6Subnet ?? 56)
+        : checkInteger('ipv6Subnet', options.ipv6Subnet, 1, 128);
+    this.dryRun = options.dryRun === undefined ? false : checkBoolean('dryRun', options.dryRun);
+    this.#statusCode = checkInteger('statusCode', options.statusCode ?? 429, 400, 599);
+    this.#passOnStoreError =
+      options.passOnStoreError === undefined
+        ? false
+        : checkBoolean('passOnStoreError', options.passOnStoreError);
+    this.#onLimit = options.onLimit === undefined ? undefined : checkFunction('onLimit', options.onLimit);
+    this.#onError = options.onError === undefined ? () => {} : checkFunction('onError', options.onError);
+  }
+
+  /**
+   * Decides one request: counts it against every policy (a refusal gives back the tokens the other
+   * policies took) and formats the headers. Synchronous with synchronous stores and key generators.
+   * Never throws or rejects for a store failure: that becomes a 503 answer or, with `passOnStoreError`,
+   * a skip.
+   */
+  check(request: Req): MaybePromise<RateLimitResult> {
+    if (this.#skip !== undefined) {
+      let skipped: MaybePromise<boolean>;
+      try {
+        skipped = this.#skip(request);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (isPromise(skipped)) return skipped.then((s) => (s ? SKIP : this.#afterSkip(request)));
+      if (skipped) return SKIP;
+    }
+    return this.#afterSkip(request);
+  }
+
+  #afterSkip(request: Req): MaybePromise<RateLimitResult> {
+    let address: string | undefined;
+    if (this.#allowSet !== undefined || this.#allowFn !== undefined) {
+      address = addressKey(request.ip, this.#subnet);
+      if (this.#allowSet?.has(request.ip ?? '') || this.#allowSet?.has(address)) return SKIP;
+      if (this.#allowFn?.(request, address)) return SKIP;
+    }
+    const cost = typeof this.#cost === 'number' ? this.#cost : this.#cost(request);
+    if (!(typeof cost === 'number' && cost > 0 && cost <= this.#maxCost)) {
+      return Promise.reject(
+        new TypeError(
+          `Expected \`cost\` to return a number > 0 and <= ${this.#maxCost}, got \`${String(cost)}\` (${typeof cost})`,
+        ),
+      );
+    }
+    return this.#from(request, cost, 0, [], address);
+  }
+
+  /** Walks the policies from `index`, staying synchronous until a key generator or store answers a promise. */
+  #from(
+    request: Req,
+    cost: number,
+    index: number,
+    outcomes: PolicyOutcome[],
+    address: string | undefined,
+  ): MaybePromise<RateLimitResult> {
+    for (let i = index; i < this.#policies.length; i += 1) {
+      const policy = this.#policies[i] as Policy<Req>;
+      const key: MaybePromise<string | undefined> =
+        policy.key === undefined ? undefined : policy.key(request);
+      if (isPromise(key)) {
+        return key.then(
+          (k) =>
+            this.#take(request, cost, i, outcomes, address, k) ??
+            this.#from(request, cost, i + 1, outcomes, address),
+          (error: unknown) => {
+            this.#refund(outcomes, cost);
+            throw error;
+          },
+        );
+      }
+      const taken = this.#take(request, cost, i, outcomes, address, key);
+      if (taken !== undefined) return taken;
+    }
+    return this.#result(request, outcomes);
+  }
+
+  /** Takes from policy `i`; answers undefined to continue synchronously with the next policy. */
+  #take(
+    request: Req,
+    cost: number,
+    i: number,
+    outcomes: PolicyOutcome[],
+    address: string | undefined,
+    generated: string | undefined,
+  ): MaybePromise<RateLimitResult> | undefined {
+    const policy = this.#policies[i] as Policy<Req>;
+    const key = generated ?? address ?? addressKey(request.ip, this.#subnet);
+    let decision: MaybePromise<DecisionLike>;
+    try {
+      decision = policy.limiter.tryTake(key, cost);
+    } catch (error) {
+      return this.#storeFailed(error, outcomes, cost);
+    }
+    if (isPromise(decision)) {
+      return decision.then(
+        (d) => this.#record(request, cost, i, outcomes, address, key, d),
+        (error) => this.#storeFailed(error, outcomes, cost),
+      );
+    }
+    if (decision.allowed && i + 1 < this.#policies.length) {
+      outcomes.push({ policy: i, decision, key });
+      return undefined;
+    }
+    return this.#record(request, cost, i, outcomes, address, key, decision);
+  }
+
+  #record(
+    request: Req,
+    cost: number,
+    i: number,
+    outcomes: PolicyOutcome[],
+    address: string | undefined,
+    key: string,
+    decision: DecisionLike,
+  ): MaybePromise<RateLimitResult> {
+    outcomes.push({ policy: i, decision, key });
+    if (!decision.allowed) {
+      this.#refund(outcomes, cost);
+      return this.#result(request, outcomes);
+    }
+    if (i + 1 < this.#policies.length) return this.#from(request, cost, i + 1, outcomes, address);
+    return this.#result(request, outcomes);
+  }
+
+  /** A refused request gives back what the other policies took: it was not served. */
+  #refund(outcomes: readonly PolicyOutcome[], cost: number): void {
+    if (this.dryRun) return;
+    for (const o of outcomes) {
+      if (!o.decision.allowed) continue;
+      const policy = this.#policies[o.policy] as Policy<Req>;
+      try {
+        const done = policy.limiter.refund(o.key, cost);
+        if (isPromise(done)) done.catch(this.#onError);
+      } catch (error) {
+        this.#onError(error);
+      }
+    }
+  }
+
+  #result(request: Req, outcomes: readonly PolicyOutcome[]): RateLimitResult {
+    const headers = this.headers.format(outcomes, Date.now());
+    const denied = outcomes.find((o) => !o.decision.allowed);
+    if (denied === undefined) return { action: 'allow', limited: false, headers, outcomes };
+    let result: RateLimitResult;
+    if (this.dryRun) {
+      // Dry run: no Retry-After, the client is not being told to back off.
+      result = {
+        action: 'allow',
+        limited: true,
+        headers: headers.filter(([name]) => name !== 'retry-after'),
+        outcomes,
+      };
+    } else {
+      const retryAfterMs = Math.max(...outcomes.map((o) => o.decision.retryAfterMs));
+      const answer = problemAnswer(this.#statusCode, {
+        code: 'ERR_RATE_LIMITED',
+        detail: 'Too many requests; retry after the time given in Retry-After',
+        retryAfterMs,
+        extensions: { policy: this.headers.policies[denied.policy]?.name },
+      });
+      result = { action: 'deny', limited: true, headers, answer, outcomes };
+    }
+    if (this.#onLimit !== undefined) {
+      try {
+        this.#onLimit(request, result);
+      } catch (error) {
+        this.#onError(error);
+      }
+    }
+    return result;
+  }
+
+  #storeFailed(error: unknown, outcomes: readonly PolicyOutcome[] = [], cost = 0): RateLimitResult {
+    this.#onError(error);
+    this.#refund(outcomes, cost);
+    if (this.#passOnStoreError) return SKIP;
+    const retryAfterMs =
+      typeof (error as { retryAfterMs?: unknown } | null)?.retryAfterMs === 'number'
+        ? (error as { retryAfterMs: number }).retryAfterMs
+        : 1000;
+    return {
+      action: 'deny',
+      limited: false,
+      headers: [],
+      outcomes,
+      answer: problemAnswer(503, {
+        code: 'ERR_STORE_UNAVAILABLE',
+        detail: 'The rate-limit store is unavailable',
+        retryAfterMs,
+      }),
+    };
+  }
+
+  /**
+   * A rate limit with some options changed (a route's override). Unless the override names policies
+   * (`limit`, `windowMs`, `key`, `store`, `limiter`, `name` or `policies`), the new one counts against the
+   * same buckets: a route that costs 5 spends from the same quota as the others.
+   *
+   * @throws {InvalidOptionError} on an invalid override.
+   */
+  derive(overrides: Partial<RateLimitOptions<Req>>): RateLimit<Req> {
+    checkObject('overrides', overrides);
+    const base: Record<string, unknown> = { ...this.#options };
+    const has = (name: string) =>
+      name in overrides && (overrides as Record<string, unknown>)[name] !== undefined;
+    const ownPolicy = [...POLICY_KEYS, 'policies'].some(has);
+    if (!ownPolicy) {
+      for (const name of POLICY_KEYS) delete base[name];
+      base.policies = this.#shared;
+    } else if (has('policies')) {
+      for (const name of POLICY_KEYS) delete base[name];
+    } else {
+      // A single-policy override merges with the base policy: `{ limit: 5 }` keeps the base key and window.
+      delete base.policies;
+      if (has('limiter')) for (const name of ['limit', 'windowMs', 'store']) delete base[name];
+      if (has('limit') || has('windowMs') || has('store')) delete base.limiter;
+    }
+    return new RateLimit<Req>({ ...base, ...overrides } as RateLimitOptions<Req>);
+  }
+
+  /** Closes the limiters this instance created (not the ones passed in as `limiter`). */
+  async close(): Promise<void> {
+    await Promise.all(this.#policies.filter((p) => p.owned).map((p) => p.limiter.close?.()));
+  }
+}

@@ -1,0 +1,475 @@
+/**
+ * The table of HTTP cases both adapters must pass, so @floodgate/express and @floodgate/fastify cannot
+ * drift. Each adapter's test builds the same app (see `AppSpec`) in its own framework and runs every
+ * case through `Client`: Express over a real socket, Fastify through inject() and a real socket.
+ */
+import type { IdempotencyOptions, LoadShedderOptions, RateLimitOptions } from '@floodgate/http';
+import { expect } from 'vitest';
+
+/** What the cases read of a request in their key and scope functions (both frameworks have these). */
+export interface CaseRequest {
+  readonly ip?: string | undefined;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+}
+
+/** Per-route settings: the idiomatic per-route override of each framework implements them. */
+export interface RouteSpec {
+  /** `false`: not limited; options: the route's override (cost, headers, or its own policy). */
+  readonly rateLimit?: false | Partial<RateLimitOptions<CaseRequest>>;
+  /** Priority class for load shedding. */
+  readonly priority?: string;
+}
+
+/** The app every adapter builds. Routes:
+ * - `GET /`, `GET /search`, `GET /health`: 200 `{"ok":true}`
+ * - `GET /browse?hold=name`: waits for `holds.release(name)`, then 200
+ * - `POST /checkout` (JSON body): counts, waits for `holds.release(body.hold)` if set, answers
+ *   `body.status ?? 201` with `{"order":n,"amount":body.amount}` and `Location: /orders/n`; an `error`
+ *   field makes the handler throw (the framework's error handler answers 500).
+ * Order: rate limit, then load shedding, then idempotency, then the handler.
+ */
+export interface AppSpec {
+  readonly trustProxy?: boolean;
+  readonly rateLimit?: RateLimitOptions<CaseRequest>;
+  readonly idempotency?: IdempotencyOptions & { readonly scope?: (req: CaseRequest) => string | undefined };
+  readonly shedding?: LoadShedderOptions;
+  readonly routes?: Readonly<Record<string, RouteSpec>>;
+}
+
+export interface CaseResponse {
+  readonly status: number;
+  /** Lower-case names. */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  readonly body: string;
+}
+
+export interface CaseRequestInit {
+  readonly method?: string;
+  readonly path: string;
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly json?: unknown;
+}
+
+export interface Client {
+  request(init: CaseRequestInit): Promise<CaseResponse>;
+}
+
+/** Lets a case hold handlers open (to make requests overlap) and count handler runs. */
+export class Holds {
+  readonly #waiting = new Map<string, { promise: Promise<void>; resolve: () => void; arrived: number }>();
+  #arrivedWaiters: Array<() => void> = [];
+  /** Handler runs of POST /checkout. */
+  checkouts = 0;
+
+  #entry(name: string) {
+    let entry = this.#waiting.get(name);
+    if (entry === undefined) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      entry = { promise, resolve, arrived: 0 };
+      this.#waiting.set(name, entry);
+    }
+    return entry;
+  }
+
+  /** Called by the app's handlers. */
+  wait(name: string): Promise<void> {
+    const entry = this.#entry(name);
+    entry.arrived += 1;
+    for (const wake of this.#arrivedWaiters.splice(0)) wake();
+    return entry.promise;
+  }
+
+  /** Resolves once `count` handlers wait on `name`. */
+  async arrived(name: string, count = 1): Promise<void> {
+    while (this.#entry(name).arrived < count) {
+      await new Promise<void>((resolve) => this.#arrivedWaiters.push(resolve));
+    }
+  }
+
+  release(name: string): void {
+    this.#entry(name).resolve();
+  }
+
+  releaseAll(): void {
+    for (const entry of this.#waiting.values()) entry.resolve();
+  }
+}
+
+export interface Case {
+  readonly name: string;
+  readonly app: AppSpec;
+  run(client: Client, holds: Holds): Promise<void>;
+}
+
+const xff = (address: string) => ({ 'x-forwarded-for': address });
+const json = (response: CaseResponse) => JSON.parse(response.body) as Record<string, unknown>;
+
+function expectProblem(response: CaseResponse, status: number, code?: string): void {
+  expect(response.status).toBe(status);
+  expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
+  const body = json(response);
+  expect(body).toMatchObject({ type: 'about:blank', status });
+  if (code !== undefined) expect(body.code).toBe(code);
+}
+
+async function burst(client: Client, n: number, init: CaseRequestInit): Promise<CaseResponse[]> {
+  const out: CaseResponse[] = [];
+  for (let i = 0; i < n; i += 1) out.push(await client.request(init));
+  return out;
+}
+
+const checkout = (
+  key: string | undefined,
+  body: Record<string, unknown>,
+  headers: Record<string, string> = {},
+) => ({
+  method: 'POST',
+  path: '/checkout',
+  headers: { ...(key === undefined ? {} : { 'idempotency-key': key }), ...headers },
+  json: body,
+});
+
+const byUserHeader = (req: CaseRequest) => {
+  const user = req.headers['x-user'];
+  return typeof user === 'string' ? user : undefined;
+};
+
+export const cases: readonly Case[] = [
+  // ---- rate limit: header conformance per header mode ----
+  {
+    name: 'rate limit: draft-8 headers on every answer, 429 problem+json with Retry-After past the burst',
+    app: { rateLimit: { name: 'per-ip', limit: 2, windowMs: 60_000 } },
+    async run(client) {
+      const [first, second, third] = await burst(client, 3, { path: '/' });
+      expect(first?.status).toBe(200);
+      expect(first?.headers['ratelimit-policy']).toBe('"per-ip";q=2;w=60');
+      expect(first?.headers.ratelimit).toBe('"per-ip";r=1;t=30');
+      expect(second?.headers.ratelimit).toBe('"per-ip";r=0;t=60');
+      expectProblem(third as CaseResponse, 429, 'ERR_RATE_LIMITED');
+      expect(third?.headers['retry-after']).toBe('30');
+      expect(third?.headers.ratelimit).toBe('"per-ip";r=0;t=60');
+      expect(first?.headers['x-ratelimit-limit']).toBeUndefined();
+    },
+  },
+  {
+    name: 'rate limit: draft-7 combined field',
+    app: { rateLimit: { limit: 2, windowMs: 10_000, standardHeaders: 'draft-7' } },
+    async run(client) {
+      const response = await client.request({ path: '/' });
+      expect(response.headers['ratelimit-policy']).toBe('2;w=10');
+      expect(response.headers.ratelimit).toBe('limit=2, remaining=1, reset=5');
+    },
+  },
+  {
+    name: 'rate limit: draft-6 separate fields',
+    app: { rateLimit: { limit: 2, windowMs: 10_000, standardHeaders: 'draft-6' } },
+    async run(client) {
+      const response = await client.request({ path: '/' });
+      expect(response.headers['ratelimit-policy']).toBe('2;w=10');
+      expect(response.headers['ratelimit-limit']).toBe('2');
+      expect(response.headers['ratelimit-remaining']).toBe('1');
+      expect(response.headers['ratelimit-reset']).toBe('5');
+      expect(response.headers.ratelimit).toBeUndefined();
+    },
+  },
+  {
+    name: 'rate limit: legacy X-RateLimit-* only, reset as a Unix time',
+    app: { rateLimit: { limit: 1, windowMs: 10_000, standardHeaders: false, legacyHeaders: true } },
+    async run(client) {
+      const before = Math.floor(Date.now() / 1000);
+      const [ok, denied] = await burst(client, 2, { path: '/' });
+      expect(ok?.headers['x-ratelimit-limit']).toBe('1');
+      expect(ok?.headers['x-ratelimit-remaining']).toBe('0');
+      const reset = Number(ok?.headers['x-ratelimit-reset']);
+      expect(reset).toBeGreaterThanOrEqual(before + 9);
+      expect(reset).toBeLessThanOrEqual(before + 12);
+      expect(ok?.headers.ratelimit).toBeUndefined();
+      expect(denied?.status).toBe(429);
+      expect(denied?.headers['retry-after']).toBe('10');
+    },
+  },
+  {
+    name: 'rate limit: several policies at once (per user and global), partition keys hashed',
+    app: {
+      trustProxy: true,
+      rateLimit: {
+        partitionKey: 'test-secret',
+        policies: [
+          { name: 'per-user', limit: 2, windowMs: 60_000, key: byUserHeader },
+          { name: 'global', limit: 3, windowMs: 60_000, key: () => 'global' },
+        ],
+      },
+    },
+    async run(client) {
+      const alice = { 'x-user': 'alice', ...xff('203.0.113.1') };
+      const first = await client.request({ path: '/', headers: alice });
+      expect(first.headers.ratelimit).toMatch(
+        /^"per-user";r=1;t=30;pk=:[^:]+:, "global";r=2;t=20;pk=:[^:]+:$/,
+      );
+      expect(first.headers.ratelimit).not.toContain('alice');
+      expect(first.headers['ratelimit-policy']).toMatch(
+        /^"per-user";q=2;w=60;pk=:[^:]+:, "global";q=3;w=60;pk=/,
+      );
+      await client.request({ path: '/', headers: alice });
+      const aliceDenied = await client.request({ path: '/', headers: alice });
+      expectProblem(aliceDenied, 429);
+      expect(json(aliceDenied).policy).toBe('per-user');
+      // alice's refused request did not spend the global quota: bob gets the last global token.
+      expect((await client.request({ path: '/', headers: { 'x-user': 'bob' } })).status).toBe(200);
+      const bobDenied = await client.request({ path: '/', headers: { 'x-user': 'bob' } });
+      expect(bobDenied.status).toBe(429);
+      expect(json(bobDenied).policy).toBe('global');
+    },
+  },
+  {
+    name: 'rate limit: per-route cost and opt-out share one quota',
+    app: {
+      rateLimit: { limit: 10, windowMs: 60_000 },
+      routes: { '/search': { rateLimit: { cost: 4 } }, '/health': { rateLimit: false } },
+    },
+    async run(client) {
+      expect((await client.request({ path: '/search' })).headers.ratelimit).toContain('r=6;');
+      expect((await client.request({ path: '/' })).headers.ratelimit).toContain('r=5;');
+      const health = await client.request({ path: '/health' });
+      expect(health.status).toBe(200);
+      expect(health.headers.ratelimit).toBeUndefined();
+      expect((await client.request({ path: '/search' })).headers.ratelimit).toContain('r=1;');
+      expect((await client.request({ path: '/search' })).status).toBe(429);
+      expect((await client.request({ path: '/' })).status).toBe(200);
+    },
+  },
+  // ---- client keys: IPv6 grouping, trust proxy ----
+  {
+    name: 'client key: IPv6 clients of one /56 share a bucket, the next /56 does not',
+    app: { trustProxy: true, rateLimit: { limit: 1, windowMs: 60_000 } },
+    async run(client) {
+      expect((await client.request({ path: '/', headers: xff('2001:db8:1:100::1') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('2001:db8:1:1ff:ffff::2') })).status).toBe(429);
+      expect((await client.request({ path: '/', headers: xff('2001:db8:1:200::1') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('::ffff:198.51.100.7') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.7') })).status).toBe(429);
+    },
+  },
+  {
+    name: 'client key: with trust proxy on, X-Forwarded-For picks the bucket',
+    app: { trustProxy: true, rateLimit: { limit: 1, windowMs: 60_000 } },
+    async run(client) {
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.2') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(429);
+    },
+  },
+  {
+    name: 'client key: with trust proxy off, a spoofed X-Forwarded-For changes nothing (and is no 500)',
+    app: { trustProxy: false, rateLimit: { limit: 1, windowMs: 60_000 } },
+    async run(client) {
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.2') })).status).toBe(429);
+      expect((await client.request({ path: '/', headers: xff('not an address, at all') })).status).toBe(429);
+    },
+  },
+  // ---- skip / allow lists, dry run ----
+  {
+    name: 'allow list and skip: never counted, no headers',
+    app: {
+      trustProxy: true,
+      rateLimit: {
+        limit: 1,
+        windowMs: 60_000,
+        allowList: ['10.0.0.7'],
+        skip: (req) => req.headers['x-internal'] === 'yes',
+      },
+    },
+    async run(client) {
+      for (let i = 0; i < 3; i += 1) {
+        const allowed = await client.request({ path: '/', headers: xff('10.0.0.7') });
+        expect(allowed.status).toBe(200);
+        expect(allowed.headers.ratelimit).toBeUndefined();
+        expect(
+          (await client.request({ path: '/', headers: { 'x-internal': 'yes', ...xff('10.0.0.8') } })).status,
+        ).toBe(200);
+      }
+      expect((await client.request({ path: '/', headers: xff('10.0.0.8') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('10.0.0.8') })).status).toBe(429);
+    },
+  },
+  {
+    name: 'dry run: counts and sends headers, never refuses',
+    app: { rateLimit: { limit: 1, windowMs: 60_000, dryRun: true } },
+    async run(client) {
+      const responses = await burst(client, 3, { path: '/' });
+      expect(responses.map((r) => r.status)).toEqual([200, 200, 200]);
+      expect(responses[2]?.headers.ratelimit).toContain('r=0;');
+      expect(responses[2]?.headers['retry-after']).toBeUndefined();
+    },
+  },
+  // ---- idempotency ----
+  {
+    name: 'idempotency: first request runs, the retry is replayed with Idempotent-Replayed (any JSON key order)',
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const first = await client.request(
+        checkout('"order-1"', { amount: 100, currency: 'EUR' }, { 'x-user': 'alice' }),
+      );
+      expect(first.status).toBe(201);
+      expect(first.headers['idempotent-replayed']).toBeUndefined();
+      const replay = await client.request(
+        checkout('order-1', { currency: 'EUR', amount: 100 }, { 'x-user': 'alice' }),
+      );
+      expect(replay.status).toBe(201);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.headers.location).toBe(first.headers.location);
+      expect(replay.headers['content-type']).toBe(first.headers['content-type']);
+      expect(replay.body).toBe(first.body);
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'idempotency: same key with another payload is 422',
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      await client.request(checkout('k', { amount: 100 }, { 'x-user': 'alice' }));
+      const other = await client.request(checkout('k', { amount: 999 }, { 'x-user': 'alice' }));
+      expectProblem(other, 422, 'ERR_IDEMPOTENCY_KEY_REUSED');
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: "idempotency: another user reusing a key is processed on its own, never given the other's answer",
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const alice = await client.request(checkout('shared', { amount: 100 }, { 'x-user': 'alice' }));
+      const mallory = await client.request(checkout('shared', { amount: 100 }, { 'x-user': 'mallory' }));
+      expect(mallory.status).toBe(201);
+      expect(mallory.headers['idempotent-replayed']).toBeUndefined();
+      expect(json(mallory).order).not.toBe(json(alice).order);
+      expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
+    name: 'idempotency: concurrent duplicates while in flight get 409 + Retry-After; the handler runs once',
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const first = client.request(checkout('dup', { amount: 5, hold: 'first' }, { 'x-user': 'a' }));
+      await holds.arrived('first');
+      const duplicates = await Promise.all(
+        [1, 2, 3].map(() => client.request(checkout('dup', { amount: 5, hold: 'first' }, { 'x-user': 'a' }))),
+      );
+      for (const duplicate of duplicates) {
+        expectProblem(duplicate, 409, 'ERR_IDEMPOTENCY_KEY_IN_FLIGHT');
+        expect(duplicate.headers['retry-after']).toBe('1');
+      }
+      holds.release('first');
+      expect((await first).status).toBe(201);
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'idempotency: coalescing duplicates wait and all get the first answer; the handler runs once',
+    app: { idempotency: { scope: byUserHeader, inFlight: 'coalesce' } },
+    async run(client, holds) {
+      const body = { amount: 5, hold: 'c' };
+      const first = client.request(checkout('co', body, { 'x-user': 'a' }));
+      await holds.arrived('c');
+      const duplicates = [1, 2, 3].map(() => client.request(checkout('co', body, { 'x-user': 'a' })));
+      // Give the duplicates time to reach the server and start waiting.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      holds.release('c');
+      const original = await first;
+      for (const duplicate of await Promise.all(duplicates)) {
+        expect(duplicate.status).toBe(201);
+        expect(duplicate.headers['idempotent-replayed']).toBe('true');
+        expect(duplicate.body).toBe(original.body);
+      }
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'idempotency: 5xx and thrown errors are not stored, the retry runs again; 4xx are replayed',
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      expect((await client.request(checkout('five', { status: 503 }, { 'x-user': 'a' }))).status).toBe(503);
+      expect(
+        (await client.request(checkout('five', { status: 503 }, { 'x-user': 'a' }))).headers[
+          'idempotent-replayed'
+        ],
+      ).toBeUndefined();
+      expect((await client.request(checkout('boom', { error: true }, { 'x-user': 'a' }))).status).toBe(500);
+      expect((await client.request(checkout('boom', { error: true }, { 'x-user': 'a' }))).status).toBe(500);
+      expect(holds.checkouts).toBe(4);
+      expect((await client.request(checkout('declined', { status: 402 }, { 'x-user': 'a' }))).status).toBe(
+        402,
+      );
+      const replay = await client.request(checkout('declined', { status: 402 }, { 'x-user': 'a' }));
+      expect(replay.status).toBe(402);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(holds.checkouts).toBe(5);
+    },
+  },
+  {
+    name: 'idempotency: missing and malformed keys are 400 problem+json, never a 500',
+    app: { idempotency: {} },
+    async run(client, holds) {
+      const missing = await client.request(checkout(undefined, { amount: 1 }));
+      expectProblem(missing, 400, 'ERR_IDEMPOTENCY_KEY_MISSING');
+      for (const bad of [
+        '""',
+        `"${'x'.repeat(256)}"`,
+        'x'.repeat(256),
+        '"a", "b"',
+        'two words',
+        '"unterminated',
+        'x'.repeat(8000),
+      ]) {
+        expectProblem(await client.request(checkout(bad, { amount: 1 })), 400, 'ERR_IDEMPOTENCY_KEY_INVALID');
+      }
+      expect(holds.checkouts).toBe(0);
+      expect((await client.request(checkout(`"${'k'.repeat(255)}"`, { amount: 1 }))).status).toBe(201);
+      expect((await client.request({ path: '/' })).status).toBe(200);
+    },
+  },
+  // ---- load shedding ----
+  {
+    name: 'load shedding: cheap traffic is shed first with 503 + Retry-After, checkout still admitted',
+    app: {
+      shedding: {
+        maxConcurrent: 4,
+        priorities: { critical: 1, low: 0.5 },
+        defaultPriority: 'low',
+        retryAfterMs: 2000,
+      },
+      routes: { '/browse': { priority: 'low' }, '/checkout': { priority: 'critical' } },
+    },
+    async run(client, holds) {
+      const browsing = [1, 2].map(() => client.request({ path: '/browse?hold=b' }));
+      await holds.arrived('b', 2);
+      const shed = await client.request({ path: '/browse?hold=b' });
+      expectProblem(shed, 503, 'ERR_LOAD_SHED');
+      expect(shed.headers['retry-after']).toBe('2');
+      expect(json(shed).reason).toBe('overloaded');
+      const checkouts = [1, 2].map(() => client.request(checkout(undefined, { amount: 1, hold: 'c' })));
+      await holds.arrived('c', 2);
+      expectProblem(await client.request(checkout(undefined, { amount: 1 })), 503);
+      holds.releaseAll();
+      expect((await Promise.all([...browsing, ...checkouts])).map((r) => r.status)).toEqual([
+        200, 200, 201, 201,
+      ]);
+      // Slots are freed when responses end.
+      expect((await client.request({ path: '/browse' })).status).toBe(200);
+    },
+  },
+  {
+    name: 'load shedding: an open breaker sheds every class at once',
+    app: { shedding: { breaker: { state: 'open', retryAfterMs: 4500 } } },
+    async run(client, holds) {
+      const response = await client.request(checkout(undefined, { amount: 1 }));
+      expectProblem(response, 503, 'ERR_LOAD_SHED');
+      expect(response.headers['retry-after']).toBe('5');
+      expect(json(response).reason).toBe('breaker-open');
+      expect(holds.checkouts).toBe(0);
+    },
+  },
+];
