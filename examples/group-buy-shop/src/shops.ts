@@ -2,6 +2,7 @@ import type { RequestHandler } from 'express';
 import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
 import { CarefulPayments } from './careful-payments.js';
 import type { ShopKind } from './config.js';
+import { floodgateShop } from './floodgate-shop.js';
 import { NaivePayments } from './naive-payments.js';
 import type { Payments, PaymentsContext } from './payments.js';
 
@@ -63,6 +64,6 @@ export async function buildShop(kind: ShopKind, context: WiringOptions): Promise
     case 'careful':
       return carefulShop(context);
     case 'floodgate':
-      throw new Error('The floodgate shop is not wired yet: its packages have not landed');
+      return floodgateShop(context);
   }
 }

@@ -1,0 +1,74 @@
+import { circuitBreaker } from '@floodgate/circuit-breaker';
+import { idempotency, loadShedding, rateLimit } from '@floodgate/express';
+import { createPaymentClient, ietfGateway, sqliteLedger } from '@floodgate/payment-retry';
+import { redisStore } from '@floodgate/redis';
+import { gate } from '@floodgate/token-bucket';
+import type { Request } from 'express';
+import { FloodgatePayments } from './floodgate-payments.js';
+import type { ShopWiring, WiringOptions } from './shops.js';
+
+/** How long a checkout may wait for its turn at the bank before the shop answers 503 at once. */
+const MAX_WAIT_MS = 4000;
+
+const studentOf = (req: Request) => req.get('x-student-id');
+
+/**
+ * The floodgate shop: per-student rate limit, idempotent checkout (the page sends one key per order),
+ * load shedding in front of a gate set to the bank's flow limit, a breaker, and a payment client whose
+ * ledger lives in the shop's database. With `redisUrl`, every shop process takes the bank's tokens from
+ * one Redis bucket, so the limit holds for the fleet.
+ */
+export function floodgateShop(context: WiringOptions): ShopWiring {
+  const store = context.redisUrl
+    ? redisStore({ url: context.redisUrl, prefix: 'group-buy-shop:' })
+    : undefined;
+  // The bank's flow limit, stated once: the gate's rate. Everything else (shedding, dashboard) reads it
+  // back from the gate.
+  const bank = gate({
+    rate: context.bankRate,
+    burst: 1,
+    concurrency: 64,
+    maxQueue: Math.ceil((context.bankRate * MAX_WAIT_MS) / 1000),
+    maxWaitMs: MAX_WAIT_MS,
+    ...(store ? { store, key: 'bank-gateway' } : {}),
+  });
+  const breaker = circuitBreaker({
+    name: 'bank',
+    timeoutMs: false,
+    volumeThreshold: 20,
+    windowMs: 5000,
+    resetTimeoutMs: 2000,
+    maxResetTimeoutMs: 10_000,
+  });
+  const client = createPaymentClient({
+    gateway: ietfGateway({ origin: context.bankUrl }),
+    ledger: sqliteLedger({ database: context.db.connection }),
+    merchant: 'group-buy-shop',
+    limiter: bank,
+    breaker,
+    pool: { connections: 64 },
+    timeouts: { connectMs: 1000, headersMs: 3000, bodyMs: 3000, paymentMs: 8000 },
+    reconcile: { intervalMs: 500, maxIntervalMs: 2000, concurrency: 8, deadlineMs: 3000 },
+  });
+  const payments = new FloodgatePayments(context, { client, gate: bank, breaker });
+
+  const perStudent = rateLimit({ name: 'checkout', limit: 10, windowMs: 10_000, key: studentOf });
+  const idempotent = idempotency({ scope: studentOf, inFlight: 'coalesce', coalesceTimeoutMs: 15_000 });
+  const shed = loadShedding({ gate: bank, breaker, maxWaitMs: MAX_WAIT_MS, priority: 'critical' });
+
+  return {
+    payments,
+    checkoutMiddleware: [perStudent, idempotent, shed],
+    lockOrders: false,
+    // The page makes one key per order and sends it with every click of "Pay".
+    pageSendsIdempotencyKey: true,
+    async close() {
+      await payments.close();
+      await perStudent.close();
+      await idempotent.close();
+      bank.close();
+      breaker.close();
+      await store?.close();
+    },
+  };
+}
