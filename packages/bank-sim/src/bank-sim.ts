@@ -219,9 +219,9 @@ export class BankSim {
 
   readonly #onOutage = (down: boolean): void => {
     // Called during construction too (a window at 0), before #plan is assigned: listen() handles that.
-    if (!this.#listening || this.#closed || this.#plan.faults.outageMode !== 'refuse') return;
-    if (down) this.#stopListening();
-    else this.#relisten(0);
+    if (!this.#listening || this.#closed) return;
+    if (!down) this.#relisten(0);
+    else if (this.#plan.faults.outageMode === 'refuse') this.#stopListening();
   };
 
   // Back on the same port. Another process may have grabbed it meanwhile: retry a while, then give up

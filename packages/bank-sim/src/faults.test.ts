@@ -156,6 +156,13 @@ describe('outage windows', () => {
     expect(bank.stats().down).toBe(false);
   });
 
+  it("comes back listening even when the mode changed from 'refuse' during the outage", async () => {
+    const bank = await start({ faults: { outages: [{ startMs: 0, durationMs: 60_000 }] } });
+    bank.setFaults({ outageMode: 'status' });
+    bank.setFaults({ outages: [] });
+    await vi.waitFor(async () => expect((await pay(bank, 'k1')).status).toBe(201));
+  });
+
   it('a window opens and closes on its own timers', async () => {
     const bank = await start({ faults: { outageMode: 'status', outages: [{ startMs: 1, durationMs: 5 }] } });
     await vi.waitFor(() => expect(bank.stats().down).toBe(true), { interval: 1 });

@@ -22,7 +22,7 @@ export interface BankStatsSecond {
 export interface BankStats {
   /** Milliseconds covered (since start or the last reset). */
   readonly uptimeMs: number;
-  /** `POST /payments` requests received (the flow limit judged them all). */
+  /** `POST /payments` requests received (whatever became of them). */
   readonly requests: number;
   /** Requests that took a flow-limit token (payments, and status checks when they are limited). */
   readonly admitted: number;
