@@ -1,0 +1,140 @@
+import {
+  defaultIdempotencyScope,
+  IDEMPOTENCY_OPTION_NAMES,
+  Idempotency,
+  type IdempotencyOptions,
+  type IdempotencyTicket,
+  InvalidOptionError,
+} from '@floodgate/http';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { appendHook } from './config.js';
+
+/** Options of the {@link floodgateIdempotency} plugin. */
+export interface FastifyIdempotencyOptions extends IdempotencyOptions {
+  /**
+   * Who a key belongs to: one scope's key never replays another scope's response. Return the
+   * authenticated user or tenant id.
+   * @default a hash of the `Authorization` header when there is one, else `request.ip`
+   */
+  readonly scope?: (
+    request: FastifyRequest,
+  ) => string | number | undefined | Promise<string | number | undefined>;
+  /**
+   * Apply to every route (of the concerned methods) registered after the plugin; `false` applies only to
+   * routes with `config.floodgate.idempotency`.
+   * @default false
+   */
+  readonly global?: boolean;
+}
+
+const KNOWN = [...IDEMPOTENCY_OPTION_NAMES, 'scope', 'global'];
+
+const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
+  for (const name of Object.keys(options)) {
+    if (!KNOWN.includes(name)) {
+      throw new InvalidOptionError(
+        name,
+        `Unknown option \`${name}\` for floodgateIdempotency; expected one of ${KNOWN.join(', ')}`,
+      );
+    }
+  }
+  const { scope, global = false, ...coreOptions } = options;
+  if (scope !== undefined && typeof scope !== 'function') {
+    throw new InvalidOptionError('scope', `Expected \`scope\` to be a function, got ${typeof scope}`);
+  }
+  const scopeOf = scope ?? defaultIdempotencyScope;
+  const core = new Idempotency(coreOptions);
+  const tickets = new WeakMap<FastifyRequest, IdempotencyTicket>();
+
+  function preHandlerOf(routeCore: Idempotency) {
+    return async function floodgateIdempotency(request: FastifyRequest, reply: FastifyReply) {
+      if (!routeCore.appliesTo(request.method)) return;
+      const scoped = await scopeOf(request);
+      const controller = new AbortController();
+      const onClose = () => controller.abort();
+      reply.raw.once('close', onClose);
+      let start: Awaited<ReturnType<Idempotency['start']>>;
+      try {
+        start = await routeCore.start({
+          method: request.method,
+          url: request.url,
+          keyHeader: request.headers[routeCore.header],
+          body: request.body,
+          scope: scoped === undefined ? '' : String(scoped),
+          signal: controller.signal,
+        });
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+      if (start.kind === 'answer') {
+        return reply.code(start.answer.status).headers(start.answer.headers).send(start.answer.body);
+      }
+      if (start.kind === 'proceed') tickets.set(request, start.ticket);
+      return;
+    };
+  }
+
+  // The handler's reply, as serialised, is what a retry gets back.
+  async function onSend(request: FastifyRequest, reply: FastifyReply, payload: unknown) {
+    const ticket = tickets.get(request);
+    if (ticket === undefined) return payload;
+    tickets.delete(request);
+    if (
+      payload !== null &&
+      typeof payload === 'object' &&
+      typeof (payload as { pipe?: unknown }).pipe === 'function'
+    ) {
+      await ticket.abandon(); // a stream cannot be stored
+    } else {
+      await ticket.finish({
+        status: reply.statusCode,
+        headers: reply.getHeaders() as Record<string, string | number | string[] | undefined>,
+        body: payload as string | Uint8Array | undefined,
+      });
+    }
+    return payload;
+  }
+
+  async function onResponse(request: FastifyRequest) {
+    const ticket = tickets.get(request);
+    if (ticket === undefined) return;
+    tickets.delete(request);
+    await ticket.abandon();
+  }
+
+  const shared = preHandlerOf(core);
+  fastify.addHook('onRoute', (route) => {
+    const config = route.config?.floodgate?.idempotency;
+    if (config === false || (config === undefined && !global)) return;
+    let routeCore = core;
+    if (typeof config === 'object')
+      routeCore = new Idempotency({ ...coreOptions, ...config, store: core.store });
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (!methods.some((m) => routeCore.appliesTo(m))) return;
+    route.preHandler = appendHook(
+      route.preHandler,
+      (routeCore === core ? shared : preHandlerOf(routeCore)) as never,
+    );
+    route.onSend = appendHook(route.onSend, onSend as never);
+    route.onResponse = appendHook(route.onResponse, onResponse as never);
+  });
+  fastify.addHook('onClose', async () => {
+    await core.close();
+  });
+  done();
+};
+
+/**
+ * Fastify 5 plugin for idempotent endpoints (draft-ietf-httpapi-idempotency-key-header). Routes opt in
+ * with `config: { floodgate: { idempotency: true } }` (or all routes with `global: true`). The check
+ * runs in `preHandler` (the body is parsed, so the fingerprint covers it) and the reply is captured in
+ * `onSend`: replay with `Idempotent-Replayed: true`, 422 for another payload, 409 + `Retry-After` or
+ * coalescing while in flight.
+ *
+ * @throws {InvalidOptionError} at registration on an unknown or invalid option.
+ * @example
+ * await app.register(floodgateIdempotency, { scope: (req) => req.user.id });
+ * app.post('/checkout', { config: { floodgate: { idempotency: true } } }, checkout);
+ */
+export const floodgateIdempotency = fp(plugin, { fastify: '5.x', name: '@floodgate/fastify/idempotency' });

@@ -1,0 +1,97 @@
+import { type Admission, InvalidOptionError, LoadShedder, type LoadShedderOptions } from '@floodgate/http';
+import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import fp from 'fastify-plugin';
+import { appendHook } from './config.js';
+
+/** Options of the {@link floodgateLoadShedding} plugin. */
+export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
+  /** A shedder shared with other code (e.g. an Express part of the app), instead of the shedder options. */
+  readonly shedder?: LoadShedder;
+  /**
+   * Guard every route registered after the plugin (opt out with `config.floodgate.loadShedding: false`);
+   * `false` guards only routes that set it.
+   * @default true
+   */
+  readonly global?: boolean;
+  /**
+   * Priority class of a request when its route sets none: a class name or a function of the request.
+   * @default the shedder's defaultPriority ('normal')
+   */
+  readonly priority?: string | ((request: FastifyRequest) => string);
+}
+
+const plugin: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
+  const { shedder: given, global = true, priority, ...shedderOptions } = options;
+  if (given !== undefined && typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
+    throw new InvalidOptionError('shedder', 'Expected `shedder` to be a LoadShedder (loadShedder(...))');
+  }
+  const shedder = given ?? new LoadShedder(shedderOptions);
+  const check = (name: unknown, option: string) => {
+    if (typeof name !== 'string' || !shedder.hasPriority(name)) {
+      throw new InvalidOptionError(
+        option,
+        `Expected \`${option}\` to be a configured priority class, got \`${String(name)}\``,
+      );
+    }
+  };
+  if (typeof priority === 'string') check(priority, 'priority');
+  const admissions = new WeakMap<FastifyRequest, Admission>();
+
+  function hookOf(classify: (request: FastifyRequest) => string) {
+    return function floodgateLoadShedding(
+      request: FastifyRequest,
+      reply: FastifyReply,
+      done: HookHandlerDoneFunction,
+    ) {
+      let admission: ReturnType<LoadShedder['admit']>;
+      try {
+        admission = shedder.admit(classify(request));
+      } catch (error) {
+        done(error as Error);
+        return;
+      }
+      if (!admission.admitted) {
+        reply.code(admission.answer.status).headers(admission.answer.headers).send(admission.answer.body);
+        return;
+      }
+      admissions.set(request, admission);
+      done();
+    };
+  }
+
+  function release(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
+    admissions.get(request)?.release();
+    done();
+  }
+
+  const fallback =
+    typeof priority === 'function'
+      ? priority
+      : () => (priority as string | undefined) ?? shedder.defaultPriority;
+  const shared = hookOf(fallback);
+  fastify.addHook('onRoute', (route) => {
+    const config = route.config?.floodgate?.loadShedding;
+    if (config === false || (config === undefined && !global)) return;
+    let routeHook = shared;
+    if (config?.priority !== undefined) {
+      check(config.priority, `config.floodgate.loadShedding.priority of ${route.url}`);
+      const fixed = config.priority;
+      routeHook = hookOf(() => fixed);
+    }
+    route.onRequest = appendHook(route.onRequest, routeHook as never);
+    route.onResponse = appendHook(route.onResponse, release as never);
+    route.onRequestAbort = appendHook(route.onRequestAbort, release as never);
+  });
+  done();
+};
+
+/**
+ * Fastify 5 plugin: answer 503 + `Retry-After` + problem+json in `onRequest` (before the body is read)
+ * when the protected upstream is saturated or too many requests are in flight; routes pick their
+ * priority class with `config: { floodgate: { loadShedding: { priority: 'low' } } }`.
+ *
+ * @throws {InvalidOptionError} at registration on an unknown or invalid option or priority.
+ * @example
+ * await app.register(floodgateLoadShedding, { maxConcurrent: 200, breaker: bankBreaker });
+ */
+export const floodgateLoadShedding = fp(plugin, { fastify: '5.x', name: '@floodgate/fastify/load-shedding' });

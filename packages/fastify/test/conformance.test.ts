@@ -1,0 +1,115 @@
+import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, describe, it } from 'vitest';
+import { type AppSpec, type CaseResponse, type Client, cases, Holds } from '../../http/test/conformance.js';
+import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '../src/index.js';
+
+/** Builds the conformance app the idiomatic Fastify way: plugins, per-route `config.floodgate`. */
+export async function buildApp(spec: AppSpec, holds: Holds): Promise<FastifyInstance> {
+  const app = Fastify({ trustProxy: spec.trustProxy ?? false });
+  if (spec.rateLimit !== undefined) await app.register(floodgateRateLimit, spec.rateLimit);
+  if (spec.shedding !== undefined) await app.register(floodgateLoadShedding, spec.shedding);
+  if (spec.idempotency !== undefined) await app.register(floodgateIdempotency, spec.idempotency);
+  const config = (path: string) => {
+    const route = spec.routes?.[path];
+    return {
+      floodgate: {
+        ...(route?.rateLimit === undefined ? {} : { rateLimit: route.rateLimit }),
+        ...(route?.priority === undefined ? {} : { loadShedding: { priority: route.priority } }),
+        ...(path === '/checkout' ? { idempotency: true } : {}),
+      },
+    };
+  };
+  const ok = async () => ({ ok: true });
+  app.get('/', { config: config('/') }, ok);
+  app.get('/search', { config: config('/search') }, ok);
+  app.get('/health', { config: config('/health') }, ok);
+  app.get<{ Querystring: { hold?: string } }>('/browse', { config: config('/browse') }, async (request) => {
+    if (request.query.hold !== undefined) await holds.wait(request.query.hold);
+    return { ok: true };
+  });
+  app.post<{ Body: { hold?: string; status?: number; error?: boolean; amount?: number } }>(
+    '/checkout',
+    { config: config('/checkout') },
+    async (request, reply) => {
+      holds.checkouts += 1;
+      const order = holds.checkouts;
+      const body = request.body;
+      if (body.hold !== undefined) await holds.wait(body.hold);
+      if (body.error === true) throw new Error('handler failed');
+      return reply
+        .code(body.status ?? 201)
+        .header('location', `/orders/${order}`)
+        .send({ order, amount: body.amount });
+    },
+  );
+  await app.ready();
+  return app;
+}
+
+function injectClient(app: FastifyInstance): Client {
+  return {
+    async request(init) {
+      const response = await app.inject({
+        method: (init.method ?? 'GET') as 'GET',
+        url: init.path,
+        headers: {
+          ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
+          ...init.headers,
+        },
+        ...(init.json === undefined ? {} : { payload: JSON.stringify(init.json) }),
+      });
+      const headers: Record<string, string> = {};
+      for (const [name, value] of Object.entries(response.headers)) {
+        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : String(value);
+      }
+      return { status: response.statusCode, headers, body: response.body } satisfies CaseResponse;
+    },
+  };
+}
+
+async function socketClient(app: FastifyInstance): Promise<Client> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  return {
+    async request(init) {
+      const response = await fetch(`http://127.0.0.1:${port}${init.path}`, {
+        method: init.method ?? 'GET',
+        headers: {
+          ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
+          ...init.headers,
+        },
+        ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
+      });
+      const headers: Record<string, string> = {};
+      response.headers.forEach((value, name) => {
+        headers[name] = value;
+      });
+      return { status: response.status, headers, body: await response.text() } satisfies CaseResponse;
+    },
+  };
+}
+
+for (const transport of ['inject', 'socket'] as const) {
+  describe(`@floodgate/fastify conformance (${transport})`, () => {
+    let cleanup: (() => Promise<void>) | undefined;
+    afterEach(async () => {
+      await cleanup?.();
+      cleanup = undefined;
+    });
+
+    for (const testCase of cases) {
+      it(testCase.name, async () => {
+        const holds = new Holds();
+        const app = await buildApp(testCase.app, holds);
+        cleanup = async () => {
+          holds.releaseAll();
+          if (transport === 'socket') app.server.closeAllConnections();
+          await app.close();
+        };
+        const client = transport === 'inject' ? injectClient(app) : await socketClient(app);
+        await testCase.run(client, holds);
+      });
+    }
+  });
+}
