@@ -46,7 +46,7 @@ const BODY_NOT_FOUND = JSON.stringify({ status: 'not_found' });
 /** A payment waiting for or at a teller; `serve()` processes it. */
 class PaymentJob implements TellerJob {
   constructor(
-    readonly process: (job: PaymentJob) => void,
+    readonly processor: (job: PaymentJob) => void,
     readonly res: ServerResponse,
     readonly record: IdempotencyRecord,
     readonly key: string,
@@ -57,7 +57,7 @@ class PaymentJob implements TellerJob {
   ) {}
 
   serve(): void {
-    this.process(this);
+    this.processor(this);
   }
 }
 
