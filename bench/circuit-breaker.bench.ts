@@ -49,7 +49,11 @@ function contenders(): Contender[] {
         fgOpen.close();
       },
     },
-    { name: '@floodgate/circuit-breaker execute()', closed: () => fgExec.execute(action), close: () => fgExec.close() },
+    {
+      name: '@floodgate/circuit-breaker execute()',
+      closed: () => fgExec.execute(action),
+      close: () => fgExec.close(),
+    },
     {
       name: 'opossum 9 (default options)',
       closed: () => op.fire(),

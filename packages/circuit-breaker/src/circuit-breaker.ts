@@ -611,51 +611,52 @@ export class CircuitBreaker<
     const args = call.args;
     call.release();
 
-    const slow = kind !== K_IGNORED && latency > this.#o.slowCallDurationMs;
-    let retryAfterMs = 0;
-    switch (kind) {
-      case K_SUCCESS:
-        this.#successes++;
-        this.emit('success', value, latency);
-        break;
-      case K_FAILURE:
-        this.#failures++;
-        this.emit('failure', value, latency);
-        break;
-      case K_TIMEOUT:
-        this.#timeouts++;
-        this.emit('timeout', value as CircuitTimeoutError, latency);
-        break;
-      case K_THROTTLED:
-        this.#throttled++;
-        retryAfterMs = retryAfterOf(value);
-        this.emit('throttled', value, latency, retryAfterMs);
-        break;
-      default:
-        this.#ignored++;
-        this.emit('ignored', value, latency);
-    }
-    if (slow) {
-      this.#slow++;
-      this.emit('slow', latency);
-    }
-    if (this.#latency !== undefined && kind !== K_IGNORED) this.#latency.record(now, latency);
-
-    if (!this.#shutdown) {
-      if (call.epoch === this.#epoch) {
-        if (this.#state === CLOSED) this.#countClosed(kind, slow, now, retryAfterMs);
-        else if (call.probe) this.#countProbe(kind, slow, now, retryAfterMs);
-      } else if (kind === K_THROTTLED && this.#state === OPEN && retryAfterMs > 0) {
-        // A late answer (sent before the breaker opened) asking for a longer hold: honour it.
-        const until = now + this.#holdFor(retryAfterMs);
-        if (until > this.#openUntil) this.#openUntil = until;
-      }
-    }
-
+    // The caller's promise is settled first, so a listener that throws cannot leave it hanging.
     if (failed === 0) call.resolve(value);
     else if (fallback !== undefined && (kind === K_FAILURE || kind === K_TIMEOUT || kind === K_THROTTLED)) {
       call.resolve(this.#runFallback(fallback, value, args));
     } else call.reject(value);
+
+    const slow = kind !== K_IGNORED && latency > this.#o.slowCallDurationMs;
+    const retryAfterMs = kind === K_THROTTLED ? retryAfterOf(value) : 0;
+    if (this.#latency !== undefined && kind !== K_IGNORED) this.#latency.record(now, latency);
+    if (slow) this.#slow++;
+    try {
+      switch (kind) {
+        case K_SUCCESS:
+          this.#successes++;
+          this.emit('success', value, latency);
+          break;
+        case K_FAILURE:
+          this.#failures++;
+          this.emit('failure', value, latency);
+          break;
+        case K_TIMEOUT:
+          this.#timeouts++;
+          this.emit('timeout', value as CircuitTimeoutError, latency);
+          break;
+        case K_THROTTLED:
+          this.#throttled++;
+          this.emit('throttled', value, latency, retryAfterMs);
+          break;
+        default:
+          this.#ignored++;
+          this.emit('ignored', value, latency);
+      }
+      if (slow) this.emit('slow', latency);
+    } finally {
+      // ...and the rules apply even then (the listener's error still propagates, as EventEmitter's do).
+      if (!this.#shutdown) {
+        if (call.epoch === this.#epoch) {
+          if (this.#state === CLOSED) this.#countClosed(kind, slow, now, retryAfterMs);
+          else if (call.probe) this.#countProbe(kind, slow, now, retryAfterMs);
+        } else if (kind === K_THROTTLED && this.#state === OPEN && retryAfterMs > 0) {
+          // A late answer (sent before the breaker opened) asking for a longer hold: honour it.
+          const until = now + this.#holdFor(retryAfterMs);
+          if (until > this.#openUntil) this.#openUntil = until;
+        }
+      }
+    }
   }
 
   #countClosed(kind: KindCode, slow: boolean, now: number, retryAfterMs: number): void {

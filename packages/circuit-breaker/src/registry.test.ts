@@ -55,11 +55,11 @@ describe('CircuitBreakerRegistry', () => {
     let release!: () => void;
     registry.get('a');
     registry.get('d');
-    void registry.execute('a', () => new Promise<void>((resolve) => (release = resolve)));
-    void registry.execute('d', () => new Promise<void>(() => {}));
+    void registry.execute('a', () => new Promise<void>((resolve) => (release = resolve))).catch(() => {});
+    void registry.execute('d', () => new Promise<void>(() => {})).catch(() => {});
     registry.get('e'); // only b is idle: evicted although open
     expect([...registry.keys()]).toEqual(['a', 'd', 'e']);
-    void registry.execute('e', () => new Promise<void>(() => {}));
+    void registry.execute('e', () => new Promise<void>(() => {})).catch(() => {});
     expect(() => registry.get('f')).toThrow(RegistryFullError);
     await expect(registry.execute('f', ok)).rejects.toMatchObject({
       code: 'ERR_REGISTRY_FULL',
