@@ -47,9 +47,9 @@ export class LocalBuckets {
       allowed,
       limit: capacity,
       remaining: bucket.tokens >= 1 ? Math.floor(bucket.tokens) : 0,
-      retryAfterMs,
-      resetAfterMs: (capacity - bucket.tokens) / refillPerMs,
-      waitMs,
+      retryAfterMs: Math.ceil(retryAfterMs),
+      resetAfterMs: Math.ceil((capacity - bucket.tokens) / refillPerMs),
+      waitMs: Math.ceil(waitMs),
     };
   }
 

@@ -11,16 +11,17 @@ import type { BucketSpec, StoreDecision } from '@floodgate/token-bucket';
  * from the memory store to Redis, and the script can be checked against the same reference model.
  * Reservations are simply negative tokens (debt); a refund adds tokens back, capped at capacity.
  *
- * Layout: KEYS[1] is a hash { t = tokens, ts = server ms of t }. A missing key is a full bucket: the key
- * is deleted when full and otherwise expires when it would be full again. KEYS[2..] are operation records
+ * Layout: KEYS[1] is a string "<tokens> <server ms of tokens>" (one SET ... PX writes state and expiry
+ * together). A missing key is a full bucket: the key is deleted when full and otherwise expires when it
+ * would be full again. KEYS[2..] are operation records
  * (idempotent spending), plain strings with their own TTL. Every key carries the same hash tag, so a call
  * touches one Cluster slot.
  *
  * ARGV: capacity, refillPerMs, operation TTL (ms), now ('' = server TIME; set only by the semantics tests),
  * then 4 per operation: kind ('c' consume, 'r' refund), cost, maxWaitMs, index in KEYS of the operation
  * record (0 = none). Reply: 5 values per consume (refunds answer nothing): allowed (0/1), remaining,
- * retryAfterMs, resetAfterMs, waitMs; the last three as strings because Redis truncates Lua numbers to
- * integers, and retryAfterMs '-1' means "never" (cost above capacity).
+ * retryAfterMs, resetAfterMs, waitMs; the last three as strings (or the integer 0) because Redis truncates
+ * Lua numbers to integers, and retryAfterMs '-1' means "never" (cost above capacity).
  */
 export const BUCKET_SCRIPT = `local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
@@ -31,12 +32,13 @@ if ARGV[4] == '' then
 else
   now = tonumber(ARGV[4])
 end
-local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local state = redis.call('GET', KEYS[1])
 local tokens = capacity
 local ts = now
-if state[1] then
-  tokens = tonumber(state[1])
-  ts = tonumber(state[2])
+if state then
+  local t, s = string.match(state, '^(%S+) (%S+)$')
+  tokens = tonumber(t)
+  ts = tonumber(s)
   if now > ts then
     tokens = tokens + (now - ts) * rate
     ts = now
@@ -92,9 +94,9 @@ for i = 5, #ARGV, 4 do
       local reset = string.format(fmt, (capacity - tokens) / rate)
       out[#out + 1] = allowed
       out[#out + 1] = remaining
-      out[#out + 1] = string.format(fmt, retry)
+      if retry == 0 then out[#out + 1] = 0 else out[#out + 1] = string.format(fmt, retry) end
       out[#out + 1] = reset
-      out[#out + 1] = string.format(fmt, wait)
+      if wait == 0 then out[#out + 1] = 0 else out[#out + 1] = string.format(fmt, wait) end
       if allowed == 1 and opIndex > 0 then
         redis.call('SET', KEYS[opIndex], remaining .. ' ' .. reset .. ' ' .. string.format(fmt, now + wait), 'PX', ARGV[3])
       end
@@ -105,8 +107,8 @@ if changed then
   if tokens >= capacity then
     redis.call('DEL', KEYS[1])
   else
-    redis.call('HSET', KEYS[1], 't', string.format(fmt, tokens), 'ts', string.format(fmt, ts))
-    redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil((capacity - tokens) / rate) + 1))
+    local ttl = string.format('%d', math.ceil((capacity - tokens) / rate) + 1)
+    redis.call('SET', KEYS[1], string.format('%.17g %.17g', tokens, ts), 'PX', ttl)
   end
 end
 return out
@@ -166,12 +168,14 @@ export function encodeBatch(
 export function decodeDecision(reply: readonly unknown[], index: number, capacity: number): StoreDecision {
   const at = index * 5;
   const retry = Number(reply[at + 2]);
+  // Whole ms, rounded up (as the memory store answers): a caller that sleeps `waitMs` or retries after
+  // `retryAfterMs` is never early, and headers need no further rounding.
   return {
     allowed: reply[at] === 1,
     limit: capacity,
     remaining: Number(reply[at + 1]),
-    retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
-    resetAfterMs: Number(reply[at + 3]),
-    waitMs: Number(reply[at + 4]),
+    retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : Math.ceil(retry),
+    resetAfterMs: Math.ceil(Number(reply[at + 3])),
+    waitMs: Math.ceil(Number(reply[at + 4])),
   };
 }

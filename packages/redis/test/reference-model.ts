@@ -53,8 +53,8 @@ export class ModelBucket {
           limit: capacity,
           remaining: record.remaining,
           retryAfterMs: 0,
-          resetAfterMs: record.resetAfterMs,
-          waitMs: Math.max(0, record.readyAt - now),
+          resetAfterMs: Math.ceil(record.resetAfterMs),
+          waitMs: Math.ceil(Math.max(0, record.readyAt - now)),
         };
       }
       const { cost, maxWaitMs } = operation;
@@ -74,18 +74,20 @@ export class ModelBucket {
         tokens -= cost;
         changed = true;
       }
+      const resetAfterMs = (capacity - tokens) / refillPerMs;
+      // Durations in whole ms rounded up, as every store answers them.
       decision = {
         allowed,
         limit: capacity,
         remaining: tokens >= 1 ? Math.floor(tokens) : 0,
-        retryAfterMs,
-        resetAfterMs: (capacity - tokens) / refillPerMs,
-        waitMs,
+        retryAfterMs: Math.ceil(retryAfterMs),
+        resetAfterMs: Math.ceil(resetAfterMs),
+        waitMs: Math.ceil(waitMs),
       };
       if (allowed && operation.operationId !== undefined) {
         this.#records.set(operation.operationId, {
           remaining: decision.remaining,
-          resetAfterMs: decision.resetAfterMs,
+          resetAfterMs,
           readyAt: now + waitMs,
         });
       }
