@@ -8,6 +8,7 @@ import {
   TokenBucketError,
 } from './errors.js';
 import {
+  booleanOption,
   type Clock,
   checkOptionKeys,
   clockOption,
@@ -61,6 +62,13 @@ export interface GateOptions {
    * @default () => performance.now()
    */
   readonly clock?: Clock;
+  /**
+   * Whether a pending wait keeps the process alive. By default the one timer behind a wait is unref'd, so
+   * a limiter never holds a process open by itself; a script or CLI with nothing else holding the event
+   * loop (no server, no socket) that awaits a wait should set this, or it exits with the wait unsettled.
+   * @default false
+   */
+  readonly keepAlive?: boolean;
 }
 
 /** Options of one {@link Gate.run} call. */
@@ -123,6 +131,7 @@ const OPTION_KEYS = [
   'store',
   'key',
   'clock',
+  'keepAlive',
 ] as const;
 const RUN_KEYS = ['signal', 'cost'] as const;
 /** Weight of the newest duration in the moving average used to estimate slot waits. */
@@ -151,6 +160,7 @@ export class Gate {
   readonly maxWaitMs: number;
 
   private readonly clock: Clock;
+  private readonly keepAlive: boolean;
   private readonly bucket: TokenBucket | undefined;
   private readonly store: LimiterStore | undefined;
   private readonly key: string;
@@ -179,6 +189,7 @@ export class Gate {
     this.maxQueue = integer('maxQueue', options.maxQueue, 0, true);
     this.maxWaitMs = numberOrInfinity('maxWaitMs', options.maxWaitMs, 0);
     this.clock = clockOption(options.clock);
+    this.keepAlive = booleanOption('keepAlive', options.keepAlive ?? false);
     if (options.store === undefined) {
       if (options.key !== undefined) {
         throw new InvalidOptionError('key', 'left out unless a `store` is given', options.key);
@@ -188,6 +199,7 @@ export class Gate {
         refillRate: { tokens: perMs, perMs: 1 },
         clock: this.clock,
         maxQueue: Number.POSITIVE_INFINITY, // the gate bounds its own queue
+        keepAlive: this.keepAlive,
       });
       this.key = 'gate';
     } else {
@@ -432,7 +444,7 @@ export class Gate {
         call.reject = previous;
         resolve();
       }, ms);
-      timer.unref();
+      if (!this.keepAlive) timer.unref();
       call.reject = (reason) => {
         clearTimeout(timer);
         call.reject = previous;

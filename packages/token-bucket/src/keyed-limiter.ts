@@ -7,6 +7,7 @@ import {
 } from './errors.js';
 import { MemoryStore } from './memory-store.js';
 import {
+  booleanOption,
   type Clock,
   checkOptionKeys,
   finiteNumber,
@@ -39,6 +40,13 @@ export interface KeyedLimiterOptions<S extends LimiterStore = MemoryStore> {
    * @default () => performance.now()
    */
   readonly clock?: Clock;
+  /**
+   * Whether a pending wait keeps the process alive. By default the one timer behind a wait is unref'd, so
+   * a limiter never holds a process open by itself; a script or CLI with nothing else holding the event
+   * loop (no server, no socket) that awaits a wait should set this, or it exits with the wait unsettled.
+   * @default false
+   */
+  readonly keepAlive?: boolean;
 }
 
 /** Options of one {@link KeyedLimiter.take} call. */
@@ -61,7 +69,7 @@ export type KeyedDecision<S extends LimiterStore> = S extends MemoryStore ? Deci
 /** What {@link KeyedLimiter.refund} returns: nothing with the memory store, a promise otherwise. */
 export type KeyedRefund<S extends LimiterStore> = S extends MemoryStore ? undefined : Promise<void>;
 
-const OPTION_KEYS = ['capacity', 'refillRate', 'store', 'maxKeys', 'clock'] as const;
+const OPTION_KEYS = ['capacity', 'refillRate', 'store', 'maxKeys', 'clock', 'keepAlive'] as const;
 const TAKE_KEYS = ['signal', 'maxWaitMs', 'operationId'] as const;
 
 /**
@@ -85,6 +93,7 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
   private readonly capacity: number;
   private readonly memory: MemoryStore | undefined;
   private readonly ownsStore: boolean;
+  private readonly keepAlive: boolean;
   private readonly sleepers = new Set<(error: Error) => void>();
   private closed = false;
 
@@ -120,6 +129,7 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
       this.ownsStore = false;
     }
     this.memory = this.store instanceof MemoryStore ? this.store : undefined;
+    this.keepAlive = booleanOption('keepAlive', options.keepAlive ?? false);
   }
 
   /**
@@ -257,7 +267,7 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
       };
       const onAbort = () => finish(signal?.reason);
       const timer = setTimeout(finish, ms);
-      timer.unref();
+      if (!this.keepAlive) timer.unref();
       signal?.addEventListener('abort', onAbort, { once: true });
       this.sleepers.add(finish);
     });

@@ -1,5 +1,6 @@
 import { ClosedError, InvalidOptionError, QueueFullError, RateLimitedError } from './errors.js';
 import {
+  booleanOption,
   type Clock,
   checkOptionKeys,
   clockOption,
@@ -41,6 +42,13 @@ export interface TokenBucketOptions {
    * @default 1024
    */
   readonly maxQueue?: number;
+  /**
+   * Whether a pending wait keeps the process alive. By default the one timer behind a wait is unref'd, so
+   * a limiter never holds a process open by itself; a script or CLI with nothing else holding the event
+   * loop (no server, no socket) that awaits a wait should set this, or it exits with the wait unsettled.
+   * @default false
+   */
+  readonly keepAlive?: boolean;
 }
 
 /** Options of one {@link TokenBucket.take} call. */
@@ -63,7 +71,7 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
-const OPTION_KEYS = ['capacity', 'refillRate', 'initialTokens', 'clock', 'maxQueue'] as const;
+const OPTION_KEYS = ['capacity', 'refillRate', 'initialTokens', 'clock', 'maxQueue', 'keepAlive'] as const;
 const TAKE_KEYS = ['signal', 'maxWaitMs'] as const;
 
 /**
@@ -90,6 +98,7 @@ export class TokenBucket {
   readonly maxQueue: number;
 
   private readonly clock: Clock;
+  private readonly keepAlive: boolean;
   private level: number;
   private last: number;
   private readonly waiters: Waiter[] = [];
@@ -112,6 +121,7 @@ export class TokenBucket {
     }
     this.maxQueue = integer('maxQueue', options.maxQueue ?? 1024, 0, true);
     this.clock = clockOption(options.clock);
+    this.keepAlive = booleanOption('keepAlive', options.keepAlive ?? false);
     this.spec = Object.freeze({ capacity: this.capacity, refillPerMs: this.refillPerMs });
     this.level = initial;
     this.last = this.clock();
@@ -302,7 +312,7 @@ export class TokenBucket {
       this.timer = undefined;
       this.serve();
     }, delay);
-    this.timer.unref();
+    if (!this.keepAlive) this.timer.unref();
   }
 
   private clearTimer(): void {
