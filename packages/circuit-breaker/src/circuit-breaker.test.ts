@@ -171,9 +171,11 @@ describe('half-open', () => {
       seen.push(ctx.probe);
       return (probes[0] as ReturnType<typeof deferred>).promise;
     });
+    expect(b.retryAfterMs).toBe(0); // one probe slot is still free
     const p2 = b.execute(() => (probes[1] as ReturnType<typeof deferred>).promise);
+    expect(b.retryAfterMs).toBe(10_000); // every slot taken: the probes answer or time out within timeoutMs
     const refused = await swallow(b.execute(ok));
-    expect(refused).toMatchObject({ code: 'ERR_CIRCUIT_OPEN', state: 'half-open' });
+    expect(refused).toMatchObject({ code: 'ERR_CIRCUIT_OPEN', state: 'half-open', retryAfterMs: 10_000 });
     expect((refused as CircuitOpenError).retryAfterMs).toBeGreaterThan(0);
     expect(seen).toEqual([true]);
 
@@ -183,6 +185,7 @@ describe('half-open', () => {
     probes[1]?.resolve('b');
     await p2;
     expect(b.state).toBe('closed');
+    expect(b.retryAfterMs).toBe(0);
     expect(changes.at(-1)).toMatchObject({ from: 'half-open', to: 'closed', reason: 'half-open-success' });
     expect(b.stats().window.calls).toBe(0); // the window was forgotten
   });
@@ -676,7 +679,7 @@ describe('resources', () => {
     b.close();
   });
 
-  it('many breakers create no timer and no interval while idle, and one timer each only while calls are in flight', async () => {
+  it('idle breakers hold no timer or interval; after a burst each holds one lazily armed timer that stops when it fires', async () => {
     const breakers = Array.from({ length: 500 }, (_, i) => circuitBreaker({ name: `b${i}` }));
     expect(vi.getTimerCount()).toBe(0);
     await Promise.all(breakers.map((b) => b.execute(ok)));

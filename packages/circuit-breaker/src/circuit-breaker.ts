@@ -90,7 +90,7 @@ export interface CircuitBreakerStats {
   readonly state: CircuitState;
   /** Calls running the wrapped function right now. */
   readonly inFlight: number;
-  /** While open: ms until it turns half-open; otherwise 0. */
+  /** Ms until a call is let through again; 0 when one would be now (see `CircuitBreaker.retryAfterMs`). */
   readonly retryAfterMs: number;
   /** Openings in a row without a close (drives the backoff); 0 when closed. */
   readonly consecutiveOpens: number;
@@ -254,6 +254,17 @@ export class CircuitBreaker<
     return this.#inFlight;
   }
 
+  /**
+   * Ms until the breaker lets a call through again; 0 when a call made now would be let through
+   * (closed, or half-open with a free probe slot). Cheap: read it to shed load before queueing work
+   * (e.g. answer 503 with `Retry-After` at once).
+   */
+  get retryAfterMs(): number {
+    if (this.#state === CLOSED) return 0;
+    if (this.#state === HALF_OPEN && this.#probesAdmitted < this.#o.halfOpenMaxCalls) return 0;
+    return this.#refusalDelay(this.#o.clock());
+  }
+
   /** True once `close()` was called. */
   get isShutdown(): boolean {
     return this.#shutdown;
@@ -359,7 +370,7 @@ export class CircuitBreaker<
       name: this.name,
       state: this.state,
       inFlight: this.#inFlight,
-      retryAfterMs: this.#state === OPEN ? Math.max(0, Math.ceil(this.#openUntil - now)) : 0,
+      retryAfterMs: this.retryAfterMs,
       consecutiveOpens: this.#consecutiveOpens,
       window: {
         successes,
@@ -440,14 +451,7 @@ export class CircuitBreaker<
     args: TArgs | undefined,
   ): Promise<never> {
     this.#rejected++;
-    const now = this.#o.clock();
-    let retryAfterMs: number;
-    if (this.#state === OPEN) retryAfterMs = Math.max(0, Math.ceil(this.#openUntil - now));
-    else {
-      // Half-open with every probe slot taken: the probes answer or time out within timeoutMs.
-      const wait = Number.isFinite(this.#o.timeoutMs) ? this.#o.timeoutMs : this.#o.resetTimeoutMs;
-      retryAfterMs = Math.max(1, Math.ceil(this.#halfOpenSince + wait - now));
-    }
+    const retryAfterMs = this.#refusalDelay(this.#o.clock());
     let refusal = this.#refusal;
     // Calls refused in the same state with the same retryAfterMs (the same millisecond, in practice)
     // share one error and one already-handled rejected promise. Most of what a refusal costs is not the
@@ -466,6 +470,14 @@ export class CircuitBreaker<
     this.emit('reject', refusal.error);
     if (fallback !== undefined) return this.#runFallback(fallback, refusal.error, args) as Promise<never>;
     return refusal.promise;
+  }
+
+  /** retryAfterMs of a refusal now: >= 1, since the call is refused. */
+  #refusalDelay(now: number): number {
+    if (this.#state === OPEN) return Math.max(1, Math.ceil(this.#openUntil - now));
+    // Half-open with every probe slot taken: the probes answer or time out within timeoutMs.
+    const wait = Number.isFinite(this.#o.timeoutMs) ? this.#o.timeoutMs : this.#o.resetTimeoutMs;
+    return Math.max(1, Math.ceil(this.#halfOpenSince + wait - now));
   }
 
   #openError(retryAfterMs: number): CircuitOpenError {
