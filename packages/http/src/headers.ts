@@ -97,6 +97,7 @@ export class RateLimitHeaders {
   readonly #names: readonly string[];
   readonly #singlePolicy: readonly string[];
   readonly #secret: Buffer | undefined;
+  readonly #allPolicies: string;
 
   constructor(policies: readonly QuotaPolicy[], options: RateLimitHeadersOptions = {}) {
     checkObject('options', options);
@@ -125,6 +126,11 @@ export class RateLimitHeaders {
     );
     this.#singlePolicy = policies.map((p) => `${p.limit};w=${Math.max(1, seconds(p.windowMs))}`);
     this.#secret = pk === false ? undefined : pk === true ? randomBytes(32) : Buffer.from(pk);
+    this.#allPolicies = this.#policyItems.join(', ');
+  }
+
+  #joined(outcomes: readonly PolicyOutcome[]): string {
+    return outcomes.map((o) => this.#policyItems[o.policy]).join(', ');
   }
 
   /** The `pk` parameter value of a bucket key: an 8-byte keyed hash as an SF byte sequence. */
@@ -156,13 +162,17 @@ export class RateLimitHeaders {
       case 'draft-8': {
         let policy = '';
         let state = '';
-        for (const o of outcomes) {
-          const pk = this.partitionKey(o.key);
-          const suffix = pk === undefined ? '' : `;pk=${pk}`;
-          const sep = policy === '' ? '' : ', ';
-          policy += `${sep}${this.#policyItems[o.policy]}${suffix}`;
+        const secret = this.#secret !== undefined;
+        for (let i = 0; i < outcomes.length; i += 1) {
+          const o = outcomes[i] as PolicyOutcome;
+          const suffix = secret ? `;pk=${this.partitionKey(o.key)}` : '';
+          const sep = i === 0 ? '' : ', ';
+          if (secret) policy += `${sep}${this.#policyItems[o.policy]}${suffix}`;
           state += `${sep}${this.#names[o.policy]};r=${o.decision.remaining};t=${seconds(o.decision.resetAfterMs)}${suffix}`;
         }
+        // Without partition keys the policy field is the same on every answer that consulted every policy.
+        if (!secret)
+          policy = outcomes.length === this.#policies.length ? this.#allPolicies : this.#joined(outcomes);
         out.push(['ratelimit-policy', policy], ['ratelimit', state]);
         break;
       }

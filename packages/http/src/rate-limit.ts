@@ -2,7 +2,7 @@ import type { LimiterStore } from '@floodgate/token-bucket';
 import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
 import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardHeaders } from './headers.js';
 import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
-import { type HttpAnswer, problemAnswer } from './problem.js';
+import { type HttpAnswer, PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
 import {
   checkBoolean,
   checkFunction,
@@ -192,6 +192,7 @@ export class RateLimit<Req extends KeyableRequest> {
   readonly #options: RateLimitOptions<Req>;
   /** The smallest capacity: a request may not cost more than a bucket can ever hold. */
   readonly #maxCost: number;
+  readonly #denyPrefix: readonly string[];
   readonly #shared: readonly RateLimitPolicy<Req>[];
 
   constructor(options: RateLimitOptions<Req>) {
@@ -263,6 +264,14 @@ export class RateLimit<Req extends KeyableRequest> {
       ...(options.partitionKey === undefined ? {} : { partitionKey: options.partitionKey }),
     });
     this.#policies = policies;
+    this.#denyPrefix = quotas.map((quota) => {
+      const { body } = problemAnswer(options.statusCode ?? 429, {
+        code: 'ERR_RATE_LIMITED',
+        detail: 'Too many requests; retry after the time given in Retry-After',
+        extensions: { policy: quota.name },
+      });
+      return `${(body as string).slice(0, -1)},"retryAfter":`;
+    });
     this.#maxCost = Math.min(...quotas.map((q) => q.limit));
     const cost = options.cost ?? 1;
     if (typeof cost === 'number') checkNumber('cost', cost, Number.MIN_VALUE, this.#maxCost);
@@ -423,7 +432,8 @@ export class RateLimit<Req extends KeyableRequest> {
   }
 
   #result(request: Req, outcomes: readonly PolicyOutcome[]): RateLimitResult {
-    const headers = this.headers.format(outcomes, Date.now());
+    // Wall-clock time only feeds the legacy X-RateLimit-Reset; skip the call otherwise.
+    const headers = this.headers.format(outcomes, this.headers.legacyHeaders ? Date.now() : 0);
     const denied = outcomes.find((o) => !o.decision.allowed);
     if (denied === undefined) return { action: 'allow', limited: false, headers, outcomes };
     let result: RateLimitResult;
@@ -436,13 +446,13 @@ export class RateLimit<Req extends KeyableRequest> {
         outcomes,
       };
     } else {
-      const retryAfterMs = Math.max(...outcomes.map((o) => o.decision.retryAfterMs));
-      const answer = problemAnswer(this.#statusCode, {
-        code: 'ERR_RATE_LIMITED',
-        detail: 'Too many requests; retry after the time given in Retry-After',
-        retryAfterMs,
-        extensions: { policy: this.headers.policies[denied.policy]?.name },
-      });
+      const seconds = retryAfterSeconds(denied.decision.retryAfterMs);
+      // The body is the same per policy but for retryAfter: its JSON prefix is made once, at set-up.
+      const answer: HttpAnswer = {
+        status: this.#statusCode,
+        headers: { 'content-type': PROBLEM_CONTENT_TYPE, 'retry-after': String(seconds) },
+        body: `${this.#denyPrefix[denied.policy]}${seconds}}`,
+      };
       result = { action: 'deny', limited: true, headers, answer, outcomes };
     }
     if (this.#onLimit !== undefined) {

@@ -1,0 +1,202 @@
+// Question: what does floodgate's HTTP rate limit cost per request, next to the bare route and the
+// incumbent (express-rate-limit for Express, @fastify/rate-limit for Fastify), when nothing is rejected
+// and when everything is rejected?
+//
+// Each server runs in its own child process (this file, with HTTP_BENCH_SERVER set), pinned to one core
+// (the last) when `taskset` exists; autocannon (50 connections) runs here, unpinned. Besides req/s and p99
+// it reports the server's CPU time per request (process.cpuUsage in the child), because Fastify can
+// outrun the load generator.
+//
+//   cd packages/token-bucket && npx tsup && cd ../http && npx tsup && cd ../express && npx tsup && \
+//     cd ../fastify && npx tsup && cd ../../bench && node --expose-gc --import tsx http.bench.ts
+//
+// HTTP_BENCH_SECONDS (default 4) sets the measured duration of each run (after a 1 s warm-up).
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { cpus } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+// bench/ has no @types for express and autocannon: a variable specifier keeps them untyped, and these
+// interfaces name the little used of them.
+const load = (specifier: string): Promise<{ default: unknown }> => import(specifier);
+interface ExpressResponse {
+  json(body: unknown): void;
+}
+interface ExpressApp {
+  use(handler: unknown): void;
+  get(path: string, handler: (req: unknown, res: ExpressResponse) => void): void;
+  listen(port: number, host: string, ready: () => void): Server;
+}
+interface AutocannonResult {
+  requests: { average: number; total: number };
+  latency: { p99: number };
+  non2xx: number;
+}
+type Autocannon = (options: {
+  url: string;
+  connections: number;
+  duration: number;
+}) => Promise<AutocannonResult>;
+
+type Framework = 'express' | 'fastify';
+type Variant = 'bare' | 'floodgate' | 'incumbent';
+type Scenario = 'allow' | 'deny';
+
+interface ServerSpec {
+  readonly framework: Framework;
+  readonly variant: Variant;
+  readonly scenario: Scenario;
+}
+
+// A limit nobody reaches, or one request per hour: everything after the first is refused.
+const limits = (scenario: Scenario) =>
+  scenario === 'allow' ? { limit: 1e9, windowMs: 60_000 } : { limit: 1, windowMs: 3_600_000 };
+
+async function startServer(spec: ServerSpec): Promise<Server> {
+  const { limit, windowMs } = limits(spec.scenario);
+  if (spec.framework === 'express') {
+    const express = (await load('express')).default as () => ExpressApp;
+    const app = express();
+    if (spec.variant === 'floodgate') {
+      const { rateLimit } = await import('@floodgate/express');
+      app.use(rateLimit({ limit, windowMs }));
+    } else if (spec.variant === 'incumbent') {
+      const { rateLimit } = await import('express-rate-limit');
+      app.use(rateLimit({ limit, windowMs, standardHeaders: 'draft-8', legacyHeaders: false }));
+    }
+    app.get('/', (_req, res) => {
+      res.json({ hello: 'world' });
+    });
+    return await new Promise((resolve) => {
+      const server = app.listen(0, '127.0.0.1', () => resolve(server));
+    });
+  }
+  const { default: Fastify } = await import('fastify');
+  const app = Fastify({ logger: false });
+  if (spec.variant === 'floodgate') {
+    const { floodgateRateLimit } = await import('@floodgate/fastify');
+    await app.register(floodgateRateLimit, { limit, windowMs });
+  } else if (spec.variant === 'incumbent') {
+    const { default: fastifyRateLimit } = await import('@fastify/rate-limit');
+    await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs });
+  }
+  app.get('/', async () => ({ hello: 'world' }));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return app.server;
+}
+
+async function serve(): Promise<void> {
+  const spec = JSON.parse(process.env.HTTP_BENCH_SERVER as string) as ServerSpec;
+  const server = await startServer(spec);
+  let requests = 0;
+  server.on('request', () => {
+    requests += 1;
+  });
+  process.on('message', (message: string) => {
+    if (message === 'mark') {
+      requests = 0;
+      process.send?.({ cpu: process.cpuUsage(), requests });
+    } else if (message === 'read') {
+      process.send?.({ cpu: process.cpuUsage(), requests });
+    }
+  });
+  process.send?.({ port: (server.address() as AddressInfo).port });
+}
+
+function ask<T>(child: ChildProcess, message?: string): Promise<T> {
+  return new Promise((resolve) => {
+    child.once('message', (reply) => resolve(reply as T));
+    if (message !== undefined) child.send(message);
+  });
+}
+
+interface Row {
+  framework: Framework;
+  variant: Variant;
+  scenario: Scenario;
+  rps: number;
+  p99: number;
+  cpuUsPerRequest: number;
+  non2xx: number;
+  total: number;
+}
+
+async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
+  const autocannon = (await load('autocannon')).default as Autocannon;
+  const hasTaskset = (() => {
+    try {
+      execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  const self = fileURLToPath(import.meta.url);
+  const child = fork(self, [], {
+    env: { ...process.env, HTTP_BENCH_SERVER: JSON.stringify(spec) },
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  if (hasTaskset && child.pid !== undefined) {
+    execFileSync('taskset', ['-p', '-c', String(cpus().length - 1), String(child.pid)], { stdio: 'ignore' });
+  }
+  try {
+    const { port } = await ask<{ port: number }>(child);
+    const url = `http://127.0.0.1:${port}/`;
+    await autocannon({ url, connections: 50, duration: 1 });
+    const before = await ask<{ cpu: NodeJS.CpuUsage }>(child, 'mark');
+    const result = await autocannon({ url, connections: 50, duration: seconds });
+    const after = await ask<{ cpu: NodeJS.CpuUsage; requests: number }>(child, 'read');
+    const cpuUs = after.cpu.user - before.cpu.user + (after.cpu.system - before.cpu.system);
+    return {
+      ...spec,
+      rps: result.requests.average,
+      p99: result.latency.p99,
+      cpuUsPerRequest: cpuUs / Math.max(1, after.requests),
+      non2xx: result.non2xx,
+      total: result.requests.total,
+    };
+  } finally {
+    child.kill();
+  }
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.env.HTTP_BENCH_SECONDS ?? 4);
+  const rows: Row[] = [];
+  for (const framework of ['express', 'fastify'] as const) {
+    const bare = await measure({ framework, variant: 'bare', scenario: 'allow' }, seconds);
+    rows.push(bare);
+    for (const scenario of ['allow', 'deny'] as const) {
+      for (const variant of ['floodgate', 'incumbent'] as const) {
+        rows.push(await measure({ framework, variant, scenario }, seconds));
+      }
+    }
+  }
+  const incumbent = { express: 'express-rate-limit', fastify: '@fastify/rate-limit' } as const;
+  console.log(`\nautocannon, 50 connections, ${seconds} s per run; server in its own process\n`);
+  console.log(
+    '| framework | limiter | rejected | req/s | × bare | p99 ms | CPU µs/req | CPU × bare | non-2xx |',
+  );
+  console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const row of rows) {
+    const bare = rows.find((r) => r.framework === row.framework && r.variant === 'bare') as Row;
+    const name =
+      row.variant === 'bare'
+        ? 'none (bare)'
+        : row.variant === 'floodgate'
+          ? 'floodgate'
+          : incumbent[row.framework];
+    const rejected = row.variant === 'bare' ? '-' : row.scenario === 'allow' ? 'none' : 'all';
+    console.log(
+      `| ${row.framework} | ${name} | ${rejected} | ${Math.round(row.rps)} | ${(row.rps / bare.rps).toFixed(2)} | ${row.p99} | ${row.cpuUsPerRequest.toFixed(1)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(2)} | ${row.non2xx}/${row.total} |`,
+    );
+  }
+}
+
+if (process.env.HTTP_BENCH_SERVER !== undefined) {
+  await serve();
+} else {
+  await main();
+}
