@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type BankSim, startBankSim } from './bank-sim.js';
 import type { BankSimOptions } from './options.js';
@@ -241,5 +242,57 @@ describe('reproducibility', () => {
     expect(a).toContain(500);
     expect(a).toContain(201);
     expect(await run(43)).not.toEqual(a);
+  });
+});
+
+describe('ground truth under random faults (property)', () => {
+  // Whole percents: fc.double favours tiny values, which would make every fault vanish.
+  const percent = (max: number) => fc.integer({ min: 0, max }).map((p) => p / 100);
+  const faults = fc.record({
+    dropAfterChargeRate: percent(40),
+    errorRate: percent(30),
+    resetRate: percent(20),
+  });
+
+  /** Pays `orders` one by one, retrying each until 201, with the same key or a fresh one per attempt. */
+  async function payAll(bank: BankSim, orders: number, sameKey: boolean): Promise<void> {
+    for (let o = 0; o < orders; o++) {
+      for (let attempt = 0; ; attempt++) {
+        if (attempt === 30) throw new Error(`order ${o} never paid`);
+        const key = sameKey ? `order-${o}` : `order-${o}-attempt-${attempt}`;
+        const outcome = await failure(pay(bank, key, `order-${o}`));
+        if (outcome === 'answered 201') break;
+      }
+    }
+  }
+
+  it('same-key retries never double-charge; fresh-key retries add exactly one extra charge per dropped charge', async () => {
+    let drops = 0;
+    await fc.assert(
+      fc.asyncProperty(faults, fc.integer({ min: 0, max: 1000 }), async (f, seed) => {
+        const careful = await start({ seed, faults: f });
+        await payAll(careful, 6, true);
+        const c = careful.stats();
+        expect(c).toMatchObject({
+          ordersCharged: 6,
+          charges: 6,
+          ordersChargedMoreThanOnce: 0,
+          extraCharges: 0,
+        });
+
+        const naive = await start({ seed, faults: f });
+        await payAll(naive, 6, false);
+        const n = naive.stats();
+        expect(n.ordersCharged).toBe(6);
+        expect(n.extraCharges).toBe(n.droppedAfterCharge);
+        expect(n.charges).toBe(6 + n.droppedAfterCharge);
+        expect(n.ordersChargedMoreThanOnce).toBeLessThanOrEqual(n.droppedAfterCharge);
+        drops += n.droppedAfterCharge + c.droppedAfterCharge;
+        await Promise.all([careful.close(), naive.close()]);
+      }),
+      { numRuns: 6, seed: 20261125 },
+    );
+    // The property is only worth something if the ambiguous fault actually happened.
+    expect(drops).toBeGreaterThan(0);
   });
 });
