@@ -69,8 +69,6 @@ export function createShopApp(options: ShopAppOptions): Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  app.use(express.static(publicDir, { index: 'index.html' }));
-  app.get('/dashboard', (_req, res) => res.sendFile('dashboard.html', { root: publicDir }));
   app.use('/api', express.json({ limit: '16kb' }));
 
   app.get('/api/config', (_req, res) => {
@@ -189,6 +187,10 @@ export function createShopApp(options: ShopAppOptions): Express {
       },
     });
   });
+
+  // Pages last: the API's hot path never touches the file system.
+  app.get('/dashboard', (_req, res) => res.sendFile('dashboard.html', { root: publicDir }));
+  app.use(express.static(publicDir, { index: 'index.html' }));
 
   const onError: ErrorRequestHandler = (error, _req, res, _next) => {
     const status = (error as { status?: number }).status;

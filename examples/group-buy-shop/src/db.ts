@@ -58,6 +58,8 @@ export interface PaymentAttempt {
   readonly status: 'sending' | 'succeeded' | 'declined' | 'throttled' | 'error' | 'unknown';
   readonly httpStatus: number | null;
   readonly startedAt: number;
+  /** When its answer (or the lack of one) was known; null while it is still out. */
+  readonly finishedAt: number | null;
 }
 
 const SCHEMA = `
@@ -232,12 +234,17 @@ export class ShopDb {
         `INSERT INTO payments (order_id, checkout_id, boot_id, idempotency_key, status, started_at)
          VALUES (?, ?, ?, ?, 'sending', ?)`,
       ),
+      insertFinishedAttempt: db.prepare(
+        `INSERT INTO payments (order_id, checkout_id, boot_id, idempotency_key, status, http_status, started_at, finished_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
       finishAttempt: db.prepare(
         'UPDATE payments SET status = ?, http_status = ?, finished_at = ? WHERE id = ?',
       ),
       attempts: db.prepare<[], PaymentAttempt>(
         `SELECT order_id AS orderId, checkout_id AS checkoutId, boot_id AS bootId,
-           idempotency_key AS idempotencyKey, status, http_status AS httpStatus, started_at AS startedAt
+           idempotency_key AS idempotencyKey, status, http_status AS httpStatus, started_at AS startedAt,
+           finished_at AS finishedAt
          FROM payments ORDER BY id`,
       ),
     };
@@ -340,6 +347,22 @@ export class ShopDb {
     return Number(
       this.#statements.insertAttempt.run(orderId, checkoutId, this.bootId, idempotencyKey, now)
         .lastInsertRowid,
+    );
+  }
+
+  /** Records a request to the bank that has already ended (one write instead of two). */
+  recordFinishedAttempt(
+    attempt: Omit<PaymentAttempt, 'bootId' | 'finishedAt'> & { readonly finishedAt: number },
+  ): void {
+    this.#statements.insertFinishedAttempt.run(
+      attempt.orderId,
+      attempt.checkoutId,
+      this.bootId,
+      attempt.idempotencyKey,
+      attempt.status,
+      attempt.httpStatus,
+      attempt.startedAt,
+      attempt.finishedAt,
     );
   }
 

@@ -50,21 +50,25 @@ export class FloodgatePayments implements Payments {
     const { db, meter } = this.#context;
     meter.mark('bank');
     const code = event.statusCode;
-    const startedAt = Date.now() - event.durationMs;
-    const handle = db.recordAttempt(event.orderId, 'payment-client', event.idempotencyKey, startedAt);
-    db.finishAttempt(
-      handle,
-      event.outcome === 'unknown'
-        ? 'unknown'
-        : code !== undefined && code >= 200 && code < 300
-          ? 'succeeded'
-          : code === 402
-            ? 'declined'
-            : code === 429 || code === 503
-              ? 'throttled'
-              : 'error',
-      code ?? null,
-    );
+    const now = Date.now();
+    db.recordFinishedAttempt({
+      orderId: event.orderId,
+      checkoutId: 'payment-client',
+      idempotencyKey: event.idempotencyKey,
+      status:
+        event.outcome === 'unknown'
+          ? 'unknown'
+          : code !== undefined && code >= 200 && code < 300
+            ? 'succeeded'
+            : code === 402
+              ? 'declined'
+              : code === 429 || code === 503
+                ? 'throttled'
+                : 'error',
+      httpStatus: code ?? null,
+      startedAt: now - event.durationMs,
+      finishedAt: now,
+    });
   }
 
   async pay(intent: PaymentIntent, signal?: AbortSignal): Promise<PayOutcome> {

@@ -38,11 +38,17 @@ export interface Service {
 export async function startService(
   script: string,
   args: readonly string[],
-  options: { log?: string | undefined; readyTimeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    log?: string | undefined;
+    readyTimeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    /** Extra Node flags, e.g. `--cpu-prof` to profile a shop. */
+    execArgv?: readonly string[];
+  } = {},
 ): Promise<Service> {
   const child = fork(fileURLToPath(new URL(`../${script}`, import.meta.url)), [...args], {
     cwd: packageDir,
-    execArgv: ['--import', 'tsx'],
+    execArgv: ['--import', 'tsx', ...(options.execArgv ?? [])],
     env: { ...process.env, ...options.env, TSX_TSCONFIG_PATH: rootTsconfig },
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });

@@ -63,6 +63,17 @@ export interface RunReport {
   /** Money and shop disagree after the drain, or the order is still unresolved. */
   readonly lostOrders: number;
   readonly lost: { readonly chargedNotPaid: number; readonly unresolved: number };
+  /** Each order checked against the bank's answers for every key the shop sent for it. */
+  readonly integrity: {
+    /** Paid in the shop and charged exactly once. */
+    readonly paidChargedOnce: number;
+    readonly paidChargedMoreThanOnce: number;
+    /** Paid in the shop with no charge found at the bank. */
+    readonly paidNotCharged: number;
+    /** Declined in the shop and not charged. */
+    readonly declinedNotCharged: number;
+    readonly declinedButCharged: number;
+  };
   readonly declined: number;
   readonly bankPeakAdmittedPerSecond: number;
   readonly bankRequests: number;
@@ -144,6 +155,41 @@ function startShop(spec: RunSpec, settings: FestivalSettings, bankUrl: string, i
     ...(spec.redisUrl ? ['--redis', spec.redisUrl] : []),
   ];
   return { db: `${file}.db`, service: startService('main.ts', args, { log: `${file}.log` }) };
+}
+
+/**
+ * The floodgate shop's ledger records each payment's key before anything is sent. A key whose answer
+ * the shop never recorded (the process was killed while the request was out) is checked at the bank too.
+ */
+function ledgerKeysWithoutAnswer(db: ShopDb, known: readonly PaymentAttempt[]): PaymentAttempt[] {
+  const hasLedger = db.connection
+    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'floodgate_payments'")
+    .get();
+  if (!hasLedger) return [];
+  const own = db.attempts();
+  const answered = new Set(
+    [...known, ...own]
+      .filter((a) => a.status === 'succeeded' || a.status === 'declined')
+      .map((a) => a.idempotencyKey),
+  );
+  const rows = db.connection
+    .prepare<[], { key: string; orderId: string; createdAt: number; updatedAt: number }>(
+      `SELECT idempotency_key AS key, order_id AS orderId, created_at AS createdAt, updated_at AS updatedAt
+       FROM floodgate_payments`,
+    )
+    .all();
+  return rows
+    .filter((row) => !answered.has(row.key))
+    .map((row) => ({
+      orderId: row.orderId,
+      checkoutId: 'ledger',
+      bootId: 'ledger',
+      idempotencyKey: row.key,
+      status: 'sending' as const,
+      httpStatus: null,
+      startedAt: row.createdAt,
+      finishedAt: row.updatedAt,
+    }));
 }
 
 /**
@@ -288,7 +334,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
     const orderStatus = new Map<string, OrderStatus>();
     for (const file of dbFiles) {
       const db = new ShopDb(file);
-      attempts.push(...db.attempts());
+      attempts.push(...db.attempts(), ...ledgerKeysWithoutAnswer(db, attempts));
       for (const order of db.orders()) {
         orderStatus.set(order.id, order.status);
         statuses[order.status]++;
@@ -346,8 +392,24 @@ function summarize(input: SummaryInput): RunReport {
   // Lost: the bank took money the shop does not show as paid, or the order never settled.
   let chargedNotPaid = 0;
   let unresolved = 0;
+  const integrity = {
+    paidChargedOnce: 0,
+    paidChargedMoreThanOnce: 0,
+    paidNotCharged: 0,
+    declinedNotCharged: 0,
+    declinedButCharged: 0,
+  };
   for (const [orderId, status] of orderStatus) {
-    if ((charged.get(orderId)?.length ?? 0) > 0 && status !== 'paid') chargedNotPaid++;
+    const charges = charged.get(orderId)?.length ?? 0;
+    if (status === 'paid') {
+      if (charges === 1) integrity.paidChargedOnce++;
+      else if (charges > 1) integrity.paidChargedMoreThanOnce++;
+      else integrity.paidNotCharged++;
+    } else if (status === 'declined') {
+      if (charges === 0) integrity.declinedNotCharged++;
+      else integrity.declinedButCharged++;
+    }
+    if (charges > 0 && status !== 'paid') chargedNotPaid++;
     else if (status === 'paying' || status === 'pending') unresolved++;
   }
 
@@ -365,15 +427,16 @@ function summarize(input: SummaryInput): RunReport {
     }
   }
 
-  // Useful bank work: the first charge or the decline that settled each order.
+  // Useful bank work: the first charge or the decline that settled each order, by when it was answered.
   const useful: number[] = [];
   const settledOrders = new Set<string>();
-  for (const attempt of [...input.attempts].sort((a, b) => a.startedAt - b.startedAt)) {
+  const answeredAt = (a: PaymentAttempt) => a.finishedAt ?? a.startedAt;
+  for (const attempt of [...input.attempts].sort((a, b) => answeredAt(a) - answeredAt(b))) {
     if (settledOrders.has(attempt.orderId)) continue;
     const isCharge = charged.get(attempt.orderId)?.[0] === attempt;
     if (isCharge || attempt.status === 'declined') {
       settledOrders.add(attempt.orderId);
-      useful.push(attempt.startedAt);
+      useful.push(answeredAt(attempt));
     }
   }
   const usefulSeries = perSecond(useful, (t) => t, input.surgeStartedAt, seconds);
@@ -383,18 +446,17 @@ function summarize(input: SummaryInput): RunReport {
     input.surgeStartedAt,
     seconds,
   );
-  // Busy seconds: more orders were waiting to be paid than the bank could take in that second.
+  // Busy seconds: at the start of the second, more orders were already waiting to be paid than the bank
+  // could take in it, so a shop that kept the bank at its limit would have used every slot.
   let waiting = 0;
   let busyUseful = 0;
   let busySeconds = 0;
-  const lastUseful = usefulSeries.findLastIndex((n) => n > 0);
-  for (let s = 0; s < lastUseful; s++) {
-    waiting += demand[s] ?? 0;
-    if (waiting > settings.bankRate) {
+  for (let s = 0; s < seconds; s++) {
+    if (waiting >= settings.bankRate) {
       busySeconds++;
       busyUseful += usefulSeries[s] ?? 0;
     }
-    waiting -= usefulSeries[s] ?? 0;
+    waiting += (demand[s] ?? 0) - (usefulSeries[s] ?? 0);
   }
   const goodputShare = busySeconds > 0 ? busyUseful / (busySeconds * settings.bankRate) : 0;
 
@@ -436,6 +498,7 @@ function summarize(input: SummaryInput): RunReport {
     extraCharges: bankStats?.extraCharges ?? extraFromShop,
     lostOrders: chargedNotPaid + unresolved,
     lost: { chargedNotPaid, unresolved },
+    integrity,
     declined: input.statuses.declined,
     bankPeakAdmittedPerSecond: bankStats?.peakAdmittedPerSecond ?? Math.max(0, ...admittedSeries),
     bankRequests: bankStats?.requests ?? 0,
