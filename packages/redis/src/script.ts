@@ -19,9 +19,9 @@ import type { BucketSpec, StoreDecision } from '@floodgate/token-bucket';
  *
  * ARGV: capacity, refillPerMs, operation TTL (ms), now ('' = server TIME; set only by the semantics tests),
  * then 4 per operation: kind ('c' consume, 'r' refund), cost, maxWaitMs, index in KEYS of the operation
- * record (0 = none). Reply: 5 values per consume (refunds answer nothing): allowed (0/1), remaining,
- * retryAfterMs, resetAfterMs, waitMs; the last three as strings (or the integer 0) because Redis truncates
- * Lua numbers to integers, and retryAfterMs '-1' means "never" (cost above capacity).
+ * record (0 = none). Reply: 5 integers per consume (refunds answer nothing): allowed (0/1), remaining,
+ * retryAfterMs, resetAfterMs, waitMs, the durations in whole ms rounded up (a caller is never early; Redis
+ * would truncate fractions anyway), retryAfterMs -1 meaning "never" (cost above capacity).
  */
 export const BUCKET_SCRIPT = `local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2])
@@ -64,9 +64,9 @@ for i = 5, #ARGV, 4 do
       if wait < 0 then wait = 0 end
       out[#out + 1] = 1
       out[#out + 1] = tonumber(remaining)
-      out[#out + 1] = '0'
-      out[#out + 1] = reset
-      out[#out + 1] = string.format(fmt, wait)
+      out[#out + 1] = 0
+      out[#out + 1] = tonumber(reset)
+      out[#out + 1] = math.ceil(wait)
     else
       local allowed = 0
       local wait = 0
@@ -91,14 +91,14 @@ for i = 5, #ARGV, 4 do
       end
       local remaining = 0
       if tokens >= 1 then remaining = math.floor(tokens) end
-      local reset = string.format(fmt, (capacity - tokens) / rate)
+      local reset = math.ceil((capacity - tokens) / rate)
       out[#out + 1] = allowed
       out[#out + 1] = remaining
-      if retry == 0 then out[#out + 1] = 0 else out[#out + 1] = string.format(fmt, retry) end
+      out[#out + 1] = math.ceil(retry)
       out[#out + 1] = reset
-      if wait == 0 then out[#out + 1] = 0 else out[#out + 1] = string.format(fmt, wait) end
+      out[#out + 1] = math.ceil(wait)
       if allowed == 1 and opIndex > 0 then
-        redis.call('SET', KEYS[opIndex], remaining .. ' ' .. reset .. ' ' .. string.format(fmt, now + wait), 'PX', ARGV[3])
+        redis.call('SET', KEYS[opIndex], remaining .. ' ' .. string.format('%d', reset) .. ' ' .. string.format(fmt, now + wait), 'PX', ARGV[3])
       end
     end
   end
@@ -167,15 +167,15 @@ export function encodeBatch(
 /** Reads the decision of the `index`-th consume of a batch out of the script's flat reply. */
 export function decodeDecision(reply: readonly unknown[], index: number, capacity: number): StoreDecision {
   const at = index * 5;
-  const retry = Number(reply[at + 2]);
-  // Whole ms, rounded up (as the memory store answers): a caller that sleeps `waitMs` or retries after
-  // `retryAfterMs` is never early, and headers need no further rounding.
+  const retry = reply[at + 2] as number;
+  // Whole ms, rounded up in the script (as the memory store answers): a caller that sleeps `waitMs` or
+  // retries after `retryAfterMs` is never early, and headers need no further rounding.
   return {
     allowed: reply[at] === 1,
     limit: capacity,
-    remaining: Number(reply[at + 1]),
-    retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : Math.ceil(retry),
-    resetAfterMs: Math.ceil(Number(reply[at + 3])),
-    waitMs: Math.ceil(Number(reply[at + 4])),
+    remaining: reply[at + 1] as number,
+    retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
+    resetAfterMs: reply[at + 3] as number,
+    waitMs: reply[at + 4] as number,
   };
 }
