@@ -60,6 +60,8 @@ describe('MemoryStore', () => {
     store.refund('unknown', 1, spec);
     expect(store.size).toBe(1);
     expect(() => store.refund('a', -1, spec)).toThrow(InvalidOptionError);
+    expect(() => store.consume('a', 6, spec)).toThrow('`cost`');
+    expect(() => store.consume('a', Number.NaN, spec)).toThrow('`cost`');
   });
 
   it('forgets buckets that refilled to full as new keys come', () => {

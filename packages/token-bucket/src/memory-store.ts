@@ -112,6 +112,9 @@ export class MemoryStore implements LimiterStore {
    */
   consume(key: string, cost: number, spec: BucketSpec, options?: ConsumeOptions): StoreDecision {
     if (this.closed) throw new ClosedError('MemoryStore');
+    if (typeof cost !== 'number' || !(cost >= 0 && cost <= spec.capacity)) {
+      throw new InvalidOptionError('cost', `a number between 0 and capacity (${spec.capacity})`, cost);
+    }
     const now = this.clock();
     if (options !== undefined) return this.consumeWithOptions(key, cost, spec, options, now);
     const slot = this.slots.get(key);
