@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { IdempotencyKeyInvalidError, InvalidOptionError } from './errors.js';
 
 /** The business identity a derived idempotency key stands for. */
@@ -41,24 +41,22 @@ export function deriveIdempotencyKey(identity: PaymentIdentity, maxLength = 255)
     throw new InvalidOptionError('generation', 'a safe integer >= 0', identity.generation);
   }
   // JSON of an array keeps the fields apart: ('a|b','c') and ('a','b|c') cannot collide.
-  const digest = createHash('sha256')
-    .update(
-      JSON.stringify([
-        NAMESPACE,
-        identity.merchant,
-        identity.orderId,
-        identity.amount,
-        identity.currency.toUpperCase(),
-        identity.generation,
-      ]),
-    )
-    .digest();
-  if (maxLength < 36) return digest.toString('hex').slice(0, maxLength);
-  // RFC 9562 section 5.8: version 8 in the high nibble of byte 6, variant 0b10 in byte 8.
-  digest[6] = ((digest[6] as number) & 0x0f) | 0x80;
-  digest[8] = ((digest[8] as number) & 0x3f) | 0x80;
-  const hex = digest.toString('hex', 0, 16);
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+  const hex = hash(
+    'sha256',
+    JSON.stringify([
+      NAMESPACE,
+      identity.merchant,
+      identity.orderId,
+      identity.amount,
+      identity.currency.toUpperCase(),
+      identity.generation,
+    ]),
+    'hex',
+  );
+  if (maxLength < 36) return hex.slice(0, maxLength);
+  // RFC 9562 section 5.8: version 8 in the high nibble of byte 6, variant 0b10 in the top bits of byte 8.
+  const variant = ((Number.parseInt(hex.charAt(16), 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
 /**

@@ -195,3 +195,25 @@ describe('SqliteLedger', () => {
     );
   });
 });
+
+describe('MemoryLedger', () => {
+  it('forgets the oldest paid payments past maxPaid, never unresolved or declined ones', () => {
+    const ledger = new MemoryLedger({ maxPaid: 2 });
+    for (const key of ['a', 'b', 'c', 'd']) {
+      ledger.create(record({ idempotencyKey: key, scope: key }));
+      ledger.transition(key, 'sending');
+    }
+    ledger.transition('a', 'paid', { reference: 'ra' });
+    ledger.transition('b', 'declined', { declineReason: 'x' });
+    ledger.transition('c', 'paid', { reference: 'rc' });
+    ledger.transition('d', 'paid', { reference: 'rd' });
+    expect(ledger.get('a')).toBeUndefined();
+    expect(ledger.latest('a')).toBeUndefined();
+    expect(ledger.get('b')).toMatchObject({ state: 'declined' });
+    expect(ledger.get('c')).toMatchObject({ state: 'paid' });
+    expect(ledger.get('d')).toMatchObject({ state: 'paid' });
+    expect(() => new MemoryLedger({ maxPaid: 0 })).toThrow(
+      'Expected `maxPaid` to be a number >= 1, got `0` (number)',
+    );
+  });
+});

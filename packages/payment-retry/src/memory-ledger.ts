@@ -1,23 +1,50 @@
+import { InvalidOptionError } from './errors.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord, PaymentState, RecordPatch } from './ledger.js';
 import { canTransition, UNRESOLVED_STATES } from './ledger.js';
+import { checkOptions } from './options.js';
+
+/** Options of {@link memoryLedger}. */
+export interface MemoryLedgerOptions {
+  /** Keep each attempt (for `attempts()`); the counts are kept either way. @default true */
+  readonly keepAttempts?: boolean;
+  /**
+   * The most `paid` payments kept; past it the oldest are forgotten. A forgotten order paid again derives
+   * the same key, so the bank replays its answer, as long as the bank still remembers the key (Stripe:
+   * 24 h): bound it only where that holds. Unresolved and declined payments are never forgotten.
+   * @default Infinity
+   */
+  readonly maxPaid?: number;
+}
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
  * A ledger in process memory, for tests and for processes that can afford to forget in-flight payments
  * on a restart (the derived keys still stop a repeated order from being charged twice, but `recover()`
- * has nothing to find). Answers synchronously.
+ * has nothing to find). Answers synchronously. The records it returns are live: read them, never write.
  *
  * @example
  * const client = createPaymentClient({ gateway, ledger: memoryLedger() });
+ * @throws {InvalidOptionError} for a malformed option.
  */
 export class MemoryLedger implements PaymentLedger {
-  readonly #byKey = new Map<string, PaymentRecord>();
-  readonly #latest = new Map<string, PaymentRecord>();
+  readonly #byKey = new Map<string, Mutable<PaymentRecord>>();
+  readonly #latest = new Map<string, Mutable<PaymentRecord>>();
   readonly #attempts = new Map<string, AttemptRecord[]>();
+  /**
+   * Paid keys, oldest first, from #paidHead on. An array queue: taking the first key of a Map after
+   * many deletions walks over every deleted slot.
+   */
+  #paid: string[] = [];
+  #paidHead = 0;
   readonly #keepAttempts: boolean;
+  readonly #maxPaid: number;
 
-  /** @param options.keepAttempts keep each attempt (for `attempts()`); counts are kept either way. @default true */
-  constructor(options: { readonly keepAttempts?: boolean } = {}) {
+  constructor(options: MemoryLedgerOptions = {}) {
+    checkOptions('options', options, ['keepAttempts', 'maxPaid']);
     this.#keepAttempts = options.keepAttempts ?? true;
+    this.#maxPaid = options.maxPaid ?? Number.POSITIVE_INFINITY;
+    if (!(this.#maxPaid >= 1)) throw new InvalidOptionError('maxPaid', 'a number >= 1', options.maxPaid);
   }
 
   latest(scope: string): PaymentRecord | undefined {
@@ -32,7 +59,7 @@ export class MemoryLedger implements PaymentLedger {
     if (this.#byKey.has(record.idempotencyKey)) return false;
     const latest = this.#latest.get(record.scope);
     if (latest !== undefined && latest.generation >= record.generation) return false;
-    const stored = Object.freeze({ ...record, state: 'created' as const });
+    const stored: Mutable<PaymentRecord> = { ...record, state: 'created' };
     this.#byKey.set(record.idempotencyKey, stored);
     this.#latest.set(record.scope, stored);
     return true;
@@ -41,23 +68,22 @@ export class MemoryLedger implements PaymentLedger {
   transition(idempotencyKey: string, to: PaymentState, patch: RecordPatch = {}): PaymentRecord | undefined {
     const current = this.#byKey.get(idempotencyKey);
     if (current === undefined || !canTransition(current.state, to)) return undefined;
-    const next: PaymentRecord = Object.freeze({
-      ...current,
-      state: to,
-      updatedAt: Date.now(),
-      reference: patch.reference ?? current.reference,
-      declineReason: patch.declineReason ?? current.declineReason,
-      // First write wins, as in the SQLite ledger: key retention and latency count from the first time.
-      firstSentAt: current.firstSentAt ?? patch.firstSentAt ?? null,
-      unknownSince: current.unknownSince ?? patch.unknownSince ?? null,
-    });
-    this.#store(next);
-    return next;
+    current.state = to;
+    current.updatedAt = Date.now();
+    if (patch.reference !== undefined) current.reference = patch.reference;
+    if (patch.declineReason !== undefined) current.declineReason = patch.declineReason;
+    // First write wins, as in the SQLite ledger: key retention and latency count from the first time.
+    if (current.firstSentAt === null && patch.firstSentAt !== undefined)
+      current.firstSentAt = patch.firstSentAt;
+    if (current.unknownSince === null && patch.unknownSince !== undefined)
+      current.unknownSince = patch.unknownSince;
+    if (to === 'paid') this.#remember(idempotencyKey);
+    return current;
   }
 
   recordAttempt(attempt: AttemptRecord): void {
     const current = this.#byKey.get(attempt.idempotencyKey);
-    if (current !== undefined) this.#store(Object.freeze({ ...current, attempts: current.attempts + 1 }));
+    if (current !== undefined) current.attempts++;
     if (!this.#keepAttempts) return;
     const list = this.#attempts.get(attempt.idempotencyKey);
     if (list === undefined) this.#attempts.set(attempt.idempotencyKey, [attempt]);
@@ -81,17 +107,28 @@ export class MemoryLedger implements PaymentLedger {
     this.#byKey.clear();
     this.#latest.clear();
     this.#attempts.clear();
+    this.#paid = [];
+    this.#paidHead = 0;
   }
 
-  #store(record: PaymentRecord): void {
-    this.#byKey.set(record.idempotencyKey, record);
-    if (this.#latest.get(record.scope)?.idempotencyKey === record.idempotencyKey) {
-      this.#latest.set(record.scope, record);
+  #remember(idempotencyKey: string): void {
+    if (this.#maxPaid === Number.POSITIVE_INFINITY) return;
+    this.#paid.push(idempotencyKey);
+    if (this.#paid.length - this.#paidHead <= this.#maxPaid) return;
+    const oldest = this.#paid[this.#paidHead] as string;
+    this.#paidHead++;
+    if (this.#paidHead >= 1024 && this.#paidHead * 2 >= this.#paid.length) {
+      this.#paid = this.#paid.slice(this.#paidHead);
+      this.#paidHead = 0;
     }
+    const record = this.#byKey.get(oldest);
+    this.#byKey.delete(oldest);
+    this.#attempts.delete(oldest);
+    if (record !== undefined && this.#latest.get(record.scope) === record) this.#latest.delete(record.scope);
   }
 }
 
 /** Creates a {@link MemoryLedger}. */
-export function memoryLedger(options?: { readonly keepAttempts?: boolean }): MemoryLedger {
+export function memoryLedger(options?: MemoryLedgerOptions): MemoryLedger {
   return new MemoryLedger(options);
 }
