@@ -156,6 +156,16 @@ describeRedis('RedisStore against Redis', () => {
     expect(await client.ping()).toBe('PONG');
   });
 
+  it('connects a lazyConnect client on first use and waits for it (within timeoutMs)', async () => {
+    const client = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false });
+    clients.push(client);
+    expect(client.status).toBe('wait');
+    const s = new RedisStore({ client, prefix, timeoutMs: 2_000 });
+    expect((await s.consume(key(), 1, slow)).allowed).toBe(true);
+    expect(client.status).toBe('ready');
+    await s.close();
+  });
+
   it("decides on the Redis server's clock: the client's clock jumping an hour refills nothing", async () => {
     const s = store();
     const k = key();
@@ -182,6 +192,7 @@ describeRedis('RedisStore against Redis', () => {
       [() => s.consume('k', 1, null as never), 'spec'],
       [() => s.consume('k', 1, slow, { maxWaitMs: -1 }), 'maxWaitMs'],
       [() => s.consume('k', 1, slow, { operationId: '' }), 'operationId'],
+      [() => s.consume('k', 1, slow, { maxWait: 5 } as never), 'maxWait'],
       [() => s.refund('', 1, slow), 'key'],
       [() => s.refund('k', -1, slow), 'cost'],
     ];

@@ -325,6 +325,11 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     if (options === null || typeof options !== 'object') {
       throw new InvalidOptionError('options', 'an object { maxWaitMs?, operationId? }', options);
     }
+    for (const name of Object.keys(options)) {
+      if (name !== 'maxWaitMs' && name !== 'operationId') {
+        throw new InvalidOptionError(name, 'one of the consume options (maxWaitMs, operationId)', name);
+      }
+    }
     const { maxWaitMs = 0, operationId } = options;
     if (typeof maxWaitMs !== 'number' || Number.isNaN(maxWaitMs) || maxWaitMs < 0) {
       throw new InvalidOptionError('maxWaitMs', 'a number >= 0 (or Infinity)', maxWaitMs);
