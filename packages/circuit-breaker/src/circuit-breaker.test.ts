@@ -149,6 +149,81 @@ describe('closed → open', () => {
   });
 });
 
+describe('closed-state rules against a model (property)', () => {
+  type Step = { kind: 'ok' | 'fail' | 'throttle' | 'ignore'; latencyMs: number; gapMs: number };
+  const step = fc.record({
+    kind: fc.constantFrom<Step['kind']>('ok', 'fail', 'throttle', 'ignore'),
+    latencyMs: fc.integer({ min: 0, max: 300 }),
+    gapMs: fc.integer({ min: 0, max: 400 }),
+  });
+
+  it('opens exactly when the window first holds enough calls with a failure or slow-call rate above its threshold', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(step, { maxLength: 40 }),
+        fc.integer({ min: 0, max: 6 }),
+        fc.integer({ min: 0, max: 100 }),
+        fc.integer({ min: 0, max: 100 }),
+        async (steps, volumeThreshold, errorThresholdPercentage, slowCallThresholdPercentage) => {
+          const b = circuitBreaker({
+            volumeThreshold,
+            errorThresholdPercentage,
+            slowCallThresholdPercentage,
+            slowCallDurationMs: 100,
+            windowMs: 1000,
+            windowBuckets: 10,
+            timeoutMs: false,
+            resetTimeoutMs: 1_000_000,
+          });
+          // The model: every counted call with its end time; the window is the last 10 buckets of 100 ms.
+          const counted: Array<{ end: number; bad: boolean; slow: boolean }> = [];
+          let expectedOpenAt = -1;
+          for (const [i, s] of steps.entries()) {
+            vi.advanceTimersByTime(s.gapMs);
+            const p = swallow(
+              b.execute(
+                () =>
+                  new Promise((resolve, reject) =>
+                    setTimeout(() => {
+                      if (s.kind === 'ok') resolve('ok');
+                      else if (s.kind === 'fail') reject(gatewayError({ statusCode: 502 }));
+                      else if (s.kind === 'throttle') reject(gatewayError({ statusCode: 429 }));
+                      else reject(gatewayError({ outcome: 'not_sent' }));
+                    }, s.latencyMs),
+                  ),
+              ),
+            );
+            await vi.advanceTimersByTimeAsync(s.latencyMs);
+            await p;
+            if (expectedOpenAt !== -1) break;
+            if (s.kind === 'ignore') {
+              expect(b.state).toBe('closed');
+              continue;
+            }
+            const now = performance.now(); // the breaker's clock, faked by vi.useFakeTimers()
+            const slow = s.latencyMs > 100;
+            counted.push({ end: now, bad: s.kind !== 'ok', slow });
+            const oldest = (Math.floor(now / 100) - 9) * 100;
+            const inWindow = counted.filter((c) => c.end >= oldest);
+            const calls = inWindow.length;
+            const failureRate = (inWindow.filter((c) => c.bad).length / calls) * 100;
+            const slowRate = (inWindow.filter((c) => c.slow).length / calls) * 100;
+            const checked = s.kind !== 'ok' || slow; // a fast success cannot open it
+            const shouldOpen =
+              checked &&
+              calls >= volumeThreshold &&
+              (failureRate > errorThresholdPercentage || slowRate > slowCallThresholdPercentage);
+            expect(b.state, `step ${i}`).toBe(shouldOpen ? 'open' : 'closed');
+            if (shouldOpen) expectedOpenAt = i;
+          }
+          b.close();
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});
+
 describe('half-open', () => {
   async function openBreaker(options: CircuitBreakerOptions<[], never> = {}) {
     const made = breaker({ volumeThreshold: 1, ...options });
@@ -580,6 +655,9 @@ describe('manual control, events and stats', () => {
     b.trip();
     b.reset();
     expect(events).toEqual(['open', 'halfOpen', 'close', 'open', 'close']);
+    expect(() => b.trip(Number.NaN)).toThrow(InvalidOptionError);
+    expect(() => b.trip(-1)).toThrow(/`openForMs`/);
+    expect(b.state).toBe('closed');
     expect(changes.map((c) => `${c.from}>${c.to}:${c.reason}`)).toEqual([
       'closed>open:manual',
       'open>half-open:reset-timeout',

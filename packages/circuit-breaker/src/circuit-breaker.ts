@@ -314,10 +314,17 @@ export class CircuitBreaker<
   }
 
   /**
-   * Opens the breaker now (for `openForMs`, default: the computed backoff), e.g. from a health check.
-   * @throws {InvalidOptionError} never; a non-positive `openForMs` opens for 1 ms.
+   * Opens the breaker now, e.g. from a health check or an operator: for `openForMs` (capped at
+   * 2147483647), or by default for the computed backoff. A no-op after `close()`.
+   * @throws {InvalidOptionError} when `openForMs` is not a finite number >= 0.
    */
   trip(openForMs?: number): void {
+    if (
+      openForMs !== undefined &&
+      !(typeof openForMs === 'number' && openForMs >= 0 && Number.isFinite(openForMs))
+    ) {
+      throw new InvalidOptionError('openForMs', 'a finite number >= 0', openForMs);
+    }
     if (this.#shutdown) return;
     this.#open('manual', 0, 0, openForMs);
   }
