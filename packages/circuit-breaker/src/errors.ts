@@ -38,9 +38,10 @@ export type RefusingState = 'open' | 'half-open';
  * The circuit is open (or half-open with every probe slot taken): the call was refused at once and the
  * wrapped function was not called, so nothing was sent.
  *
- * The breaker builds this error without a stack trace: on the open path it is created for every refused
- * call, and capturing a stack is most of what a rejection costs (see the README's benchmark). The
- * breaker's `name` in `circuit` says where it came from.
+ * The breaker builds this error without a stack trace, and the calls it refuses in the same state with
+ * the same `retryAfterMs` (the same millisecond, in practice) share one instance: treat it as read-only.
+ * That keeps a refusal cheap (see the README's benchmark); the breaker's `name` in `circuit` says where it
+ * came from.
  */
 export class CircuitOpenError extends CircuitBreakerError {
   declare readonly code: 'ERR_CIRCUIT_OPEN';
