@@ -1,0 +1,46 @@
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeRedis } from '../test/redis-available.js';
+import { clusterToolsAvailable, type PrivateCluster, startPrivateCluster } from '../test/redis-cluster.js';
+import { type RedisStore, redisStore } from './index.js';
+
+const describeCluster = clusterToolsAvailable ? describeRedis : describe.skip;
+
+describeCluster('on a Redis Cluster (three masters, private)', () => {
+  let cluster: PrivateCluster;
+  let client: Cluster;
+  let store: RedisStore;
+  beforeAll(async () => {
+    cluster = await startPrivateCluster();
+    client = new Cluster([{ host: '127.0.0.1', port: cluster.ports[0] as number }], {
+      enableOfflineQueue: true,
+    });
+  }, 20_000);
+  afterAll(async () => {
+    await store?.close();
+    await client?.quit().catch(() => client.disconnect());
+    await cluster?.stop();
+  });
+
+  it('decides on keys spread over every node, operation ids in the same slot, scripts loaded per node', async () => {
+    store = redisStore({ client, prefix: 'fg:', failMode: 'local-fallback', heartbeatIntervalMs: 20 });
+    const spec = { capacity: 3, refillPerMs: 0.0001 };
+    const keys = Array.from({ length: 12 }, (_, index) => `student-${index}`);
+    const decisions = await Promise.all(
+      keys.flatMap((key) => [
+        store.consume(key, 2, spec, { operationId: 'pay-1' }),
+        store.consume(key, 2, spec, { operationId: 'pay-1' }), // the same operation: spends nothing
+        store.consume(key, 2, spec), // 1 token left: denied
+      ]),
+    );
+    expect(decisions.map((decision) => decision.allowed)).toEqual(keys.flatMap(() => [true, true, false]));
+    expect(store.stats()).toMatchObject({ degraded: false, failures: 0, redisDecisions: 36 });
+    // The keys really are spread over the three masters.
+    const owners = new Set<number>();
+    for (const node of client.nodes('master')) {
+      const found = await node.keys('fg:{student-*');
+      if (found.length > 0) owners.add(node.options.port as number);
+    }
+    expect(owners.size).toBe(3);
+  });
+});
