@@ -30,7 +30,7 @@ export interface FastifyIdempotencyOptions extends IdempotencyOptions {
 
 const KNOWN = [...IDEMPOTENCY_OPTION_NAMES, 'scope', 'global'];
 
-const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
+const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
   for (const name of Object.keys(options)) {
     if (!KNOWN.includes(name)) {
       throw new InvalidOptionError(
@@ -125,6 +125,15 @@ const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, optio
   done();
 };
 
+// Avvio does not catch a synchronous throw of a callback plugin (fastify-plugin then reports a timeout):
+// an invalid option must reach `ready()`/`register()` as the error it is.
+const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
+  try {
+    setup(fastify, options, done);
+  } catch (error) {
+    done(error as Error);
+  }
+};
 /**
  * Fastify 5 plugin for idempotent endpoints (draft-ietf-httpapi-idempotency-key-header). Routes opt in
  * with `config: { floodgate: { idempotency: true } }` (or all routes with `global: true`). The check

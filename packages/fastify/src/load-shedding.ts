@@ -20,7 +20,7 @@ export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
   readonly priority?: string | ((request: FastifyRequest) => string);
 }
 
-const plugin: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
+const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
   const { shedder: given, global = true, priority, ...shedderOptions } = options;
   if (given !== undefined && typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
     throw new InvalidOptionError('shedder', 'Expected `shedder` to be a LoadShedder (loadShedder(...))');
@@ -85,6 +85,15 @@ const plugin: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, opti
   done();
 };
 
+// Avvio does not catch a synchronous throw of a callback plugin (fastify-plugin then reports a timeout):
+// an invalid option must reach `ready()`/`register()` as the error it is.
+const plugin: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
+  try {
+    setup(fastify, options, done);
+  } catch (error) {
+    done(error as Error);
+  }
+};
 /**
  * Fastify 5 plugin: answer 503 + `Retry-After` + problem+json in `onRequest` (before the body is read)
  * when the protected upstream is saturated or too many requests are in flight; routes pick their

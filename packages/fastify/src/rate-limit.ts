@@ -62,7 +62,7 @@ function hookOf(core: RateLimit<FastifyRequest>) {
   };
 }
 
-const plugin: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options, done) => {
+const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options, done) => {
   const { global = true, hook = 'onRequest', ...coreOptions } = options;
   if (typeof global !== 'boolean')
     throw new InvalidOptionError('global', `Expected \`global\` to be a boolean`);
@@ -94,6 +94,15 @@ const plugin: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options
   done();
 };
 
+// Avvio does not catch a synchronous throw of a callback plugin (fastify-plugin then reports a timeout):
+// an invalid option must reach `ready()`/`register()` as the error it is.
+const plugin: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options, done) => {
+  try {
+    setup(fastify, options, done);
+  } catch (error) {
+    done(error as Error);
+  }
+};
 /**
  * Fastify 5 plugin: floodgate token-bucket rate limits on every route registered after it (or only on
  * routes that opt in), 429 + `Retry-After` + `application/problem+json`, RateLimit headers (draft-8 by

@@ -1,0 +1,82 @@
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { InvalidOptionError, idempotency } from './index.js';
+
+function app(
+  handler: (req: Request, res: Response) => void,
+  options: Parameters<typeof idempotency>[0] = {},
+): Express {
+  const a = express();
+  a.post('/pay', express.json(), idempotency(options), handler);
+  a.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+    res.status(500).json({ error: error.message });
+  });
+  return a;
+}
+
+describe('idempotency (express)', () => {
+  it('is a named middleware validated at set-up', () => {
+    expect(idempotency().name).toBe('floodgateIdempotency');
+    expect(() => idempotency({ ttl: 5 } as never)).toThrow(InvalidOptionError);
+    expect(() => idempotency({ scope: 'user' as never })).toThrow(/`scope`/);
+    expect(() => idempotency({ inFlight: 'queue' as never })).toThrow(/inFlight/);
+  });
+
+  it('replays bytes bodies sent with res.send(Buffer) and res.write chunks', async () => {
+    let runs = 0;
+    const a = app((_req, res) => {
+      runs += 1;
+      res.status(201).type('application/octet-stream');
+      res.write(Buffer.from([1, 2]));
+      res.end(Buffer.from([3]));
+    });
+    const first = await request(a).post('/pay').set('Idempotency-Key', 'b1').send({ x: 1 });
+    const replay = await request(a).post('/pay').set('Idempotency-Key', 'b1').send({ x: 1 });
+    expect(replay.status).toBe(201);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    expect(Buffer.compare(replay.body as Buffer, first.body as Buffer)).toBe(0);
+    expect([...(replay.body as Buffer)]).toEqual([1, 2, 3]);
+    expect(runs).toBe(1);
+  });
+
+  it('does not store a response above maxBodyBytes', async () => {
+    let runs = 0;
+    const a = app(
+      (_req, res) => {
+        runs += 1;
+        res.status(200).send('x'.repeat(100));
+      },
+      { maxBodyBytes: 10 },
+    );
+    await request(a).post('/pay').set('Idempotency-Key', 'big').send({});
+    const again = await request(a).post('/pay').set('Idempotency-Key', 'big').send({});
+    expect(again.headers['idempotent-replayed']).toBeUndefined();
+    expect(runs).toBe(2);
+  });
+
+  it('a throwing scope function reaches the error handler', async () => {
+    const a = app(
+      (_req, res) => {
+        res.end();
+      },
+      {
+        scope: () => {
+          throw new Error('no user');
+        },
+      },
+    );
+    const res = await request(a).post('/pay').set('Idempotency-Key', 'k').send({});
+    expect(res.status).toBe(500);
+    expect(res.body).toEqual({ error: 'no user' });
+  });
+
+  it('leaves GET and other methods alone', async () => {
+    const a = express();
+    a.use(idempotency());
+    a.get('/', (_req, res) => {
+      res.send('ok');
+    });
+    expect((await request(a).get('/').set('Idempotency-Key', '')).status).toBe(200);
+  });
+});

@@ -1,0 +1,73 @@
+import { Readable } from 'node:stream';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { floodgateIdempotency } from './index.js';
+
+let app: FastifyInstance | undefined;
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
+
+describe('floodgateIdempotency (fastify)', () => {
+  it('rejects unknown options at registration', async () => {
+    app = Fastify();
+    app.register(floodgateIdempotency, { ttl: 1 } as never);
+    await expect(app.ready()).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
+  });
+
+  it('global: true covers every POST route; GET routes are left alone; a route may opt out', async () => {
+    app = Fastify();
+    await app.register(floodgateIdempotency, { global: true });
+    let runs = 0;
+    app.post('/a', async () => ({ run: ++runs }));
+    app.post('/b', { config: { floodgate: { idempotency: false } } }, async () => ({ run: ++runs }));
+    app.get('/c', async () => ({ run: ++runs }));
+    const post = (url: string) =>
+      app?.inject({ method: 'POST', url, headers: { 'idempotency-key': 'k' }, payload: {} });
+    expect((await post('/a'))?.json()).toEqual({ run: 1 });
+    const replay = await post('/a');
+    expect(replay?.json()).toEqual({ run: 1 });
+    expect(replay?.headers['idempotent-replayed']).toBe('true');
+    expect((await post('/b'))?.json()).toEqual({ run: 2 });
+    expect((await post('/b'))?.json()).toEqual({ run: 3 });
+    expect((await app.inject({ url: '/c' })).json()).toEqual({ run: 4 });
+    expect((await app.inject({ method: 'POST', url: '/a', payload: {} })).statusCode).toBe(400);
+  });
+
+  it('a per-route override (coalesce, optional key) shares the plugin store', async () => {
+    app = Fastify();
+    await app.register(floodgateIdempotency);
+    let runs = 0;
+    app.post(
+      '/opt',
+      { config: { floodgate: { idempotency: { required: false, mismatchStatus: 400 } } } },
+      async () => ({ run: ++runs }),
+    );
+    expect((await app.inject({ method: 'POST', url: '/opt', payload: {} })).statusCode).toBe(200);
+    await app.inject({ method: 'POST', url: '/opt', headers: { 'idempotency-key': 'x' }, payload: { a: 1 } });
+    const mismatch = await app.inject({
+      method: 'POST',
+      url: '/opt',
+      headers: { 'idempotency-key': 'x' },
+      payload: { a: 2 },
+    });
+    expect(mismatch.statusCode).toBe(400);
+    expect(mismatch.json().code).toBe('ERR_IDEMPOTENCY_KEY_REUSED');
+  });
+
+  it('does not store a streamed reply (frees the key)', async () => {
+    app = Fastify();
+    await app.register(floodgateIdempotency, { global: true });
+    let runs = 0;
+    app.post('/stream', async (_request, reply) => {
+      runs += 1;
+      return reply.type('text/plain').send(Readable.from(['a', 'b']));
+    });
+    const post = () =>
+      app?.inject({ method: 'POST', url: '/stream', headers: { 'idempotency-key': 's' }, payload: {} });
+    expect((await post())?.body).toBe('ab');
+    expect((await post())?.headers['idempotent-replayed']).toBeUndefined();
+    expect(runs).toBe(2);
+  });
+});

@@ -1,0 +1,83 @@
+import Fastify, { type FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { floodgateRateLimit } from './index.js';
+
+let app: FastifyInstance | undefined;
+afterEach(async () => {
+  await app?.close();
+  app = undefined;
+});
+
+describe('floodgateRateLimit (fastify)', () => {
+  it('rejects bad options at registration, not at the first request', async () => {
+    app = Fastify();
+    app.register(floodgateRateLimit, { limit: 1, max: 5 } as never);
+    await expect(app.ready()).rejects.toMatchObject({ code: 'ERR_INVALID_OPTION' });
+    const other = Fastify();
+    other.register(floodgateRateLimit, { limit: 1, hook: 'onSend' as never });
+    await expect(other.ready()).rejects.toThrow(/`hook`/);
+    await other.close();
+  });
+
+  it('global: false limits only routes that opt in', async () => {
+    app = Fastify();
+    await app.register(floodgateRateLimit, { limit: 1, global: false });
+    app.get('/free', async () => 'free');
+    app.get('/limited', { config: { floodgate: { rateLimit: {} } } }, async () => 'limited');
+    for (let i = 0; i < 3; i += 1) expect((await app.inject('/free')).statusCode).toBe(200);
+    expect((await app.inject('/limited')).statusCode).toBe(200);
+    expect((await app.inject('/limited')).statusCode).toBe(429);
+  });
+
+  it('hook: preHandler sees what an auth hook decorated; the handler reads request.floodgateRateLimit', async () => {
+    app = Fastify();
+    app.decorateRequest('user', null);
+    app.addHook('preHandler', async (request) => {
+      (request as unknown as { user: string }).user = String(request.headers['x-user']);
+    });
+    await app.register(floodgateRateLimit, {
+      limit: 2,
+      hook: 'preHandler',
+      key: (request) => `user:${(request as unknown as { user: string }).user}`,
+    });
+    app.get('/', async (request) => ({
+      remaining: request.floodgateRateLimit?.outcomes[0]?.decision.remaining,
+    }));
+    expect((await app.inject({ url: '/', headers: { 'x-user': 'a' } })).json()).toEqual({ remaining: 1 });
+    expect((await app.inject({ url: '/', headers: { 'x-user': 'b' } })).json()).toEqual({ remaining: 1 });
+    expect((await app.inject({ url: '/', headers: { 'x-user': 'a' } })).json()).toEqual({ remaining: 0 });
+    expect((await app.inject({ url: '/', headers: { 'x-user': 'a' } })).statusCode).toBe(429);
+  });
+
+  it('a route with its own policy counts in its own buckets; key failures go to the error handler', async () => {
+    app = Fastify();
+    await app.register(floodgateRateLimit, { limit: 5 });
+    app.get('/', async () => 'ok');
+    app.get(
+      '/login',
+      { config: { floodgate: { rateLimit: { name: 'login', limit: 1 } } } },
+      async () => 'ok',
+    );
+    app.get(
+      '/broken',
+      {
+        config: {
+          floodgate: {
+            rateLimit: {
+              key: () => {
+                throw new Error('no key');
+              },
+            },
+          },
+        },
+      },
+      async () => 'ok',
+    );
+    expect((await app.inject('/login')).headers.ratelimit).toBe('"login";r=0;t=60');
+    expect((await app.inject('/login')).statusCode).toBe(429);
+    expect((await app.inject('/')).headers.ratelimit).toBe('"5-in-60s";r=4;t=12');
+    const broken = await app.inject('/broken');
+    expect(broken.statusCode).toBe(500);
+    expect(broken.json().message).toBe('no key');
+  });
+});
