@@ -10,8 +10,8 @@ Runs the same shopping-festival surge against a naive shop, a shop built careful
 libraries and the floodgate shop, all paying through one flow-limited, faulty bank (bank-sim), then
 prints a side-by-side table and writes report.json + report.html.
 
-  --students N        students in the surge                     (default 3000)
-  --arrival S         they arrive within S seconds              (default 3)
+  --students N        students in the surge                     (default 2000)
+  --arrival S         they arrive within S seconds              (default 2)
   --bank-rate R       the bank's flow limit, payments/s         (default ${DEFAULT_BANK_RATE})
   --faults on|off     realistic bank faults                     (default on)
   --seed N            same seed, same students and faults       (default 1)
@@ -47,8 +47,8 @@ function parse() {
   return parseArgs({
     strict: true,
     options: {
-      students: { type: 'string', default: '3000' },
-      arrival: { type: 'string', default: '3' },
+      students: { type: 'string', default: '2000' },
+      arrival: { type: 'string', default: '2' },
       'bank-rate': { type: 'string', default: String(DEFAULT_BANK_RATE) },
       faults: { type: 'string', default: 'on' },
       seed: { type: 'string', default: '1' },

@@ -20,7 +20,14 @@ const studentOf = (req: Request) => req.get('x-student-id');
  */
 export function floodgateShop(context: WiringOptions): ShopWiring {
   const store = context.redisUrl
-    ? redisStore({ url: context.redisUrl, prefix: 'group-buy-shop:' })
+    ? // fail-closed: without Redis no shop process can know the fleet's rate, so none sends. The timeout is
+      // generous because the festival runs every process on one small machine.
+      redisStore({
+        url: context.redisUrl,
+        prefix: 'group-buy-shop:',
+        failMode: 'fail-closed',
+        timeoutMs: 1000,
+      })
     : undefined;
   // The bank's flow limit, stated once: the gate's rate. Everything else (shedding, dashboard) reads it
   // back from the gate.
