@@ -377,6 +377,36 @@ describe('PaymentClient.pay', () => {
   });
 });
 
+describe('key retention', () => {
+  it('past the gateway key retention never re-sends a charge: it asks, or stays pending', async () => {
+    bank = await StubBank.start((request) =>
+      request.method === 'GET' ? { status: 200, body: { status: 'succeeded', id: 'pay_r' } } : { drop: true },
+    );
+    const make = (statusPath?: false) =>
+      createPaymentClient({
+        gateway: ietfGateway({
+          origin: (bank as StubBank).url,
+          keyRetentionMs: 1,
+          ...(statusPath === false ? { statusPath } : {}),
+        }),
+        ledger: new MemoryLedger(),
+        retry: { baseDelayMs: 10, maxDelayMs: 10 },
+        reconcile: false,
+        random: () => 0.5,
+      });
+    client = make(false);
+    expect(await client.pay(intent)).toMatchObject({ status: 'pending', reason: 'key_expired', attempts: 1 });
+    expect(bank.charges).toHaveLength(1);
+    await client.close();
+    client = make();
+    expect(await client.pay({ ...intent, orderId: 'o-2' })).toMatchObject({
+      status: 'paid',
+      reference: 'pay_r',
+    });
+    expect(bank.charges).toHaveLength(2);
+  });
+});
+
 describe('PaymentClient.recover', () => {
   it('drives what a crashed process left in the ledger with the original keys', async () => {
     const ledger = new MemoryLedger();

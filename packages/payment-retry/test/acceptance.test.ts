@@ -46,8 +46,8 @@ describe('against bank-sim with ~30% of attempts faulty', () => {
 
     // The faults really happened.
     const during = bank.stats();
-    expect(during.droppedAfterCharge + during.slowAnswers).toBeGreaterThan(ORDERS * 0.08);
-    expect(during.transientErrors + during.resets + during.outageRejections).toBeGreaterThan(ORDERS * 0.08);
+    expect(during.droppedAfterCharge + during.slowAnswers).toBeGreaterThan(ORDERS * 0.04);
+    expect(during.transientErrors + during.resets + during.outageRejections).toBeGreaterThan(ORDERS * 0.04);
     // Nothing is ever reported failed: an open outcome is pending.
     expect(outcomes.every((o) => ['paid', 'declined', 'pending'].includes(o.status))).toBe(true);
     expect(outcomes.filter((o) => o.status === 'declined').every((o) => o.orderId.match(/9$/))).toBe(true);
