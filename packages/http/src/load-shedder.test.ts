@@ -1,3 +1,4 @@
+import { gate } from '@floodgate/token-bucket';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError } from './errors.js';
 import { type GateLike, LoadShedder } from './load-shedder.js';
@@ -65,6 +66,40 @@ describe('LoadShedder', () => {
     full = true;
     const refused = shedder.admit('critical');
     expect(refused.admitted === false && refused.reason).toBe('queue-full');
+  });
+
+  it('works with a @floodgate/token-bucket gate: sheds when its queue is full, Retry-After from its estimate', async () => {
+    let now = 0;
+    const bank = gate({
+      rate: { tokens: 1, perMs: 4000 },
+      concurrency: 1,
+      maxQueue: 1,
+      maxWaitMs: 60_000,
+      clock: () => now,
+    });
+    const shedder = new LoadShedder({ gate: bank });
+    expect(shedder.admit('critical').admitted).toBe(true);
+    let release!: () => void;
+    let started!: () => void;
+    const inside = new Promise<void>((resolve) => (started = resolve));
+    const running = bank.run(
+      () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+          started();
+        }),
+    );
+    await inside;
+    const queued = bank.run(async () => {}).catch(() => undefined);
+    const refused = shedder.admit('critical');
+    expect(refused.admitted === false && refused.reason).toBe('queue-full');
+    // One token per 4 s; the queued call takes the next one, this one would wait for the one after.
+    expect(refused.admitted === false && refused.answer.headers['retry-after']).toBe('8');
+    now = 10_000;
+    release();
+    await running;
+    await queued;
+    bank.close();
   });
 
   it('reads an object verdict of wouldShed', () => {

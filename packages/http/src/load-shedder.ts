@@ -235,7 +235,13 @@ export class LoadShedder {
     const gate = this.#gate;
     if (gate !== undefined) {
       const answer = gate.wouldShed(cost);
-      if (answer === true) return { reason: 'queue-full' };
+      if (answer === true) {
+        // The gate's own estimate makes a better Retry-After than a constant.
+        const estimate = gate.estimatedWaitMs?.(cost);
+        return estimate !== undefined && estimate > this.#retryAfterMs
+          ? { reason: 'queue-full', retryAfterMs: estimate }
+          : { reason: 'queue-full' };
+      }
       let waitMs: number | undefined;
       if (typeof answer === 'object' && answer !== null) {
         if (answer.shed) {
