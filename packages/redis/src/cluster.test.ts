@@ -23,7 +23,13 @@ describeCluster('on a Redis Cluster (three masters, private)', () => {
   });
 
   it('decides on keys spread over every node, operation ids in the same slot, scripts loaded per node', async () => {
-    store = redisStore({ client, prefix: 'fg:', failMode: 'local-fallback', heartbeatIntervalMs: 20 });
+    store = redisStore({
+      client,
+      prefix: 'fg:',
+      failMode: 'local-fallback',
+      heartbeatIntervalMs: 20,
+      timeoutMs: 2_000,
+    });
     const spec = { capacity: 3, refillPerMs: 0.0001 };
     const keys = Array.from({ length: 12 }, (_, index) => `student-${index}`);
     const decisions = await Promise.all(

@@ -21,7 +21,7 @@ describeRedis('with keyedLimiter and gate of @floodgate/token-bucket', () => {
   });
 
   it('a keyedLimiter on the store answers promises, sheds waits too long, and gives back aborted reservations', async () => {
-    store = redisStore({ url: REDIS_URL, prefix });
+    store = redisStore({ url: REDIS_URL, prefix, timeoutMs: 2_000 });
     const limiter = keyedLimiter({ capacity: 2, refillRate: 1, store }); // 1 token/s
     const other = keyedLimiter({ capacity: 2, refillRate: 1, store });
     const first = await limiter.tryTake('student-1');
@@ -44,7 +44,7 @@ describeRedis('with keyedLimiter and gate of @floodgate/token-bucket', () => {
   });
 
   it('two gates on one store key share one rate', async () => {
-    store = redisStore({ url: REDIS_URL, prefix });
+    store = redisStore({ url: REDIS_URL, prefix, timeoutMs: 2_000 });
     const options = {
       rate: 0.001,
       burst: 3,

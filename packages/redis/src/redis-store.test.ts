@@ -16,7 +16,8 @@ describeRedis('RedisStore against Redis', () => {
 
   /** A store on its own client from the URL, closed after the test. */
   function store(options: Partial<Parameters<typeof redisStore>[0]> = {}): RedisStore {
-    const created = redisStore({ url: REDIS_URL, prefix, ...options });
+    // A generous timeout: these tests are about decisions, and CI machines stall now and then.
+    const created = redisStore({ url: REDIS_URL, prefix, timeoutMs: 2_000, ...options });
     stores.push(created);
     return created;
   }
@@ -147,7 +148,7 @@ describeRedis('RedisStore against Redis', () => {
   it('works on a client with auto-pipelining (many keys in one tick) and leaves a passed client open', async () => {
     const client = new Redis(REDIS_URL, { enableAutoPipelining: true, enableOfflineQueue: false });
     clients.push(client);
-    const s = new RedisStore({ client, prefix });
+    const s = new RedisStore({ client, prefix, timeoutMs: 2_000 });
     const keys = Array.from({ length: 40 }, () => key());
     const decisions = await Promise.all(keys.flatMap((k) => [s.consume(k, 3, slow), s.consume(k, 3, slow)]));
     expect(decisions.filter((decision) => decision.allowed)).toHaveLength(40);

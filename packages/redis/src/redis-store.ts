@@ -377,8 +377,12 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
       const id = `${key}\n${spec.capacity}\n${spec.refillPerMs}`;
       let group = this.#groups.get(id);
       if (group === undefined) {
-        group = { id, bucketKey: this.#bucketKey(key), spec, queue: [], inFlight: 0, scheduled: false };
+        // Nothing in flight for this key: send at once (no added latency for a lone caller); calls that
+        // follow while it travels queue behind it and go together.
+        group = { id, bucketKey: this.#bucketKey(key), spec, queue: [], inFlight: 1, scheduled: false };
         this.#groups.set(id, group);
+        this.#send(group, group.bucketKey, spec, [pending]);
+        return;
       }
       group.queue.push(pending);
       this.#schedule(group);
