@@ -10,7 +10,8 @@
 //   cd packages/token-bucket && npx tsup && cd ../http && npx tsup && cd ../express && npx tsup && \
 //     cd ../fastify && npx tsup && cd ../../bench && node --expose-gc --import tsx http.bench.ts
 //
-// HTTP_BENCH_SECONDS (default 4) sets the measured duration of each run (after a 1 s warm-up).
+// HTTP_BENCH_SECONDS (default 4) sets the measured duration of each run (after a 1 s warm-up),
+// HTTP_BENCH_ROUNDS (default 3) the number of interleaved rounds (the table shows medians).
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -99,6 +100,8 @@ async function serve(): Promise<void> {
       process.send?.({ cpu: process.cpuUsage(), requests });
     } else if (message === 'read') {
       process.send?.({ cpu: process.cpuUsage(), requests });
+    } else if (message === 'exit') {
+      process.exit(0); // a clean exit, so `--cpu-prof` writes its profile
     }
   });
   process.send?.({ port: (server.address() as AddressInfo).port });
@@ -162,20 +165,45 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
   }
 }
 
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
 async function main(): Promise<void> {
   const seconds = Number(process.env.HTTP_BENCH_SECONDS ?? 4);
-  const rows: Row[] = [];
+  // Shared 2-core machines are noisy: every configuration runs in several interleaved rounds and the
+  // table shows medians.
+  const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? 3);
+  const specs: ServerSpec[] = [];
   for (const framework of ['express', 'fastify'] as const) {
-    const bare = await measure({ framework, variant: 'bare', scenario: 'allow' }, seconds);
-    rows.push(bare);
+    specs.push({ framework, variant: 'bare', scenario: 'allow' });
     for (const scenario of ['allow', 'deny'] as const) {
-      for (const variant of ['floodgate', 'incumbent'] as const) {
-        rows.push(await measure({ framework, variant, scenario }, seconds));
-      }
+      for (const variant of ['floodgate', 'incumbent'] as const) specs.push({ framework, variant, scenario });
     }
   }
+  const runs = new Map<ServerSpec, Row[]>(specs.map((spec) => [spec, []]));
+  for (let round = 0; round < rounds; round += 1) {
+    for (const spec of specs) runs.get(spec)?.push(await measure(spec, seconds));
+  }
+  const rows: Row[] = specs.map((spec) => {
+    const measured = runs.get(spec) as Row[];
+    return {
+      ...spec,
+      rps: median(measured.map((r) => r.rps)),
+      p99: median(measured.map((r) => r.p99)),
+      cpuUsPerRequest: median(measured.map((r) => r.cpuUsPerRequest)),
+      non2xx: measured.reduce((sum, r) => sum + r.non2xx, 0),
+      total: measured.reduce((sum, r) => sum + r.total, 0),
+    };
+  });
   const incumbent = { express: 'express-rate-limit', fastify: '@fastify/rate-limit' } as const;
-  console.log(`\nautocannon, 50 connections, ${seconds} s per run; server in its own process\n`);
+  console.log(
+    `\nautocannon, 50 connections, ${seconds} s per run, median of ${rounds} interleaved rounds; server in its own process\n`,
+  );
   console.log(
     '| framework | limiter | rejected | req/s | × bare | p99 ms | CPU µs/req | CPU × bare | non-2xx |',
   );

@@ -46,6 +46,13 @@ describe('RateLimit', () => {
     });
   });
 
+  it('names a default policy after its limit and window, without float noise', () => {
+    const hour = new RateLimit<Req>({ limit: 1, windowMs: 3_600_000 });
+    expect(header(sync(hour.check(req())), 'ratelimit-policy')).toBe('"1-in-3600s";q=1;w=3600');
+    const odd = new RateLimit<Req>({ limit: 3, windowMs: 10_000 });
+    expect(header(sync(odd.check(req())), 'ratelimit-policy')).toBe('"3-in-10s";q=3;w=10');
+  });
+
   it('refills with time, per client key', () => {
     const { limit, advance } = clocked({ limit: 1, windowMs: 1000 });
     expect(sync(limit.check(req())).action).toBe('allow');

@@ -166,8 +166,9 @@ function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | undefined)?.then === 'function';
 }
 
+/** `60s` for a default policy name; the window is capacity / refill rate, so float noise is shaved off. */
 function windowLabel(windowMs: number): string {
-  return `${Math.max(1, Math.ceil(windowMs / 1000))}s`;
+  return `${Math.max(1, Math.ceil((windowMs - 1) / 1000))}s`;
 }
 
 /**
