@@ -124,6 +124,18 @@ describe('MemoryStore', () => {
     expect(() => store.consume('a', 1, spec, { operationId: 5 as never })).toThrow('`operationId`');
   });
 
+  it('does not remember a denied operationId: its retry is decided afresh once tokens are back', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    expect(store.consume('d', 5, spec)).toMatchObject({ allowed: true, remaining: 0 });
+    const denied = store.consume('d', 1, spec, { operationId: 'op' });
+    expect(denied.allowed).toBe(false);
+    now += denied.retryAfterMs;
+    expect(store.consume('d', 1, spec, { operationId: 'op' })).toMatchObject({ allowed: true });
+    // and once granted, the same id spends nothing more
+    expect(store.consume('d', 1, spec, { operationId: 'op' })).toMatchObject({ allowed: true, remaining: 0 });
+  });
+
   it('replays a reservation with the wait that is left', () => {
     now = 0;
     const store = memoryStore({ clock });

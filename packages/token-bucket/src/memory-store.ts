@@ -179,7 +179,9 @@ export class MemoryStore implements LimiterStore {
       now,
       maxWaitMs,
     );
-    this.remember(id, decision, now);
+    // Only a decision that spent tokens is remembered: a denied operation spent nothing, so its retry after
+    // `retryAfterMs` must be decided afresh (as @floodgate/redis does), not denied again from memory.
+    if (decision.allowed) this.remember(id, decision, now);
     return decision;
   }
 

@@ -43,8 +43,9 @@ export interface ConsumeOptions {
    */
   readonly maxWaitMs?: number;
   /**
-   * Idempotent spending: a consume with an operationId already seen for this key (within the store's
-   * operation TTL) returns the earlier decision and spends nothing.
+   * Idempotent spending: a consume with an operationId that was already granted for this key (within the
+   * store's operation TTL) returns the earlier decision and spends nothing. A denied operation is not
+   * remembered: it spent nothing, so its retry is decided afresh.
    */
   readonly operationId?: string;
 }
