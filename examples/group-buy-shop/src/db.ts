@@ -299,6 +299,16 @@ export class ShopDb {
     return this.#joinDeal(dealId, studentId, orderId, now);
   }
 
+  /** Joins many students at once, in one transaction (the festival opens its orders this way). */
+  joinDeals(
+    joins: readonly { dealId: string; studentId: string; orderId: string }[],
+    now = Date.now(),
+  ): Order[] {
+    return this.#db.transaction(() =>
+      joins.map((j) => this.#joinDeal(j.dealId, j.studentId, j.orderId, now)),
+    )();
+  }
+
   order(id: string): Order | undefined {
     const row = this.#statements.order.get(id);
     return row ? toOrder(row) : undefined;

@@ -32,7 +32,10 @@ const wiring = await buildShop(shop, {
   bankRate,
   onSettled: (orderId, outcome) => settleOrder(db, meter, orderId, outcome),
 });
+// The payment client's timers are unref'd and nothing listens yet: hold the process open meanwhile.
+const holdOpen = setInterval(() => {}, 1000);
 if (wiring.payments.recover) await wiring.payments.recover();
+clearInterval(holdOpen);
 const app = createShopApp({
   db,
   meter,

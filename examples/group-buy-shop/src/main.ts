@@ -21,7 +21,11 @@ const wiring = await buildShop(config.shop, {
 });
 
 // After a crash: settle what the last process left unknown before taking new checkouts.
+// The payment client's timers are unref'd (a library must not hold a process open) and nothing else is
+// listening yet, so hold the process open while recovery waits for the bank.
+const holdOpen = setInterval(() => {}, 1000);
 const recovered = wiring.payments.recover ? await wiring.payments.recover() : 0;
+clearInterval(holdOpen);
 
 const app = createShopApp({
   db,

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BankSimOptions, BankStats, Faults } from '@floodgate/bank-sim';
@@ -6,7 +7,7 @@ import type { ShopKind } from '../config.js';
 import { type OrderStatus, type PaymentAttempt, ShopDb } from '../db.js';
 import { type Service, startService } from './processes.js';
 import { perSecond, quantile } from './stats.js';
-import { runSurge, type StudentOutcome, type StudentRecord } from './students.js';
+import { dealOf, runSurge, type StudentOutcome, type StudentRecord, studentName } from './students.js';
 
 /** One column of the festival table. */
 export interface RunSpec {
@@ -135,17 +136,23 @@ async function getJson<T>(url: string): Promise<T | undefined> {
   }
 }
 
+/** Where shop process `index` of a run keeps its database and log. */
+function shopFile(spec: RunSpec, settings: FestivalSettings, index: number) {
+  const file = join(settings.outDir, `${spec.label.replace(/\W+/g, '-')}-${index + 1}`);
+  return { db: `${file}.db`, log: `${file}.log` };
+}
+
 /** Starts one shop process, on `port` (0: any). */
 function startShop(spec: RunSpec, settings: FestivalSettings, bankUrl: string, index: number, port = 0) {
   const instance = `${spec.shop}-${index + 1}`;
-  const file = join(settings.outDir, `${spec.label.replace(/\W+/g, '-')}-${index + 1}`);
+  const file = shopFile(spec, settings, index);
   const args = [
     '--shop',
     spec.shop,
     '--port',
     String(port),
     '--db',
-    `${file}.db`,
+    file.db,
     '--bank-url',
     bankUrl,
     '--bank-rate',
@@ -154,7 +161,7 @@ function startShop(spec: RunSpec, settings: FestivalSettings, bankUrl: string, i
     instance,
     ...(spec.redisUrl ? ['--redis', spec.redisUrl] : []),
   ];
-  return { db: `${file}.db`, service: startService('main.ts', args, { log: `${file}.log` }) };
+  return { db: file.db, service: startService('main.ts', args, { log: file.log }) };
 }
 
 /**
@@ -256,6 +263,19 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
   const shops: Service[] = [];
   const dbFiles: string[] = [];
   try {
+    // The deal was joined during the day: open every student's order in the database of the shop process
+    // the load balancer sends them to, so the surge is the checkout itself.
+    const orders: string[] = [];
+    for (let i = 0; i < spec.instances; i++) {
+      const db = new ShopDb(shopFile(spec, settings, i).db);
+      const joins = [];
+      for (let s = i; s < settings.students; s += spec.instances) {
+        joins.push({ dealId: dealOf(s), studentId: studentName(s), orderId: `ord_${randomUUID()}` });
+      }
+      for (const [k, order] of db.joinDeals(joins).entries()) orders[i + k * spec.instances] = order.id;
+      db.close();
+    }
+
     progress('starting the shop');
     const started = await Promise.all(
       Array.from({ length: spec.instances }, (_, i) => startShop(spec, settings, bank.url, i)),
@@ -285,6 +305,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
       arrivalMs: settings.arrivalMs,
       seed: settings.seed,
       sendsIdempotencyKey: config.sendsIdempotencyKey,
+      orders,
       onStudentDone: () => progress('surge', ++done),
     });
     progress('surge');

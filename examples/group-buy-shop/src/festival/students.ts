@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import { seededRandom } from './random.js';
@@ -61,6 +60,11 @@ export interface SurgeOptions {
   readonly patienceMs?: readonly [number, number];
   /** Students still waiting this long after their arrival walk away. @default 12_000 */
   readonly giveUpAfterMs?: number;
+  /**
+   * Orders opened before the surge, by student index (the deal was joined during the day; at the
+   * festival's start it completes and everyone pays at once). Students without one join first.
+   */
+  readonly orders?: readonly string[];
   /** Stops the surge early (students in flight walk away). */
   readonly signal?: AbortSignal;
   /** Called with each student that has finished. */
@@ -74,7 +78,17 @@ export interface SurgeResult {
   readonly durationMs: number;
 }
 
-const DEALS = ['d-headphones', 'd-textbook', 'd-kettle'] as const;
+export const DEALS = ['d-headphones', 'd-textbook', 'd-kettle'] as const;
+
+/** The deal student `index` joins. */
+export function dealOf(index: number): string {
+  return DEALS[index % DEALS.length] as string;
+}
+
+/** The id student `index` goes by. */
+export function studentName(index: number): string {
+  return `student-${index}`;
+}
 
 interface Answer {
   status: number;
@@ -108,11 +122,16 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
   const requests: CheckoutRequestRecord[] = [];
   const startedAt = performance.now();
   const since = () => performance.now() - startedAt;
-  const stop = new AbortController();
-  // Every student and request listens for the end of the surge.
-  setMaxListeners(0, stop.signal);
-  const onAbort = () => stop.abort();
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  // The end of the surge, as a flag and one list of callbacks: thousands of listeners on one AbortSignal
+  // would make every request's add/remove a linear scan.
+  let stopped = false;
+  const onStop = new Set<() => void>();
+  const stopAll = () => {
+    if (stopped) return;
+    stopped = true;
+    for (const callback of onStop) callback();
+  };
+  options.signal?.addEventListener('abort', stopAll, { once: true });
 
   async function send(
     pool: Pool,
@@ -128,7 +147,6 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
       method,
       path,
       headers,
-      signal: stop.signal,
       ...(body ? { body: JSON.stringify(body) } : {}),
     });
     const text = await response.body.text();
@@ -148,17 +166,17 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
   }
 
   async function student(index: number): Promise<StudentRecord> {
-    const id = `student-${index}`;
+    const id = studentName(index);
     const pool = pools[index % pools.length] as Pool;
     const arrivalDelay = random() * options.arrivalMs;
     const wantsDecline = random() < declineShare;
     const patience = () => patienceMin + random() * (patienceMax - patienceMin);
-    const deal = DEALS[index % DEALS.length] as string;
+    const deal = dealOf(index);
     const patienceDraws = Array.from({ length: maxClicks }, patience);
     const reactionDraws = Array.from({ length: maxClicks }, () => 300 + random() * 900);
     const key = options.sendsIdempotencyKey ? randomUUID() : undefined;
 
-    await sleep(arrivalDelay, undefined, { signal: stop.signal }).catch(() => {});
+    await sleep(arrivalDelay);
     const arrivedAt = since();
     const deadline = arrivedAt + giveUpAfterMs;
     const record = (fields: Partial<StudentRecord> & Pick<StudentRecord, 'outcome'>): StudentRecord => ({
@@ -173,14 +191,14 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
     });
 
     // Join the deal (opens the order). A crashed shop refuses connections for a moment: retry.
-    let orderId: string | undefined;
-    while (!orderId && since() < deadline && !stop.signal.aborted) {
+    let orderId: string | undefined = options.orders?.[index];
+    while (!orderId && since() < deadline && !stopped) {
       try {
         const answer = await send(pool, 'POST', `/api/deals/${deal}/join`, id, {});
         if (answer.status === 201) orderId = answer.body?.order?.id;
-        else await sleep(500, undefined, { signal: stop.signal });
+        else await sleep(500);
       } catch {
-        await sleep(500, undefined, { signal: stop.signal }).catch(() => {});
+        await sleep(500);
       }
     }
     if (!orderId) return record({ outcome: 'no-order' });
@@ -200,6 +218,7 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
         done = true;
         clearTimeout(nextClick);
         clearTimeout(walkAway);
+        onStop.delete(leave);
         resolve(record({ orderId, firstClickAt, answeredAt, clicks, outcome }));
       };
       const leave = () => {
@@ -207,7 +226,7 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
         else finish(lastNonAnswer === 'failed' ? 'gave-up-failed' : 'gave-up-no-answer', undefined);
       };
       const walkAway = setTimeout(leave, Math.max(0, deadline - since()));
-      stop.signal.addEventListener('abort', leave, { once: true });
+      onStop.add(leave);
 
       const scheduleClick = (delay: number) => {
         clearTimeout(nextClick);
@@ -222,7 +241,7 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
         const toldAt = since();
         toldPendingAt = toldAt;
         while (!done) {
-          await sleep(1000, undefined, { signal: stop.signal }).catch(() => {});
+          await sleep(1000);
           if (done) return;
           try {
             const answer = await send(pool, 'GET', `/api/orders/${orderId}`, id);
@@ -263,7 +282,7 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
           () => {
             inFlight--;
             // Requests we cut off ourselves at the end of the surge are not the shop's doing.
-            if (stop.signal.aborted) return;
+            if (stopped) return;
             requests.push({ at, latencyMs: since() - at, status: 0, replayed: false });
             if (done) return;
             lastNonAnswer = 'failed';
@@ -284,8 +303,8 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
       }),
     ),
   );
-  options.signal?.removeEventListener('abort', onAbort);
-  stop.abort();
+  options.signal?.removeEventListener('abort', stopAll);
+  stopAll();
   await Promise.all(pools.map((pool) => pool.destroy()));
   return { startedAt: Date.now() - since(), students: records, requests, durationMs: since() };
 }
