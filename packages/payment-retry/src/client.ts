@@ -14,7 +14,7 @@ import {
 } from './errors.js';
 import type { ChargeInput, ChargeResult, GatewayAdapter, GatewayRequest, StatusResult } from './gateway.js';
 import { assertIdempotencyKey, deriveIdempotencyKey } from './idempotency-key.js';
-import type { PaymentLedger, PaymentRecord } from './ledger.js';
+import type { AttemptRecord, PaymentLedger, PaymentRecord } from './ledger.js';
 import { checkOptions, finiteAtLeast, integerAtLeast } from './options.js';
 import { SqliteLedger } from './sqlite-ledger.js';
 import type {
@@ -737,7 +737,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           if (!hasStatus) return this.#pendingOutcome(record, attempts, 'key_expired');
           kind = 'status';
         }
-        const step = await this.#attempt(kind, input, cancel);
+        const { step, attempt } = await this.#attempt(kind, input, cancel);
         attempts++;
 
         let delayMs: number;
@@ -756,7 +756,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           const { result } = step;
           if (result.kind === 'paid' || result.kind === 'declined') {
             this.#reward(retries, lastCost);
-            return this.#settle(record, result, attempts);
+            return this.#settle(record, result, attempts, attempt);
           }
           if (result.kind === 'not_found') {
             // The bank never saw the key: re-sending it is safe, and nothing to wait for.
@@ -849,7 +849,11 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   }
 
   /** One request: through the limiter and the breaker, classified, recorded. Never throws for the bank's sake. */
-  async #attempt(kind: 'charge' | 'status', input: ChargeInput, cancel: PaymentCancel): Promise<Step> {
+  async #attempt(
+    kind: 'charge' | 'status',
+    input: ChargeInput,
+    cancel: PaymentCancel,
+  ): Promise<{ readonly step: Step; readonly attempt: AttemptRecord | undefined }> {
     const { gateway } = this;
     const request =
       kind === 'charge'
@@ -892,7 +896,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     else this.#counters.responded++;
     const statusCode = step.type === 'error' ? undefined : step.statusCode;
     const code = step.type === 'error' ? step.code : undefined;
-    await this.ledger.recordAttempt({
+    const attempt: AttemptRecord = {
       idempotencyKey: input.idempotencyKey,
       kind,
       outcome,
@@ -900,7 +904,10 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       errorCode: code ?? null,
       startedAt,
       durationMs,
-    });
+    };
+    // An attempt that settles the payment is written with the settlement, in one ledger write.
+    const settles = step.type !== 'error' && (step.result.kind === 'paid' || step.result.kind === 'declined');
+    if (!settles) await this.ledger.recordAttempt(attempt);
     if (this.listenerCount('attempt') > 0) {
       this.emit('attempt', {
         orderId: input.orderId,
@@ -912,7 +919,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         durationMs,
       });
     }
-    return step;
+    return { step, attempt: settles ? attempt : undefined };
   }
 
   #errorStep(error: unknown, started: boolean): Step {
@@ -990,10 +997,15 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       | { readonly kind: 'paid'; readonly reference: string }
       | { readonly kind: 'declined'; readonly reason: string },
     attempts: number,
+    attempt: AttemptRecord | undefined,
   ): Promise<PaymentOutcome> {
     const to = result.kind === 'paid' ? 'paid' : 'declined';
     const patch = result.kind === 'paid' ? { reference: result.reference } : { declineReason: result.reason };
-    let settled = await this.ledger.transition(record.idempotencyKey, to, patch);
+    let settled = await this.ledger.transition(
+      record.idempotencyKey,
+      to,
+      attempt === undefined ? patch : { ...patch, attempt },
+    );
     if (settled === undefined) {
       const fresh = await this.ledger.get(record.idempotencyKey);
       if (fresh?.state === 'unknown') {

@@ -146,6 +146,27 @@ describe.each(ledgers)('%s', (_name, make) => {
     ]);
   });
 
+  it('writes an attempt with the state change it caused, and keeps it when the move is refused', async () => {
+    await ledger.create(record());
+    await ledger.transition('key-1', 'sending');
+    const attempt = {
+      idempotencyKey: 'key-1',
+      kind: 'charge' as const,
+      outcome: 'responded' as const,
+      statusCode: 201,
+      errorCode: null,
+      startedAt: 5,
+      durationMs: 2,
+    };
+    expect(await ledger.transition('key-1', 'paid', { reference: 'r', attempt })).toMatchObject({
+      state: 'paid',
+      attempts: 1,
+    });
+    expect(await ledger.transition('key-1', 'declined', { declineReason: 'late', attempt })).toBeUndefined();
+    expect(await ledger.get('key-1')).toMatchObject({ state: 'paid', attempts: 2 });
+    expect(await ledger.attempts('key-1')).toHaveLength(2);
+  });
+
   it('lists unresolved payments oldest first', async () => {
     await ledger.create(record({ idempotencyKey: 'a', scope: 'a', createdAt: 1 }));
     await ledger.create(record({ idempotencyKey: 'b', scope: 'b', createdAt: 2 }));

@@ -59,6 +59,11 @@ export interface RecordPatch {
   readonly declineReason?: string;
   readonly firstSentAt?: number;
   readonly unknownSince?: number;
+  /**
+   * An attempt to append (and count) in the same atomic write. It is recorded even when the move is not
+   * allowed: it happened either way.
+   */
+  readonly attempt?: AttemptRecord;
 }
 
 /** One request to the bank, as recorded. */

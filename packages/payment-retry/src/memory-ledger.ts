@@ -66,6 +66,7 @@ export class MemoryLedger implements PaymentLedger {
   }
 
   transition(idempotencyKey: string, to: PaymentState, patch: RecordPatch = {}): PaymentRecord | undefined {
+    if (patch.attempt !== undefined) this.recordAttempt(patch.attempt);
     const current = this.#byKey.get(idempotencyKey);
     if (current === undefined || !canTransition(current.state, to)) return undefined;
     current.state = to;

@@ -142,6 +142,11 @@ export class SqliteLedger implements PaymentLedger {
   readonly #insertAttempt: Database.Statement<unknown[]>;
   readonly #countAttempt: Database.Statement<[string]>;
   readonly #recordAttempt: (attempt: AttemptRecord) => void;
+  readonly #transitionWithAttempt: (
+    statement: Database.Statement<unknown[], PaymentRow>,
+    args: unknown[],
+    attempt: AttemptRecord,
+  ) => PaymentRow | undefined;
   readonly #attempts: Database.Statement<[string], AttemptRow>;
   readonly #unresolved: Database.Statement<[number], PaymentRow>;
   #closed = false;
@@ -219,6 +224,13 @@ export class SqliteLedger implements PaymentLedger {
         attempt.durationMs,
       );
     });
+    // One transaction for the attempt and the state change it caused: one commit instead of two.
+    this.#transitionWithAttempt = db.transaction(
+      (statement: Database.Statement<unknown[], PaymentRow>, args: unknown[], attempt: AttemptRecord) => {
+        this.#recordAttempt(attempt);
+        return statement.get(...args);
+      },
+    );
     this.#attempts = db.prepare(
       'SELECT * FROM floodgate_payment_attempts WHERE idempotency_key = ? ORDER BY rowid',
     );
@@ -259,15 +271,22 @@ export class SqliteLedger implements PaymentLedger {
 
   transition(idempotencyKey: string, to: PaymentState, patch: RecordPatch = {}): PaymentRecord | undefined {
     const statement = this.#transition.get(to);
-    if (statement === undefined) return undefined;
-    const row = statement.get(
+    if (statement === undefined) {
+      if (patch.attempt !== undefined) this.#recordAttempt(patch.attempt);
+      return undefined;
+    }
+    const args = [
       Date.now(),
       patch.reference ?? null,
       patch.declineReason ?? null,
       patch.firstSentAt ?? null,
       patch.unknownSince ?? null,
       idempotencyKey,
-    );
+    ];
+    const row =
+      patch.attempt === undefined
+        ? statement.get(...args)
+        : this.#transitionWithAttempt(statement, args, patch.attempt);
     return row === undefined ? undefined : toRecord(row);
   }
 
