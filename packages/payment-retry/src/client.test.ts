@@ -526,6 +526,21 @@ describe('options', () => {
     expect(() => createPaymentClient(options as PaymentClientOptions)).toThrow(message);
   });
 
+  it('rejects bad pay() options, sending nothing', async () => {
+    const { bank, client } = await setup(paid);
+    // @ts-expect-error testing an unknown option
+    await expect(client.pay(intent, { timeout: 5 })).rejects.toMatchObject({ option: 'timeout' });
+    await expect(client.pay(intent, { deadlineMs: 0 })).rejects.toThrow(
+      'Expected `deadlineMs` to be a finite number >= 1',
+    );
+    // @ts-expect-error testing a bad signal
+    await expect(client.pay(intent, { signal: {} })).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      option: 'signal',
+    });
+    expect(bank.requests).toHaveLength(0);
+  });
+
   it.each<[string, unknown, string]>([
     ['orderId', { ...intent, orderId: '' }, 'intent.orderId'],
     ['amount', { ...intent, amount: 12.5 }, 'intent.amount'],

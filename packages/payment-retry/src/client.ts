@@ -217,6 +217,9 @@ interface PendingEntry {
   delayMs: number;
 }
 
+const NO_PAY_OPTIONS: PayOptions = Object.freeze({});
+const PAY_OPTION_KEYS = ['signal', 'deadlineMs'] as const;
+
 const EMPTY_FIELDS: Readonly<Record<string, unknown>> = Object.freeze({});
 
 const scopeOf = (merchant: string, orderId: string): string => JSON.stringify([merchant, orderId]);
@@ -433,10 +436,16 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
    * @throws {IdempotencyKeyInvalidError} when a caller-given key breaks the gateway's limits.
    * @throws {ClientClosedError} after `close()`.
    */
-  pay(intent: PaymentIntent, options: PayOptions = {}): Promise<PaymentOutcome> {
+  pay(intent: PaymentIntent, options: PayOptions = NO_PAY_OPTIONS): Promise<PaymentOutcome> {
     try {
       if (this.#closed) throw new ClientClosedError();
       const normalized = this.#normalize(intent);
+      if (options !== NO_PAY_OPTIONS) {
+        checkOptions('options', options, PAY_OPTION_KEYS);
+        if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
+          throw new InvalidOptionError('signal', 'an AbortSignal', options.signal);
+        }
+      }
       const deadlineMs = finiteAtLeast('deadlineMs', options.deadlineMs, 1, this.#timeouts.paymentMs);
       const existing = this.#inFlight.get(normalized.scope);
       if (existing !== undefined) {
