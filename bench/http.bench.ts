@@ -136,9 +136,17 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
     }
   })();
   const self = fileURLToPath(import.meta.url);
+  // HTTP_BENCH_CPU_PROF=dir: profile each server (one directory per configuration) to see where its CPU goes.
+  const profile = process.env.HTTP_BENCH_CPU_PROF;
   const child = fork(self, [], {
     env: { ...process.env, HTTP_BENCH_SERVER: JSON.stringify(spec) },
-    execArgv: ['--import', 'tsx'],
+    execArgv: [
+      '--import',
+      'tsx',
+      ...(profile === undefined
+        ? []
+        : ['--cpu-prof', `--cpu-prof-dir=${profile}/${spec.framework}-${spec.variant}-${spec.scenario}`]),
+    ],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   if (hasTaskset && child.pid !== undefined) {
@@ -161,7 +169,11 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
       total: result.requests.total,
     };
   } finally {
-    child.kill();
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    if (child.connected) child.send('exit');
+    const timer = setTimeout(() => child.kill(), 5000);
+    await exited;
+    clearTimeout(timer);
   }
 }
 
