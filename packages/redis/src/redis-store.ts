@@ -446,9 +446,19 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     const go = (): void => {
       if (settled) return;
       this.#scriptCalls += 1;
-      this.#evalScript(BUCKET_SHA, BUCKET_SCRIPT, keys, args).then(
+      this.#client.evalsha(BUCKET_SHA, keys.length, ...keys, ...args).then(
         (reply) => done(undefined, reply as Reply),
-        (error: unknown) => done(toError(error), undefined),
+        (error: unknown) => {
+          // NOSCRIPT (restart, failover, SCRIPT FLUSH): the same call once as EVAL; see #evalScript.
+          if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+            this.#client.eval(BUCKET_SCRIPT, keys.length, ...keys, ...args).then(
+              (reply) => done(undefined, reply as Reply),
+              (retryError: unknown) => done(toError(retryError), undefined),
+            );
+          } else {
+            done(toError(error), undefined);
+          }
+        },
       );
     };
     const done = (error: Error | undefined, reply: Reply | undefined): void => {
