@@ -89,7 +89,12 @@ export class FloodgatePayments implements Payments {
 
   status(): PaymentsStatus {
     const gate = this.#gate.stats();
-    return { breaker: this.#breaker.state, queued: gate.queued, active: gate.active, bankRate: gate.rate };
+    return {
+      breaker: this.#breaker.state,
+      queued: gate.queued,
+      active: gate.active,
+      bankRate: this.#context.bankRate,
+    };
   }
 
   /**

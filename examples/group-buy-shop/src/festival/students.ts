@@ -111,9 +111,9 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
   const pools = options.shopUrls.map(
     (url) =>
       new Pool(url, {
-        // Browsers each bring their own connection; a few hundred per shop process is as many as the
-        // shop would keep open behind a load balancer, and more only burns the generator's CPU.
-        connections: Math.max(16, Math.ceil(Math.min(options.students, 256) / options.shopUrls.length)),
+        // Every student's browser has its own connection. Fewer would cap the shop's concurrency at the
+        // pool size and hide its queueing behind the generator's.
+        connections: Math.ceil(Math.min(options.students, 8192) / options.shopUrls.length),
         headersTimeout: 0,
         bodyTimeout: 0,
         keepAliveTimeout: 30_000,

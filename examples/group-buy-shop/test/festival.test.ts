@@ -1,0 +1,102 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FestivalReport } from '../src/festival/report.js';
+import { type FestivalOptions, runFestival } from '../src/festival/run-festival.js';
+
+// The festival's acceptance, on a smaller surge: a bank limited to 60 payments/s with realistic faults,
+// and 240 students paying within one second, four times what it can take.
+const BANK_RATE = 60;
+const base = (outDir: string): FestivalOptions => ({
+  students: 240,
+  arrivalMs: 1000,
+  bankRate: BANK_RATE,
+  faults: true,
+  seed: 7,
+  shops: ['floodgate'],
+  crash: false,
+  instances: 1,
+  redisUrl: undefined,
+  drainTimeoutMs: 8000,
+  outDir,
+});
+
+let outDir: string;
+beforeAll(async () => {
+  outDir = await mkdtemp(join(tmpdir(), 'festival-test-'));
+});
+afterAll(async () => {
+  await rm(outDir, { recursive: true, force: true });
+});
+
+describe('the festival, floodgate shop', () => {
+  let report: FestivalReport;
+
+  beforeAll(async () => {
+    report = await runFestival({ ...base(join(outDir, 'floodgate')), crash: true });
+  }, 90_000);
+
+  it('charges no order twice and loses none', () => {
+    const run = report.runs[0];
+    expect(run?.label).toBe('floodgate');
+    expect(run?.ordersChargedTwice).toBe(0);
+    expect(run?.extraCharges).toBe(0);
+    expect(run?.lostOrders).toBe(0);
+    // Every order that was paid for was charged exactly once; every other one was declined, uncharged.
+    expect(run?.integrity.paidChargedMoreThanOnce).toBe(0);
+    expect(run?.integrity.paidNotCharged).toBe(0);
+    expect(run?.integrity.declinedButCharged).toBe(0);
+    expect(run?.ordersPaid).toBe(run?.integrity.paidChargedOnce);
+    expect(run?.ordersPaid).toBeGreaterThan(215);
+  });
+
+  it('keeps the bank at its limit and uses at least 90% of it while demand exceeds it', () => {
+    const run = report.runs[0];
+    expect(run?.bankPeakAdmittedPerSecond).toBeLessThanOrEqual(BANK_RATE * 1.05);
+    expect(run?.goodputShare).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('recovers from a SIGKILL mid-surge: every order charged exactly once or definitively declined', () => {
+    const run = report.runs[1];
+    expect(run?.crash).toBe(true);
+    expect(run?.crashedAtMs).toBeGreaterThan(0);
+    expect(run?.ordersChargedTwice).toBe(0);
+    expect(run?.extraCharges).toBe(0);
+    expect(run?.lost).toEqual({ chargedNotPaid: 0, unresolved: 0 });
+    expect(run?.integrity.paidChargedMoreThanOnce).toBe(0);
+    expect(run?.integrity.paidNotCharged).toBe(0);
+    expect(run?.integrity.declinedButCharged).toBe(0);
+  });
+
+  it('writes the JSON and HTML report', async () => {
+    const json = JSON.parse(
+      await readFile(join(outDir, 'floodgate', 'report.json'), 'utf8'),
+    ) as FestivalReport;
+    expect(json.runs.map((r) => r.label)).toEqual(['floodgate', 'floodgate + SIGKILL']);
+    const html = await readFile(join(outDir, 'floodgate', 'report.html'), 'utf8');
+    expect(html).toContain('<svg');
+    expect(html).toContain('Requests at the bank against its limit');
+  });
+});
+
+describe('the festival, naive shop', () => {
+  it('shows what the festival went through: double charges or collapse', async () => {
+    const report = await runFestival({
+      ...base(join(outDir, 'naive')),
+      shops: ['naive'],
+      students: 120,
+      drainTimeoutMs: 2000,
+    });
+    const run = report.runs[0];
+    expect(run?.label).toBe('naive');
+    // Measured by the bank: orders charged twice, or the bank's capacity wasted on refused requests.
+    const collapsed = (run?.goodputShare ?? 1) < 0.5 && (run?.throttled ?? 0) > 0;
+    expect((run?.ordersChargedTwice ?? 0) > 0 || collapsed).toBe(true);
+    // The bank's ground truth and the shop's records agree on where the extra charges came from.
+    const sources = run?.doubleChargeSources;
+    expect((sources?.reClicks ?? 0) + (sources?.retries ?? 0) + (sources?.crashes ?? 0)).toBe(
+      run?.extraCharges,
+    );
+  }, 60_000);
+});
