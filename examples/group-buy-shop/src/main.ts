@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createShopApp, settleOrder } from './app.js';
 import { readShopConfig } from './config.js';
@@ -38,7 +39,10 @@ const app = createShopApp({
   instance: config.instance,
 });
 
-const server = app.listen(config.port, config.host);
+// A festival opens thousands of connections at once: a short accept queue (Node's default is 511) drops
+// them, and a dropped SYN is retried only after a second or more.
+const server = createServer(app);
+server.listen({ port: config.port, host: config.host, backlog: 4096 });
 server.keepAliveTimeout = 30_000;
 server.once('listening', () => {
   const { port } = server.address() as AddressInfo;

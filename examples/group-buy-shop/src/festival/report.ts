@@ -31,7 +31,11 @@ export function tableRows(report: FestivalReport): Array<[string, ...string[]]> 
       String(r.bankPeakAdmittedPerSecond),
     ),
     row('throttled by the bank', (r) => String(r.throttled)),
-    row('checkout latency p50 / p99', (r) => `${millis(r.latencyMs.p50)} / ${millis(r.latencyMs.p99)}`),
+    row('checkout latency p50 / p99', (r) => {
+      // Clicks never answered count with the time they had waited: a lower bound, hence "≥".
+      const atLeast = r.unanswered > 0 ? '≥ ' : '';
+      return `${atLeast}${millis(r.latencyMs.p50)} / ${atLeast}${millis(r.latencyMs.p99)}`;
+    }),
     row('time to drain', (r) => seconds(r.timeToDrainMs)),
     row('goodput (share of bank capacity)', (r) => percent(r.goodputShare)),
     row('students told "failed" or gave up', (r) => String(gaveUp(r))),
@@ -64,9 +68,10 @@ export function findings(run: RunReport): string {
   if (run.bankPeakAdmittedPerSecond > run.bankRate * 1.05) {
     parts.push(`the bank saw up to ${run.bankPeakAdmittedPerSecond}/s against a limit of ${run.bankRate}/s`);
   }
+  if (run.unanswered > 0) parts.push(`${run.unanswered} clicks were never answered`);
   if (run.crash) {
     parts.push(
-      `shop SIGKILLed at ${seconds(run.crashedAtMs ?? 0)}, restarted, ${run.recovered ?? 0} payments recovered`,
+      `shop SIGKILLed at ${seconds(run.crashedAtMs ?? 0)}, back after ${seconds(run.restartMs ?? 0)} with ${run.recovered ?? 0} payments recovered`,
     );
   }
   return `${run.label}: ${parts.join('; ')}.`;

@@ -82,6 +82,8 @@ export interface RunReport {
   readonly throttled: number;
   readonly latencyMs: { readonly p50: number; readonly p99: number; readonly max: number };
   readonly checkoutRequests: number;
+  /** Clicks still waiting for an answer when their student had left (counted in latency as a lower bound). */
+  readonly unanswered: number;
   readonly timeToDrainMs: number;
   /** Useful bank outcomes per second while demand exceeded the limit, as a share of the limit. */
   readonly goodputShare: number;
@@ -99,6 +101,8 @@ export interface RunReport {
   };
   /** The crash run only: payments the restarted shop recovered. */
   readonly crashedAtMs?: number | undefined;
+  /** The crash run only: from the SIGKILL until the new process took checkouts again (recovery included). */
+  readonly restartMs?: number | undefined;
   readonly recovered?: number | undefined;
   /** The bank's own numbers, as /_stats gave them (without the series). */
   readonly bankStats: Omit<BankStats, 'series'> | undefined;
@@ -298,6 +302,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
     let done = 0;
     let crashedAtMs: number | undefined;
     let recovered: number | undefined;
+    let restartMs: number | undefined;
     const surgeStartedAt = Date.now();
     const surge = runSurge({
       shopUrls: shops.map((s) => s.url),
@@ -319,6 +324,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
       await victim.crash();
       const again = startShop(spec, settings, bank.url, 0, victim.port);
       const restarted = await again.service;
+      restartMs = Date.now() - surgeStartedAt - crashedAtMs;
       shops[0] = restarted;
       recovered = typeof restarted.ready.recovered === 'number' ? restarted.ready.recovered : undefined;
     }
@@ -344,8 +350,14 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
         : drainedAt - surgeStartedAt;
 
     progress('counting');
-    const bankStats = await getJson<BankStats>(`${bank.url}/_stats`);
     await Promise.all(shops.map((s) => s.stop()));
+    // The bank finishes what it had accepted even after the shop is gone: count once it is idle.
+    let bankStats = await getJson<BankStats>(`${bank.url}/_stats`);
+    const idleDeadline = Date.now() + 3000;
+    while (bankStats && bankStats.inFlight + bankStats.queued > 0 && Date.now() < idleDeadline) {
+      await sleep(100);
+      bankStats = await getJson<BankStats>(`${bank.url}/_stats`);
+    }
 
     const attempts: PaymentAttempt[] = [];
     const statuses = { created: 0, paying: 0, paid: 0, declined: 0, pending: 0, failed: 0 } as Record<
@@ -376,6 +388,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
       surgeStartedAt,
       timeToDrainMs,
       crashedAtMs,
+      restartMs,
       recovered,
     });
   } finally {
@@ -397,6 +410,7 @@ interface SummaryInput {
   surgeStartedAt: number;
   timeToDrainMs: number;
   crashedAtMs: number | undefined;
+  restartMs: number | undefined;
   recovered: number | undefined;
 }
 
@@ -531,6 +545,7 @@ function summarize(input: SummaryInput): RunReport {
       max: Math.round(Math.max(0, ...latencies)),
     },
     checkoutRequests: input.requests.length,
+    unanswered: input.requests.filter((r) => r.status === -1).length,
     timeToDrainMs: Math.round(input.timeToDrainMs),
     goodputShare,
     doubleChargeSources: sources,
@@ -545,6 +560,7 @@ function summarize(input: SummaryInput): RunReport {
       p99,
     },
     crashedAtMs: input.crashedAtMs,
+    restartMs: input.restartMs,
     recovered: input.recovered,
     bankStats: withoutSeries(bankStats),
   };

@@ -38,7 +38,10 @@ export interface StudentRecord {
 export interface CheckoutRequestRecord {
   readonly at: number;
   readonly latencyMs: number;
-  /** HTTP status, or 0 when the shop did not answer (connection refused/reset, timeout). */
+  /**
+   * HTTP status; 0 when the connection failed (refused, reset); -1 when no answer had come by the end of
+   * the surge (then `latencyMs` is how long it had waited so far).
+   */
   readonly status: number;
   readonly replayed: boolean;
 }
@@ -108,18 +111,23 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
   const maxClicks = options.maxClicks ?? 8;
   const [patienceMin, patienceMax] = options.patienceMs ?? [1500, 4000];
   const giveUpAfterMs = options.giveUpAfterMs ?? 12_000;
-  const pools = options.shopUrls.map(
-    (url) =>
-      new Pool(url, {
-        // Every student's browser has its own connection. Fewer would cap the shop's concurrency at the
-        // pool size and hide its queueing behind the generator's.
-        connections: Math.ceil(Math.min(options.students, 8192) / options.shopUrls.length),
-        headersTimeout: 0,
-        bodyTimeout: 0,
-        keepAliveTimeout: 30_000,
-      }),
-  );
+  // Every student's browser has its own connections to the shop (up to one per click in flight): a pool
+  // per student. One shared pool would cap the shop's concurrency at its size, and undici looks for a free
+  // connection by scanning them all, which costs the generator dearly with thousands.
+  const pools = new Set<Pool>();
+  const browserOf = (index: number) => {
+    const pool = new Pool(options.shopUrls[index % options.shopUrls.length] as string, {
+      connections: maxClicks,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: 30_000,
+    });
+    pools.add(pool);
+    return pool;
+  };
   const requests: CheckoutRequestRecord[] = [];
+  // Clicks still waiting for their answer.
+  const outstanding = new Set<{ readonly at: number }>();
   const startedAt = performance.now();
   const since = () => performance.now() - startedAt;
   // The end of the surge, as a flag and one list of callbacks: thousands of listeners on one AbortSignal
@@ -167,7 +175,6 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
 
   async function student(index: number): Promise<StudentRecord> {
     const id = studentName(index);
-    const pool = pools[index % pools.length] as Pool;
     const arrivalDelay = random() * options.arrivalMs;
     const wantsDecline = random() < declineShare;
     const patience = () => patienceMin + random() * (patienceMax - patienceMin);
@@ -177,6 +184,7 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
     const key = options.sendsIdempotencyKey ? randomUUID() : undefined;
 
     await sleep(arrivalDelay);
+    const pool = browserOf(index);
     const arrivedAt = since();
     const deadline = arrivedAt + giveUpAfterMs;
     const record = (fields: Partial<StudentRecord> & Pick<StudentRecord, 'outcome'>): StudentRecord => ({
@@ -259,11 +267,14 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
         firstClickAt ??= since();
         inFlight++;
         const at = since();
+        const open = { at };
+        outstanding.add(open);
         // An impatient student clicks again if this answer is slow.
         scheduleClick(patienceDraws[clicks - 1] ?? patienceMax);
         send(pool, 'POST', '/api/checkout', id, { orderId, source }, key).then(
           (answer) => {
             inFlight--;
+            outstanding.delete(open);
             requests.push({ at, latencyMs: since() - at, status: answer.status, replayed: answer.replayed });
             if (done) return;
             const status = answer.body?.status;
@@ -281,6 +292,7 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
           },
           () => {
             inFlight--;
+            outstanding.delete(open);
             // Requests we cut off ourselves at the end of the surge are not the shop's doing.
             if (stopped) return;
             requests.push({ at, latencyMs: since() - at, status: 0, replayed: false });
@@ -305,6 +317,10 @@ export async function runSurge(options: SurgeOptions): Promise<SurgeResult> {
   );
   options.signal?.removeEventListener('abort', stopAll);
   stopAll();
-  await Promise.all(pools.map((pool) => pool.destroy()));
+  const endedAt = since();
+  for (const open of outstanding) {
+    requests.push({ at: open.at, latencyMs: endedAt - open.at, status: -1, replayed: false });
+  }
+  await Promise.all([...pools].map((pool) => pool.destroy()));
   return { startedAt: Date.now() - since(), students: records, requests, durationMs: since() };
 }
