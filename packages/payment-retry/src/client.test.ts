@@ -94,6 +94,53 @@ describe('PaymentClient.pay', () => {
     expect(bank.requests).toHaveLength(1);
   });
 
+  it('records a new payment in one write with createSending, and in two with a ledger without it', async () => {
+    const calls: string[] = [];
+    const recording = (withCreateSending: boolean): PaymentLedger => {
+      const inner = new MemoryLedger();
+      const ledger: PaymentLedger = {
+        latest: (scope) => inner.latest(scope),
+        get: (key) => inner.get(key),
+        create: (record) => {
+          calls.push('create');
+          return inner.create(record);
+        },
+        transition: (key, to, patch) => {
+          calls.push(`transition:${to}`);
+          return inner.transition(key, to, patch);
+        },
+        recordAttempt: (attempt) => {
+          calls.push('recordAttempt');
+          inner.recordAttempt(attempt);
+        },
+        attempts: (key) => inner.attempts(key),
+        unresolved: (limit) => inner.unresolved(limit),
+        close: () => inner.close(),
+      };
+      if (withCreateSending) {
+        ledger.createSending = (record) => {
+          calls.push('createSending');
+          return inner.createSending(record);
+        };
+      }
+      return ledger;
+    };
+    const { bank, client, ledger } = await setup(paid, { ledger: recording(true) });
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', attempts: 1 });
+    expect(calls).toEqual(['createSending', 'transition:paid']);
+    expect(await ledger.get(key0)).toMatchObject({ state: 'paid', attempts: 1 });
+    expect(bank.charges).toHaveLength(1);
+    await client.close();
+    await bank.close();
+
+    calls.length = 0;
+    const custom = await setup(paid, { ledger: recording(false) });
+    expect(await custom.client.pay(intent)).toMatchObject({ status: 'paid', attempts: 1 });
+    expect(calls).toEqual(['create', 'transition:sending', 'transition:paid']);
+    expect(await custom.ledger.get(key0)).toMatchObject({ state: 'paid', attempts: 1 });
+    expect(custom.bank.charges).toHaveLength(1);
+  });
+
   it('never retries a decline; paying the order again starts a new generation with a new key', async () => {
     let decline = true;
     const { bank, client } = await setup((request) =>

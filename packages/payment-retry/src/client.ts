@@ -652,7 +652,14 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         firstSentAt: null,
         unknownSince: null,
       };
-      if (await this.ledger.create(record)) return this.#drive(record, deadlineMs, signal);
+      // The key is durable before anything is sent either way; a ledger that can insert the payment
+      // already `sending` saves a commit on every payment.
+      if (typeof this.ledger.createSending === 'function') {
+        const sending: PaymentRecord = { ...record, state: 'sending', firstSentAt: now };
+        if (await this.ledger.createSending(sending)) return this.#drive(sending, deadlineMs, signal, true);
+      } else if (await this.ledger.create(record)) {
+        return this.#drive(record, deadlineMs, signal);
+      }
       const holder = await this.ledger.get(idempotencyKey);
       if (holder !== undefined && holder.scope !== intent.scope) {
         throw new PaymentMismatchError(
@@ -685,6 +692,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     start: PaymentRecord,
     deadlineMs: number,
     signal: AbortSignal | undefined,
+    /** The record was just created by this call directly in `sending`: nothing was sent yet. */
+    created = false,
   ): Promise<PaymentOutcome> {
     const { gateway } = this;
     const hasStatus = gateway.statusRequest !== undefined;
@@ -692,7 +701,9 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     let askStatus = false;
     // A payment that was not `created` may have been sent before (by us, a crashed process, or another
     // process right now): it is reconciled, starting with the status query when there is one.
-    if (record.state === 'created') {
+    if (created) {
+      // Fresh from createSending: the first request goes out as from `created`.
+    } else if (record.state === 'created') {
       const next = await this.ledger.transition(record.idempotencyKey, 'sending', {
         firstSentAt: Date.now(),
       });

@@ -167,6 +167,35 @@ describe.each(ledgers)('%s', (_name, make) => {
     expect(await ledger.attempts('key-1')).toHaveLength(2);
   });
 
+  it('createSending inserts a payment already sending, refusing what create refuses', async () => {
+    const sending = record({ state: 'sending', firstSentAt: 7 });
+    expect(await ledger.createSending?.(sending)).toBe(true);
+    expect(await ledger.get('key-1')).toMatchObject({ state: 'sending', firstSentAt: 7, attempts: 0 });
+    expect(await ledger.createSending?.(sending)).toBe(false);
+    expect(await ledger.create(record())).toBe(false);
+    expect(await ledger.createSending?.(record({ idempotencyKey: 'key-2', state: 'sending' }))).toBe(false);
+    expect(await ledger.unresolved()).toMatchObject([{ idempotencyKey: 'key-1', state: 'sending' }]);
+    // It goes on as if created and moved to sending: `created` moves are refused, settling works.
+    expect(await ledger.transition('key-1', 'sending')).toBeUndefined();
+    expect(
+      await ledger.transition('key-1', 'paid', {
+        reference: 'r',
+        attempt: {
+          idempotencyKey: 'key-1',
+          kind: 'charge',
+          outcome: 'responded',
+          statusCode: 201,
+          errorCode: null,
+          startedAt: 7,
+          durationMs: 1,
+        },
+      }),
+    ).toMatchObject({ state: 'paid', reference: 'r', attempts: 1, firstSentAt: 7 });
+    // A newer generation of the order is refused once a later one exists, as with create.
+    await ledger.create(record({ idempotencyKey: 'g2', generation: 2 }));
+    expect(await ledger.createSending?.(record({ idempotencyKey: 'g1', generation: 1 }))).toBe(false);
+  });
+
   it('lists unresolved payments oldest first', async () => {
     await ledger.create(record({ idempotencyKey: 'a', scope: 'a', createdAt: 1 }));
     await ledger.create(record({ idempotencyKey: 'b', scope: 'b', createdAt: 2 }));
@@ -192,6 +221,26 @@ describe('SqliteLedger', () => {
     const db = new Database(path);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     db.close();
+  });
+
+  it('counts an attempt written with a state change, refused or not, without keeping rows', () => {
+    const ledger = new SqliteLedger({ path: join(dir, 'counts.db'), keepAttempts: false });
+    ledger.createSending(record({ state: 'sending', firstSentAt: 1 }));
+    const attempt = {
+      idempotencyKey: 'key-1',
+      kind: 'charge' as const,
+      outcome: 'responded' as const,
+      statusCode: 201,
+      errorCode: null,
+      startedAt: 1,
+      durationMs: 1,
+    };
+    expect(ledger.transition('key-1', 'paid', { reference: 'r', attempt })).toMatchObject({ attempts: 1 });
+    expect(ledger.transition('key-1', 'unknown', { attempt })).toBeUndefined();
+    ledger.recordAttempt(attempt);
+    expect(ledger.get('key-1')).toMatchObject({ state: 'paid', attempts: 3 });
+    expect(ledger.attempts('key-1')).toEqual([]);
+    ledger.close();
   });
 
   it('uses a caller-owned database without closing it', () => {

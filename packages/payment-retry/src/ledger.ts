@@ -98,6 +98,16 @@ export interface PaymentLedger {
    */
   create(record: PaymentRecord): Awaitable<boolean>;
   /**
+   * Optional: {@link PaymentLedger.create} and `transition(key, 'sending', { firstSentAt })` as one
+   * atomic write, so a new payment costs one commit less before its first request. Inserts the payment
+   * directly in state `sending` with `record.firstSentAt`; refuses (answers false, writing nothing) exactly
+   * when `create` would. A ledger without it gets the two calls, in that order.
+   *
+   * @example
+   * if (await ledger.createSending({ ...record, state: 'sending', firstSentAt: Date.now() })) send(record);
+   */
+  createSending?(record: PaymentRecord): Awaitable<boolean>;
+  /**
    * Moves a payment to `to` when {@link canTransition} allows it from its current state, and applies the
    * patch. Answers the updated record, or undefined when the payment is missing or the move is not allowed
    * (someone else settled it first: read it again).

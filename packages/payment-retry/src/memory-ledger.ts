@@ -56,10 +56,18 @@ export class MemoryLedger implements PaymentLedger {
   }
 
   create(record: PaymentRecord): boolean {
+    return this.#insert(record, 'created');
+  }
+
+  createSending(record: PaymentRecord): boolean {
+    return this.#insert(record, 'sending');
+  }
+
+  #insert(record: PaymentRecord, state: 'created' | 'sending'): boolean {
     if (this.#byKey.has(record.idempotencyKey)) return false;
     const latest = this.#latest.get(record.scope);
     if (latest !== undefined && latest.generation >= record.generation) return false;
-    const stored: Mutable<PaymentRecord> = { ...record, state: 'created' };
+    const stored: Mutable<PaymentRecord> = { ...record, state };
     this.#byKey.set(record.idempotencyKey, stored);
     this.#latest.set(record.scope, stored);
     return true;
