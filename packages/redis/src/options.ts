@@ -116,11 +116,19 @@ const KNOWN = [
 
 const FAIL_MODES: readonly FailMode[] = ['fail-closed', 'fail-open', 'local-fallback'];
 
-function isPlainObject(value: unknown): value is Record<string, unknown> {
+/** @internal */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === 'object' && !Array.isArray(value);
 }
 
-function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
+/** @internal An integer option in [min, max], or `fallback` when undefined. */
+export function integerOption(
+  name: string,
+  value: unknown,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > max) {
     throw new InvalidOptionError(name, `an integer from ${min} to ${max}`, value);
@@ -200,7 +208,8 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   };
 }
 
-function checkUrl(url: unknown): void {
+/** @internal */
+export function checkUrl(url: unknown): void {
   if (typeof url !== 'string') {
     throw new InvalidOptionError('url', 'a redis:// or rediss:// URL string', url);
   }

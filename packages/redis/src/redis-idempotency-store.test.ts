@@ -1,0 +1,453 @@
+import { Idempotency } from '@floodgate/http';
+import { ClosedError, InvalidOptionError, StoreUnavailableError } from '@floodgate/token-bucket';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { adminClient, deleteKeys, describeRedis, REDIS_URL, testPrefix } from '../test/redis-available.js';
+import {
+  freePort,
+  type PrivateRedis,
+  redisServerAvailable,
+  startPrivateRedis,
+} from '../test/redis-server.js';
+import {
+  type BeginResult,
+  RedisIdempotencyStore,
+  type RedisIdempotencyStoreOptions,
+  redisIdempotencyStore,
+  type StoredResponse,
+} from './index.js';
+
+const prefix = testPrefix('idem');
+const response: StoredResponse = {
+  status: 201,
+  headers: { 'content-type': 'application/json', location: '/orders/7' },
+  body: '{"order":7}',
+  encoding: 'utf8',
+};
+
+const stores: RedisIdempotencyStore[] = [];
+const clients: Redis[] = [];
+const servers: PrivateRedis[] = [];
+
+function store(options: Partial<RedisIdempotencyStoreOptions> = {}): RedisIdempotencyStore {
+  // A generous timeout: these tests are about semantics, and CI machines stall now and then.
+  const created = redisIdempotencyStore({ url: REDIS_URL, prefix, timeoutMs: 2_000, ...options });
+  stores.push(created);
+  return created;
+}
+
+let counter = 0;
+function key(): string {
+  counter += 1;
+  return `scope:key-${counter}`;
+}
+
+function leaseOf(result: BeginResult): string {
+  if (!result.acquired) throw new Error(`expected a lease, got ${JSON.stringify(result)}`);
+  return result.lease;
+}
+
+/** Awaits `promise`, failing when it takes longer than `ms` (a wake-up that never comes fails, not hangs). */
+async function settlesWithin<T>(promise: Promise<T>, ms = 2_000): Promise<T> {
+  let settled = false;
+  void promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await vi.waitFor(() => expect(settled).toBe(true), { timeout: ms, interval: 5 });
+  return promise;
+}
+
+/** Settles to 'pending' when `promise` has not settled once a Redis round trip has gone by. */
+async function stateOf(promise: Promise<unknown>, admin: Redis): Promise<'pending' | 'settled'> {
+  let settled = false;
+  void promise.then(
+    () => (settled = true),
+    () => (settled = true),
+  );
+  await admin.ping();
+  await new Promise((resolve) => setImmediate(resolve));
+  return settled ? 'settled' : 'pending';
+}
+
+afterEach(async () => {
+  await Promise.all(stores.splice(0).map((s) => s.close()));
+  await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => c.disconnect())));
+  await Promise.all(servers.splice(0).map((server) => server.stop()));
+});
+
+describe('RedisIdempotencyStore options', () => {
+  it('rejects missing, conflicting, unknown and bad options, naming the option', () => {
+    const make = (options: unknown) => () =>
+      new RedisIdempotencyStore(options as RedisIdempotencyStoreOptions);
+    expect(make(undefined)).toThrow(InvalidOptionError);
+    expect(make({})).toThrow(/`client`/);
+    expect(make({ url: REDIS_URL, client: {} })).toThrow(/`client`/);
+    expect(make({ client: { evalsha: () => {} } })).toThrow(/`client` to be an ioredis client/);
+    expect(make({ url: 'http://127.0.0.1' })).toThrow(/`url`/);
+    expect(make({ url: REDIS_URL, prefix: 'a{b' })).toThrow(/`prefix`/);
+    expect(make({ url: REDIS_URL, timeoutMs: 0 })).toThrow(
+      'Expected `timeoutMs` to be an integer from 1 to 60000, got `0` (number)',
+    );
+    expect(make({ url: REDIS_URL, pollIntervalMs: 1.5 })).toThrow(/`pollIntervalMs`/);
+    expect(make({ url: REDIS_URL, pubsub: 'yes' })).toThrow(/`pubsub`/);
+    expect(make({ url: REDIS_URL, redisOptions: 5 })).toThrow(/`redisOptions`/);
+    expect(make({ url: REDIS_URL, ttl: 5 })).toThrow(/`ttl`/);
+    try {
+      make({ url: REDIS_URL, timeoutMs: -1 })();
+    } catch (error) {
+      expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option: 'timeoutMs' });
+    }
+  });
+});
+
+describeRedis('RedisIdempotencyStore against Redis', () => {
+  let admin: Redis;
+  beforeAll(() => {
+    admin = adminClient();
+  });
+  afterAll(async () => {
+    await deleteKeys(admin, prefix);
+    await admin.quit();
+  });
+
+  it('leases a free key once; a second begin sees it in flight with the lease time left', async () => {
+    const s = store();
+    const k = key();
+    const first = await s.begin(k, 'fp', 60_000);
+    expect(first.acquired).toBe(true);
+    const second = await s.begin(k, 'fp', 60_000);
+    expect(second).toMatchObject({ acquired: false, record: { state: 'in-flight', fingerprint: 'fp' } });
+    const remaining = second.acquired
+      ? 0
+      : second.record.state === 'in-flight'
+        ? second.record.leaseRemainingMs
+        : 0;
+    expect(remaining).toBeGreaterThan(50_000);
+    expect(remaining).toBeLessThanOrEqual(60_000);
+  });
+
+  it('stores a completed response as JSON for the TTL, replays it, then forgets it', async () => {
+    const s = store();
+    const k = key();
+    const lease = leaseOf(await s.begin(k, 'fp', 60_000));
+    // The in-flight key expires with the lease...
+    const recordKey = `${prefix}idem:{${k}}`;
+    expect(await admin.pttl(recordKey)).toBeLessThanOrEqual(60_000);
+    await s.complete(k, lease, { ...response, extra: 'not stored' } as StoredResponse, 3_600_000);
+    // ...the stored response with its own TTL, an hour here.
+    expect(await admin.pttl(recordKey)).toBeGreaterThan(3_000_000);
+    expect(JSON.parse((await admin.hget(recordKey, 'res')) as string)).toEqual(response);
+    expect(await admin.hexists(recordKey, 'lease')).toBe(0);
+    expect(await s.begin(k, 'other', 60_000)).toEqual({
+      acquired: false,
+      record: { state: 'completed', fingerprint: 'fp', response },
+    });
+
+    const short = key();
+    await s.complete(short, leaseOf(await s.begin(short, 'fp', 60_000)), response, 30);
+    await vi.waitFor(async () => expect((await s.begin(short, 'fp', 60_000)).acquired).toBe(true), {
+      timeout: 2_000,
+      interval: 10,
+    });
+  });
+
+  it('base64 bodies round-trip', async () => {
+    const s = store();
+    const k = key();
+    const binary: StoredResponse = { status: 200, headers: {}, body: 'AAEC/w==', encoding: 'base64' };
+    await s.complete(k, leaseOf(await s.begin(k, 'fp', 1_000)), binary, 60_000);
+    expect(await s.begin(k, 'fp', 1_000)).toMatchObject({ record: { response: binary } });
+  });
+
+  it('frees a key whose lease expired (a crashed request), and ignores the late owner', async () => {
+    const s = store();
+    const k = key();
+    const crashed = leaseOf(await s.begin(k, 'fp', 50));
+    let takeover: BeginResult | undefined;
+    await vi.waitFor(
+      async () => {
+        takeover = await s.begin(k, 'fp', 60_000);
+        expect(takeover.acquired).toBe(true);
+      },
+      { timeout: 2_000, interval: 10 },
+    );
+    const owner = leaseOf(takeover as BeginResult);
+    await s.complete(k, crashed, { ...response, status: 200 }, 60_000);
+    await s.release(k, crashed);
+    expect(await s.begin(k, 'fp', 60_000)).toMatchObject({ acquired: false, record: { state: 'in-flight' } });
+    await s.complete(k, owner, response, 60_000);
+    expect(await s.begin(k, 'fp', 60_000)).toMatchObject({
+      acquired: false,
+      record: { state: 'completed', response: { status: 201 } },
+    });
+    // A completed key is not released by its former lease either.
+    await s.release(k, owner);
+    expect((await s.begin(k, 'fp', 60_000)).acquired).toBe(false);
+  });
+
+  it('release frees the key without storing; a wrong lease changes nothing', async () => {
+    const s = store();
+    const k = key();
+    const lease = leaseOf(await s.begin(k, 'fp', 60_000));
+    await s.release(k, 'not-the-lease');
+    expect((await s.begin(k, 'fp', 60_000)).acquired).toBe(false);
+    await s.release(k, lease);
+    expect(await admin.exists(`${prefix}idem:{${k}}`)).toBe(0);
+    expect((await s.begin(k, 'other', 60_000)).acquired).toBe(true);
+  });
+
+  it('two store instances on separate connections share keys, like two shop instances', async () => {
+    const a = store();
+    const b = store();
+    const k = key();
+    const results = await Promise.all([a.begin(k, 'fp', 60_000), b.begin(k, 'fp', 60_000)]);
+    expect(results.filter((result) => result.acquired)).toHaveLength(1);
+    const [owner, other] = results[0]?.acquired ? [a, b] : [b, a];
+    const lease = leaseOf((results[0]?.acquired ? results[0] : results[1]) as BeginResult);
+    expect(await other.begin(k, 'fp', 60_000)).toMatchObject({ record: { state: 'in-flight' } });
+    await owner.complete(k, lease, response, 60_000);
+    expect(await other.begin(k, 'fp', 60_000)).toMatchObject({ record: { state: 'completed', response } });
+  });
+
+  it('waitForChange wakes on a completion made by another instance, on one shared subscription', async () => {
+    const a = store();
+    const b = store({ pollIntervalMs: 60_000 });
+    const k = key();
+    const lease = leaseOf(await a.begin(k, 'fp', 60_000));
+    const waits = [1, 2, 3].map(() => b.waitForChange(k, new AbortController().signal));
+    const channel = `${prefix}idem:{${k}}:changed`;
+    await vi.waitFor(async () => expect(await admin.pubsub('NUMSUB', channel)).toEqual([channel, 1]));
+    expect(await stateOf(Promise.race(waits), admin)).toBe('pending');
+    await a.complete(k, lease, response, 60_000);
+    await settlesWithin(Promise.all(waits));
+    // The last waiter gone, the channel is unsubscribed.
+    await vi.waitFor(async () => expect(await admin.pubsub('NUMSUB', channel)).toEqual([channel, 0]));
+    expect(await b.begin(k, 'fp', 60_000)).toMatchObject({ record: { state: 'completed' } });
+  });
+
+  it('waitForChange wakes on release, on abort (removing the waiter), and at once when not in flight', async () => {
+    const a = store();
+    const b = store({ pollIntervalMs: 60_000 });
+    const k = key();
+    const lease = leaseOf(await a.begin(k, 'fp', 60_000));
+    const released = b.waitForChange(k, new AbortController().signal);
+    const controller = new AbortController();
+    const aborted = b.waitForChange(key(), controller.signal);
+    expect(await stateOf(released, admin)).toBe('pending');
+    await a.release(k, lease);
+    await settlesWithin(released);
+
+    const other = key();
+    await a.begin(other, 'fp', 60_000);
+    const abortable = b.waitForChange(other, controller.signal);
+    const channel = `${prefix}idem:{${other}}:changed`;
+    await vi.waitFor(async () => expect(await admin.pubsub('NUMSUB', channel)).toEqual([channel, 1]));
+    controller.abort();
+    await expect(settlesWithin(abortable)).resolves.toBeUndefined();
+    await expect(aborted).resolves.toBeUndefined();
+    await vi.waitFor(async () => expect(await admin.pubsub('NUMSUB', channel)).toEqual([channel, 0]));
+    await expect(b.waitForChange(key(), new AbortController().signal)).resolves.toBeUndefined();
+    await expect(b.waitForChange(other, AbortSignal.abort())).resolves.toBeUndefined();
+  });
+
+  it('waitForChange wakes when the lease expires (no message is sent for that)', async () => {
+    const a = store({ pollIntervalMs: 60_000 });
+    const k = key();
+    await a.begin(k, 'fp', 80);
+    await settlesWithin(a.waitForChange(k, new AbortController().signal));
+    expect((await a.begin(k, 'fp', 60_000)).acquired).toBe(true);
+  });
+
+  it('a missed message costs at most pollIntervalMs (the safety net)', async () => {
+    const s = store({ pollIntervalMs: 30 });
+    const k = key();
+    const lease = leaseOf(await s.begin(k, 'fp', 60_000));
+    const waiting = s.waitForChange(k, new AbortController().signal);
+    expect(await stateOf(waiting, admin)).toBe('pending');
+    // Changed behind the store's back: no PUBLISH.
+    await admin.hdel(`${prefix}idem:{${k}}`, 'lease');
+    await settlesWithin(waiting);
+    await s.release(k, lease);
+  });
+
+  it('without pub/sub, waitForChange polls every pollIntervalMs and opens no subscription', async () => {
+    const s = store({ pubsub: false, pollIntervalMs: 20 });
+    const k = key();
+    const lease = leaseOf(await s.begin(k, 'fp', 60_000));
+    const channel = `${prefix}idem:{${k}}:changed`;
+    const waiting = s.waitForChange(k, new AbortController().signal);
+    await s.complete(k, lease, response, 60_000);
+    await waiting;
+    expect(await admin.pubsub('NUMSUB', channel)).toEqual([channel, 0]);
+  });
+
+  it('close wakes every waiter; later calls reject with ClosedError', async () => {
+    const s = store();
+    const k = key();
+    await s.begin(k, 'fp', 60_000);
+    const waiting = s.waitForChange(k, new AbortController().signal);
+    await s.close();
+    await expect(waiting).resolves.toBeUndefined();
+    await expect(s.begin(k, 'fp', 60_000)).rejects.toBeInstanceOf(ClosedError);
+    await expect(s.complete(k, 'x', response, 1)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await expect(s.release(k, 'x')).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    await s.close();
+  });
+
+  it('a client you pass stays open; the subscriber duplicate is the store’s own', async () => {
+    const client = new Redis(REDIS_URL, { enableOfflineQueue: false });
+    clients.push(client);
+    const s = redisIdempotencyStore({ client, prefix, timeoutMs: 2_000 });
+    stores.push(s);
+    const k = key();
+    const lease = leaseOf(await s.begin(k, 'fp', 60_000));
+    const waiting = s.waitForChange(k, new AbortController().signal);
+    await s.complete(k, lease, response, 60_000);
+    await waiting;
+    await s.close();
+    expect(client.status).toBe('ready');
+    expect(await client.hexists(`${prefix}idem:{${k}}`, 'res')).toBe(1);
+  });
+
+  it('rejects bad arguments with InvalidOptionError', async () => {
+    const s = store();
+    await expect(s.begin('', 'fp', 1_000)).rejects.toMatchObject({ option: 'key' });
+    await expect(s.begin('k', 'fp', 0)).rejects.toMatchObject({ option: 'leaseMs' });
+    await expect(s.complete('k', 'l', response, 1.5)).rejects.toMatchObject({ option: 'ttlMs' });
+    await expect(s.complete('k', 'l', { ...response, status: 'ok' } as never, 1)).rejects.toMatchObject({
+      option: 'response.status',
+    });
+    await expect(s.complete('k', 'l', { ...response, encoding: 'hex' } as never, 1)).rejects.toMatchObject({
+      option: 'response.encoding',
+    });
+    await expect(s.waitForChange('k', {} as AbortSignal)).rejects.toMatchObject({ option: 'signal' });
+  });
+
+  it('two Idempotency instances sharing Redis: a duplicate on B replays the response A stored', async () => {
+    const storeA = store();
+    const storeB = store({ pollIntervalMs: 60_000 });
+    const a = new Idempotency({ store: storeA });
+    const b = new Idempotency({ store: storeB, inFlight: 'coalesce' });
+    const request = {
+      method: 'POST',
+      url: '/checkout',
+      keyHeader: `"order-${key()}"`,
+      body: { order: 7, amount: 1200 },
+      scope: 'student-42',
+    };
+    const first = await a.start(request);
+    if (first.kind !== 'proceed') throw new Error(`expected to proceed, got ${first.kind}`);
+    // While A processes, B's duplicate coalesces: it waits for A's outcome.
+    const duplicate = b.start({ ...request, body: { amount: 1200, order: 7 } });
+    expect(await stateOf(duplicate, admin)).toBe('pending');
+    // Another instance configured to answer 'conflict' answers 409 meanwhile.
+    const conflict = await a.start(request);
+    expect(conflict).toMatchObject({ kind: 'answer', answer: { status: 409 } });
+    await first.ticket.finish({
+      status: 201,
+      headers: { 'content-type': 'application/json', 'x-internal': 'no' },
+      body: '{"paid":true}',
+    });
+    const replay = await settlesWithin(duplicate);
+    expect(replay).toMatchObject({
+      kind: 'answer',
+      replayed: true,
+      answer: {
+        status: 201,
+        headers: { 'content-type': 'application/json', 'idempotent-replayed': 'true' },
+        body: '{"paid":true}',
+      },
+    });
+    expect(await b.start(request)).toMatchObject({ replayed: true, answer: { status: 201 } });
+    expect(await b.start({ ...request, body: { order: 7, amount: 9999 } })).toMatchObject({
+      answer: { status: 422 },
+    });
+  });
+});
+
+describeRedis('RedisIdempotencyStore when Redis is down or slow', () => {
+  it('rejects every call with StoreUnavailableError at once, and Idempotency answers 503 + Retry-After', async () => {
+    const s = store({ url: `redis://127.0.0.1:${await freePort()}`, timeoutMs: 200 });
+    const error = await s.begin('k', 'fp', 1_000).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect(error).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    expect((error as Error).cause).toBeInstanceOf(Error);
+    await expect(s.complete('k', 'l', response, 1_000)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(s.release('k', 'l')).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(s.waitForChange('k', new AbortController().signal)).rejects.toBeInstanceOf(
+      StoreUnavailableError,
+    );
+    const errors: unknown[] = [];
+    const idempotency = new Idempotency({ store: s, retryAfterMs: 2_000, onError: (e) => errors.push(e) });
+    const start = await idempotency.start({
+      method: 'POST',
+      url: '/checkout',
+      keyHeader: '"k-1"',
+      body: {},
+      scope: 'student',
+    });
+    expect(start).toMatchObject({
+      kind: 'answer',
+      replayed: false,
+      answer: { status: 503, headers: { 'retry-after': '2' } },
+    });
+    expect(errors[0]).toBeInstanceOf(StoreUnavailableError);
+  });
+
+  const itFaults = redisServerAvailable ? it : it.skip;
+
+  itFaults('recovers by itself after a restart (empty script cache: NOSCRIPT -> EVAL)', async () => {
+    const server = await startPrivateRedis();
+    servers.push(server);
+    const s = store({ url: server.url, prefix: 'p:' });
+    const lease = leaseOf(await s.begin('k', 'fp', 60_000));
+    await server.stop();
+    await expect(s.complete('k', lease, response, 60_000)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await server.start();
+    await vi.waitFor(async () => expect((await s.begin('k', 'fp', 60_000)).acquired).toBe(true), {
+      timeout: 5_000,
+      interval: 30,
+    });
+  });
+
+  itFaults('a subscriber reconnect wakes the waiters (messages sent meanwhile are lost)', async () => {
+    const server = await startPrivateRedis();
+    servers.push(server);
+    const admin = new Redis(server.url);
+    clients.push(admin);
+    const s = store({ url: server.url, prefix: 'p:', pollIntervalMs: 60_000 });
+    await s.begin('k', 'fp', 60_000);
+    const waiting = s.waitForChange('k', new AbortController().signal);
+    await vi.waitFor(async () =>
+      expect(await admin.pubsub('NUMSUB', 'p:idem:{k}:changed')).toEqual(['p:idem:{k}:changed', 1]),
+    );
+    expect(await stateOf(waiting, admin)).toBe('pending');
+    await admin.client('KILL', 'TYPE', 'pubsub');
+    await settlesWithin(waiting, 5_000);
+    // The waiter left, and the channel ioredis resubscribed on reconnect is dropped.
+    await vi.waitFor(async () =>
+      expect(await admin.pubsub('NUMSUB', 'p:idem:{k}:changed')).toEqual(['p:idem:{k}:changed', 0]),
+    );
+  });
+
+  itFaults('a paused Redis: calls reject within timeoutMs, then work again', async () => {
+    const server = await startPrivateRedis();
+    servers.push(server);
+    const admin = new Redis(server.url);
+    clients.push(admin);
+    const s = store({ url: server.url, prefix: 'p:', timeoutMs: 50 });
+    const lease = leaseOf(await s.begin('k', 'fp', 60_000));
+    await admin.call('CLIENT', 'PAUSE', '300', 'ALL');
+    const error = await s.begin('k', 'fp', 60_000).catch((caught: unknown) => caught);
+    expect(error).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    expect(((error as Error).cause as Error).message).toMatch(/timeoutMs/);
+    await vi.waitFor(
+      async () => {
+        await s.complete('k', lease, response, 60_000);
+        expect(await s.begin('k', 'fp', 60_000)).toMatchObject({ record: { state: 'completed' } });
+      },
+      { timeout: 5_000, interval: 30 },
+    );
+  });
+});
