@@ -90,7 +90,8 @@ const redisUrl = values.redis ?? (instances > 1 ? process.env.REDIS_URL : undefi
 if (instances > 1 && !redisUrl)
   fail('`--instances` above 1 needs `--redis URL` (or REDIS_URL): the shops share the limit there');
 const stamp = new Date().toISOString().replace(/[:.]/g, '-').replace('Z', '');
-const outDir = resolve(values.out ?? `festival-report-${stamp}`);
+// `pnpm --filter group-buy-shop festival` runs in this package's folder; pnpm keeps the caller's in INIT_CWD.
+const outDir = resolve(process.env.INIT_CWD ?? process.cwd(), values.out ?? `festival-report-${stamp}`);
 
 const report = await runFestival({
   students: number('students', values.students, 1),
