@@ -1,8 +1,8 @@
 import { Cluster } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { describeRedis } from '../test/redis-available.js';
 import { clusterToolsAvailable, type PrivateCluster, startPrivateCluster } from '../test/redis-cluster.js';
-import { type RedisStore, redisStore } from './index.js';
+import { type RedisIdempotencyStore, type RedisStore, redisIdempotencyStore, redisStore } from './index.js';
 
 const describeCluster = clusterToolsAvailable ? describeRedis : describe.skip;
 
@@ -10,6 +10,7 @@ describeCluster('on a Redis Cluster (three masters, private)', () => {
   let cluster: PrivateCluster;
   let client: Cluster;
   let store: RedisStore;
+  let idempotencyStores: RedisIdempotencyStore[] = [];
   beforeAll(async () => {
     cluster = await startPrivateCluster();
     client = new Cluster([{ host: '127.0.0.1', port: cluster.ports[0] as number }], {
@@ -18,6 +19,7 @@ describeCluster('on a Redis Cluster (three masters, private)', () => {
   }, 20_000);
   afterAll(async () => {
     await store?.close();
+    await Promise.all(idempotencyStores.map((s) => s.close()));
     await client?.quit().catch(() => client.disconnect());
     await cluster?.stop();
   });
@@ -46,6 +48,35 @@ describeCluster('on a Redis Cluster (three masters, private)', () => {
     for (const node of client.nodes('master')) {
       const found = await node.keys('fg:{student-*');
       if (found.length > 0) owners.add(node.options.port as number);
+    }
+    expect(owners.size).toBe(3);
+  });
+
+  it('idempotency: keys on every node, a completion published from a script wakes a waiter on another instance', async () => {
+    const a = redisIdempotencyStore({ client, prefix: 'fg:', timeoutMs: 2_000 });
+    const b = redisIdempotencyStore({ client, prefix: 'fg:', timeoutMs: 2_000, pollIntervalMs: 60_000 });
+    idempotencyStores = [a, b];
+    const response = { status: 201, headers: {}, body: 'ok', encoding: 'utf8' } as const;
+    const keys = Array.from({ length: 12 }, (_, index) => `scope:order-${index}`);
+    for (const key of keys) {
+      const begun = await a.begin(key, 'fp', 60_000);
+      if (!begun.acquired) throw new Error('expected a lease');
+      expect(await b.begin(key, 'fp', 60_000)).toMatchObject({ record: { state: 'in-flight' } });
+      let woke = false;
+      const waiting = b.waitForChange(key, new AbortController().signal).then(() => (woke = true));
+      // Subscribed and watching once the WATCH script has marked the record.
+      await vi.waitFor(async () => expect(await client.hexists(`fg:idem:{${key}}`, 'w')).toBe(1), {
+        interval: 5,
+      });
+      expect(woke).toBe(false);
+      await a.complete(key, begun.lease, response, 60_000);
+      await vi.waitFor(() => expect(woke).toBe(true), { timeout: 2_000, interval: 5 });
+      await waiting;
+      expect(await b.begin(key, 'fp', 60_000)).toMatchObject({ record: { state: 'completed', response } });
+    }
+    const owners = new Set<number>();
+    for (const node of client.nodes('master')) {
+      if ((await node.keys('fg:idem:*')).length > 0) owners.add(node.options.port as number);
     }
     expect(owners.size).toBe(3);
   });
