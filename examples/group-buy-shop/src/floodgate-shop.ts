@@ -59,7 +59,8 @@ export function floodgateShop(context: WiringOptions): ShopWiring {
     breaker,
     pool: { connections: 64 },
     timeouts: { connectMs: 1000, headersMs: 3000, bodyMs: 3000, paymentMs: 8000 },
-    reconcile: { intervalMs: 500, maxIntervalMs: 2000, concurrency: 8, deadlineMs: 3000 },
+    // Recovery after a restart drives every unresolved payment at once, as fast as the gate allows.
+    reconcile: { intervalMs: 500, maxIntervalMs: 2000, concurrency: 64, deadlineMs: 3000 },
   });
   const payments = new FloodgatePayments(context, { client, gate: bank, breaker });
 
