@@ -282,13 +282,19 @@ describeRedis('RedisIdempotencyStore against Redis', () => {
     expect(await admin.pubsub('NUMSUB', channel)).toEqual([channel, 0]);
   });
 
-  it('close wakes every waiter; later calls reject with ClosedError', async () => {
+  it('close wakes every waiter, leaves no timer or socket behind; later calls reject with ClosedError', async () => {
+    const resources = () => process.getActiveResourcesInfo().filter((r) => r !== 'PromiseResolveHook');
+    await admin.ping(); // the admin client's own connection is settled, not counted as ours
+    const before = resources().sort();
     const s = store();
     const k = key();
     await s.begin(k, 'fp', 60_000);
     const waiting = s.waitForChange(k, new AbortController().signal);
+    await vi.waitFor(async () => expect(await admin.hexists(`${prefix}idem:{${k}}`, 'w')).toBe(1));
+    expect(resources().length).toBeGreaterThan(before.length);
     await s.close();
     await expect(waiting).resolves.toBeUndefined();
+    await vi.waitFor(() => expect(resources().sort()).toEqual(before));
     await expect(s.begin(k, 'fp', 60_000)).rejects.toBeInstanceOf(ClosedError);
     await expect(s.complete(k, 'x', response, 1)).rejects.toMatchObject({ code: 'ERR_CLOSED' });
     await expect(s.release(k, 'x')).rejects.toMatchObject({ code: 'ERR_CLOSED' });

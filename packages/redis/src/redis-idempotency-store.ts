@@ -345,7 +345,14 @@ export class RedisIdempotencyStore {
   waitForChange(key: string, signal: AbortSignal): Promise<void> {
     try {
       checkKey(key);
-      if (!(signal instanceof AbortSignal)) throw new InvalidOptionError('signal', 'an AbortSignal', signal);
+      if (
+        signal === null ||
+        typeof signal !== 'object' ||
+        typeof signal.aborted !== 'boolean' ||
+        typeof signal.addEventListener !== 'function'
+      ) {
+        throw new InvalidOptionError('signal', 'an AbortSignal', signal);
+      }
     } catch (error) {
       return Promise.reject(error);
     }
@@ -401,6 +408,7 @@ export class RedisIdempotencyStore {
     this.#closed = true;
     for (const watch of [...this.#watches.values()]) for (const wake of [...watch.waiters]) wake();
     this.#watches.clear();
+    this.#stale.clear();
     if (this.#outstanding > 0) {
       await new Promise<void>((resolve) => {
         this.#drained = resolve;
