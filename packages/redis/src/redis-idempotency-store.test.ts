@@ -316,6 +316,15 @@ describeRedis('RedisIdempotencyStore against Redis', () => {
     expect(await client.hexists(`${prefix}idem:{${k}}`, 'res')).toBe(1);
   });
 
+  it('a record it cannot read (written by something else) is a store failure, not a crash', async () => {
+    const s = store();
+    const k = key();
+    await admin.hset(`${prefix}idem:{${k}}`, 'fp', 'fp', 'res', 'not json');
+    const error = await s.begin(k, 'fp', 1_000).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect((error as Error).cause).toBeInstanceOf(SyntaxError);
+  });
+
   it('rejects bad arguments with InvalidOptionError', async () => {
     const s = store();
     await expect(s.begin('', 'fp', 1_000)).rejects.toMatchObject({ option: 'key' });
