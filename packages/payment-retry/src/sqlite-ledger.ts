@@ -122,7 +122,8 @@ function toRecord(row: PaymentRow): PaymentRecord {
 
 /**
  * The durable ledger: one SQLite file (better-sqlite3, WAL), shared safely by the processes of one
- * machine. Every statement is prepared once; each call is one short transaction, so a process killed at
+ * machine. Every statement is prepared once; each call is one short transaction (a new payment is inserted
+ * already `sending` by {@link SqliteLedger.createSending}: two commits per payment), so a process killed at
  * any instant leaves the file consistent and `recover()` finds what was in flight.
  *
  * @example
