@@ -2,10 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import type { ErrorRequestHandler, Express, Request, RequestHandler, Response } from 'express';
 import express from 'express';
-import type { OrderStatus, ShopDb } from './db.js';
+import { checkoutOrder } from './checkout.js';
+import type { ShopDb } from './db.js';
 import { UnknownDealError } from './db.js';
 import { Meter } from './meter.js';
-import type { MeterName, Payments, PayOutcome } from './payments.js';
+import type { MeterName, Payments } from './payments.js';
+
+export { settleOrder } from './checkout.js';
 
 /** What the shop is built from. Everything with a lifetime (db, payments) is owned by the caller. */
 export interface ShopAppOptions {
@@ -109,44 +112,14 @@ export function createShopApp(options: ShopAppOptions): Express {
     res.json(order);
   });
 
+  const checkoutContext = { db, payments, meter, lockOrders };
   const checkout: RequestHandler = async function checkout(req, res) {
     const student = studentOf(req, res);
     if (!student) return;
-    const body = (req.body ?? {}) as { orderId?: unknown; source?: unknown };
-    if (typeof body.orderId !== 'string' || (body.source !== undefined && typeof body.source !== 'string')) {
-      return problem(res, 400, 'Bad Request', 'Send JSON `{ "orderId": string, "source"?: string }`.');
-    }
-    const order = db.order(body.orderId);
-    if (!order || order.studentId !== student) {
-      return problem(res, 404, 'Not Found', `You have no order \`${body.orderId}\``);
-    }
-    if (order.status === 'paid') {
-      res.status(200).json({ status: 'paid', orderId: order.id, paymentId: order.paymentId });
-      return;
-    }
-    const before: OrderStatus = order.status;
-    if (lockOrders) {
-      if (!db.claimForPayment(order.id)) {
-        const now = db.order(order.id);
-        if (now?.status === 'paid') {
-          res.status(200).json({ status: 'paid', orderId: order.id, paymentId: now.paymentId });
-          return;
-        }
-        return respond(res, order.id, { status: 'in-progress', retryAfterMs: 2000 });
-      }
-    } else if (before !== 'pending') {
-      db.setOrderStatus(order.id, 'paying');
-    }
-    const outcome = await payments.pay({
-      orderId: order.id,
-      checkoutId: randomUUID(),
-      studentId: student,
-      amount: order.amount,
-      currency: order.currency,
-      source: typeof body.source === 'string' ? body.source : 'tok_ok',
-    });
-    applyOutcome(db, meter, order.id, outcome, before);
-    respond(res, order.id, outcome);
+    const answer = await checkoutOrder(checkoutContext, student, req.body);
+    res.status(answer.status).set(answer.headers);
+    if (answer.problem) res.type('application/problem+json');
+    res.json(answer.body);
   };
 
   const countCheckout: RequestHandler = function countCheckout(_req, _res, next) {
@@ -202,80 +175,6 @@ export function createShopApp(options: ShopAppOptions): Express {
   };
   app.use(onError);
   return app;
-}
-
-function applyOutcome(
-  db: ShopDb,
-  meter: Meter<MeterName>,
-  orderId: string,
-  outcome: PayOutcome,
-  before: OrderStatus,
-) {
-  switch (outcome.status) {
-    case 'paid':
-      db.setOrderStatus(orderId, 'paid', { paymentId: outcome.paymentId });
-      meter.mark('paid');
-      break;
-    case 'declined':
-      db.setOrderStatus(orderId, 'declined', { declineReason: outcome.reason });
-      meter.mark('declined');
-      break;
-    case 'pending':
-      db.setOrderStatus(orderId, 'pending');
-      meter.mark('pending');
-      break;
-    case 'failed':
-      db.setOrderStatus(orderId, 'failed');
-      meter.mark('failed');
-      break;
-    case 'busy':
-      // Nothing reached the bank: the order is where it was.
-      db.setOrderStatus(orderId, before === 'paying' ? 'created' : before);
-      meter.mark('shed');
-      break;
-    case 'in-progress':
-      break;
-  }
-}
-
-/** Records a settlement that happened in the background (reconciler, recovery after a crash). */
-export function settleOrder(db: ShopDb, meter: Meter<MeterName>, orderId: string, outcome: PayOutcome): void {
-  applyOutcome(db, meter, orderId, outcome, 'pending');
-}
-
-function respond(res: Response, orderId: string, outcome: PayOutcome): void {
-  switch (outcome.status) {
-    case 'paid':
-      res.status(201).json({ status: 'paid', orderId, paymentId: outcome.paymentId });
-      return;
-    case 'declined':
-      res.status(402).json({ status: 'declined', orderId, reason: outcome.reason });
-      return;
-    case 'pending':
-      // Never "failed" while the bank may have charged: the page polls the order instead of paying again.
-      res
-        .status(202)
-        .location(`/api/orders/${orderId}`)
-        .json({ status: 'pending', orderId, detail: 'Payment pending: we will confirm it shortly.' });
-      return;
-    case 'failed':
-      problem(res, 502, 'Bad Gateway', outcome.message, { status: 'failed', orderId });
-      return;
-    case 'busy':
-      res.set('retry-after', String(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000))));
-      problem(res, 503, 'Service Unavailable', 'The shop is busy; nothing was charged. Try again shortly.', {
-        status: 'busy',
-        orderId,
-      });
-      return;
-    case 'in-progress':
-      res.set('retry-after', String(Math.max(1, Math.ceil(outcome.retryAfterMs / 1000))));
-      problem(res, 409, 'Conflict', 'A payment for this order is already in progress.', {
-        status: 'in-progress',
-        orderId,
-      });
-      return;
-  }
 }
 
 interface BankStatsView {
