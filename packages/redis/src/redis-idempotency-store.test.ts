@@ -325,6 +325,24 @@ describeRedis('RedisIdempotencyStore against Redis', () => {
     expect((error as Error).cause).toBeInstanceOf(SyntaxError);
   });
 
+  it('a subscriber that cannot connect degrades waitForChange to the bounded poll, not to an error', async () => {
+    const client = new Redis(REDIS_URL, { enableOfflineQueue: false });
+    clients.push(client);
+    const deadUrl = `redis://127.0.0.1:${await freePort()}`;
+    // The store's subscriber is `client.duplicate()`: here a connection to a port nobody listens on.
+    const broken = Object.assign(client, {
+      duplicate: () => new Redis(deadUrl, { enableOfflineQueue: false, lazyConnect: true }),
+    });
+    const s = redisIdempotencyStore({ client: broken, prefix, timeoutMs: 100, pollIntervalMs: 20 });
+    stores.push(s);
+    const k = key();
+    const lease = leaseOf(await s.begin(k, 'fp', 60_000));
+    const waiting = s.waitForChange(k, new AbortController().signal);
+    await s.complete(k, lease, response, 60_000);
+    await settlesWithin(waiting);
+    expect(await s.begin(k, 'fp', 60_000)).toMatchObject({ record: { state: 'completed' } });
+  });
+
   it('rejects bad arguments with InvalidOptionError', async () => {
     const s = store();
     await expect(s.begin('', 'fp', 1_000)).rejects.toMatchObject({ option: 'key' });

@@ -493,9 +493,7 @@ export class RedisIdempotencyStore {
       current.subscribed = this.#call(this.#subscriber(), (client) => client.subscribe(channel)).then(
         () => true,
         () => {
-          if (current.subscribed !== undefined && this.#watches.get(channel) === current) {
-            current.subscribed = undefined;
-          }
+          current.subscribed = undefined;
           return false;
         },
       );
