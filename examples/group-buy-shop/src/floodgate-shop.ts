@@ -1,8 +1,8 @@
-import { circuitBreaker } from '@floodgate/circuit-breaker';
+import { type CircuitBreaker, circuitBreaker } from '@floodgate/circuit-breaker';
 import { idempotency, loadShedding, rateLimit } from '@floodgate/express';
 import { createPaymentClient, ietfGateway, sqliteLedger } from '@floodgate/payment-retry';
 import { redisStore } from '@floodgate/redis';
-import { gate } from '@floodgate/token-bucket';
+import { type Gate, gate } from '@floodgate/token-bucket';
 import type { Request } from 'express';
 import { FloodgatePayments } from './floodgate-payments.js';
 import type { ShopWiring, WiringOptions } from './shops.js';
@@ -12,13 +12,22 @@ const MAX_WAIT_MS = 4000;
 
 const studentOf = (req: Request) => req.get('x-student-id');
 
+/** What the floodgate shop pays with, whatever serves its HTTP: the Express wiring and the Fastify example. */
+export interface FloodgatePaymentParts {
+  readonly payments: FloodgatePayments;
+  /** The gate in front of the bank (for load shedding). */
+  readonly gate: Gate;
+  readonly breaker: CircuitBreaker;
+  /** How long a checkout may wait for its turn at the bank before it is shed. */
+  readonly maxWaitMs: number;
+  close(): Promise<void>;
+}
+
 /**
- * The floodgate shop: per-student rate limit, idempotent checkout (the page sends one key per order),
- * load shedding in front of a gate set to the bank's flow limit, a breaker, and a payment client whose
- * ledger lives in the shop's database. With `redisUrl`, every shop process takes the bank's tokens from
- * one Redis bucket, so the limit holds for the fleet.
+ * The floodgate shop's way to the bank: a gate at (just under) the bank's flow limit, shared through Redis
+ * with `redisUrl`; a breaker; and a payment client whose ledger lives in the shop's database.
  */
-export function floodgateShop(context: WiringOptions): ShopWiring {
+export function floodgatePaymentParts(context: WiringOptions): FloodgatePaymentParts {
   const store = context.redisUrl
     ? // fail-closed: without Redis no shop process can know the fleet's rate, so none sends. The timeout is
       // generous because the festival runs every process on one small machine.
@@ -65,6 +74,28 @@ export function floodgateShop(context: WiringOptions): ShopWiring {
   });
   const payments = new FloodgatePayments(context, { client, gate: bank, breaker });
 
+  return {
+    payments,
+    gate: bank,
+    breaker,
+    maxWaitMs: MAX_WAIT_MS,
+    async close() {
+      await payments.close();
+      bank.close();
+      breaker.close();
+      await store?.close();
+    },
+  };
+}
+
+/**
+ * The floodgate shop: per-student rate limit, idempotent checkout (the page sends one key per order),
+ * load shedding in front of a gate set to the bank's flow limit, a breaker, and a payment client whose
+ * ledger lives in the shop's database. With `redisUrl`, every shop process takes the bank's tokens from
+ * one Redis bucket, so the limit holds for the fleet.
+ */
+export function floodgateShop(context: WiringOptions): ShopWiring {
+  const { payments, gate: bank, breaker, close } = floodgatePaymentParts(context);
   const perStudent = rateLimit({ name: 'checkout', limit: 10, windowMs: 10_000, key: studentOf });
   const idempotent = idempotency({ scope: studentOf, inFlight: 'coalesce', coalesceTimeoutMs: 15_000 });
   const shed = loadShedding({ gate: bank, breaker, maxWaitMs: MAX_WAIT_MS, priority: 'critical' });
@@ -76,12 +107,9 @@ export function floodgateShop(context: WiringOptions): ShopWiring {
     // The page makes one key per order and sends it with every click of "Pay".
     pageSendsIdempotencyKey: true,
     async close() {
-      await payments.close();
       await perStudent.close();
       await idempotent.close();
-      bank.close();
-      breaker.close();
-      await store?.close();
+      await close();
     },
   };
 }
