@@ -148,34 +148,7 @@ export function resolveOptions(options: unknown): ResolvedOptions {
   }
   const { client, url, redisOptions, prefix, failMode, coalesce } = options;
 
-  if (client !== undefined && url !== undefined) {
-    throw new InvalidOptionError('client', 'given without `url` (pass one of them, not both)', 'both');
-  }
-  if (client === undefined && url === undefined) {
-    throw new InvalidOptionError('client', 'an ioredis client, or `url` a redis:// URL', client);
-  }
-  if (
-    client !== undefined &&
-    (!isPlainObject(client) ||
-      typeof (client as { evalsha?: unknown }).evalsha !== 'function' ||
-      typeof (client as { status?: unknown }).status !== 'string')
-  ) {
-    throw new InvalidOptionError('client', 'an ioredis client (Redis or Cluster)', client);
-  }
-  if (url !== undefined) checkUrl(url);
-  if (redisOptions !== undefined && !isPlainObject(redisOptions)) {
-    throw new InvalidOptionError('redisOptions', 'an object of ioredis options', redisOptions);
-  }
-  if (redisOptions !== undefined && client !== undefined) {
-    throw new InvalidOptionError(
-      'redisOptions',
-      'given only with `url` (configure your own client)',
-      'client',
-    );
-  }
-  if (prefix !== undefined && (typeof prefix !== 'string' || /[{}]/.test(prefix))) {
-    throw new InvalidOptionError('prefix', 'a string without `{` or `}` (keys are hash-tagged)', prefix);
-  }
+  checkConnection({ client, url, redisOptions, prefix });
   if (failMode !== undefined && !FAIL_MODES.includes(failMode as FailMode)) {
     throw new InvalidOptionError(
       'failMode',
@@ -228,5 +201,51 @@ export function checkUrl(url: unknown): void {
   const db = parsed.pathname.replace(/^\//, '');
   if (db !== '' && !/^\d+$/.test(db)) {
     throw new InvalidOptionError('url', 'a URL whose path, if any, is a database number', url);
+  }
+}
+
+/** The connection options both Redis stores take: exactly one of `client` and `url`, and a `prefix`. */
+interface ConnectionOptions {
+  readonly client: unknown;
+  readonly url: unknown;
+  readonly redisOptions: unknown;
+  readonly prefix: unknown;
+}
+
+/**
+ * Validates the connection options every store of this package shares, naming the option at fault.
+ * `clientMethods` are the ioredis methods the store calls on a client it is given.
+ */
+export function checkConnection(
+  { client, url, redisOptions, prefix }: ConnectionOptions,
+  clientMethods: readonly string[] = ['evalsha'],
+): void {
+  if (client !== undefined && url !== undefined) {
+    throw new InvalidOptionError('client', 'given without `url` (pass one of them, not both)', 'both');
+  }
+  if (client === undefined && url === undefined) {
+    throw new InvalidOptionError('client', 'an ioredis client, or `url` a redis:// URL', client);
+  }
+  if (
+    client !== undefined &&
+    (!isPlainObject(client) ||
+      clientMethods.some((method) => typeof (client as Record<string, unknown>)[method] !== 'function') ||
+      typeof (client as { status?: unknown }).status !== 'string')
+  ) {
+    throw new InvalidOptionError('client', 'an ioredis client (Redis or Cluster)', client);
+  }
+  if (url !== undefined) checkUrl(url);
+  if (redisOptions !== undefined && !isPlainObject(redisOptions)) {
+    throw new InvalidOptionError('redisOptions', 'an object of ioredis options', redisOptions);
+  }
+  if (redisOptions !== undefined && client !== undefined) {
+    throw new InvalidOptionError(
+      'redisOptions',
+      'given only with `url` (configure your own client)',
+      'client',
+    );
+  }
+  if (prefix !== undefined && (typeof prefix !== 'string' || /[{}]/.test(prefix))) {
+    throw new InvalidOptionError('prefix', 'a string without `{` or `}` (keys are hash-tagged)', prefix);
   }
 }

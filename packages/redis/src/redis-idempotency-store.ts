@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { ClosedError, InvalidOptionError, StoreUnavailableError } from '@floodgate/token-bucket';
 import { Redis, type RedisOptions } from 'ioredis';
-import { checkUrl, integerOption, isPlainObject, type RedisClient } from './options.js';
+import { disconnectClient } from './disconnect.js';
+import { checkConnection, integerOption, isPlainObject, type RedisClient } from './options.js';
 import { scriptSha } from './script.js';
 
 // The shapes below are those of @floodgate/http's `IdempotencyStore`, written out here so that the
@@ -175,35 +176,7 @@ function resolveOptions(options: unknown): Resolved {
     }
   }
   const { client, url, redisOptions, prefix, pubsub } = options;
-  if (client !== undefined && url !== undefined) {
-    throw new InvalidOptionError('client', 'given without `url` (pass one of them, not both)', 'both');
-  }
-  if (client === undefined && url === undefined) {
-    throw new InvalidOptionError('client', 'an ioredis client, or `url` a redis:// URL', client);
-  }
-  if (
-    client !== undefined &&
-    (!isPlainObject(client) ||
-      typeof (client as { evalsha?: unknown }).evalsha !== 'function' ||
-      typeof (client as { duplicate?: unknown }).duplicate !== 'function' ||
-      typeof (client as { status?: unknown }).status !== 'string')
-  ) {
-    throw new InvalidOptionError('client', 'an ioredis client (Redis or Cluster)', client);
-  }
-  if (url !== undefined) checkUrl(url);
-  if (redisOptions !== undefined && !isPlainObject(redisOptions)) {
-    throw new InvalidOptionError('redisOptions', 'an object of ioredis options', redisOptions);
-  }
-  if (redisOptions !== undefined && client !== undefined) {
-    throw new InvalidOptionError(
-      'redisOptions',
-      'given only with `url` (configure your own client)',
-      'client',
-    );
-  }
-  if (prefix !== undefined && (typeof prefix !== 'string' || /[{}]/.test(prefix))) {
-    throw new InvalidOptionError('prefix', 'a string without `{` or `}` (keys are hash-tagged)', prefix);
-  }
+  checkConnection({ client, url, redisOptions, prefix }, ['evalsha', 'duplicate']);
   if (pubsub !== undefined && typeof pubsub !== 'boolean') {
     throw new InvalidOptionError('pubsub', 'a boolean', pubsub);
   }
@@ -584,18 +557,7 @@ export class RedisIdempotencyStore {
     connection.readyWaiters.clear();
     if (!connection.owned) return;
     client.off('message', this.#onMessage);
-    if (client.status !== 'end') {
-      const ended = new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.#timeoutMs);
-        timer.unref();
-        client.once('end', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      client.disconnect();
-      await ended;
-    }
+    await disconnectClient(client, this.#timeoutMs);
     client.off('error', ignore);
   }
 }

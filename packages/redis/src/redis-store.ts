@@ -10,6 +10,7 @@ import {
   StoreUnavailableError,
 } from '@floodgate/token-bucket';
 import { Redis } from 'ioredis';
+import { disconnectClient } from './disconnect.js';
 import { LocalBuckets } from './local-buckets.js';
 import { type FailMode, type RedisClient, type RedisStoreOptions, resolveOptions } from './options.js';
 import {
@@ -284,18 +285,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   /** Closes our own client and waits (bounded) for its socket to be gone, so nothing is left behind. */
   async #disconnect(): Promise<void> {
     const client = this.#client;
-    if (client.status !== 'end') {
-      const ended = new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.#timeoutMs);
-        timer.unref();
-        client.once('end', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-      client.disconnect();
-      await ended;
-    }
+    await disconnectClient(client, this.#timeoutMs);
     client.off('error', this.#onError);
   }
 
