@@ -80,6 +80,34 @@ describe('gate', () => {
     await g.close();
   });
 
+  it('holds the rate with burst 1 when every timer fires late', async () => {
+    for (const rate of [300, 30]) {
+      vi.setSystemTime(0);
+      const g = gate({
+        rate,
+        concurrency: 50,
+        maxQueue: Number.POSITIVE_INFINITY,
+        maxWaitMs: Number.POSITIVE_INFINITY,
+        clock,
+      });
+      const runs = Array.from({ length: rate * 3 }, () => g.run(async () => {}).catch(() => {}));
+      await vi.advanceTimersByTimeAsync(0);
+      for (let late = 0; Date.now() < 2000; late = (late + 1) % 4) {
+        vi.setSystemTime(Date.now() + 1 + late); // the clock moves on: the next timer fires 1-4 ms late
+        await vi.advanceTimersToNextTimerAsync();
+        // The burst token at 0, then one per 1/rate s: late timers delay a grant, never lose one.
+        expect(g.stats().started).toBe(1 + Math.floor((rate * Date.now()) / 1000 + 1e-9));
+      }
+      expect(g.stats().started).toBeGreaterThanOrEqual(1 + rate * 2);
+      // The wait estimate counts every call ahead once, whether it holds a reservation (debt) or a slot.
+      const ahead = rate * 3 - g.stats().started;
+      expect(g.estimatedWaitMs()).toBeGreaterThanOrEqual(Math.floor((ahead * 1000) / rate));
+      expect(g.estimatedWaitMs()).toBeLessThanOrEqual(Math.ceil(((ahead + 1) * 1000) / rate));
+      await g.close();
+      await Promise.all(runs);
+    }
+  });
+
   it('caps concurrency', async () => {
     const g = gate({ rate: 1000, burst: 10, concurrency: 1, maxQueue: 10, maxWaitMs: 1000, clock });
     const first = deferred<string>();

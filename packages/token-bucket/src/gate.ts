@@ -31,7 +31,8 @@ export interface GateOptions {
   readonly rate: RefillRate;
   /**
    * Tokens that may be spent at once after a quiet spell. 1 spaces calls evenly, so no one-second window
-   * ever sees more than `rate + 1` calls; raise it only if the gateway tolerates bursts.
+   * sees more than `rate + 1` calls (calls are granted when due, so a timer that fires L ms late lets the
+   * ones due meanwhile go together: up to `rate × L` more); raise it only if the gateway tolerates bursts.
    * @default 1
    */
   readonly burst?: number;

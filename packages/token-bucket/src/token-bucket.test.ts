@@ -145,8 +145,9 @@ describe('TokenBucket.take', () => {
     const big = bucket.take(5).then(() => order.push('big'));
     const small = bucket.take(1).then(() => order.push('small'));
     await advance(1000);
-    // tryTake does not jump the queue either: 1 token is there, but 6 are promised ahead of it
-    expect(bucket.tryTake(1)).toMatchObject({ allowed: false, remaining: 1, retryAfterMs: 6000 });
+    // tryTake does not jump the queue either: 1 token has refilled, but 6 are reserved ahead of it, so
+    // none of it is there for this caller
+    expect(bucket.tryTake(1)).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: 6000 });
     await advance(4000);
     expect(order).toEqual(['big']);
     await advance(1000);
@@ -229,6 +230,98 @@ describe('TokenBucket.take', () => {
     await advance(20);
     await waiting;
     expect(done).toBe(true);
+  });
+
+  it('keeps the rate exact when every timer fires late (reservations, not a capped refill)', async () => {
+    for (const perSecond of [300, 30]) {
+      vi.setSystemTime(0);
+      const bucket = tokenBucket({
+        capacity: 1,
+        refillRate: perSecond,
+        initialTokens: 0,
+        maxQueue: Number.POSITIVE_INFINITY,
+        clock,
+      });
+      let granted = 0;
+      const pending = Array.from({ length: perSecond * 3 }, () => bucket.take().then(() => granted++));
+      for (let late = 0; Date.now() < 2000; late = (late + 1) % 4) {
+        step(1 + late); // the clock moves on while the timer has not fired yet: it fires 1-4 ms late
+        await vi.advanceTimersToNextTimerAsync();
+        // Every waiter whose tokens have refilled by now is granted, however late the timers were.
+        expect(granted).toBe(Math.floor((perSecond * Date.now()) / 1000 + 1e-9));
+      }
+      expect(granted).toBeGreaterThanOrEqual(perSecond * 2);
+      bucket.close();
+      await Promise.allSettled(pending);
+    }
+  });
+
+  it('grants each waiter at the time computed when it reserved, not behind a late timer', async () => {
+    vi.setSystemTime(0);
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0, clock });
+    const readyAt = [1000, 2000, 4000];
+    const grantedAt: number[] = [];
+    const pending = [1, 1, 2].map((n, index) => {
+      expect(Date.now() + bucket.waitMsFor(n)).toBe(readyAt[index]);
+      return bucket.take(n).then(() => grantedAt.push(Date.now()));
+    });
+    expect(bucket.waitMsFor(0)).toBe(4000); // the debt: 4 tokens reserved, none there
+    step(1500); // the first timer (due at 1000) fires at 2500
+    await advance(1000);
+    expect(grantedAt).toEqual([2500, 2500]);
+    await advance(1500);
+    expect(grantedAt).toEqual([2500, 2500, 4000]); // on time: the lateness was not passed on
+    await Promise.all(pending);
+    expect(bucket.tokens).toBe(0);
+  });
+
+  it('an aborted reservation gives its tokens back; the next waiter is not delayed past its readyAt', async () => {
+    vi.setSystemTime(0);
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0, clock });
+    const controller = new AbortController();
+    const aborted = bucket.take(2, { signal: controller.signal }).catch((e: unknown) => e);
+    const nextReadyAt = Date.now() + bucket.waitMsFor(1);
+    expect(nextReadyAt).toBe(3000);
+    let nextAt: number | undefined;
+    const next = bucket.take(1).then(() => {
+      nextAt = Date.now();
+    });
+    expect(bucket.waitMsFor(0)).toBe(3000);
+    await advance(500);
+    const reason = new Error('gone');
+    controller.abort(reason);
+    expect(await aborted).toBe(reason);
+    // Its 2 tokens are back: the debt left is the next waiter's 1 token, 0.5 of it paid already.
+    expect(bucket.waitMsFor(0)).toBe(500);
+    expect(bucket.tryTake(1)).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: 1500 });
+    step(100); // late timer
+    await advance(500);
+    expect(nextAt).toBe(1100); // due at 1000 once the tokens came back, 100 ms late
+    expect(nextAt).toBeLessThanOrEqual(nextReadyAt);
+    await next;
+    step(2000);
+    expect(bucket.tokens).toBe(2); // nothing lost, nothing gained
+  });
+
+  it('an aborted reservation never refills the bucket above capacity', async () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 1, clock });
+    const controller = new AbortController();
+    const aborted = bucket.take(2, { signal: controller.signal }).catch((e: unknown) => e);
+    step(60_000); // the timer is very late; the bucket refilled meanwhile
+    controller.abort(new Error('gone'));
+    await aborted;
+    expect(bucket.tokens).toBe(2);
+    expect(bucket.tryTake(2)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(bucket.tryTake(1).allowed).toBe(false);
+  });
+
+  it('close() gives the reserved tokens back to tryTake', async () => {
+    const bucket = tokenBucket({ capacity: 3, refillRate: 1, initialTokens: 2, clock });
+    const waiting = bucket.take(3).catch((e: unknown) => e);
+    expect(bucket.tokens).toBe(0);
+    bucket.close();
+    expect(await waiting).toBeInstanceOf(ClosedError);
+    expect(bucket.tokens).toBe(2);
   });
 
   it('rejects invalid calls without hanging', async () => {
@@ -386,6 +479,51 @@ describe('TokenBucket properties', () => {
         },
       ),
       { numRuns: 50 },
+    );
+  });
+
+  it('with late timers: FIFO, never early, and each grant at most the worst lateness after its readyAt', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 1, max: 400 }),
+        fc.array(fc.record({ n: fc.integer({ min: 1, max: 10 }), dt: fc.nat(300) }), {
+          minLength: 1,
+          maxLength: 25,
+        }),
+        fc.array(fc.nat(50), { minLength: 1, maxLength: 10 }),
+        async (capacity, perSecond, calls, lateness) => {
+          vi.setSystemTime(0);
+          const bucket = tokenBucket({ capacity, refillRate: perSecond, initialTokens: 0, clock });
+          const resolved: Array<{ index: number; at: number; n: number; readyAt: number }> = [];
+          const pending: Promise<unknown>[] = [];
+          for (const [index, call] of calls.entries()) {
+            await advance(call.dt);
+            const n = Math.min(call.n, capacity);
+            const readyAt = Date.now() + bucket.waitMsFor(n);
+            pending.push(bucket.take(n).then(() => resolved.push({ index, at: Date.now(), n, readyAt })));
+          }
+          // Drain with every timer firing late: the clock moves on before each one fires.
+          for (let i = 0; bucket.queued > 0; i++) {
+            step(lateness[i % lateness.length] as number);
+            await vi.advanceTimersToNextTimerAsync();
+          }
+          await Promise.all(pending);
+          expect(resolved.map((r) => r.index)).toEqual(calls.map((_, index) => index));
+          const worst = Math.max(...lateness);
+          let sum = 0;
+          for (const r of resolved) {
+            sum += r.n;
+            // Never early: from empty, grants 1..k need their tokens refilled first (the rate bound).
+            expect(sum).toBeLessThanOrEqual((perSecond / 1000) * r.at + 1e-6);
+            // Never behind by more than one timer's lateness: no lateness is passed down the queue.
+            expect(r.at).toBeGreaterThanOrEqual(r.readyAt);
+            expect(r.at).toBeLessThanOrEqual(r.readyAt + worst);
+          }
+          bucket.close();
+        },
+      ),
+      { numRuns: 100 },
     );
   });
 });

@@ -16,7 +16,9 @@ import type { BucketSpec, Decision } from './store.js';
 /**
  * Float slack when comparing tokens: `tokens + elapsed * rate` can land a few ulps below the exact value
  * after waiting exactly `retryAfterMs`, and a caller told "retry in 5 ms" must then be admitted. 1e-9
- * token is far below any real cost, so it can never grant a token that is not there.
+ * token is far below any real cost, so it can never grant a token that is not there. Wait times are
+ * computed with the same slack, so a wait never rounds up to one ms past the grant (a 3/s bucket's third
+ * token is due at 1000 ms, not at `ceil(3 / 0.003)` = 1001).
  */
 export const TOKEN_EPSILON = 1e-9;
 
@@ -79,6 +81,11 @@ const TAKE_KEYS = ['signal', 'maxWaitMs'] as const;
  * nothing (no timers, no intervals). {@link tryTake} decides synchronously; {@link take} waits in FIFO
  * order, so a large request is not starved by a stream of small ones.
  *
+ * A waiting {@link take} reserves its tokens at once (the level goes into debt) and is granted when the
+ * refill has paid that debt off, as `golang.org/x/time/rate` reservations are. The rate therefore stays
+ * exact when a timer fires late: the refill accrued during the lateness is owed to the waiters behind,
+ * not thrown away by the `capacity` cap, so a late timer delays only its own grant.
+ *
  * @example
  * ```ts
  * const bucket = tokenBucket({ capacity: 10, refillRate: 5 }); // bursts of 10, 5 per second
@@ -99,10 +106,15 @@ export class TokenBucket {
 
   private readonly clock: Clock;
   private readonly keepAlive: boolean;
+  /**
+   * Tokens in the bucket minus those reserved by waiters: negative (debt) while waiters are queued. The
+   * `capacity` cap applies to this level, so refill owed to waiters is never capped away.
+   */
   private level: number;
   private last: number;
   private readonly waiters: Waiter[] = [];
-  private waitingTokens = 0;
+  /** Tokens reserved by the waiters still queued (already deducted from `level`). */
+  private reserved = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -127,10 +139,10 @@ export class TokenBucket {
     this.last = this.clock();
   }
 
-  /** Whole tokens in the bucket now (refilled lazily), not counting those promised to waiters. */
+  /** Whole tokens in the bucket now (refilled lazily), not counting those reserved by waiters. */
   get tokens(): number {
     this.refill();
-    return Math.floor(this.level + TOKEN_EPSILON);
+    return Math.max(0, Math.floor(this.level + TOKEN_EPSILON));
   }
 
   /** How many {@link take} calls are waiting. */
@@ -175,17 +187,20 @@ export class TokenBucket {
         resetAfterMs: Math.ceil((capacity - level) / rate),
       };
     }
+    // `level` already has the waiters' reservations deducted: it says both how long this call waits
+    // behind them and when the bucket is full again.
     return {
       allowed: false,
       limit: capacity,
-      remaining: Math.floor(level + TOKEN_EPSILON),
-      retryAfterMs: Math.max(1, Math.ceil((this.waitingTokens + n - level) / rate)),
-      resetAfterMs: Math.ceil((capacity - level + this.waitingTokens) / rate),
+      remaining: level > 0 ? Math.floor(level + TOKEN_EPSILON) : 0,
+      retryAfterMs: Math.max(1, Math.ceil((n - level - TOKEN_EPSILON) / rate)),
+      resetAfterMs: Math.ceil((capacity - level) / rate),
     };
   }
 
   /**
-   * Resolves when `n` tokens are granted. Waiters are served first come, first served.
+   * Resolves when `n` tokens are granted. A call that must wait reserves its tokens at once and is granted
+   * when they have refilled, in first come, first served order.
    *
    * @returns The decision at the moment of the grant (`allowed: true`).
    * @throws {RateLimitedError} (rejection, at once) When the wait would exceed `maxWaitMs`.
@@ -227,8 +242,11 @@ export class TokenBucket {
         waiter.onAbort = () => this.abandon(waiter);
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
+      // Reserve now (tryTake has just refilled): the grant time follows from the level, and later callers
+      // are accounted for behind this one however late the timer fires.
+      this.level -= n;
+      this.reserved += n;
       this.waiters.push(waiter);
-      this.waitingTokens += n;
       if (this.waiters.length === 1) this.schedule();
     });
   }
@@ -255,7 +273,10 @@ export class TokenBucket {
     this.closed = true;
     this.clearTimer();
     const waiters = this.waiters.splice(0);
-    this.waitingTokens = 0;
+    // The reservations are cancelled: their tokens go back to the bucket that tryTake still answers from.
+    this.refill();
+    this.level = Math.min(this.capacity, Math.max(0, this.level + this.reserved));
+    this.reserved = 0;
     const error = new ClosedError('TokenBucket');
     for (const waiter of waiters) {
       this.detach(waiter);
@@ -266,8 +287,8 @@ export class TokenBucket {
   /** Ms a new request for `n` tokens would wait now, behind the current waiters (0 when it would pass). */
   waitMsFor(n = 1): number {
     this.refill();
-    const missing = this.waitingTokens + n - this.level;
-    return missing <= TOKEN_EPSILON ? 0 : Math.ceil(missing / this.refillPerMs);
+    const missing = n - this.level - TOKEN_EPSILON;
+    return missing <= 0 ? 0 : Math.ceil(missing / this.refillPerMs);
   }
 
   private refill(): void {
@@ -278,36 +299,47 @@ export class TokenBucket {
     }
   }
 
-  /** Grants every waiter at the head whose tokens are there, then arms one timer for the next. */
+  /**
+   * Grants every waiter whose reservation is paid off, then arms one timer for the next. The head's debt is
+   * paid once the level, with the tokens reserved behind it added back, is >= 0: `level + reserved >= n`.
+   * Granting moves nothing out of `level` (it was deducted at reservation).
+   */
   private serve(): void {
     this.clearTimer();
     this.refill();
     const waiters = this.waiters;
     let head = waiters[0];
-    while (head !== undefined && this.level + TOKEN_EPSILON >= head.n) {
+    while (head !== undefined && this.level + this.reserved + TOKEN_EPSILON >= head.n) {
       waiters.shift();
-      this.waitingTokens -= head.n;
-      this.level = Math.max(0, this.level - head.n);
+      this.reserved -= head.n;
+      if (waiters.length === 0) this.settleReserved();
       this.detach(head);
       head.resolve({
         allowed: true,
         limit: this.capacity,
-        remaining: Math.floor(this.level + TOKEN_EPSILON),
+        remaining: this.level > 0 ? Math.floor(this.level + TOKEN_EPSILON) : 0,
         retryAfterMs: 0,
         resetAfterMs: Math.ceil((this.capacity - this.level) / this.refillPerMs),
       });
       head = waiters[0];
     }
-    if (waiters.length === 0) this.waitingTokens = 0; // drop float residue of the running sum
     this.schedule();
+  }
+
+  /** With the queue empty, drops the float residue of the running sums: no phantom debt is left behind. */
+  private settleReserved(): void {
+    this.reserved = 0;
+    if (this.level < 0) this.level = 0;
   }
 
   private schedule(): void {
     const head = this.waiters[0];
     if (head === undefined || this.timer !== undefined) return;
-    // The one timer there is: for the head waiter only. Timers may fire a little early against
-    // performance.now() (libuv's loop time is cached), so serve() re-arms when the tokens are not there yet.
-    const delay = Math.max(1, Math.ceil((head.n - this.level) / this.refillPerMs));
+    // The one timer there is: for the head, the earliest reservation (they are paid off in FIFO order).
+    // Timers may fire a little early against performance.now() (libuv's loop time is cached), so serve()
+    // re-arms when the debt is not paid yet; a late one only delays grants that are already accounted for.
+    const missing = head.n - this.level - this.reserved - TOKEN_EPSILON;
+    const delay = Math.max(1, Math.ceil(missing / this.refillPerMs));
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.serve();
@@ -326,10 +358,13 @@ export class TokenBucket {
     const index = this.waiters.indexOf(waiter);
     if (index === -1) return;
     this.waiters.splice(index, 1);
-    this.waitingTokens -= waiter.n;
-    if (this.waiters.length === 0) this.waitingTokens = 0;
+    // Cancel the reservation: its tokens come back, which pays off the debt of everyone behind it sooner.
+    this.refill();
+    this.reserved -= waiter.n;
+    this.level = Math.min(this.capacity, this.level + waiter.n);
+    if (this.waiters.length === 0) this.settleReserved();
     waiter.reject(waiter.signal?.reason);
-    // The tokens it was waiting for now go to the next in line, possibly at once.
+    // Those ahead are unaffected (their share of the sum is unchanged); the new head may be paid off now.
     if (index === 0) this.serve();
   }
 
