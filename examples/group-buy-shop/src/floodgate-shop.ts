@@ -44,7 +44,7 @@ export function floodgatePaymentParts(context: WiringOptions): FloodgatePaymentP
     // Under the bank's limit: a request the gate lets go is on the wire a few ms later, and a pause of the
     // event loop (GC, a large write) can bunch a few of them at the bank; with several processes sharing
     // the bucket their releases bunch independently, so they keep a wider margin.
-    rate: context.bankRate * (store ? 0.95 : 0.98),
+    rate: context.bankRate * (store ? 0.93 : 0.95),
     // Two tokens (or 2% of a second's worth) let a timer that fires late catch up instead of losing its
     // token (a bucket of one drops whatever refills past it); the bank still sees at most rate + burst.
     burst: Math.max(2, Math.floor(context.bankRate * 0.02)),
