@@ -268,23 +268,7 @@ export class SqliteLedger implements PaymentLedger {
   }
 
   create(record: PaymentRecord): boolean {
-    const result = this.#create.run(
-      record.idempotencyKey,
-      record.scope,
-      record.merchant,
-      record.orderId,
-      record.generation,
-      record.amount,
-      record.currency,
-      record.payer,
-      record.fields,
-      record.createdAt,
-      record.updatedAt,
-      null,
-      record.scope,
-      record.generation,
-    );
-    return result.changes === 1;
+    return this.#insert(this.#create, record, null);
   }
 
   /**
@@ -292,7 +276,16 @@ export class SqliteLedger implements PaymentLedger {
    * to `sending` in one statement, one commit. Refuses exactly when {@link SqliteLedger.create} would.
    */
   createSending(record: PaymentRecord): boolean {
-    const result = this.#createSending.run(
+    return this.#insert(this.#createSending, record, record.firstSentAt);
+  }
+
+  /** Runs one of the two insert statements (they differ only in the state they write). */
+  #insert(
+    statement: Database.Statement<unknown[]>,
+    record: PaymentRecord,
+    firstSentAt: number | null | undefined,
+  ): boolean {
+    const result = statement.run(
       record.idempotencyKey,
       record.scope,
       record.merchant,
@@ -304,7 +297,7 @@ export class SqliteLedger implements PaymentLedger {
       record.fields,
       record.createdAt,
       record.updatedAt,
-      record.firstSentAt,
+      firstSentAt ?? null,
       record.scope,
       record.generation,
     );
