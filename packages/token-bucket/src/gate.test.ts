@@ -157,8 +157,11 @@ describe('gate', () => {
 
   it('estimates slot waits from observed durations', async () => {
     const g = gate({ rate: 1000, burst: 100, concurrency: 1, maxQueue: 100, maxWaitMs: 1500, clock });
-    const first = g.run(() => new Promise((resolve) => setTimeout(resolve, 1000)));
+    // The first call takes 1000 ms of (fake) time: it is held until the clock has moved on.
+    const slow = deferred();
+    const first = g.run(() => slow.promise);
     await vi.advanceTimersByTimeAsync(1000);
+    slow.resolve();
     await first;
     // nothing was known when the first ran; now a call is known to take about 1000 ms
     const hold = deferred();
