@@ -109,22 +109,16 @@ export function idempotency(options: ExpressIdempotencyOptions = {}): Idempotenc
 
   async function handle(req: Request, res: Response, next: NextFunction): Promise<void> {
     const scoped = await scopeOf(req);
-    const controller = new AbortController();
-    const onClose = () => controller.abort();
-    res.once('close', onClose);
-    let start: Awaited<ReturnType<Idempotency['start']>>;
-    try {
-      start = await core.start({
+    const start = await core.startWhileConnected(
+      {
         method: req.method,
         url: req.originalUrl,
         keyHeader: req.headers[core.header],
         body: req.body,
         scope: scoped === undefined ? '' : String(scoped),
-        signal: controller.signal,
-      });
-    } finally {
-      res.off('close', onClose);
-    }
+      },
+      res,
+    );
     if (start.kind === 'answer') {
       if (!res.destroyed) sendAnswer(res, start.answer);
       return;

@@ -51,22 +51,16 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
     return async function floodgateIdempotency(request: FastifyRequest, reply: FastifyReply) {
       if (!routeCore.appliesTo(request.method)) return;
       const scoped = await scopeOf(request);
-      const controller = new AbortController();
-      const onClose = () => controller.abort();
-      reply.raw.once('close', onClose);
-      let start: Awaited<ReturnType<Idempotency['start']>>;
-      try {
-        start = await routeCore.start({
+      const start = await routeCore.startWhileConnected(
+        {
           method: request.method,
           url: request.url,
           keyHeader: request.headers[routeCore.header],
           body: request.body,
           scope: scoped === undefined ? '' : String(scoped),
-          signal: controller.signal,
-        });
-      } finally {
-        reply.raw.off('close', onClose);
-      }
+        },
+        reply.raw,
+      );
       if (start.kind === 'answer') {
         return reply.code(start.answer.status).headers(start.answer.headers).send(start.answer.body);
       }

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { InvalidOptionError } from './errors.js';
 import {
@@ -87,6 +88,19 @@ describe('Idempotency', () => {
     for (const dup of await Promise.all(dups)) {
       expect(dup.kind === 'answer' && dup.replayed && dup.answer.status).toBe(201);
     }
+  });
+
+  it('startWhileConnected: a duplicate whose client leaves stops waiting, and no listener is left', async () => {
+    const idem = new Idempotency({ inFlight: 'coalesce' });
+    const ticket = await proceed(idem);
+    const connection = new EventEmitter();
+    const waiting = idem.startWhileConnected(request(), connection);
+    expect(connection.listenerCount('close')).toBe(1);
+    connection.emit('close');
+    const dup = await waiting;
+    expect(dup.kind === 'answer' && dup.answer.status).toBe(409);
+    expect(connection.listenerCount('close')).toBe(0);
+    await ticket.finish(created);
   });
 
   it('coalesces: when the first fails (5xx, not stored), one waiter takes the key over', async () => {

@@ -139,6 +139,12 @@ export interface IdempotencyRequest {
   readonly signal?: AbortSignal;
 }
 
+/** What emits `close` when the client goes away: a Node `ServerResponse` (Express `res`, Fastify `reply.raw`). */
+export interface ClosingConnection {
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+}
+
 /** A response as the adapter captured it. */
 export interface CapturedResponse {
   readonly status: number;
@@ -262,6 +268,25 @@ export class Idempotency {
   /** Whether requests with this method are concerned at all (cheap; no store access). */
   appliesTo(method: string): boolean {
     return this.#methods.has(method.toUpperCase());
+  }
+
+  /**
+   * {@link start} for a request whose client may go away: a `close` of `connection` (the Node response
+   * the framework writes to) aborts a coalescing wait, so a duplicate whose client left stops waiting.
+   * Both adapters start requests this way.
+   */
+  async startWhileConnected(
+    request: Omit<IdempotencyRequest, 'signal'>,
+    connection: ClosingConnection,
+  ): Promise<IdempotencyStart> {
+    const controller = new AbortController();
+    const onClose = () => controller.abort();
+    connection.once('close', onClose);
+    try {
+      return await this.start({ ...request, signal: controller.signal });
+    } finally {
+      connection.off('close', onClose);
+    }
   }
 
   /**

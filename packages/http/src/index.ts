@@ -19,6 +19,7 @@ export type {
 export { RateLimitHeaders, sfString } from './headers.js';
 export type {
   CapturedResponse,
+  ClosingConnection,
   IdempotencyOptions,
   IdempotencyRequest,
   IdempotencyStart,
