@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RequestHandler } from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createShopApp } from './app.js';
+import { createShopApp, DASHBOARD_PATH } from './app.js';
 import { ShopDb } from './db.js';
 import type { PaymentIntent, Payments, PayOutcome } from './payments.js';
 
@@ -186,7 +186,13 @@ describe('pages and the dashboard', () => {
     const page = await fetch(`${base}/`);
     expect(page.status).toBe(200);
     expect(await page.text()).toContain('<script src="/shop.js"');
-    expect((await fetch(`${base}/dashboard`)).status).toBe(200);
+    // The festival prints this address for people to open while the surge runs.
+    const dashboard = await fetch(`${base}${DASHBOARD_PATH}`);
+    expect(dashboard.status).toBe(200);
+    const html = await dashboard.text();
+    expect(html).toContain('<title>Festival dashboard</title>');
+    expect(html).toContain('<script src="/dashboard.js"');
+    expect((await fetch(`${base}/dashboard.js`)).status).toBe(200);
     const stats = await call('/api/stats');
     expect(stats.body).toMatchObject({ shop: 'floodgate', bankRate: 300, orders: { total: 0 }, bank: null });
     expect(stats.body.history.checkouts).toHaveLength(60);

@@ -33,6 +33,12 @@ export interface ShopAppOptions {
 
 const publicDir = fileURLToPath(new URL('./public/', import.meta.url));
 
+/**
+ * Where the shop serves its live festival dashboard (`public/dashboard.html`). Exported so whoever
+ * starts a shop (the festival, the demo) prints the page's real address.
+ */
+export const DASHBOARD_PATH = '/dashboard';
+
 const STUDENT_ID = /^[\w.-]{1,64}$/;
 
 function problem(res: Response, status: number, title: string, detail: string, extra: object = {}): void {
@@ -162,7 +168,7 @@ export function createShopApp(options: ShopAppOptions): Express {
   });
 
   // Pages last: the API's hot path never touches the file system.
-  app.get('/dashboard', (_req, res) => res.sendFile('dashboard.html', { root: publicDir }));
+  app.get(DASHBOARD_PATH, (_req, res) => res.sendFile('dashboard.html', { root: publicDir }));
   app.use(express.static(publicDir, { index: 'index.html' }));
 
   const onError: ErrorRequestHandler = (error, _req, res, _next) => {

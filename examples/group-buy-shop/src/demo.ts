@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { startBankSim } from '@floodgate/bank-sim';
-import { createShopApp, settleOrder } from './app.js';
+import { createShopApp, DASHBOARD_PATH, settleOrder } from './app.js';
 import { DEFAULT_BANK_RATE, SHOP_KINDS, type ShopKind } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
@@ -47,7 +47,7 @@ const app = createShopApp({
 });
 const server = app.listen(Number(values.port), '127.0.0.1', () => {
   console.log(
-    `${shop} shop: http://127.0.0.1:${values.port}/  dashboard: http://127.0.0.1:${values.port}/dashboard`,
+    `${shop} shop: http://127.0.0.1:${values.port}/  dashboard: http://127.0.0.1:${values.port}${DASHBOARD_PATH}`,
   );
   console.log(`bank (limit ${bankRate}/s): ${bank.url}  ground truth: ${bank.url}/_stats  Ctrl-C to stop`);
 });

@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createShopApp, settleOrder } from './app.js';
+import { createShopApp, DASHBOARD_PATH, settleOrder } from './app.js';
 import { readShopConfig } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
@@ -47,10 +47,11 @@ server.keepAliveTimeout = 30_000;
 server.once('listening', () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host}:${port}`;
+  const dashboard = `${url}${DASHBOARD_PATH}`;
   console.error(
-    `${config.shop} shop (${config.instance}) listening on ${url}; recovered ${recovered} payments`,
+    `${config.shop} shop (${config.instance}) listening on ${url} (dashboard ${dashboard}); recovered ${recovered} payments`,
   );
-  process.send?.({ type: 'ready', url, port, recovered });
+  process.send?.({ type: 'ready', url, port, dashboard, recovered });
 });
 
 let closing = false;

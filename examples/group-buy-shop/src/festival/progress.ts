@@ -31,6 +31,20 @@ export class ProgressBar {
     this.#stream.write(`\r\x1b[2K${text}`);
   }
 
+  /**
+   * Prints a line of its own (an address to open, say) above the bar, which is drawn again at the next
+   * update.
+   */
+  note(text: string): void {
+    if (!this.#tty) {
+      this.#stream.write(`festival: ${text}\n`);
+      return;
+    }
+    this.#stream.write(`\r\x1b[2K${text}\n`);
+    // Force the next update to redraw, even within the same phase and 80 ms.
+    this.#lastDraw = Number.NEGATIVE_INFINITY;
+  }
+
   /** Ends the current line (keeps what it showed). */
   done(): void {
     if (this.#tty) this.#stream.write('\n');

@@ -5,7 +5,7 @@ import { ProgressBar } from './progress.js';
 import { type FestivalReport, renderHtml } from './report.js';
 import { type FestivalSettings, type RunReport, type RunSpec, runOne } from './run.js';
 
-export interface FestivalOptions extends Omit<FestivalSettings, 'onProgress'> {
+export interface FestivalOptions extends Omit<FestivalSettings, 'onProgress' | 'onShopsReady'> {
   /** The shops to compare, in order. */
   readonly shops: readonly ShopKind[];
   /** Also run the floodgate shop once more with a SIGKILL mid-surge. */
@@ -59,6 +59,14 @@ export async function runFestival(options: FestivalOptions): Promise<FestivalRep
         ...options,
         onProgress: bar
           ? ({ label, phase, done, total }) => bar.update(label, phase, done, total)
+          : undefined,
+        onShopsReady: bar
+          ? ({ label, dashboards }) => {
+              dashboards.forEach((url, i) => {
+                const which = dashboards.length > 1 ? `, process ${i + 1} of ${dashboards.length}` : '';
+                bar.note(`live dashboard: ${url}  (${label}${which})`);
+              });
+            }
           : undefined,
       }),
     );

@@ -36,6 +36,11 @@ export interface FestivalSettings {
   readonly onProgress?:
     | ((progress: { label: string; done: number; total: number; phase: string }) => void)
     | undefined;
+  /**
+   * Called when a run's shop processes listen, before its surge begins, with the address of each one's
+   * live dashboard (so someone watching can open it while the surge runs).
+   */
+  readonly onShopsReady?: ((shops: { label: string; dashboards: string[] }) => void) | undefined;
 }
 
 /** Where the extra charges of a run came from. */
@@ -144,6 +149,13 @@ async function getJson<T>(url: string): Promise<T | undefined> {
 function shopFile(spec: RunSpec, settings: FestivalSettings, index: number) {
   const file = join(settings.outDir, `${spec.label.replace(/\W+/g, '-')}-${index + 1}`);
   return { db: `${file}.db`, log: `${file}.log` };
+}
+
+/** The live dashboard's address, as the shop process reported it when ready (`src/main.ts`). */
+function dashboardOf(shop: Service): string {
+  const { dashboard } = shop.ready;
+  if (typeof dashboard !== 'string') throw new TypeError(`Shop ${shop.url} did not report its dashboard`);
+  return dashboard;
 }
 
 /** Starts one shop process, on `port` (0: any). */
@@ -286,6 +298,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
     );
     for (const s of started) dbFiles.push(s.db);
     shops.push(...(await Promise.all(started.map((s) => s.service))));
+    settings.onShopsReady?.({ label: spec.label, dashboards: shops.map(dashboardOf) });
     const config = (await getJson<{ sendsIdempotencyKey: boolean }>(`${shops[0]?.url}/api/config`)) ?? {
       sendsIdempotencyKey: false,
     };
