@@ -3,7 +3,7 @@
 // and when everything is rejected?
 //
 // Each server runs in its own child process (this file, with HTTP_BENCH_SERVER set), pinned to one core
-// (the last) when `taskset` exists; autocannon (50 connections) runs here, unpinned. Besides req/s and p99
+// (the last) when `taskset` exists; autocannon (50 connections) runs here, on the other cores. Besides req/s and p99
 // it reports the server's CPU time per request (process.cpuUsage in the child), because Fastify can
 // outrun the load generator.
 //
@@ -11,7 +11,8 @@
 //     cd ../fastify && npx tsup && cd ../../bench && node --expose-gc --import tsx http.bench.ts
 //
 // HTTP_BENCH_SECONDS (default 4) sets the measured duration of each run (after a 1 s warm-up),
-// HTTP_BENCH_ROUNDS (default 3) the number of interleaved rounds (the table shows medians).
+// HTTP_BENCH_ROUNDS (default 3) the number of interleaved rounds (the table shows medians),
+// HTTP_BENCH_FRAMEWORKS (default express,fastify) which frameworks to measure.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -125,16 +126,22 @@ interface Row {
   total: number;
 }
 
+const hasTaskset = (() => {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+/** Pins every thread of `pid` to `cores` (a taskset list such as `1` or `0-2`). */
+function pin(pid: number, cores: string): void {
+  if (hasTaskset) execFileSync('taskset', ['-a', '-p', '-c', cores, String(pid)], { stdio: 'ignore' });
+}
+
 async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
   const autocannon = (await load('autocannon')).default as Autocannon;
-  const hasTaskset = (() => {
-    try {
-      execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' });
-      return true;
-    } catch {
-      return false;
-    }
-  })();
   const self = fileURLToPath(import.meta.url);
   // HTTP_BENCH_CPU_PROF=dir: profile each server (one directory per configuration) to see where its CPU goes.
   const profile = process.env.HTTP_BENCH_CPU_PROF;
@@ -149,9 +156,7 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
     ],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
-  if (hasTaskset && child.pid !== undefined) {
-    execFileSync('taskset', ['-p', '-c', String(cpus().length - 1), String(child.pid)], { stdio: 'ignore' });
-  }
+  if (child.pid !== undefined) pin(child.pid, String(cpus().length - 1));
   try {
     const { port } = await ask<{ port: number }>(child);
     const url = `http://127.0.0.1:${port}/`;
@@ -186,12 +191,16 @@ function median(values: number[]): number {
 }
 
 async function main(): Promise<void> {
+  // The load generator keeps to the other cores, so the server's core is its own.
+  if (cpus().length > 1) pin(process.pid, `0-${cpus().length - 2}`);
   const seconds = Number(process.env.HTTP_BENCH_SECONDS ?? 4);
   // Shared 2-core machines are noisy: every configuration runs in several interleaved rounds and the
   // table shows medians.
   const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? 3);
   const specs: ServerSpec[] = [];
-  for (const framework of ['express', 'fastify'] as const) {
+  // HTTP_BENCH_FRAMEWORKS=express (or fastify) measures one framework only.
+  const frameworks = (process.env.HTTP_BENCH_FRAMEWORKS ?? 'express,fastify').split(',') as Framework[];
+  for (const framework of frameworks) {
     specs.push({ framework, variant: 'bare', scenario: 'allow' });
     for (const scenario of ['allow', 'deny'] as const) {
       for (const variant of ['floodgate', 'incumbent'] as const) specs.push({ framework, variant, scenario });

@@ -1,5 +1,6 @@
 import { RateLimit, type RateLimitOptions, type RateLimitResult } from '@floodgate/http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { clientAddress } from './client-address.js';
 import { sendAnswer, setHeaders } from './send.js';
 
 /** Options of {@link rateLimit}: every option of the shared core, with Express's `Request`. */
@@ -36,7 +37,7 @@ function apply(result: RateLimitResult, res: Response, next: NextFunction): void
  * app.post('/checkout', rateLimit({ name: 'checkout', limit: 5, key: byUser((req) => req.user?.id) }), checkout);
  */
 export function rateLimit(options: ExpressRateLimitOptions): RateLimitMiddleware {
-  return middlewareOf(new RateLimit<Request>(options));
+  return middlewareOf(new RateLimit<Request>(options, { clientAddress }));
 }
 
 function middlewareOf(core: RateLimit<Request>): RateLimitMiddleware {

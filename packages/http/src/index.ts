@@ -54,5 +54,10 @@ export type { MemoryIdempotencyStoreOptions } from './memory-idempotency-store.j
 export { MemoryIdempotencyStore, memoryIdempotencyStore } from './memory-idempotency-store.js';
 export type { HttpAnswer, ProblemAnswerOptions, ProblemDetails } from './problem.js';
 export { PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
-export type { RateLimitOptions, RateLimitPolicy, RateLimitResult } from './rate-limit.js';
+export type {
+  RateLimitAdapter,
+  RateLimitOptions,
+  RateLimitPolicy,
+  RateLimitResult,
+} from './rate-limit.js';
 export { RATE_LIMIT_OPTION_NAMES, RateLimit } from './rate-limit.js';

@@ -177,6 +177,19 @@ function windowLabel(windowMs: number): string {
  *
  * @throws {InvalidOptionError} at construction on an unknown or invalid option.
  */
+/** What a framework adapter tells the core about its requests. */
+export interface RateLimitAdapter<Req> {
+  /**
+   * The client address as the framework sees it, trust-proxy setting applied: what `request.ip` says.
+   * An adapter gives its own when the framework's `ip` is costly to read (Express parses
+   * `X-Forwarded-For` on every read of `req.ip`, even with `trust proxy` off).
+   * @default (request) => request.ip
+   */
+  readonly clientAddress?: (request: Req) => string | undefined;
+}
+
+const requestIp = (request: KeyableRequest): string | undefined => request.ip;
+
 export class RateLimit<Req extends KeyableRequest> {
   readonly headers: RateLimitHeaders;
   readonly dryRun: boolean;
@@ -195,9 +208,17 @@ export class RateLimit<Req extends KeyableRequest> {
   readonly #maxCost: number;
   readonly #denyPrefix: readonly string[];
   readonly #shared: readonly RateLimitPolicy<Req>[];
+  readonly #adapter: RateLimitAdapter<Req>;
+  readonly #clientAddress: (request: Req) => string | undefined;
 
-  constructor(options: RateLimitOptions<Req>) {
+  /**
+   * @param options What to limit and how to answer (see {@link RateLimitOptions}).
+   * @param adapter Set by the framework adapters, not by users.
+   */
+  constructor(options: RateLimitOptions<Req>, adapter: RateLimitAdapter<Req> = {}) {
     this.#options = options;
+    this.#adapter = adapter;
+    this.#clientAddress = adapter.clientAddress ?? requestIp;
     checkObject('options', options);
     rejectUnknownKeys(options, KNOWN, 'rateLimit()');
     let specs: readonly RateLimitPolicy<Req>[];
@@ -325,8 +346,9 @@ export class RateLimit<Req extends KeyableRequest> {
   #afterSkip(request: Req): MaybePromise<RateLimitResult> {
     let address: string | undefined;
     if (this.#allowSet !== undefined || this.#allowFn !== undefined) {
-      address = addressKey(request.ip, this.#subnet);
-      if (this.#allowSet?.has(request.ip ?? '') || this.#allowSet?.has(address)) return SKIP;
+      const ip = this.#clientAddress(request);
+      address = addressKey(ip, this.#subnet);
+      if (this.#allowSet?.has(ip ?? '') || this.#allowSet?.has(address)) return SKIP;
       if (this.#allowFn?.(request, address)) return SKIP;
     }
     const cost = typeof this.#cost === 'number' ? this.#cost : this.#cost(request);
@@ -379,7 +401,7 @@ export class RateLimit<Req extends KeyableRequest> {
     generated: string | undefined,
   ): MaybePromise<RateLimitResult> | undefined {
     const policy = this.#policies[i] as Policy<Req>;
-    const key = generated ?? address ?? addressKey(request.ip, this.#subnet);
+    const key = generated ?? address ?? addressKey(this.#clientAddress(request), this.#subnet);
     let decision: MaybePromise<DecisionLike>;
     try {
       decision = policy.limiter.tryTake(key, cost);
@@ -511,7 +533,7 @@ export class RateLimit<Req extends KeyableRequest> {
       if (has('limiter')) for (const name of ['limit', 'windowMs', 'store']) delete base[name];
       if (has('limit') || has('windowMs') || has('store')) delete base.limiter;
     }
-    return new RateLimit<Req>({ ...base, ...overrides } as RateLimitOptions<Req>);
+    return new RateLimit<Req>({ ...base, ...overrides } as RateLimitOptions<Req>, this.#adapter);
   }
 
   /** Closes the limiters this instance created (not the ones passed in as `limiter`). */
