@@ -32,10 +32,9 @@ const wiring = await buildShop(shop, {
   bankRate,
   onSettled: (orderId, outcome) => settleOrder(db, meter, orderId, outcome),
 });
-// The payment client's timers are unref'd and nothing listens yet: hold the process open meanwhile.
-const holdOpen = setInterval(() => {}, 1000);
-if (wiring.payments.recover) await wiring.payments.recover();
-clearInterval(holdOpen);
+// As `main.ts`: the orders follow the ledger before the shop listens, and the payments a previous run
+// left in flight are recovered while it already serves.
+if (wiring.payments.syncOrders) await wiring.payments.syncOrders();
 const app = createShopApp({
   db,
   meter,
@@ -50,6 +49,7 @@ const server = app.listen(Number(values.port), '127.0.0.1', () => {
     `${shop} shop: http://127.0.0.1:${values.port}/  dashboard: http://127.0.0.1:${values.port}${DASHBOARD_PATH}`,
   );
   console.log(`bank (limit ${bankRate}/s): ${bank.url}  ground truth: ${bank.url}/_stats  Ctrl-C to stop`);
+  wiring.payments.recover?.().catch((error: unknown) => console.error('recovery failed:', error));
 });
 process.once('SIGINT', async () => {
   server.close();

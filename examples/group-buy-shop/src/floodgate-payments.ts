@@ -98,22 +98,37 @@ export class FloodgatePayments implements Payments {
   }
 
   /**
-   * After a restart: drives every payment the ledger left unresolved to paid or declined (same keys),
-   * then brings the shop's orders in line with the ledger.
+   * After a restart, before taking checkouts: each order the last process left `paying` or `pending`
+   * follows its payment in the ledger: paid or declined there, the same here; still unresolved, `pending`
+   * (`recover()` settles it); no payment at all, `created` again (the crash came before the ledger saw it,
+   * so nothing was sent and the student pays again). Ledger reads only: a few milliseconds, so the shop
+   * can do it before it listens and no checkout races it.
    */
-  async recover(): Promise<number> {
-    const summary = await this.#client.recover();
+  async syncOrders(): Promise<number> {
     const { db, onSettled } = this.#context;
-    for (const order of [...db.orders('paying'), ...db.orders('pending')]) {
+    const orders = [...db.orders('paying'), ...db.orders('pending')];
+    for (const order of orders) {
       const record = await this.#client.lookup(order.id);
       if (record?.state === 'paid')
         onSettled?.(order.id, { status: 'paid', paymentId: record.reference ?? '' });
       else if (record?.state === 'declined') {
         onSettled?.(order.id, { status: 'declined', reason: record.declineReason ?? 'declined' });
       } else if (record) db.setOrderStatus(order.id, 'pending');
-      // No record: the crash came before the ledger saw it, so nothing was sent. The student pays again.
       else db.setOrderStatus(order.id, 'created');
     }
+    return orders.length;
+  }
+
+  /**
+   * After a restart, while the shop takes checkouts: drives every payment the ledger left unresolved to
+   * paid or declined with its original key (the client's `recover()`); each settlement reaches its order
+   * through the client's `outcome` event, like any background settlement. A checkout of an order being
+   * recovered cannot charge it again: the client shares one call per order between `pay()` and
+   * `recover()`, a `pay()` that comes first re-drives the ledger's unresolved record with its key, and a
+   * new key is only ever made after the bank declined.
+   */
+  async recover(): Promise<number> {
+    const summary = await this.#client.recover();
     return summary.found;
   }
 

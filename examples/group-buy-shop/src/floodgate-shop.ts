@@ -1,10 +1,11 @@
 import { type CircuitBreaker, circuitBreaker } from '@floodgate/circuit-breaker';
 import { idempotency, loadShedding, rateLimit } from '@floodgate/express';
 import { createPaymentClient, ietfGateway, sqliteLedger } from '@floodgate/payment-retry';
-import { redisStore } from '@floodgate/redis';
+import type { RedisStore } from '@floodgate/redis';
 import { type Gate, gate } from '@floodgate/token-bucket';
 import type { Request } from 'express';
 import { FloodgatePayments } from './floodgate-payments.js';
+import type { PaymentsContext } from './payments.js';
 import type { ShopWiring, WiringOptions } from './shops.js';
 
 /** How long a checkout may wait for its turn at the bank before the shop answers 503 at once. */
@@ -23,21 +24,31 @@ export interface FloodgatePaymentParts {
   close(): Promise<void>;
 }
 
+export interface FloodgatePartsOptions extends PaymentsContext {
+  /**
+   * Where the gate takes the bank's tokens when several shop processes share its limit (see
+   * {@link sharedBankBucket}); the parts close it. @default undefined (a bucket in this process)
+   */
+  readonly store?: RedisStore | undefined;
+}
+
 /**
- * The floodgate shop's way to the bank: a gate at (just under) the bank's flow limit, shared through Redis
- * with `redisUrl`; a breaker; and a payment client whose ledger lives in the shop's database.
+ * The bank's bucket in Redis, shared by every shop process. fail-closed: without Redis no shop process
+ * can know the fleet's rate, so none sends. The timeout is generous because the festival runs every
+ * process on one small machine. `@floodgate/redis` (and ioredis) is loaded only here: about a fifth of a
+ * second with tsx on 2 cores, which a shop without Redis, restarted after a crash, need not wait for.
  */
-export function floodgatePaymentParts(context: WiringOptions): FloodgatePaymentParts {
-  const store = context.redisUrl
-    ? // fail-closed: without Redis no shop process can know the fleet's rate, so none sends. The timeout is
-      // generous because the festival runs every process on one small machine.
-      redisStore({
-        url: context.redisUrl,
-        prefix: 'group-buy-shop:',
-        failMode: 'fail-closed',
-        timeoutMs: 1000,
-      })
-    : undefined;
+export async function sharedBankBucket(redisUrl: string): Promise<RedisStore> {
+  const { redisStore } = await import('@floodgate/redis');
+  return redisStore({ url: redisUrl, prefix: 'group-buy-shop:', failMode: 'fail-closed', timeoutMs: 1000 });
+}
+
+/**
+ * The floodgate shop's way to the bank: a gate at (just under) the bank's flow limit, shared through
+ * `store` when given; a breaker; and a payment client whose ledger lives in the shop's database.
+ */
+export function floodgatePaymentParts(context: FloodgatePartsOptions): FloodgatePaymentParts {
+  const { store } = context;
   // The bank's flow limit is stated once, in the shop's config (`bankRate`); the gate runs just under it
   // and the load shedding reads its waits from the gate.
   const bank = gate({
@@ -94,8 +105,9 @@ export function floodgatePaymentParts(context: WiringOptions): FloodgatePaymentP
  * ledger lives in the shop's database. With `redisUrl`, every shop process takes the bank's tokens from
  * one Redis bucket, so the limit holds for the fleet.
  */
-export function floodgateShop(context: WiringOptions): ShopWiring {
-  const { payments, gate: bank, breaker, close } = floodgatePaymentParts(context);
+export async function floodgateShop(context: WiringOptions): Promise<ShopWiring> {
+  const store = context.redisUrl ? await sharedBankBucket(context.redisUrl) : undefined;
+  const { payments, gate: bank, breaker, close } = floodgatePaymentParts({ ...context, store });
   const perStudent = rateLimit({ name: 'checkout', limit: 10, windowMs: 10_000, key: studentOf });
   const idempotent = idempotency({ scope: studentOf, inFlight: 'coalesce', coalesceTimeoutMs: 15_000 });
   const shed = loadShedding({ gate: bank, breaker, maxWaitMs: MAX_WAIT_MS, priority: 'critical' });

@@ -9,6 +9,10 @@ import { buildShop } from './shops.js';
 
 // Runs one shop process: `tsx src/main.ts --shop floodgate --port 3000 --bank-url http://127.0.0.1:4000`.
 // Started by the festival as a child process (it reports its URL over IPC), or by hand to click around.
+
+// ms since this process started (performance.now()'s origin) at each step of start-up: the festival
+// reports where a restart after SIGKILL spends its time.
+const startup: Record<string, number> = { modulesLoadedMs: performance.now() };
 const config = readShopConfig(process.argv.slice(2));
 const db = new ShopDb(config.db);
 const meter = new Meter<MeterName>();
@@ -21,12 +25,11 @@ const wiring = await buildShop(config.shop, {
   onSettled: (orderId, outcome) => settleOrder(db, meter, orderId, outcome),
 });
 
-// After a crash: settle what the last process left unknown before taking new checkouts.
-// The payment client's timers are unref'd (a library must not hold a process open) and nothing else is
-// listening yet, so hold the process open while recovery waits for the bank.
-const holdOpen = setInterval(() => {}, 1000);
-const recovered = wiring.payments.recover ? await wiring.payments.recover() : 0;
-clearInterval(holdOpen);
+startup.shopBuiltMs = performance.now();
+// After a crash, before the first checkout comes in: the orders the last process left mid-payment follow
+// the payment ledger (database reads only, a few ms; nothing can race them yet).
+if (wiring.payments.syncOrders) await wiring.payments.syncOrders();
+startup.ordersSyncedMs = performance.now();
 
 const app = createShopApp({
   db,
@@ -48,11 +51,30 @@ server.once('listening', () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host}:${port}`;
   const dashboard = `${url}${DASHBOARD_PATH}`;
-  console.error(
-    `${config.shop} shop (${config.instance}) listening on ${url} (dashboard ${dashboard}); recovered ${recovered} payments`,
-  );
-  process.send?.({ type: 'ready', url, port, dashboard, recovered });
+  console.error(`${config.shop} shop (${config.instance}) listening on ${url} (dashboard ${dashboard})`);
+  startup.listeningMs = performance.now();
+  process.send?.({ type: 'ready', url, port, dashboard, startedAt: performance.timeOrigin, startup });
+  void recoverInBackground();
 });
+
+// Then, while it already takes checkouts, it settles what the last process left unknown. That waits for
+// the bank (a status query per payment through the gate, some answered only at the recovery deadline):
+// seconds during which a shop that recovered first would stay closed. A student who clicks "Pay" meanwhile
+// shares the payment being recovered instead of starting another (see FloodgatePayments.recover).
+async function recoverInBackground(): Promise<void> {
+  try {
+    const recovered = wiring.payments.recover ? await wiring.payments.recover() : 0;
+    startup.recoveredMs = performance.now();
+    console.error(`${config.shop} shop (${config.instance}) recovered ${recovered} payments`);
+    process.send?.({ type: 'recovered', recovered, startup });
+  } catch (error) {
+    if (closing) return;
+    // What is left unresolved stays in the ledger for the next start; this process must not go on
+    // believing it recovered.
+    console.error('recovery failed:', error);
+    process.exit(1);
+  }
+}
 
 let closing = false;
 async function shutdown(): Promise<void> {

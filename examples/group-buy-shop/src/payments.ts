@@ -45,7 +45,17 @@ export interface Payments {
   readonly name: 'naive' | 'careful' | 'floodgate';
   pay(intent: PaymentIntent, signal?: AbortSignal): Promise<PayOutcome>;
   status(): PaymentsStatus;
-  /** After a restart: settles what a crash left unknown. Resolves with how many payments it looked at. */
+  /**
+   * After a restart, before the shop takes checkouts: brings the orders a crash left `paying` or `pending`
+   * in line with what the payments recorded (reads only; nothing is sent). Resolves with how many it
+   * looked at.
+   */
+  syncOrders?(): Promise<number>;
+  /**
+   * After a restart, while the shop already takes checkouts: settles what a crash left unknown (a
+   * checkout of an order being recovered must share its payment, never start another). Resolves with how
+   * many payments it looked at.
+   */
   recover?(): Promise<number>;
   close(): Promise<void>;
 }

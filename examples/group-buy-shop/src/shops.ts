@@ -1,9 +1,5 @@
 import type { RequestHandler } from 'express';
-import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
-import { CarefulPayments } from './careful-payments.js';
 import type { ShopKind } from './config.js';
-import { floodgateShop } from './floodgate-shop.js';
-import { NaivePayments } from './naive-payments.js';
 import type { Payments, PaymentsContext } from './payments.js';
 
 /** Everything that makes one of the three shops different; the app around it is the same. */
@@ -20,50 +16,20 @@ export interface WiringOptions extends PaymentsContext {
   readonly redisUrl?: string | undefined;
 }
 
-/** The naive shop: no limiter, no breaker, no idempotency; a failed request is sent again with a new key. */
-export function naiveShop(context: WiringOptions): ShopWiring {
-  const payments = new NaivePayments(context);
-  return {
-    payments,
-    checkoutMiddleware: [],
-    lockOrders: false,
-    // A plain <form> POST: the browser sends nothing that ties two clicks together.
-    pageSendsIdempotencyKey: false,
-    close: () => payments.close(),
-  };
-}
-
-/** The careful shop: bottleneck, opossum, p-retry, stripe-node-style keys, express-rate-limit, order lock. */
-export function carefulShop(context: WiringOptions): ShopWiring {
-  const payments = new CarefulPayments(context);
-  const perStudent = rateLimit({
-    windowMs: 60_000,
-    limit: 30,
-    standardHeaders: 'draft-8',
-    legacyHeaders: false,
-    keyGenerator: (req) => req.get('x-student-id') ?? ipKeyGenerator(req.ip ?? ''),
-  });
-  return {
-    payments,
-    checkoutMiddleware: [perStudent],
-    lockOrders: true,
-    // None of these libraries asks the page for a key, and the shop's lock already refuses a second
-    // concurrent checkout, so its page does not send one.
-    pageSendsIdempotencyKey: false,
-    close: () => payments.close(),
-  };
-}
-
 export type ShopFactory = (context: WiringOptions) => ShopWiring | Promise<ShopWiring>;
 
-/** Builds the named shop. */
+/**
+ * Builds the named shop (`naive-shop.ts`, `careful-shop.ts`, `floodgate-shop.ts`). Each is imported only
+ * when asked for, so a shop process loads its own libraries and not the other two shops': run from
+ * TypeScript through tsx, every module loaded is time a shop restarted after a crash is not serving.
+ */
 export async function buildShop(kind: ShopKind, context: WiringOptions): Promise<ShopWiring> {
   switch (kind) {
     case 'naive':
-      return naiveShop(context);
+      return (await import('./naive-shop.js')).naiveShop(context);
     case 'careful':
-      return carefulShop(context);
+      return (await import('./careful-shop.js')).carefulShop(context);
     case 'floodgate':
-      return floodgateShop(context);
+      return (await import('./floodgate-shop.js')).floodgateShop(context);
   }
 }

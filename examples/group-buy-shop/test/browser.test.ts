@@ -37,7 +37,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     bank = await startBankSim({ rate: 50 });
     db = new ShopDb(':memory:');
     const meter = new Meter<MeterName>();
-    wiring = floodgateShop({
+    wiring = await floodgateShop({
       db,
       meter,
       bankUrl: bank.url,

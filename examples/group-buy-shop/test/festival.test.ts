@@ -69,6 +69,16 @@ describe('the festival, floodgate shop', () => {
     expect(run?.integrity.declinedButCharged).toBe(0);
   });
 
+  it('takes checkouts again before it has recovered what the killed process left in flight', () => {
+    const run = report.runs[1];
+    const restart = run?.restart;
+    expect(restart).toBeDefined();
+    expect(run?.recovered).toEqual(expect.any(Number));
+    // Recovery waits for the bank; the restarted shop listens first and recovers in the background.
+    expect(restart?.ordersSyncedMs).toBeLessThanOrEqual(restart?.listeningMs ?? 0);
+    expect(restart?.listeningMs).toBeLessThanOrEqual(restart?.recoveredMs ?? 0);
+  });
+
   it('writes the JSON and HTML report', async () => {
     const json = JSON.parse(
       await readFile(join(outDir, 'floodgate', 'report.json'), 'utf8'),

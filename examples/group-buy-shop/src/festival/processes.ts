@@ -9,7 +9,13 @@ const packageDir = fileURLToPath(new URL('../../', import.meta.url));
  */
 const rootTsconfig = fileURLToPath(new URL('../../../../tsconfig.json', import.meta.url));
 
-export interface ReadyMessage {
+/** A message a process of ours sends its parent over IPC. */
+export interface ServiceMessage {
+  readonly type: string;
+  readonly [field: string]: unknown;
+}
+
+export interface ReadyMessage extends ServiceMessage {
   readonly type: 'ready';
   readonly url: string;
   readonly port: number;
@@ -25,6 +31,11 @@ export interface Service {
   readonly child: ChildProcess;
   /** Resolves when the process has exited. */
   readonly exited: Promise<void>;
+  /**
+   * The first message of `type` the process sent since it started (also one that came before this call).
+   * @throws {Error} (as a rejection) when the process exits without sending one.
+   */
+  message(type: string): Promise<ServiceMessage>;
   /** Asks it to close cleanly; kills it if it has not gone within `graceMs`. */
   stop(graceMs?: number): Promise<void>;
   /** SIGKILL: no cleanup, no flush, like a machine losing power. */
@@ -61,6 +72,12 @@ export async function startService(
     child.stdout?.resume();
     child.stderr?.resume();
   }
+  // Every message is kept from the start: one can come right behind 'ready', before anyone asks for it.
+  const received: ServiceMessage[] = [];
+  child.on('message', (message: unknown) => {
+    if (typeof (message as ServiceMessage | null)?.type === 'string')
+      received.push(message as ServiceMessage);
+  });
   let tail = '';
   child.stderr?.on('data', (chunk: Buffer) => {
     tail = (tail + chunk.toString()).slice(-2000);
@@ -90,12 +107,30 @@ export async function startService(
   });
 
   const isRunning = () => child.exitCode === null && child.signalCode === null;
+  const message = (type: string) =>
+    new Promise<ServiceMessage>((resolve, reject) => {
+      const already = received.find((m) => m.type === type);
+      if (already) return resolve(already);
+      if (!isRunning()) return reject(new Error(`${script} exited without sending '${type}'`));
+      const onMessage = (m: unknown) => {
+        if ((m as ServiceMessage | null)?.type !== type) return;
+        child.off('exit', onExit);
+        resolve(m as ServiceMessage);
+      };
+      const onExit = () => {
+        child.off('message', onMessage);
+        reject(new Error(`${script} exited without sending '${type}'`));
+      };
+      child.on('message', onMessage);
+      child.once('exit', onExit);
+    });
   return {
     ready,
     url: ready.url,
     port: ready.port,
     child,
     exited,
+    message,
     async stop(graceMs = 3000) {
       if (!isRunning()) return;
       if (child.connected) child.send({ type: 'shutdown' });

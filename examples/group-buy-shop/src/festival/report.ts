@@ -69,12 +69,31 @@ export function findings(run: RunReport): string {
     parts.push(`the bank saw up to ${run.bankPeakAdmittedPerSecond}/s against a limit of ${run.bankRate}/s`);
   }
   if (run.unanswered > 0) parts.push(`${run.unanswered} clicks were never answered`);
-  if (run.crash) {
-    parts.push(
-      `shop SIGKILLed at ${seconds(run.crashedAtMs ?? 0)}, back after ${seconds(run.restartMs ?? 0)} with ${run.recovered ?? 0} payments recovered`,
-    );
-  }
+  if (run.crash) parts.push(crashFinding(run));
   return `${run.label}: ${parts.join('; ')}.`;
+}
+
+/** The crash run's restart: when the shop took checkouts again, where the time went, the recovery. */
+function crashFinding(run: RunReport): string {
+  const killed = `shop SIGKILLed at ${seconds(run.crashedAtMs ?? 0)}`;
+  const r = run.restart;
+  if (!r) {
+    return `${killed}, back after ${seconds(run.restartMs ?? 0)} with ${run.recovered ?? 0} payments recovered`;
+  }
+  const steps = [
+    `gone ${millis(r.exitedMs)}`,
+    `new process running ${millis(r.processStartedMs)}`,
+    `modules loaded ${millis(r.modulesLoadedMs)}`,
+    `shop built ${millis(r.shopBuiltMs)}`,
+    `orders synced ${millis(r.ordersSyncedMs)}`,
+    `listening ${millis(r.listeningMs)}`,
+    `recovered ${millis(r.recoveredMs)}`,
+  ];
+  return (
+    `${killed}, taking checkouts again after ${seconds(run.restartMs ?? r.listeningMs)}, ` +
+    `${run.recovered ?? 0} payments recovered after ${seconds(r.recoveredMs)} ` +
+    `(from the SIGKILL: ${steps.join(', ')})`
+  );
 }
 
 /** The side-by-side table for a terminal. */

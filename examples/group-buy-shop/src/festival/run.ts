@@ -5,7 +5,7 @@ import type { BankSimOptions, BankStats, Faults } from '@floodgate/bank-sim';
 import { Pool } from 'undici';
 import type { ShopKind } from '../config.js';
 import { type OrderStatus, type PaymentAttempt, ShopDb } from '../db.js';
-import { type Service, startService } from './processes.js';
+import { type Service, type ServiceMessage, startService } from './processes.js';
 import { perSecond, quantile } from './stats.js';
 import { dealOf, runSurge, type StudentOutcome, type StudentRecord, studentName } from './students.js';
 
@@ -41,6 +41,27 @@ export interface FestivalSettings {
    * live dashboard (so someone watching can open it while the surge runs).
    */
   readonly onShopsReady?: ((shops: { label: string; dashboards: string[] }) => void) | undefined;
+}
+
+/**
+ * When the shop restarted after the SIGKILL got through each step, in ms from the SIGKILL (the new
+ * process's own clock readings, placed on the wall clock it shares with the festival).
+ */
+export interface RestartTimings {
+  /** The festival saw the killed process exit (it starts the new one without waiting for that). */
+  readonly exitedMs: number;
+  /** The new process was running (Node started, nothing loaded yet). */
+  readonly processStartedMs: number;
+  /** Its modules were loaded (tsx compiling the TypeScript on the way). */
+  readonly modulesLoadedMs: number;
+  /** Database open, payment client and shop wired. */
+  readonly shopBuiltMs: number;
+  /** The orders the killed process left mid-payment follow the ledger again (before listening). */
+  readonly ordersSyncedMs: number;
+  /** Listening: it took checkouts again. */
+  readonly listeningMs: number;
+  /** `recover()` had settled (or handed to reconciliation) what the killed process left in flight. */
+  readonly recoveredMs: number;
 }
 
 /** Where the extra charges of a run came from. */
@@ -104,10 +125,13 @@ export interface RunReport {
     readonly p50: number[];
     readonly p99: number[];
   };
-  /** The crash run only: payments the restarted shop recovered. */
+  /** The crash run only: when the shop was killed, ms since the surge began. */
   readonly crashedAtMs?: number | undefined;
-  /** The crash run only: from the SIGKILL until the new process took checkouts again (recovery included). */
+  /** The crash run only: from the SIGKILL until the new process took checkouts again. */
   readonly restartMs?: number | undefined;
+  /** The crash run only: where the restart spent its time. */
+  readonly restart?: RestartTimings | undefined;
+  /** The crash run only: payments the restarted shop recovered. */
   readonly recovered?: number | undefined;
   /** The bank's own numbers, as /_stats gave them (without the series). */
   readonly bankStats: Omit<BankStats, 'series'> | undefined;
@@ -143,6 +167,30 @@ async function getJson<T>(url: string): Promise<T | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/** The restarted shop's start-up steps (its `ready` and `recovered` messages), from the SIGKILL. */
+function restartTimings(
+  killedAt: number,
+  exitedAt: number,
+  ready: ServiceMessage,
+  recovered: ServiceMessage,
+): { recovered: number; restart: RestartTimings } {
+  const startedAt = Number(ready.startedAt);
+  const step = (message: ServiceMessage, name: string) =>
+    Math.round(startedAt + Number((message.startup as Record<string, number>)[name]) - killedAt);
+  return {
+    recovered: Number(recovered.recovered),
+    restart: {
+      exitedMs: exitedAt - killedAt,
+      processStartedMs: Math.round(startedAt - killedAt),
+      modulesLoadedMs: step(ready, 'modulesLoadedMs'),
+      shopBuiltMs: step(ready, 'shopBuiltMs'),
+      ordersSyncedMs: step(ready, 'ordersSyncedMs'),
+      listeningMs: step(ready, 'listeningMs'),
+      recoveredMs: step(recovered, 'recoveredMs'),
+    },
+  };
 }
 
 /** Where shop process `index` of a run keeps its database and log. */
@@ -314,8 +362,8 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
     }
     let done = 0;
     let crashedAtMs: number | undefined;
-    let recovered: number | undefined;
     let restartMs: number | undefined;
+    let recovery: Promise<{ recovered: number; restart: RestartTimings }> | undefined;
     const surgeStartedAt = Date.now();
     const surge = runSurge({
       shopUrls: shops.map((s) => s.url),
@@ -333,16 +381,24 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
       // same port with the same database and recovers what was in flight.
       await sleep(settings.arrivalMs * 0.6);
       const victim = shops[0] as Service;
-      crashedAtMs = Date.now() - surgeStartedAt;
-      await victim.crash();
+      const killedAt = Date.now();
+      crashedAtMs = killedAt - surgeStartedAt;
+      // A supervisor starts the new process as soon as it has sent the SIGKILL; waiting for the exit to be
+      // reported would add this process's own event-loop lag (it is also the students' browsers) to the
+      // outage. SIGKILL cannot be caught, so the old process runs no more code, and the kernel closes its
+      // listening socket as it dies, long before the new one has loaded its modules and binds the port.
+      const exited = victim.crash().then(() => Date.now());
       const again = startShop(spec, settings, bank.url, 0, victim.port);
       const restarted = await again.service;
-      restartMs = Date.now() - surgeStartedAt - crashedAtMs;
+      restartMs = Date.now() - killedAt;
       shops[0] = restarted;
-      recovered = typeof restarted.ready.recovered === 'number' ? restarted.ready.recovered : undefined;
+      recovery = Promise.all([exited, restarted.message('recovered')]).then(([exitedAt, message]) =>
+        restartTimings(killedAt, exitedAt, restarted.ready, message),
+      );
     }
 
     const result = await surge;
+    const recoveredAfterCrash = await recovery;
     progress('draining', settings.students);
     // Drain: the shop settles what is still pending (reconciliation) before we count.
     const drainDeadline = Date.now() + settings.drainTimeoutMs;
@@ -402,7 +458,8 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
       timeToDrainMs,
       crashedAtMs,
       restartMs,
-      recovered,
+      restart: recoveredAfterCrash?.restart,
+      recovered: recoveredAfterCrash?.recovered,
     });
   } finally {
     await Promise.all(shops.map((s) => s.stop()));
@@ -424,6 +481,7 @@ interface SummaryInput {
   timeToDrainMs: number;
   crashedAtMs: number | undefined;
   restartMs: number | undefined;
+  restart: RestartTimings | undefined;
   recovered: number | undefined;
 }
 
@@ -574,6 +632,7 @@ function summarize(input: SummaryInput): RunReport {
     },
     crashedAtMs: input.crashedAtMs,
     restartMs: input.restartMs,
+    restart: input.restart,
     recovered: input.recovered,
     bankStats: withoutSeries(bankStats),
   };
