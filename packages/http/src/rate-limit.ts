@@ -209,6 +209,8 @@ export class RateLimit<Req extends KeyableRequest> {
   readonly #denyPrefix: readonly string[];
   readonly #shared: readonly RateLimitPolicy<Req>[];
   readonly #adapter: RateLimitAdapter<Req>;
+  /** Set when the limit is one policy keyed by address at a fixed cost, with no skip or allow list. */
+  readonly #simple: KeyedLimiterLike | undefined;
   readonly #clientAddress: (request: Req) => string | undefined;
 
   /**
@@ -321,6 +323,16 @@ export class RateLimit<Req extends KeyableRequest> {
         : checkBoolean('passOnStoreError', options.passOnStoreError);
     this.#onLimit = options.onLimit === undefined ? undefined : checkFunction('onLimit', options.onLimit);
     this.#onError = options.onError === undefined ? () => {} : checkFunction('onError', options.onError);
+    const only = policies.length === 1 ? (policies[0] as Policy<Req>) : undefined;
+    this.#simple =
+      only !== undefined &&
+      only.key === undefined &&
+      typeof cost === 'number' &&
+      this.#skip === undefined &&
+      this.#allowSet === undefined &&
+      this.#allowFn === undefined
+        ? only.limiter
+        : undefined;
   }
 
   /**
@@ -330,6 +342,7 @@ export class RateLimit<Req extends KeyableRequest> {
    * a skip.
    */
   check(request: Req): MaybePromise<RateLimitResult> {
+    if (this.#simple !== undefined) return this.#checkSimple(request, this.#simple);
     if (this.#skip !== undefined) {
       let skipped: MaybePromise<boolean>;
       try {
@@ -341,6 +354,28 @@ export class RateLimit<Req extends KeyableRequest> {
       if (skipped) return SKIP;
     }
     return this.#afterSkip(request);
+  }
+
+  /**
+   * The common case (one policy keyed by client address, fixed cost, nothing skipped) in one step: the
+   * same decision as the general path, with four fewer calls per request. On Fastify, whose bare route
+   * costs a few tens of µs, each call on the way is a visible share of the limiter's cost.
+   */
+  #checkSimple(request: Req, limiter: KeyedLimiterLike): MaybePromise<RateLimitResult> {
+    const key = addressKey(this.#clientAddress(request), this.#subnet);
+    let decision: MaybePromise<DecisionLike>;
+    try {
+      decision = limiter.tryTake(key, this.#cost as number);
+    } catch (error) {
+      return this.#storeFailed(error);
+    }
+    if (isPromise(decision)) {
+      return decision.then(
+        (settled) => this.#result(request, [{ policy: 0, decision: settled, key }]),
+        (error: unknown) => this.#storeFailed(error),
+      );
+    }
+    return this.#result(request, [{ policy: 0, decision, key }]);
   }
 
   #afterSkip(request: Req): MaybePromise<RateLimitResult> {
@@ -457,7 +492,11 @@ export class RateLimit<Req extends KeyableRequest> {
   #result(request: Req, outcomes: readonly PolicyOutcome[]): RateLimitResult {
     // Wall-clock time only feeds the legacy X-RateLimit-Reset; skip the call otherwise.
     const headers = this.headers.format(outcomes, this.headers.legacyHeaders ? Date.now() : 0);
-    const denied = outcomes.find((o) => !o.decision.allowed);
+    let denied: PolicyOutcome | undefined;
+    for (let i = 0; i < outcomes.length && denied === undefined; i += 1) {
+      const outcome = outcomes[i] as PolicyOutcome;
+      if (!outcome.decision.allowed) denied = outcome;
+    }
     if (denied === undefined) return { action: 'allow', limited: false, headers, outcomes };
     let result: RateLimitResult;
     if (this.dryRun) {
