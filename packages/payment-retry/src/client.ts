@@ -472,6 +472,11 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
    * reconciling) and drives each to `paid` or `declined` with its original key. Those whose outcome is
    * still unknown when their try ends are handed to the background reconciler.
    *
+   * A script whose only work is `await client.recover()` and whose `limiter` is a `gate()` must create
+   * the gate with `keepAlive: true`: a gate's wait timers are unref'd (a library never holds a process
+   * open), so while every payment queues at the gate nothing keeps the event loop alive and Node exits
+   * with the recovery unfinished (it resumes at the next start; nothing is lost). A server is not affected.
+   *
    * @example
    * const summary = await client.recover(); // { found: 3, paid: 2, declined: 1, pending: 0 }
    * @throws {ClientClosedError} after `close()`.
