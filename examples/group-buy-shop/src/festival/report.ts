@@ -81,13 +81,13 @@ function crashFinding(run: RunReport): string {
     return `${killed}, back after ${seconds(run.restartMs ?? 0)} with ${run.recovered ?? 0} payments recovered`;
   }
   const steps = [
-    `gone ${millis(r.exitedMs)}`,
     `new process running ${millis(r.processStartedMs)}`,
     `modules loaded ${millis(r.modulesLoadedMs)}`,
     `shop built ${millis(r.shopBuiltMs)}`,
     `orders synced ${millis(r.ordersSyncedMs)}`,
     `listening ${millis(r.listeningMs)}`,
     `recovered ${millis(r.recoveredMs)}`,
+    `the killed one seen gone ${millis(r.exitedMs)}`,
   ];
   return (
     `${killed}, taking checkouts again after ${seconds(run.restartMs ?? r.listeningMs)}, ` +

@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { findings } from './report.js';
+import type { RunReport } from './run.js';
+
+const crashRun = {
+  label: 'floodgate + SIGKILL',
+  crash: true,
+  extraCharges: 0,
+  ordersChargedTwice: 0,
+  doubleChargeSources: { reClicks: 0, retries: 0, crashes: 0 },
+  lost: { chargedNotPaid: 0, unresolved: 0 },
+  bankPeakAdmittedPerSecond: 150,
+  bankRate: 150,
+  unanswered: 0,
+  crashedAtMs: 1200,
+  restartMs: 1340,
+  recovered: 116,
+  restart: {
+    exitedMs: 143,
+    processStartedMs: 16,
+    modulesLoadedMs: 939,
+    shopBuiltMs: 1284,
+    ordersSyncedMs: 1303,
+    listeningMs: 1315,
+    recoveredMs: 8369,
+  },
+} as unknown as RunReport;
+
+describe('findings', () => {
+  it('says when the restarted shop took checkouts again and where the time went, step by step', () => {
+    expect(findings(crashRun)).toBe(
+      'floodgate + SIGKILL: no double charges; shop SIGKILLed at 1.2 s, taking checkouts again after 1.3 s, ' +
+        '116 payments recovered after 8.4 s (from the SIGKILL: new process running 16 ms, modules loaded ' +
+        '939 ms, shop built 1284 ms, orders synced 1303 ms, listening 1315 ms, recovered 8369 ms, the killed ' +
+        'one seen gone 143 ms).',
+    );
+  });
+});
