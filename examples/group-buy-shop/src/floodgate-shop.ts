@@ -53,9 +53,10 @@ export function floodgatePaymentParts(context: FloodgatePartsOptions): Floodgate
   // and the load shedding reads its waits from the gate.
   const bank = gate({
     // Under the bank's limit: a request the gate lets go is on the wire a few ms later, and a pause of the
-    // event loop (GC, a large write) can bunch a few of them at the bank; with several processes sharing
-    // the bucket their releases bunch independently, so they keep a wider margin.
-    rate: context.bankRate * (store ? 0.93 : 0.95),
+    // event loop (GC, a large write) can bunch a few of them at the bank. The local bucket lets at most
+    // 20 ms of a stall's waiters catch up together (maxCatchUpMs), so 3% is margin enough; a shared store
+    // has no such bound and several processes' releases bunch independently: they keep 7%.
+    rate: context.bankRate * (store ? 0.93 : 0.97),
     // Two tokens (or 2% of a second's worth) let a timer that fires late catch up instead of losing its
     // token (a bucket of one drops whatever refills past it); the bank still sees at most rate + burst.
     burst: Math.max(2, Math.floor(context.bankRate * 0.02)),

@@ -70,6 +70,13 @@ export interface GateOptions {
    * @default false
    */
   readonly keepAlive?: boolean;
+  /**
+   * How far behind schedule calls held back by an event-loop stall may be let through together when it
+   * ends (`TokenBucketOptions.maxCatchUpMs` of the local bucket; left out with a `store`): the refill of a longer stall is
+   * forfeited, so no window sees more than `rate × (1 s + maxCatchUpMs) + burst` calls.
+   * @default 20
+   */
+  readonly maxCatchUpMs?: number;
 }
 
 /** Options of one {@link Gate.run} call. */
@@ -133,6 +140,7 @@ const OPTION_KEYS = [
   'key',
   'clock',
   'keepAlive',
+  'maxCatchUpMs',
 ] as const;
 const RUN_KEYS = ['signal', 'cost'] as const;
 /** Weight of the newest duration in the moving average used to estimate slot waits. */
@@ -201,12 +209,20 @@ export class Gate {
         clock: this.clock,
         maxQueue: Number.POSITIVE_INFINITY, // the gate bounds its own queue
         keepAlive: this.keepAlive,
+        ...(options.maxCatchUpMs === undefined ? {} : { maxCatchUpMs: options.maxCatchUpMs }),
       });
       this.key = 'gate';
     } else {
       const { store } = options;
       if (typeof store !== 'object' || store === null || typeof store.consume !== 'function') {
         throw new InvalidOptionError('store', 'a LimiterStore (consume, refund, close)', store);
+      }
+      if (options.maxCatchUpMs !== undefined) {
+        throw new InvalidOptionError(
+          'maxCatchUpMs',
+          'left out when a `store` is given (it applies to the local bucket)',
+          options.maxCatchUpMs,
+        );
       }
       if (options.key !== undefined && (typeof options.key !== 'string' || options.key.length === 0)) {
         throw new InvalidOptionError('key', 'a non-empty string', options.key);

@@ -258,7 +258,14 @@ describe('TokenBucket.take', () => {
 
   it('grants each waiter at the time computed when it reserved, not behind a late timer', async () => {
     vi.setSystemTime(0);
-    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0, clock });
+    // maxCatchUpMs: Infinity keeps every grant on schedule however late the timer (the default forfeits).
+    const bucket = tokenBucket({
+      capacity: 2,
+      refillRate: 1,
+      initialTokens: 0,
+      clock,
+      maxCatchUpMs: Number.POSITIVE_INFINITY,
+    });
     const readyAt = [1000, 2000, 4000];
     const grantedAt: number[] = [];
     const pending = [1, 1, 2].map((n, index) => {
@@ -273,6 +280,26 @@ describe('TokenBucket.take', () => {
     expect(grantedAt).toEqual([2500, 2500, 4000]); // on time: the lateness was not passed on
     await Promise.all(pending);
     expect(bucket.tokens).toBe(0);
+  });
+
+  it('after a long stall lets through only maxCatchUpMs worth of the waiters it held back, then the rate', async () => {
+    for (const [maxCatchUpMs, atOnce] of [
+      [20, 2], // the head (due at 16.7 ms) and the one due by 16.7 + 20 ms
+      [Number.POSITIVE_INFINITY, 13], // everything due by 200 ms leaves together
+    ] as const) {
+      vi.setSystemTime(0);
+      const bucket = tokenBucket({ capacity: 1, refillRate: 60, initialTokens: 0, clock, maxCatchUpMs });
+      let granted = 0;
+      const pending = Array.from({ length: 100 }, () => bucket.take().then(() => granted++));
+      step(200); // the event loop stalls: the first timer (due at 16.7 ms) fires at 200 ms
+      await vi.advanceTimersToNextTimerAsync();
+      expect(granted).toBe(atOnce);
+      // From then on one per 1/60 s, on time: the forfeited refill is not paid back later either.
+      await advance(500);
+      expect(granted).toBe(atOnce + 30);
+      bucket.close();
+      await Promise.allSettled(pending);
+    }
   });
 
   it('an aborted reservation gives its tokens back; the next waiter is not delayed past its readyAt', async () => {
@@ -482,6 +509,58 @@ describe('TokenBucket properties', () => {
     );
   });
 
+  it('with stalls of any length: FIFO, never early, and at most capacity + rate × (d + maxCatchUpMs) in any d', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 10 }),
+        fc.integer({ min: 1, max: 400 }),
+        fc.integer({ min: 0, max: 50 }),
+        fc.array(fc.record({ n: fc.integer({ min: 1, max: 10 }), dt: fc.nat(300) }), {
+          minLength: 1,
+          maxLength: 25,
+        }),
+        fc.array(fc.nat(400), { minLength: 1, maxLength: 10 }),
+        async (capacity, perSecond, maxCatchUpMs, calls, lateness) => {
+          vi.setSystemTime(0);
+          const bucket = tokenBucket({
+            capacity,
+            refillRate: perSecond,
+            initialTokens: 0,
+            clock,
+            maxCatchUpMs,
+          });
+          const resolved: Array<{ index: number; at: number; n: number; readyAt: number }> = [];
+          const pending: Promise<unknown>[] = [];
+          for (const [index, call] of calls.entries()) {
+            await advance(call.dt);
+            const n = Math.min(call.n, capacity);
+            const readyAt = Date.now() + bucket.waitMsFor(n);
+            pending.push(bucket.take(n).then(() => resolved.push({ index, at: Date.now(), n, readyAt })));
+          }
+          for (let i = 0; bucket.queued > 0; i++) {
+            step(lateness[i % lateness.length] as number);
+            await vi.advanceTimersToNextTimerAsync();
+          }
+          await Promise.all(pending);
+          expect(resolved.map((r) => r.index)).toEqual(calls.map((_, index) => index));
+          const perMs = perSecond / 1000;
+          for (let i = 0; i < resolved.length; i++) {
+            const first = resolved[i] as (typeof resolved)[number];
+            expect(first.at).toBeGreaterThanOrEqual(first.readyAt); // never early
+            let sum = 0;
+            for (let j = i; j < resolved.length; j++) {
+              const last = resolved[j] as (typeof resolved)[number];
+              sum += last.n;
+              expect(sum).toBeLessThanOrEqual(capacity + perMs * (last.at - first.at + maxCatchUpMs) + 1e-6);
+            }
+          }
+          bucket.close();
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
   it('with late timers: FIFO, never early, and each grant at most the worst lateness after its readyAt', async () => {
     await fc.assert(
       fc.asyncProperty(
@@ -494,7 +573,13 @@ describe('TokenBucket properties', () => {
         fc.array(fc.nat(50), { minLength: 1, maxLength: 10 }),
         async (capacity, perSecond, calls, lateness) => {
           vi.setSystemTime(0);
-          const bucket = tokenBucket({ capacity, refillRate: perSecond, initialTokens: 0, clock });
+          const bucket = tokenBucket({
+            capacity,
+            refillRate: perSecond,
+            initialTokens: 0,
+            clock,
+            maxCatchUpMs: Number.POSITIVE_INFINITY,
+          });
           const resolved: Array<{ index: number; at: number; n: number; readyAt: number }> = [];
           const pending: Promise<unknown>[] = [];
           for (const [index, call] of calls.entries()) {

@@ -51,6 +51,16 @@ export interface TokenBucketOptions {
    * @default false
    */
   readonly keepAlive?: boolean;
+  /**
+   * How far behind schedule queued waiters may be granted together after the event loop stalls (a timer
+   * that fires late). Waiters due within this much of the head are granted at once; the refill of a longer
+   * stall is forfeited, as a full bucket forfeits refill, and the rest follow at the rate from then on.
+   * So a stall never lets more than `capacity + rate × (d + maxCatchUpMs)` through in any span `d`, and
+   * ordinary timer lateness (a few ms) costs no rate. `Infinity` grants every waiter on its original
+   * schedule however long the stall (the rate over the stall is kept exactly; a burst follows it).
+   * @default 20
+   */
+  readonly maxCatchUpMs?: number;
 }
 
 /** Options of one {@link TokenBucket.take} call. */
@@ -73,7 +83,15 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
-const OPTION_KEYS = ['capacity', 'refillRate', 'initialTokens', 'clock', 'maxQueue', 'keepAlive'] as const;
+const OPTION_KEYS = [
+  'capacity',
+  'refillRate',
+  'initialTokens',
+  'clock',
+  'maxQueue',
+  'keepAlive',
+  'maxCatchUpMs',
+] as const;
 const TAKE_KEYS = ['signal', 'maxWaitMs'] as const;
 
 /**
@@ -84,7 +102,9 @@ const TAKE_KEYS = ['signal', 'maxWaitMs'] as const;
  * A waiting {@link take} reserves its tokens at once (the level goes into debt) and is granted when the
  * refill has paid that debt off, as `golang.org/x/time/rate` reservations are. The rate therefore stays
  * exact when a timer fires late: the refill accrued during the lateness is owed to the waiters behind,
- * not thrown away by the `capacity` cap, so a late timer delays only its own grant.
+ * not thrown away by the `capacity` cap, so a late timer delays only its own grant. A stall longer than
+ * `maxCatchUpMs` is the exception: its refill is forfeited, so the waiters it held back do not all leave
+ * together when it ends.
  *
  * @example
  * ```ts
@@ -103,6 +123,8 @@ export class TokenBucket {
   readonly spec: BucketSpec;
   /** The bound on waiting {@link take} calls. */
   readonly maxQueue: number;
+  /** How far behind schedule waiters may be granted together after a stall (see the option). */
+  readonly maxCatchUpMs: number;
 
   private readonly clock: Clock;
   private readonly keepAlive: boolean;
@@ -134,6 +156,7 @@ export class TokenBucket {
     this.maxQueue = integer('maxQueue', options.maxQueue ?? 1024, 0, true);
     this.clock = clockOption(options.clock);
     this.keepAlive = booleanOption('keepAlive', options.keepAlive ?? false);
+    this.maxCatchUpMs = numberOrInfinity('maxCatchUpMs', options.maxCatchUpMs ?? 20, 0);
     this.spec = Object.freeze({ capacity: this.capacity, refillPerMs: this.refillPerMs });
     this.level = initial;
     this.last = this.clock();
@@ -170,10 +193,15 @@ export class TokenBucket {
     let level = this.level;
     // A clock that stands still or steps back (an injected one) adds nothing; it never removes tokens.
     if (now > this.last) {
-      level += (now - this.last) * rate;
-      if (level > capacity) level = capacity;
-      this.level = level;
-      this.last = now;
+      if (this.waiters.length > 0) {
+        this.refillAt(now);
+        level = this.level;
+      } else {
+        level += (now - this.last) * rate;
+        if (level > capacity) level = capacity;
+        this.level = level;
+        this.last = now;
+      }
     }
     if (level + TOKEN_EPSILON >= n && this.waiters.length === 0) {
       level -= n;
@@ -292,11 +320,24 @@ export class TokenBucket {
   }
 
   private refill(): void {
-    const now = this.clock();
-    if (now > this.last) {
-      this.level = Math.min(this.capacity, this.level + (now - this.last) * this.refillPerMs);
-      this.last = now;
+    this.refillAt(this.clock());
+  }
+
+  /**
+   * Adds the refill since the last reading. With waiters queued, refill past the head's due moment plus
+   * `maxCatchUpMs` is forfeited: the waiters due in a long stall are not granted all at once when it ends.
+   */
+  private refillAt(now: number): void {
+    if (!(now > this.last)) return;
+    let elapsed = now - this.last;
+    const head = this.waiters[0];
+    if (head !== undefined) {
+      // The head is due when `level + reserved` reaches its `n`: that many ms after the last reading.
+      const dueIn = Math.max(0, (head.n - this.level - this.reserved) / this.refillPerMs);
+      if (elapsed > dueIn + this.maxCatchUpMs) elapsed = dueIn + this.maxCatchUpMs;
     }
+    this.level = Math.min(this.capacity, this.level + elapsed * this.refillPerMs);
+    this.last = now;
   }
 
   /**
