@@ -1,12 +1,20 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express5, { type Express, type NextFunction, type Request, type Response } from 'express';
+// Express 4 (the peer range allows it), installed under an alias (types: ./express4.d.ts).
+import express4 from 'express4';
 import { afterEach, describe, it } from 'vitest';
 import { type AppSpec, type CaseResponse, type Client, cases, Holds } from '../../http/test/conformance.js';
 import { idempotency, loadShedder, loadShedding, rateLimit } from '../src/index.js';
 
+/** The Express majors the middleware supports, each run through the whole table. */
+const versions = [
+  { name: 'Express 5', express: express5 },
+  { name: 'Express 4', express: express4 },
+] as const;
+
 /** Builds the conformance app the idiomatic Express way: middleware per route, a shared shedder. */
-export function buildApp(spec: AppSpec, holds: Holds): Express {
+export function buildApp(spec: AppSpec, holds: Holds, express: typeof express5 = express5): Express {
   const app = express();
   app.set('trust proxy', spec.trustProxy ?? false);
   const limiter = spec.rateLimit === undefined ? undefined : rateLimit(spec.rateLimit);
@@ -56,9 +64,13 @@ export function buildApp(spec: AppSpec, holds: Holds): Express {
   return app;
 }
 
-async function listen(spec: AppSpec, holds: Holds): Promise<{ client: Client; close: () => Promise<void> }> {
+async function listen(
+  spec: AppSpec,
+  holds: Holds,
+  express: typeof express5,
+): Promise<{ client: Client; close: () => Promise<void> }> {
   const server: Server = await new Promise((resolve) => {
-    const s = buildApp(spec, holds).listen(0, '127.0.0.1', () => resolve(s));
+    const s = buildApp(spec, holds, express).listen(0, '127.0.0.1', () => resolve(s));
   });
   const { port } = server.address() as AddressInfo;
   const client: Client = {
@@ -88,22 +100,24 @@ async function listen(spec: AppSpec, holds: Holds): Promise<{ client: Client; cl
   };
 }
 
-describe('@floodgate/express conformance (real socket)', () => {
-  let cleanup: (() => Promise<void>) | undefined;
-  afterEach(async () => {
-    await cleanup?.();
-    cleanup = undefined;
-  });
-
-  for (const testCase of cases) {
-    it(testCase.name, async () => {
-      const holds = new Holds();
-      const { client, close } = await listen(testCase.app, holds);
-      cleanup = async () => {
-        holds.releaseAll();
-        await close();
-      };
-      await testCase.run(client, holds);
+for (const version of versions) {
+  describe(`@floodgate/express conformance on ${version.name} (real socket)`, () => {
+    let cleanup: (() => Promise<void>) | undefined;
+    afterEach(async () => {
+      await cleanup?.();
+      cleanup = undefined;
     });
-  }
-});
+
+    for (const testCase of cases) {
+      it(testCase.name, async () => {
+        const holds = new Holds();
+        const { client, close } = await listen(testCase.app, holds, version.express);
+        cleanup = async () => {
+          holds.releaseAll();
+          await close();
+        };
+        await testCase.run(client, holds);
+      });
+    }
+  });
+}
