@@ -594,11 +594,27 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   }
 
   #track(scope: string, fingerprint: string, run: () => Promise<PaymentOutcome>): Promise<PaymentOutcome> {
-    const promise = run().finally(() => {
-      if (this.#inFlight.get(scope)?.promise === promise) this.#inFlight.delete(scope);
-    });
-    this.#inFlight.set(scope, { fingerprint, promise });
+    const entry: { fingerprint: string; promise: Promise<PaymentOutcome> | undefined } = {
+      fingerprint,
+      promise: undefined,
+    };
+    const promise = this.#untrackWhenDone(scope, entry, run);
+    entry.promise = promise;
+    this.#inFlight.set(scope, entry as InFlight);
     return promise;
+  }
+
+  /** Runs `run` and then forgets its in-flight entry (an async function: two promises fewer than `.finally`). */
+  async #untrackWhenDone(
+    scope: string,
+    entry: object,
+    run: () => Promise<PaymentOutcome>,
+  ): Promise<PaymentOutcome> {
+    try {
+      return await run();
+    } finally {
+      if (this.#inFlight.get(scope) === entry) this.#inFlight.delete(scope);
+    }
   }
 
   async #begin(
@@ -641,6 +657,10 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           this.gateway.maxKeyLength,
         );
       const now = Date.now();
+      // The key is durable before anything is sent either way; a ledger that can insert the payment
+      // already `sending` saves a commit on every payment.
+      const { ledger } = this;
+      const sendingFirst = typeof ledger.createSending === 'function';
       const record: PaymentRecord = {
         idempotencyKey,
         scope: intent.scope,
@@ -651,23 +671,20 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         currency: intent.currency,
         payer: intent.payer,
         fields: intent.fields,
-        state: 'created',
+        state: sendingFirst ? 'sending' : 'created',
         attempts: 0,
         reference: null,
         declineReason: null,
         createdAt: now,
         updatedAt: now,
-        firstSentAt: null,
+        firstSentAt: sendingFirst ? now : null,
         unknownSince: null,
       };
-      // The key is durable before anything is sent either way; a ledger that can insert the payment
-      // already `sending` saves a commit on every payment.
-      if (typeof this.ledger.createSending === 'function') {
-        const sending: PaymentRecord = { ...record, state: 'sending', firstSentAt: now };
-        const pendingCreated = this.ledger.createSending(sending);
+      if (typeof ledger.createSending === 'function') {
+        const pendingCreated = ledger.createSending(record);
         const created = pendingCreated instanceof Promise ? await pendingCreated : pendingCreated;
-        if (created) return await this.#drive(sending, deadlineMs, signal, true);
-      } else if (await this.ledger.create(record)) {
+        if (created) return await this.#drive(record, deadlineMs, signal, true);
+      } else if (await ledger.create(record)) {
         return await this.#drive(record, deadlineMs, signal);
       }
       const holder = await this.ledger.get(idempotencyKey);
@@ -1070,17 +1087,17 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     attempts: number,
     count: boolean,
   ): PaidOutcome | DeclinedOutcome | PendingOutcome {
+    const { orderId, merchant, idempotencyKey } = record;
     let outcome: PaymentOutcome;
-    const base = {
-      orderId: record.orderId,
-      merchant: record.merchant,
-      idempotencyKey: record.idempotencyKey,
-      attempts,
-    };
-    if (record.state === 'paid') outcome = { status: 'paid', ...base, reference: record.reference ?? '' };
-    else if (record.state === 'declined')
-      outcome = { status: 'declined', ...base, reason: record.declineReason ?? '' };
-    else outcome = { status: 'pending', ...base, reason: 'deadline' };
+    if (record.state === 'paid') {
+      const reference = record.reference ?? '';
+      outcome = { status: 'paid', orderId, merchant, idempotencyKey, attempts, reference };
+    } else if (record.state === 'declined') {
+      const reason = record.declineReason ?? '';
+      outcome = { status: 'declined', orderId, merchant, idempotencyKey, attempts, reason };
+    } else {
+      outcome = { status: 'pending', orderId, merchant, idempotencyKey, attempts, reason: 'deadline' };
+    }
     if (count) {
       if (outcome.status === 'paid') this.#counters.paid++;
       else if (outcome.status === 'declined') this.#counters.declined++;
