@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { SHOP_KINDS, type ShopKind } from './config.js';
-import { findings, formatTable } from './festival/report.js';
+import { findings, formatTable, machineLine } from './festival/report.js';
 import { runFestival } from './festival/run-festival.js';
 
 /**
@@ -110,6 +110,7 @@ const report = await runFestival({
 
 process.stdout.write(`\n${formatTable(report)}\n\n`);
 for (const run of report.runs) process.stdout.write(`- ${findings(run)}\n`);
+process.stdout.write(`\n${machineLine(report)}\n`);
 process.stdout.write(
   `\nReport: ${outDir}/report.html (and report.json), in ${(report.durationMs / 1000).toFixed(1)} s\n`,
 );

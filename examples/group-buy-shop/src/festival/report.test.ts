@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findings } from './report.js';
+import { type FestivalReport, findings, machineLine } from './report.js';
 import type { RunReport } from './run.js';
 
 const crashRun = {
@@ -33,6 +33,18 @@ describe('findings', () => {
         '116 payments recovered after 8.4 s (from the SIGKILL: new process running 16 ms, modules loaded ' +
         '939 ms, shop built 1284 ms, orders synced 1303 ms, listening 1315 ms, recovered 8369 ms, the killed ' +
         'one seen gone 143 ms).',
+    );
+  });
+});
+
+describe('machineLine', () => {
+  const on = (loadAtStart: number) =>
+    ({ machine: { cores: 2, loadAtStart, loadAtEnd: 2.5 } }) as unknown as FestivalReport;
+
+  it('names the cores and the load, and warns when other work was running at the start', () => {
+    expect(machineLine(on(0.4))).toBe('machine: 2 cores, load average 0.4 at start, 2.5 at end');
+    expect(machineLine(on(3.2))).toBe(
+      'machine: 2 cores, load average 3.2 at start, 2.5 at end (other work was running: expect lower goodput and higher latency)',
     );
   });
 });

@@ -8,7 +8,20 @@ export interface FestivalReport {
     readonly redisUrl: string | undefined;
   };
   readonly durationMs: number;
+  /**
+   * The machine the festival ran on: the shops, the bank and the students share its cores, so other work
+   * on it lowers goodput and raises latency. Load averages are the 1-minute figures at start and end.
+   */
+  readonly machine: { readonly cores: number; readonly loadAtStart: number; readonly loadAtEnd: number };
   readonly runs: readonly RunReport[];
+}
+
+/** One line on the machine, for the console: why the same festival can score differently. */
+export function machineLine(report: FestivalReport): string {
+  const { cores, loadAtStart, loadAtEnd } = report.machine;
+  const busy =
+    loadAtStart > cores / 2 ? ' (other work was running: expect lower goodput and higher latency)' : '';
+  return `machine: ${cores} cores, load average ${loadAtStart.toFixed(1)} at start, ${loadAtEnd.toFixed(1)} at end${busy}`;
 }
 
 const percent = (share: number) => `${Math.round(share * 100)}%`;
@@ -244,7 +257,7 @@ The same surge ran against each shop; the bank's own ground truth decides what w
 <ul>${report.runs.map((r) => `<li>${escapeHtml(findings(r))}</li>`).join('')}</ul>
 ${outcomesChart(report.runs)}
 ${perRun}
-<p><small>Generated ${escapeHtml(report.createdAt)} in ${seconds(report.durationMs)}. Raw numbers: report.json.</small></p>
+<p><small>Generated ${escapeHtml(report.createdAt)} in ${seconds(report.durationMs)}. ${escapeHtml(machineLine(report))}. Raw numbers: report.json.</small></p>
 </body></html>
 `;
 }

@@ -1,4 +1,5 @@
 import { mkdir, writeFile } from 'node:fs/promises';
+import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { ShopKind } from '../config.js';
 import { ProgressBar } from './progress.js';
@@ -50,6 +51,7 @@ export function plannedRuns(options: FestivalOptions): RunSpec[] {
  */
 export async function runFestival(options: FestivalOptions): Promise<FestivalReport> {
   const startedAt = performance.now();
+  const loadAtStart = loadavg()[0] ?? 0;
   await mkdir(options.outDir, { recursive: true });
   const bar = options.progress ? new ProgressBar(options.progress) : undefined;
   const runs: RunReport[] = [];
@@ -85,6 +87,7 @@ export async function runFestival(options: FestivalOptions): Promise<FestivalRep
       redisUrl: options.redisUrl,
     },
     durationMs: Math.round(performance.now() - startedAt),
+    machine: { cores: availableParallelism(), loadAtStart, loadAtEnd: loadavg()[0] ?? 0 },
     runs,
   };
   await writeFile(join(options.outDir, 'report.json'), `${JSON.stringify(report, null, 2)}\n`);
