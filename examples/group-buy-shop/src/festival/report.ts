@@ -19,8 +19,9 @@ export interface FestivalReport {
 /** One line on the machine, for the console: why the same festival can score differently. */
 export function machineLine(report: FestivalReport): string {
   const { cores, loadAtStart, loadAtEnd } = report.machine;
+  // The festival itself keeps about all the cores busy; more than that at the start means other work.
   const busy =
-    loadAtStart > cores / 2 ? ' (other work was running: expect lower goodput and higher latency)' : '';
+    loadAtStart > cores ? ' (other work was running: expect lower goodput and higher latency)' : '';
   return `machine: ${cores} cores, load average ${loadAtStart.toFixed(1)} at start, ${loadAtEnd.toFixed(1)} at end${busy}`;
 }
 
