@@ -19,6 +19,32 @@ async function advance(ms: number): Promise<void> {
   await vi.advanceTimersByTimeAsync(ms);
 }
 
+/**
+ * Queues `take(n)` for each call, `dt` ms apart, then drains the queue with every
+ * timer firing late by the next of `lateness` (the clock moves on before each one fires).
+ * @returns each grant: its call's index, when it came, its cost, and when it was due when it was queued.
+ */
+async function queueAndDrainLate(
+  bucket: TokenBucket,
+  calls: ReadonlyArray<{ readonly n: number; readonly dt: number }>,
+  lateness: readonly number[],
+): Promise<Array<{ index: number; at: number; n: number; readyAt: number }>> {
+  const resolved: Array<{ index: number; at: number; n: number; readyAt: number }> = [];
+  const pending: Promise<unknown>[] = [];
+  for (const [index, call] of calls.entries()) {
+    await advance(call.dt);
+    const n = Math.min(call.n, bucket.capacity);
+    const readyAt = Date.now() + bucket.waitMsFor(n);
+    pending.push(bucket.take(n).then(() => resolved.push({ index, at: Date.now(), n, readyAt })));
+  }
+  for (let i = 0; bucket.queued > 0; i++) {
+    step(lateness[i % lateness.length] as number);
+    await vi.advanceTimersToNextTimerAsync();
+  }
+  await Promise.all(pending);
+  return resolved;
+}
+
 beforeEach(() => {
   vi.useFakeTimers({ now: 1_000 });
 });
@@ -529,19 +555,7 @@ describe('TokenBucket properties', () => {
             clock,
             maxCatchUpMs,
           });
-          const resolved: Array<{ index: number; at: number; n: number; readyAt: number }> = [];
-          const pending: Promise<unknown>[] = [];
-          for (const [index, call] of calls.entries()) {
-            await advance(call.dt);
-            const n = Math.min(call.n, capacity);
-            const readyAt = Date.now() + bucket.waitMsFor(n);
-            pending.push(bucket.take(n).then(() => resolved.push({ index, at: Date.now(), n, readyAt })));
-          }
-          for (let i = 0; bucket.queued > 0; i++) {
-            step(lateness[i % lateness.length] as number);
-            await vi.advanceTimersToNextTimerAsync();
-          }
-          await Promise.all(pending);
+          const resolved = await queueAndDrainLate(bucket, calls, lateness);
           expect(resolved.map((r) => r.index)).toEqual(calls.map((_, index) => index));
           const perMs = perSecond / 1000;
           for (let i = 0; i < resolved.length; i++) {
@@ -580,20 +594,7 @@ describe('TokenBucket properties', () => {
             clock,
             maxCatchUpMs: Number.POSITIVE_INFINITY,
           });
-          const resolved: Array<{ index: number; at: number; n: number; readyAt: number }> = [];
-          const pending: Promise<unknown>[] = [];
-          for (const [index, call] of calls.entries()) {
-            await advance(call.dt);
-            const n = Math.min(call.n, capacity);
-            const readyAt = Date.now() + bucket.waitMsFor(n);
-            pending.push(bucket.take(n).then(() => resolved.push({ index, at: Date.now(), n, readyAt })));
-          }
-          // Drain with every timer firing late: the clock moves on before each one fires.
-          for (let i = 0; bucket.queued > 0; i++) {
-            step(lateness[i % lateness.length] as number);
-            await vi.advanceTimersToNextTimerAsync();
-          }
-          await Promise.all(pending);
+          const resolved = await queueAndDrainLate(bucket, calls, lateness);
           expect(resolved.map((r) => r.index)).toEqual(calls.map((_, index) => index));
           const worst = Math.max(...lateness);
           let sum = 0;
