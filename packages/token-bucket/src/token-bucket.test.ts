@@ -19,6 +19,12 @@ async function advance(ms: number): Promise<void> {
   await vi.advanceTimersByTimeAsync(ms);
 }
 
+/** 1 to 25 `take(n)` calls, `dt` ms apart: what the waiter properties queue. */
+const queuedCalls = fc.array(fc.record({ n: fc.integer({ min: 1, max: 10 }), dt: fc.nat(300) }), {
+  minLength: 1,
+  maxLength: 25,
+});
+
 /**
  * Queues `take(n)` for each call, `dt` ms apart, then drains the queue with every
  * timer firing late by the next of `lateness` (the clock moves on before each one fires).
@@ -505,10 +511,7 @@ describe('TokenBucket properties', () => {
       fc.asyncProperty(
         fc.integer({ min: 1, max: 10 }),
         fc.integer({ min: 1, max: 10 }),
-        fc.array(fc.record({ n: fc.integer({ min: 1, max: 10 }), dt: fc.nat(300) }), {
-          minLength: 1,
-          maxLength: 25,
-        }),
+        queuedCalls,
         async (capacity, perSecond, calls) => {
           vi.setSystemTime(0);
           const bucket = tokenBucket({ capacity, refillRate: perSecond, initialTokens: 0, clock });
@@ -541,10 +544,7 @@ describe('TokenBucket properties', () => {
         fc.integer({ min: 1, max: 10 }),
         fc.integer({ min: 1, max: 400 }),
         fc.integer({ min: 0, max: 50 }),
-        fc.array(fc.record({ n: fc.integer({ min: 1, max: 10 }), dt: fc.nat(300) }), {
-          minLength: 1,
-          maxLength: 25,
-        }),
+        queuedCalls,
         fc.array(fc.nat(400), { minLength: 1, maxLength: 10 }),
         async (capacity, perSecond, maxCatchUpMs, calls, lateness) => {
           vi.setSystemTime(0);
@@ -580,10 +580,7 @@ describe('TokenBucket properties', () => {
       fc.asyncProperty(
         fc.integer({ min: 1, max: 10 }),
         fc.integer({ min: 1, max: 400 }),
-        fc.array(fc.record({ n: fc.integer({ min: 1, max: 10 }), dt: fc.nat(300) }), {
-          minLength: 1,
-          maxLength: 25,
-        }),
+        queuedCalls,
         fc.array(fc.nat(50), { minLength: 1, maxLength: 10 }),
         async (capacity, perSecond, calls, lateness) => {
           vi.setSystemTime(0);
