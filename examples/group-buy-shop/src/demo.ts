@@ -5,7 +5,7 @@ import { DEFAULT_BANK_RATE, SHOP_KINDS, type ShopKind } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
 import type { MeterName } from './payments.js';
-import { buildShop } from './shops.js';
+import { appPartsOf, buildShop } from './shops.js';
 
 // `pnpm demo`: a bank (bank-sim) and one shop in this process, to click through the storefront and watch
 // the dashboard. `--shop naive|careful|floodgate`, `--port 3000`, `--bank-rate 300`, `--db shop.db`.
@@ -38,10 +38,7 @@ if (wiring.payments.syncOrders) await wiring.payments.syncOrders();
 const app = createShopApp({
   db,
   meter,
-  payments: wiring.payments,
-  checkoutMiddleware: wiring.checkoutMiddleware,
-  lockOrders: wiring.lockOrders,
-  pageSendsIdempotencyKey: wiring.pageSendsIdempotencyKey,
+  ...appPartsOf(wiring),
   bankUrl: bank.url,
 });
 const server = app.listen(Number(values.port), '127.0.0.1', () => {

@@ -5,7 +5,7 @@ import { readShopConfig } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
 import type { MeterName } from './payments.js';
-import { buildShop } from './shops.js';
+import { appPartsOf, buildShop } from './shops.js';
 
 // Runs one shop process: `tsx src/main.ts --shop floodgate --port 3000 --bank-url http://127.0.0.1:4000`.
 // Started by the festival as a child process (it reports its URL over IPC), or by hand to click around.
@@ -34,10 +34,7 @@ startup.ordersSyncedMs = performance.now();
 const app = createShopApp({
   db,
   meter,
-  payments: wiring.payments,
-  checkoutMiddleware: wiring.checkoutMiddleware,
-  lockOrders: wiring.lockOrders,
-  pageSendsIdempotencyKey: wiring.pageSendsIdempotencyKey,
+  ...appPartsOf(wiring),
   bankUrl: config.bankUrl,
   instance: config.instance,
 });

@@ -1,4 +1,5 @@
 import type { RequestHandler } from 'express';
+import type { ShopAppOptions } from './app.js';
 import type { ShopKind } from './config.js';
 import type { Payments, PaymentsContext } from './payments.js';
 
@@ -10,6 +11,14 @@ export interface ShopWiring {
   readonly pageSendsIdempotencyKey: boolean;
   /** Releases what the wiring holds beyond the payments (Redis connections, limiters). */
   close(): Promise<void>;
+}
+
+/** What of a shop's wiring the Express app takes: everything but `close`. */
+export function appPartsOf(
+  wiring: ShopWiring,
+): Pick<ShopAppOptions, 'payments' | 'checkoutMiddleware' | 'lockOrders' | 'pageSendsIdempotencyKey'> {
+  const { payments, checkoutMiddleware, lockOrders, pageSendsIdempotencyKey } = wiring;
+  return { payments, checkoutMiddleware, lockOrders, pageSendsIdempotencyKey };
 }
 
 export interface WiringOptions extends PaymentsContext {

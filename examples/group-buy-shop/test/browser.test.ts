@@ -12,7 +12,7 @@ import { ShopDb } from '../src/db.js';
 import { floodgateShop } from '../src/floodgate-shop.js';
 import { Meter } from '../src/meter.js';
 import type { MeterName } from '../src/payments.js';
-import type { ShopWiring } from '../src/shops.js';
+import { appPartsOf, type ShopWiring } from '../src/shops.js';
 
 // Debian's chromium, driven by playwright-core. CI installs it (and sets FLOODGATE_REQUIRE_BROWSER=1, so
 // a missing browser fails there); elsewhere the test skips with a notice.
@@ -47,10 +47,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     const app = createShopApp({
       db,
       meter,
-      payments: wiring.payments,
-      checkoutMiddleware: wiring.checkoutMiddleware,
-      lockOrders: wiring.lockOrders,
-      pageSendsIdempotencyKey: wiring.pageSendsIdempotencyKey,
+      ...appPartsOf(wiring),
       bankUrl: bank.url,
     });
     server = app.listen(0, '127.0.0.1');
