@@ -19,7 +19,46 @@ describe('floodgateLoadShedding (fastify)', () => {
       other.get('/', { config: { floodgate: { loadShedding: { priority: 'vip' } } } }, async () => 'ok'),
     ).toThrow(/configured priority class/);
     await other.close();
+    const third = Fastify();
+    third.register(floodgateLoadShedding, { maxConcurrent: 10, denials: 'hijack' as never });
+    await expect(third.ready()).rejects.toThrow(/`denials`.*`hijack`/);
+    await third.close();
   });
+
+  for (const denials of ['raw', 'reply'] as const) {
+    it(`denials: '${denials}' sends the 503 ${denials === 'raw' ? 'without' : 'through'} onSend hooks, keeping earlier fields`, async () => {
+      app = Fastify();
+      const seen: string[] = [];
+      app.addHook('onRequest', (_request, reply, done) => {
+        reply.header('access-control-allow-origin', '*');
+        done();
+      });
+      app.addHook('onSend', (_request, reply, payload, done) => {
+        seen.push(`onSend ${reply.statusCode}`);
+        done(null, payload);
+      });
+      await app.register(floodgateLoadShedding, { maxConcurrent: 1, denials });
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      app.get('/', async () => {
+        await gate;
+        return 'ok';
+      });
+      const held = app.inject('/');
+      await new Promise((resolve) => setImmediate(resolve));
+      const shed = await app.inject('/');
+      expect(shed.statusCode).toBe(503);
+      expect(shed.headers['access-control-allow-origin']).toBe('*');
+      expect(shed.headers['retry-after']).toMatch(/^\d+$/);
+      expect(shed.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(shed.json()).toMatchObject({ status: 503 });
+      release();
+      expect((await held).statusCode).toBe(200);
+      expect(seen).toEqual(denials === 'raw' ? ['onSend 200'] : ['onSend 503', 'onSend 200']);
+    });
+  }
 
   it('a shared shedder counts in-flight requests and frees them when answered; routes may opt out', async () => {
     const shedder = loadShedder({ maxConcurrent: 2 });

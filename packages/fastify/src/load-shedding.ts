@@ -2,6 +2,7 @@ import { type Admission, InvalidOptionError, LoadShedder, type LoadShedderOption
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
+import { checkDenials, type Denials, sendRaw } from './send-raw.js';
 
 /** Options of the {@link floodgateLoadShedding} plugin. */
 export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
@@ -18,10 +19,17 @@ export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
    * @default the shedder's defaultPriority ('normal')
    */
   readonly priority?: string | ((request: FastifyRequest) => string);
+  /**
+   * How a 503 is sent: `'raw'` on Node's response after `reply.hijack()` (`onSend` hooks do not see it),
+   * `'reply'` through `reply.send()`. See {@link Denials}.
+   * @default 'raw'
+   */
+  readonly denials?: Denials;
 }
 
 const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
-  const { shedder: given, global = true, priority, ...shedderOptions } = options;
+  const { shedder: given, global = true, priority, denials = 'raw', ...shedderOptions } = options;
+  const raw = checkDenials(denials) === 'raw';
   if (given !== undefined && typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
     throw new InvalidOptionError('shedder', 'Expected `shedder` to be a LoadShedder (loadShedder(...))');
   }
@@ -51,7 +59,9 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
         return;
       }
       if (!admission.admitted) {
-        reply.code(admission.answer.status).headers(admission.answer.headers).send(admission.answer.body);
+        const answer = admission.answer;
+        if (raw) sendRaw(reply, answer);
+        else reply.code(answer.status).headers(answer.headers).send(answer.body);
         return;
       }
       admissions.set(request, admission);

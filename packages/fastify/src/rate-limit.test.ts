@@ -17,7 +17,49 @@ describe('floodgateRateLimit (fastify)', () => {
     other.register(floodgateRateLimit, { limit: 1, hook: 'onSend' as never });
     await expect(other.ready()).rejects.toThrow(/`hook`/);
     await other.close();
+    const third = Fastify();
+    third.register(floodgateRateLimit, { limit: 1, denials: 'send' as never });
+    await expect(third.ready()).rejects.toThrow(/`denials`.*`send`/);
+    await third.close();
   });
+
+  for (const denials of ['raw', 'reply'] as const) {
+    it(`denials: '${denials}' keeps fields earlier hooks set and runs onResponse hooks${denials === 'raw' ? ', not onSend' : ' and onSend'}`, async () => {
+      app = Fastify();
+      const seen: string[] = [];
+      app.addHook('onRequest', (_request, reply, done) => {
+        reply.header('access-control-allow-origin', '*');
+        reply.header('content-type', 'text/plain');
+        reply.raw.setHeader('x-set-on-raw', 'yes');
+        done();
+      });
+      app.addHook('onSend', (_request, reply, payload, done) => {
+        seen.push(`onSend ${reply.statusCode}`);
+        done(null, payload);
+      });
+      app.addHook('onResponse', (_request, reply, done) => {
+        seen.push(`onResponse ${reply.statusCode}`);
+        done();
+      });
+      await app.register(floodgateRateLimit, { limit: 1, denials });
+      app.get('/', async () => 'ok');
+      expect((await app.inject('/')).statusCode).toBe(200);
+      const denied = await app.inject('/');
+      expect(denied.statusCode).toBe(429);
+      // One field, ours (Fastify's send adds `; charset=utf-8` to a string body's type).
+      expect(denied.headers['content-type']).toMatch(/^application\/problem\+json(; charset=utf-8)?$/);
+      expect(denied.headers['access-control-allow-origin']).toBe('*');
+      expect(denied.headers['x-set-on-raw']).toBe('yes');
+      expect(denied.headers['retry-after']).toBe('60');
+      expect(denied.headers['content-length']).toBe(String(Buffer.byteLength(denied.body)));
+      expect(denied.json()).toMatchObject({ status: 429, code: 'ERR_RATE_LIMITED' });
+      expect(seen).toEqual(
+        denials === 'raw'
+          ? ['onSend 200', 'onResponse 200', 'onResponse 429']
+          : ['onSend 200', 'onResponse 200', 'onSend 429', 'onResponse 429'],
+      );
+    });
+  }
 
   it('global: false limits only routes that opt in', async () => {
     app = Fastify();

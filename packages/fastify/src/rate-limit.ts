@@ -2,6 +2,7 @@ import { InvalidOptionError, RateLimit, type RateLimitOptions, type RateLimitRes
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
+import { checkDenials, type Denials, sendRaw } from './send-raw.js';
 
 /** Options of the {@link floodgateRateLimit} plugin. */
 export interface FastifyRateLimitOptions extends RateLimitOptions<FastifyRequest> {
@@ -17,6 +18,12 @@ export interface FastifyRateLimitOptions extends RateLimitOptions<FastifyRequest
    * @default 'onRequest'
    */
   readonly hook?: 'onRequest' | 'preHandler';
+  /**
+   * How a 429 is sent: `'raw'` on Node's response after `reply.hijack()` (`onSend` hooks do not see it),
+   * `'reply'` through `reply.send()`. See {@link Denials}.
+   * @default 'raw'
+   */
+  readonly denials?: Denials;
 }
 
 function apply(
@@ -24,21 +31,27 @@ function apply(
   request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
+  raw: boolean,
 ): void {
   request.floodgateRateLimit = result;
+  const answer = result.action === 'deny' ? result.answer : undefined;
+  if (answer !== undefined && raw) {
+    sendRaw(reply, answer, result.headers);
+    return;
+  }
   const headers = result.headers;
   for (let i = 0; i < headers.length; i += 1) {
     const field = headers[i] as readonly [string, string];
     reply.header(field[0], field[1]);
   }
-  if (result.action === 'deny' && result.answer !== undefined) {
-    reply.code(result.answer.status).headers(result.answer.headers).send(result.answer.body);
+  if (answer !== undefined) {
+    reply.code(answer.status).headers(answer.headers).send(answer.body);
     return;
   }
   done();
 }
 
-function hookOf(core: RateLimit<FastifyRequest>) {
+function hookOf(core: RateLimit<FastifyRequest>, raw: boolean) {
   return function floodgateRateLimit(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -53,17 +66,17 @@ function hookOf(core: RateLimit<FastifyRequest>) {
     }
     if (result instanceof Promise) {
       result.then(
-        (settled) => apply(settled, request, reply, done),
+        (settled) => apply(settled, request, reply, done, raw),
         (error: unknown) => done(error as Error),
       );
     } else {
-      apply(result, request, reply, done);
+      apply(result, request, reply, done, raw);
     }
   };
 }
 
 const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options, done) => {
-  const { global = true, hook = 'onRequest', ...coreOptions } = options;
+  const { global = true, hook = 'onRequest', denials = 'raw', ...coreOptions } = options;
   if (typeof global !== 'boolean')
     throw new InvalidOptionError('global', `Expected \`global\` to be a boolean`);
   if (hook !== 'onRequest' && hook !== 'preHandler') {
@@ -72,8 +85,9 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
       `Expected \`hook\` to be 'onRequest' or 'preHandler', got \`${String(hook)}\``,
     );
   }
+  const raw = checkDenials(denials) === 'raw';
   const core = new RateLimit<FastifyRequest>(coreOptions);
-  const shared = hookOf(core);
+  const shared = hookOf(core, raw);
   const derived: RateLimit<FastifyRequest>[] = [];
   fastify.decorateRequest('floodgateRateLimit', null);
   // Each route gets its own prepared hook at registration: nothing is looked up per request.
@@ -84,7 +98,7 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
     if (config !== undefined && Object.keys(config).length > 0) {
       const routeCore = core.derive(config);
       derived.push(routeCore);
-      routeHook = hookOf(routeCore);
+      routeHook = hookOf(routeCore, raw);
     }
     route[hook] = appendHook(route[hook], routeHook as never);
   });
