@@ -12,11 +12,19 @@ import {
   PaymentMismatchError,
   PaymentRetryError,
 } from './errors.js';
-import type { ChargeInput, ChargeResult, GatewayAdapter, GatewayRequest, StatusResult } from './gateway.js';
+import type {
+  ChargeInput,
+  ChargeResult,
+  GatewayAdapter,
+  GatewayRequest,
+  GatewayResponse,
+  StatusResult,
+} from './gateway.js';
 import { assertIdempotencyKey, deriveIdempotencyKey } from './idempotency-key.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord } from './ledger.js';
 import { checkOptions, finiteAtLeast, integerAtLeast } from './options.js';
 import { SqliteLedger } from './sqlite-ledger.js';
+import { type ExchangeCanceller, TextExchange } from './text-exchange.js';
 import type {
   DeclinedOutcome,
   PaidOutcome,
@@ -987,55 +995,67 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     request: GatewayRequest,
     signal: AbortSignal | PaymentCancel,
   ): Promise<Step> {
-    let response: Dispatcher.ResponseData;
-    try {
+    let answer: GatewayResponse;
+    if (this.#ownsDispatcher) {
       // Our own Pool is bound to the origin and carries the timeouts: naming them again on every request
       // cost about 30 µs of CPU per payment (undici takes a slower path for a request with an `origin`;
-      // measured with bench/payment-retry.bench.ts). A dispatcher passed in (an Agent) needs them.
-      response = await this.#dispatcher.request(
-        this.#ownsDispatcher
-          ? {
-              path: request.path,
-              method: request.method,
-              headers: request.headers,
-              body: request.body ?? null,
-              signal,
-            }
-          : {
-              origin: this.gateway.origin,
-              path: request.path,
-              method: request.method,
-              headers: request.headers,
-              body: request.body ?? null,
-              signal,
-              headersTimeout: this.#timeouts.headersMs,
-              bodyTimeout: this.#timeouts.bodyMs,
-            },
-      );
-    } catch (error) {
-      throw this.#transportError(error);
+      // measured with bench/payment-retry.bench.ts). dispatch() with a handler that collects the body
+      // instead of request() + body.text(): see TextExchange.
+      const exchange = new TextExchange();
+      try {
+        answer = await exchange.send(
+          this.#dispatcher,
+          {
+            path: request.path,
+            method: request.method,
+            headers: request.headers,
+            body: request.body ?? null,
+          },
+          signal,
+        );
+      } catch (error) {
+        // After the status line a failure means the bank acted and we cannot read what it did.
+        throw this.#transportError(error, exchange.responded ? 'unknown' : undefined);
+      }
+    } else {
+      // A dispatcher passed in (an Agent) needs the origin and the timeouts.
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await this.#dispatcher.request({
+          origin: this.gateway.origin,
+          path: request.path,
+          method: request.method,
+          headers: request.headers,
+          body: request.body ?? null,
+          signal,
+          headersTimeout: this.#timeouts.headersMs,
+          bodyTimeout: this.#timeouts.bodyMs,
+        });
+      } catch (error) {
+        throw this.#transportError(error);
+      }
+      let body: string;
+      try {
+        body = await response.body.text();
+      } catch (error) {
+        // The status line came, the body did not: the bank acted, we cannot read what it did.
+        throw this.#transportError(error, 'unknown');
+      }
+      answer = { statusCode: response.statusCode, headers: response.headers, body };
     }
-    let body: string;
-    try {
-      body = await response.body.text();
-    } catch (error) {
-      // The status line came, the body did not: the bank acted, we cannot read what it did.
-      throw this.#transportError(error, 'unknown');
-    }
-    const answer = { statusCode: response.statusCode, headers: response.headers, body };
     let step: Step;
     if (kind === 'charge') {
-      step = { type: 'charge', result: this.gateway.parseCharge(answer), statusCode: response.statusCode };
+      step = { type: 'charge', result: this.gateway.parseCharge(answer), statusCode: answer.statusCode };
     } else {
       const parse = this.gateway.parseStatus as NonNullable<GatewayAdapter['parseStatus']>;
-      step = { type: 'status', result: parse(answer), statusCode: response.statusCode };
+      step = { type: 'status', result: parse(answer), statusCode: answer.statusCode };
     }
     const { result } = step;
-    if (result.kind === 'retry' || (result.kind === 'unknown' && response.statusCode >= 500)) {
+    if (result.kind === 'retry' || (result.kind === 'unknown' && answer.statusCode >= 500)) {
       throw new StepError(
         'ERR_GATEWAY_RESPONSE',
-        `The gateway answered ${response.statusCode}`,
-        { outcome: 'responded', statusCode: response.statusCode, retryAfterMs: result.retryAfterMs },
+        `The gateway answered ${answer.statusCode}`,
+        { outcome: 'responded', statusCode: answer.statusCode, retryAfterMs: result.retryAfterMs },
         step,
       );
     }
@@ -1243,15 +1263,17 @@ function deadlineReason(): PaymentRetryError {
  * request `signal`: its listeners cost a fraction of an AbortSignal's, whose addEventListener was the
  * largest single cost of a fast payment. A real AbortSignal is made only when a limiter or breaker asks.
  */
-class PaymentCancel extends EventEmitter {
+class PaymentCancel extends EventEmitter implements ExchangeCanceller {
   aborted = false;
   reason: unknown = undefined;
+  exchange: TextExchange | undefined = undefined;
   #controller: AbortController | undefined;
 
   abort(reason: unknown): void {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
+    this.exchange?.abort(reason);
     this.#controller?.abort(reason);
     this.emit('abort');
   }
