@@ -919,28 +919,15 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     const t0 = this.#clock();
     let step: Step;
     try {
-      const send = (extra: AbortSignal | undefined): Promise<Step> => {
+      if (this.#limiter === undefined && this.#breaker === undefined) {
+        // Nothing to pass through: no closures for them on every attempt.
         started = true;
-        return this.#send(
-          kind,
-          request,
-          extra === undefined ? cancel : AbortSignal.any([cancel.signal, extra]),
-        );
-      };
-      const breaker = this.#breaker;
-      const viaBreaker =
-        breaker === undefined
-          ? send
-          : (extra: AbortSignal | undefined) =>
-              breaker.execute(
-                ({ signal: breakerSignal }) =>
-                  send(extra === undefined ? breakerSignal : AbortSignal.any([extra, breakerSignal])),
-                { signal: cancel.signal },
-              );
-      step =
-        this.#limiter === undefined
-          ? await viaBreaker(undefined)
-          : await this.#limiter.run((gateSignal) => viaBreaker(gateSignal), { signal: cancel.signal });
+        step = await this.#send(kind, request, cancel);
+      } else {
+        step = await this.#viaLimiterAndBreaker(kind, request, cancel, () => {
+          started = true;
+        });
+      }
     } catch (error) {
       step = this.#errorStep(error, started);
     }
@@ -975,6 +962,36 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       });
     }
     return { step, attempt: settles ? attempt : undefined };
+  }
+
+  /** An attempt through the limiter and the breaker; `onStart` runs when the request is about to leave. */
+  #viaLimiterAndBreaker(
+    kind: 'charge' | 'status',
+    request: GatewayRequest,
+    cancel: PaymentCancel,
+    onStart: () => void,
+  ): Promise<Step> {
+    const send = (extra: AbortSignal | undefined): Promise<Step> => {
+      onStart();
+      return this.#send(
+        kind,
+        request,
+        extra === undefined ? cancel : AbortSignal.any([cancel.signal, extra]),
+      );
+    };
+    const breaker = this.#breaker;
+    const viaBreaker =
+      breaker === undefined
+        ? send
+        : (extra: AbortSignal | undefined) =>
+            breaker.execute(
+              ({ signal: breakerSignal }) =>
+                send(extra === undefined ? breakerSignal : AbortSignal.any([extra, breakerSignal])),
+              { signal: cancel.signal },
+            );
+    return this.#limiter === undefined
+      ? viaBreaker(undefined)
+      : this.#limiter.run((gateSignal) => viaBreaker(gateSignal), { signal: cancel.signal });
   }
 
   #errorStep(error: unknown, started: boolean): Step {
@@ -1027,7 +1044,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           method: request.method,
           headers: request.headers,
           body: request.body ?? null,
-          signal,
+          signal: signal instanceof AbortSignal ? signal : signal.signal,
           headersTimeout: this.#timeouts.headersMs,
           bodyTimeout: this.#timeouts.bodyMs,
         });
@@ -1259,14 +1276,18 @@ function deadlineReason(): PaymentRetryError {
 }
 
 /**
- * Cancels one payment (deadline, caller's signal, close()). An EventEmitter, which undici accepts as a
- * request `signal`: its listeners cost a fraction of an AbortSignal's, whose addEventListener was the
- * largest single cost of a fast payment. A real AbortSignal is made only when a limiter or breaker asks.
+ * Cancels one payment (deadline, caller's signal, close()). A plain object with a slot for the one
+ * exchange and the one backoff sleep a payment has at a time: an AbortSignal's listeners were the
+ * largest single cost of a fast payment, and an EventEmitter's construction and listener bookkeeping
+ * showed in callgrind too. A real AbortSignal is made only when a limiter, a breaker or a dispatcher
+ * passed in asks for one.
  */
-class PaymentCancel extends EventEmitter implements ExchangeCanceller {
+class PaymentCancel implements ExchangeCanceller {
   aborted = false;
   reason: unknown = undefined;
   exchange: TextExchange | undefined = undefined;
+  /** Wakes the backoff sleep in progress. */
+  sleeper: (() => void) | undefined = undefined;
   #controller: AbortController | undefined;
 
   abort(reason: unknown): void {
@@ -1275,7 +1296,7 @@ class PaymentCancel extends EventEmitter implements ExchangeCanceller {
     this.reason = reason;
     this.exchange?.abort(reason);
     this.#controller?.abort(reason);
-    this.emit('abort');
+    this.sleeper?.();
   }
 
   get signal(): AbortSignal {
@@ -1293,12 +1314,12 @@ function sleep(ms: number, cancel: PaymentCancel): Promise<void> {
     if (cancel.aborted) return resolve();
     const done = () => {
       clearTimeout(timer);
-      cancel.off('abort', done);
+      if (cancel.sleeper === done) cancel.sleeper = undefined;
       resolve();
     };
     // Not unref'd: the caller is awaiting this payment, like it would await a socket.
     const timer = setTimeout(done, ms);
-    cancel.once('abort', done);
+    cancel.sleeper = done;
   });
 }
 
