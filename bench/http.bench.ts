@@ -14,10 +14,21 @@
 // HTTP_BENCH_ROUNDS (default 3) the number of interleaved rounds (one table of medians, one of each
 // configuration's best round),
 // HTTP_BENCH_FRAMEWORKS (default express,fastify) which frameworks to measure.
+//
+// HTTP_BENCH_INSTRUCTIONS=1 counts instead of timing: each server runs under `valgrind --tool=callgrind`
+// and the table gives the instructions it executed per request (user space: Node, V8, libc; not the
+// kernel), between `callgrind_control` zeroing the counters after a warm-up and dumping them after
+// HTTP_BENCH_REQUESTS (default 20000) requests. Counts repeat within a few percent whatever else the
+// machine is doing (the server runs `--single-threaded`), where CPU time moves 10-20% between identical
+// runs. It also measures two floors on Fastify: a no-op onRequest hook, and a hook that only sets the two
+// RateLimit fields floodgate sends. The timed tables give each server's user-space share of its CPU time,
+// to read the counts against.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 // bench/ has no @types for express and autocannon: a variable specifier keeps them untyped, and these
@@ -43,7 +54,9 @@ type Autocannon = (options: {
 }) => Promise<AutocannonResult>;
 
 type Framework = 'express' | 'fastify';
-type Variant = 'bare' | 'floodgate' | 'incumbent';
+// 'hook' and 'headers' are floors (Fastify only): a no-op onRequest hook, and one that sets the same two
+// RateLimit fields as floodgate's first answer (same lengths) and nothing else.
+type Variant = 'bare' | 'floodgate' | 'incumbent' | 'hook' | 'headers';
 type Scenario = 'allow' | 'deny';
 
 interface ServerSpec {
@@ -83,6 +96,17 @@ async function startServer(spec: ServerSpec): Promise<Server> {
   } else if (spec.variant === 'incumbent') {
     const { default: fastifyRateLimit } = await import('@fastify/rate-limit');
     await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs });
+  } else if (spec.variant === 'hook') {
+    app.addHook('onRequest', (_request, _reply, done) => done());
+  } else if (spec.variant === 'headers') {
+    const { RateLimitHeaders } = await import('@floodgate/http');
+    const policy = { name: `${limit}-in-${windowMs / 1000}s`, limit, windowMs };
+    const decision = { allowed: true, limit, remaining: limit - 1, retryAfterMs: 0, resetAfterMs: 1 };
+    const fields = new RateLimitHeaders([policy]).format([{ policy: 0, key: '', decision }], 0);
+    app.addHook('onRequest', (_request, reply, done) => {
+      for (const [name, value] of fields) reply.header(name, value);
+      done();
+    });
   }
   app.get('/', async () => ({ hello: 'world' }));
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -123,6 +147,8 @@ interface Row {
   rps: number;
   p99: number;
   cpuUsPerRequest: number;
+  /** Share of the CPU time spent in user space (the rest is the kernel's: sockets, epoll). */
+  userShare: number;
   non2xx: number;
   total: number;
 }
@@ -165,12 +191,14 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
     const before = await ask<{ cpu: NodeJS.CpuUsage }>(child, 'mark');
     const result = await autocannon({ url, connections: 50, duration: seconds });
     const after = await ask<{ cpu: NodeJS.CpuUsage; requests: number }>(child, 'read');
-    const cpuUs = after.cpu.user - before.cpu.user + (after.cpu.system - before.cpu.system);
+    const userUs = after.cpu.user - before.cpu.user;
+    const cpuUs = userUs + (after.cpu.system - before.cpu.system);
     return {
       ...spec,
       rps: result.requests.average,
       p99: result.latency.p99,
       cpuUsPerRequest: cpuUs / Math.max(1, after.requests),
+      userShare: userUs / Math.max(1, cpuUs),
       non2xx: result.non2xx,
       total: result.requests.total,
     };
@@ -180,6 +208,54 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
     const timer = setTimeout(() => child.kill(), 5000);
     await exited;
     clearTimeout(timer);
+  }
+}
+
+const INSTRUCTIONS = process.env.HTTP_BENCH_INSTRUCTIONS === '1';
+
+/** The server's instructions per request under callgrind (see the header comment). */
+async function measureInstructions(spec: ServerSpec, requests: number): Promise<Row> {
+  const autocannon = (await load('autocannon')).default as (options: {
+    url: string;
+    connections: number;
+    amount: number;
+  }) => Promise<AutocannonResult>;
+  const self = fileURLToPath(import.meta.url);
+  const dir = mkdtempSync(join(tmpdir(), 'http-bench-callgrind-'));
+  const out = join(dir, 'callgrind.out');
+  // fork() through valgrind: the IPC channel's descriptor is inherited by the node it runs.
+  const child = fork(self, [], {
+    execPath: 'valgrind',
+    execArgv: ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--import', 'tsx'],
+    env: { ...process.env, HTTP_BENCH_SERVER: JSON.stringify(spec) },
+    stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
+  });
+  try {
+    const { port } = await ask<{ port: number }>(child);
+    const url = `http://127.0.0.1:${port}/`;
+    const pid = String(child.pid);
+    // JIT tiers come slowly under valgrind: a long warm-up, so the count is of optimised code.
+    await autocannon({ url, connections: 10, amount: requests });
+    execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
+    const result = await autocannon({ url, connections: 10, amount: requests });
+    execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+    const dump = readdirSync(dir).find((name) => name.startsWith('callgrind.out.'));
+    const text = dump === undefined ? '' : readFileSync(join(dir, dump), 'utf8');
+    const total = Number(/^(?:totals|summary):\s+(\d+)/m.exec(text)?.[1] ?? Number.NaN);
+    return {
+      ...spec,
+      rps: 0,
+      p99: 0,
+      cpuUsPerRequest: total / requests,
+      userShare: 0,
+      non2xx: result.non2xx,
+      total: result.requests.total,
+    };
+  } finally {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill();
+    await exited;
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -195,20 +271,30 @@ async function main(): Promise<void> {
   // The load generator keeps to the other cores, so the server's core is its own.
   if (cpus().length > 1) pin(process.pid, `0-${cpus().length - 2}`);
   const seconds = Number(process.env.HTTP_BENCH_SECONDS ?? 4);
-  // Shared 2-core machines are noisy: every configuration runs in several interleaved rounds.
-  const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? 3);
+  const requests = Number(process.env.HTTP_BENCH_REQUESTS ?? 20_000);
+  // Shared 2-core machines are noisy: every configuration runs in several interleaved rounds (counts
+  // repeat within a few percent: one round unless asked).
+  const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? (INSTRUCTIONS ? 1 : 3));
   const specs: ServerSpec[] = [];
   // HTTP_BENCH_FRAMEWORKS=express (or fastify) measures one framework only.
   const frameworks = (process.env.HTTP_BENCH_FRAMEWORKS ?? 'express,fastify').split(',') as Framework[];
   for (const framework of frameworks) {
     specs.push({ framework, variant: 'bare', scenario: 'allow' });
+    if (INSTRUCTIONS && framework === 'fastify') {
+      specs.push({ framework, variant: 'hook', scenario: 'allow' });
+      specs.push({ framework, variant: 'headers', scenario: 'allow' });
+    }
     for (const scenario of ['allow', 'deny'] as const) {
       for (const variant of ['floodgate', 'incumbent'] as const) specs.push({ framework, variant, scenario });
     }
   }
   const runs = new Map<ServerSpec, Row[]>(specs.map((spec) => [spec, []]));
   for (let round = 0; round < rounds; round += 1) {
-    for (const spec of specs) runs.get(spec)?.push(await measure(spec, seconds));
+    for (const spec of specs) {
+      runs
+        .get(spec)
+        ?.push(await (INSTRUCTIONS ? measureInstructions(spec, requests) : measure(spec, seconds)));
+    }
   }
   // Medians, and each configuration's best round (most req/s, least CPU per request): noise on these
   // machines only ever slows a run down, so the best round is the least disturbed one (the token-bucket
@@ -227,12 +313,20 @@ async function main(): Promise<void> {
           measured.map((r) => r.cpuUsPerRequest),
           false,
         ),
+        userShare: median(measured.map((r) => r.userShare)),
         non2xx: measured.reduce((sum, r) => sum + r.non2xx, 0),
         total: measured.reduce((sum, r) => sum + r.total, 0),
       };
     });
   const best = (values: number[], higherIsBetter: boolean) =>
     higherIsBetter ? Math.max(...values) : Math.min(...values);
+  if (INSTRUCTIONS) {
+    console.log(
+      `\ninstructions per request under callgrind (user space), ${requests} requests after as many to warm up, 10 connections, median of ${rounds} round(s)`,
+    );
+    printInstructions(summarize(median));
+    return;
+  }
   console.log(
     `\nautocannon, 50 connections, ${seconds} s per run, ${rounds} interleaved rounds; server in its own process`,
   );
@@ -240,24 +334,43 @@ async function main(): Promise<void> {
   printTable(`best of ${rounds} rounds (req/s: most; CPU: least; p99: median)`, summarize(best));
 }
 
-function printTable(title: string, rows: Row[]): void {
-  const incumbent = { express: 'express-rate-limit', fastify: '@fastify/rate-limit' } as const;
-  console.log(`\n${title}\n`);
-  console.log(
-    '| framework | limiter | rejected | req/s | × bare | p99 ms | CPU µs/req | CPU × bare | non-2xx |',
-  );
-  console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+const INCUMBENT = { express: 'express-rate-limit', fastify: '@fastify/rate-limit' } as const;
+const FLOOR = {
+  hook: 'no-op onRequest hook (floor)',
+  headers: 'hook setting the 2 RateLimit fields (floor)',
+};
+
+function limiterName(row: Row): string {
+  if (row.variant === 'bare') return 'none (bare)';
+  if (row.variant === 'floodgate') return 'floodgate';
+  if (row.variant === 'incumbent') return INCUMBENT[row.framework];
+  return FLOOR[row.variant];
+}
+
+function printInstructions(rows: Row[]): void {
+  console.log('\n| framework | limiter | rejected | instructions/req | × bare | non-2xx |');
+  console.log('| --- | --- | --- | ---: | ---: | ---: |');
   for (const row of rows) {
     const bare = rows.find((r) => r.framework === row.framework && r.variant === 'bare') as Row;
-    const name =
-      row.variant === 'bare'
-        ? 'none (bare)'
-        : row.variant === 'floodgate'
-          ? 'floodgate'
-          : incumbent[row.framework];
+    const rejected = row.variant === 'floodgate' || row.variant === 'incumbent' ? row.scenario : '-';
+    console.log(
+      `| ${row.framework} | ${limiterName(row)} | ${rejected === 'allow' ? 'none' : rejected === 'deny' ? 'all' : '-'} | ${Math.round(row.cpuUsPerRequest)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(3)} | ${row.non2xx}/${row.total} |`,
+    );
+  }
+}
+
+function printTable(title: string, rows: Row[]): void {
+  console.log(`\n${title}\n`);
+  console.log(
+    '| framework | limiter | rejected | req/s | × bare | p99 ms | CPU µs/req | CPU × bare | user share | non-2xx |',
+  );
+  console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const row of rows) {
+    const bare = rows.find((r) => r.framework === row.framework && r.variant === 'bare') as Row;
+    const name = limiterName(row);
     const rejected = row.variant === 'bare' ? '-' : row.scenario === 'allow' ? 'none' : 'all';
     console.log(
-      `| ${row.framework} | ${name} | ${rejected} | ${Math.round(row.rps)} | ${(row.rps / bare.rps).toFixed(2)} | ${row.p99} | ${row.cpuUsPerRequest.toFixed(1)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(2)} | ${row.non2xx}/${row.total} |`,
+      `| ${row.framework} | ${name} | ${rejected} | ${Math.round(row.rps)} | ${(row.rps / bare.rps).toFixed(2)} | ${row.p99} | ${row.cpuUsPerRequest.toFixed(1)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(2)} | ${(row.userShare * 100).toFixed(0)}% | ${row.non2xx}/${row.total} |`,
     );
   }
 }
