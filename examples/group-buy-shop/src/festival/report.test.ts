@@ -35,6 +35,26 @@ describe('findings', () => {
         'one seen gone 143 ms).',
     );
   });
+
+  it('counts in the singular and the plural', () => {
+    const naive = {
+      ...crashRun,
+      label: 'naive',
+      crash: false,
+      extraCharges: 1,
+      ordersChargedTwice: 1,
+      doubleChargeSources: { reClicks: 1, retries: 0, crashes: 0 },
+      lost: { chargedNotPaid: 1, unresolved: 2 },
+      unanswered: 1,
+    } as unknown as RunReport;
+    expect(findings(naive)).toBe(
+      'naive: 1 extra charge on 1 order (1 from re-clicks paid with a new key); 1 order charged but shown ' +
+        'as not paid; 2 orders still unresolved at the end; 1 click was never answered.',
+    );
+    expect(findings({ ...naive, extraCharges: 3, ordersChargedTwice: 2, unanswered: 2 })).toMatch(
+      /^naive: 3 extra charges on 2 orders .*; 2 clicks were never answered\.$/,
+    );
+  });
 });
 
 describe('machineLine', () => {

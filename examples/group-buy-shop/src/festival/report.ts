@@ -61,6 +61,11 @@ function gaveUp(run: RunReport): number {
   return o['gave-up-failed'] + o['gave-up-no-answer'] + o['no-order'];
 }
 
+/** `1 order`, `2 orders`: a count with its noun (plural by a final s). */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /** One sentence per run: where its double charges came from, and what else went wrong. */
 export function findings(run: RunReport): string {
   const parts: string[] = [];
@@ -73,16 +78,19 @@ export function findings(run: RunReport): string {
       s.crashes > 0 ? `${s.crashes} from the crash` : '',
     ].filter(Boolean);
     parts.push(
-      `${run.extraCharges} extra charges on ${run.ordersChargedTwice} orders${sources.length ? ` (${sources.join(', ')})` : ''}`,
+      `${count(run.extraCharges, 'extra charge')} on ${count(run.ordersChargedTwice, 'order')}${sources.length ? ` (${sources.join(', ')})` : ''}`,
     );
   }
   if (run.lost.chargedNotPaid > 0)
-    parts.push(`${run.lost.chargedNotPaid} orders charged but shown as not paid`);
-  if (run.lost.unresolved > 0) parts.push(`${run.lost.unresolved} orders still unresolved at the end`);
+    parts.push(`${count(run.lost.chargedNotPaid, 'order')} charged but shown as not paid`);
+  if (run.lost.unresolved > 0)
+    parts.push(`${count(run.lost.unresolved, 'order')} still unresolved at the end`);
   if (run.bankPeakAdmittedPerSecond > run.bankRate * 1.05) {
     parts.push(`the bank saw up to ${run.bankPeakAdmittedPerSecond}/s against a limit of ${run.bankRate}/s`);
   }
-  if (run.unanswered > 0) parts.push(`${run.unanswered} clicks were never answered`);
+  if (run.unanswered > 0) {
+    parts.push(`${count(run.unanswered, 'click')} ${run.unanswered === 1 ? 'was' : 'were'} never answered`);
+  }
   if (run.crash) parts.push(crashFinding(run));
   return `${run.label}: ${parts.join('; ')}.`;
 }
