@@ -201,6 +201,21 @@ describe('PaymentClient.pay', () => {
     expect(client.metrics().attempts).toEqual({ notSent: 0, sentNoResponse: 1, responded: 1 });
   });
 
+  it('drops an answer larger than pool.maxResponseBytes unread: sent with no response, then asks', async () => {
+    const { bank, client } = await setup(
+      (request) =>
+        request.method === 'GET'
+          ? { status: 200, body: { status: 'succeeded', id: 'pay_small' } }
+          : { status: 201, body: { id: 'x'.repeat(4096), status: 'succeeded' } },
+      { pool: { maxResponseBytes: 1024 } },
+    );
+    const attempts: AttemptEvent[] = [];
+    client.on('attempt', (event) => attempts.push(event));
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', reference: 'pay_small' });
+    expect(bank.charges).toHaveLength(1);
+    expect(attempts.map((a) => `${a.kind}:${a.outcome}`)).toEqual(['charge:unknown', 'status:responded']);
+  });
+
   it('without a status endpoint re-sends the same key, and the bank replays', async () => {
     const answers = new Map<string, number>();
     const { bank, client } = await setup(
@@ -558,6 +573,11 @@ describe('options', () => {
       'Expected `retry.budget` to be an object with a tryTake() method',
     ],
     ['merchant', { gateway, ledger, merchant: '' }, 'Expected `merchant` to be a non-empty string'],
+    [
+      'pool.maxResponseBytes',
+      { gateway, ledger, pool: { maxResponseBytes: 0.5 } },
+      'Expected `pool.maxResponseBytes` to be an integer >= 1, got `0.5` (number)',
+    ],
     [
       'pool',
       { gateway, ledger, pool: { connections: 0 } },

@@ -111,6 +111,14 @@ export interface PoolOptions {
   readonly connections?: number;
   /** Idle keep-alive sockets are closed after this long (server hints may shorten it). @default 10000 */
   readonly keepAliveTimeoutMs?: number;
+  /**
+   * Largest answer body read from the gateway (undici's `maxResponseSize`): a payment answer is a few
+   * hundred bytes, and a misbehaving gateway or proxy must not make the client buffer without bound. A
+   * larger answer is dropped unread and the attempt counts as sent with no response: the bank may have
+   * acted, so the payment is asked about (or re-sent with the same key), never declined.
+   * @default 1048576 (1 MiB)
+   */
+  readonly maxResponseBytes?: number;
 }
 
 /** Background reconciliation of pending payments. */
@@ -184,7 +192,7 @@ const RETRY_KEYS = [
   'successReward',
 ] as const;
 const TIMEOUT_KEYS = ['connectMs', 'headersMs', 'bodyMs', 'paymentMs'] as const;
-const POOL_KEYS = ['connections', 'keepAliveTimeoutMs'] as const;
+const POOL_KEYS = ['connections', 'keepAliveTimeoutMs', 'maxResponseBytes'] as const;
 const RECONCILE_KEYS = ['intervalMs', 'maxIntervalMs', 'concurrency', 'deadlineMs'] as const;
 
 /** What one request to the bank came to. */
@@ -414,6 +422,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     checkOptions('pool', pool, POOL_KEYS);
     const connections = integerAtLeast('pool.connections', pool.connections, 1, 64);
     const keepAliveTimeout = finiteAtLeast('pool.keepAliveTimeoutMs', pool.keepAliveTimeoutMs, 1, 10_000);
+    const maxResponseSize = integerAtLeast('pool.maxResponseBytes', pool.maxResponseBytes, 1, 1_048_576);
     if (options.dispatcher !== undefined) {
       functionOption('dispatcher', options.dispatcher, 'request');
       this.#dispatcher = options.dispatcher;
@@ -425,6 +434,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         connectTimeout: this.#timeouts.connectMs,
         headersTimeout: this.#timeouts.headersMs,
         bodyTimeout: this.#timeouts.bodyMs,
+        maxResponseSize,
         pipelining: 1,
       });
       this.#ownsDispatcher = true;
