@@ -2,7 +2,7 @@ import { InvalidOptionError, RateLimit, type RateLimitOptions, type RateLimitRes
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
-import { checkDenials, type Denials, sendRaw } from './send-raw.js';
+import { checkDenials, type Denials, sendRefusal } from './send-raw.js';
 
 /** Options of the {@link floodgateRateLimit} plugin. */
 export interface FastifyRateLimitOptions extends RateLimitOptions<FastifyRequest> {
@@ -31,12 +31,11 @@ function apply(
   request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
-  raw: boolean,
+  denials: Denials,
 ): void {
   request.floodgateRateLimit = result;
-  const answer = result.action === 'deny' ? result.answer : undefined;
-  if (answer !== undefined && raw) {
-    sendRaw(reply, answer, result.headers);
+  if (result.action === 'deny' && result.answer !== undefined) {
+    sendRefusal(reply, result.answer, denials, result.headers);
     return;
   }
   const headers = result.headers;
@@ -44,14 +43,10 @@ function apply(
     const field = headers[i] as readonly [string, string];
     reply.header(field[0], field[1]);
   }
-  if (answer !== undefined) {
-    reply.code(answer.status).headers(answer.headers).send(answer.body);
-    return;
-  }
   done();
 }
 
-function hookOf(core: RateLimit<FastifyRequest>, raw: boolean) {
+function hookOf(core: RateLimit<FastifyRequest>, denials: Denials) {
   return function floodgateRateLimit(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -66,11 +61,11 @@ function hookOf(core: RateLimit<FastifyRequest>, raw: boolean) {
     }
     if (result instanceof Promise) {
       result.then(
-        (settled) => apply(settled, request, reply, done, raw),
+        (settled) => apply(settled, request, reply, done, denials),
         (error: unknown) => done(error as Error),
       );
     } else {
-      apply(result, request, reply, done, raw);
+      apply(result, request, reply, done, denials);
     }
   };
 }
@@ -85,9 +80,9 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
       `Expected \`hook\` to be 'onRequest' or 'preHandler', got \`${String(hook)}\``,
     );
   }
-  const raw = checkDenials(denials) === 'raw';
+  checkDenials(denials);
   const core = new RateLimit<FastifyRequest>(coreOptions);
-  const shared = hookOf(core, raw);
+  const shared = hookOf(core, denials);
   const derived: RateLimit<FastifyRequest>[] = [];
   fastify.decorateRequest('floodgateRateLimit', null);
   // Each route gets its own prepared hook at registration: nothing is looked up per request.
@@ -98,7 +93,7 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
     if (config !== undefined && Object.keys(config).length > 0) {
       const routeCore = core.derive(config);
       derived.push(routeCore);
-      routeHook = hookOf(routeCore, raw);
+      routeHook = hookOf(routeCore, denials);
     }
     route[hook] = appendHook(route[hook], routeHook as never);
   });

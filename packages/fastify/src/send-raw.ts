@@ -23,6 +23,27 @@ export function checkDenials(value: unknown): Denials {
   return value;
 }
 
+/**
+ * Sends a refusal the way `denials` says: `first` fields (the RateLimit ones) and the answer, raw or
+ * through `reply.send()`.
+ */
+export function sendRefusal(
+  reply: FastifyReply,
+  answer: HttpAnswer,
+  denials: Denials,
+  first: ReadonlyArray<readonly [string, string]> = [],
+): void {
+  if (denials === 'raw') {
+    sendRaw(reply, answer, first);
+    return;
+  }
+  for (let i = 0; i < first.length; i += 1) {
+    const field = first[i] as readonly [string, string];
+    reply.header(field[0], field[1]);
+  }
+  reply.code(answer.status).headers(answer.headers).send(answer.body);
+}
+
 /** Whether a flat `[name, value, name, value, ...]` list names `name`. */
 function hasField(fields: ReadonlyArray<unknown>, name: string): boolean {
   for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return true;
@@ -34,7 +55,7 @@ function hasField(fields: ReadonlyArray<unknown>, name: string): boolean {
  * serializer, no `onSend` hooks). `first` fields (the RateLimit ones) win over the answer's own, and both
  * over fields set earlier on the reply or the raw response.
  */
-export function sendRaw(
+function sendRaw(
   reply: FastifyReply,
   answer: HttpAnswer,
   first: ReadonlyArray<readonly [string, string]> = [],
