@@ -30,4 +30,4 @@ export type { FastifyLoadSheddingOptions } from './load-shedding.js';
 export { floodgateLoadShedding } from './load-shedding.js';
 export type { FastifyRateLimitOptions } from './rate-limit.js';
 export { floodgateRateLimit } from './rate-limit.js';
-export type { Denials } from './send-raw.js';
+export type { Denials } from './send-refusal.js';

@@ -2,7 +2,7 @@ import { InvalidOptionError, RateLimit, type RateLimitOptions, type RateLimitRes
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
-import { checkDenials, type Denials, sendRefusal } from './send-raw.js';
+import { checkDenials, type Denials, sendRefusal } from './send-refusal.js';
 
 /** Options of the {@link floodgateRateLimit} plugin. */
 export interface FastifyRateLimitOptions extends RateLimitOptions<FastifyRequest> {
