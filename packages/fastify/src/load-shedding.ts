@@ -2,7 +2,7 @@ import { type Admission, InvalidOptionError, LoadShedder, type LoadShedderOption
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
-import { checkDenials, type Denials, sendRefusal } from './send-refusal.js';
+import { type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateLoadShedding} plugin. */
 export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
@@ -29,7 +29,7 @@ export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
 
 const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
   const { shedder: given, global = true, priority, denials = 'raw', ...shedderOptions } = options;
-  checkDenials(denials);
+  const sender = new RefusalSender(denials);
   if (given !== undefined && typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
     throw new InvalidOptionError('shedder', 'Expected `shedder` to be a LoadShedder (loadShedder(...))');
   }
@@ -59,7 +59,7 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
         return;
       }
       if (!admission.admitted) {
-        sendRefusal(reply, admission.answer, denials);
+        sender.send(reply, admission.answer);
         return;
       }
       admissions.set(request, admission);

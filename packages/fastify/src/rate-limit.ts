@@ -2,7 +2,7 @@ import { InvalidOptionError, RateLimit, type RateLimitOptions, type RateLimitRes
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
-import { checkDenials, type Denials, sendRefusal } from './send-refusal.js';
+import { type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateRateLimit} plugin. */
 export interface FastifyRateLimitOptions extends RateLimitOptions<FastifyRequest> {
@@ -31,11 +31,11 @@ function apply(
   request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
-  denials: Denials,
+  sender: RefusalSender,
 ): void {
   request.floodgateRateLimit = result;
   if (result.action === 'deny' && result.answer !== undefined) {
-    sendRefusal(reply, result.answer, denials, result.headers);
+    sender.send(reply, result.answer, result.headers);
     return;
   }
   const headers = result.headers;
@@ -46,7 +46,7 @@ function apply(
   done();
 }
 
-function hookOf(core: RateLimit<FastifyRequest>, denials: Denials) {
+function hookOf(core: RateLimit<FastifyRequest>, sender: RefusalSender) {
   return function floodgateRateLimit(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -61,11 +61,11 @@ function hookOf(core: RateLimit<FastifyRequest>, denials: Denials) {
     }
     if (result instanceof Promise) {
       result.then(
-        (settled) => apply(settled, request, reply, done, denials),
+        (settled) => apply(settled, request, reply, done, sender),
         (error: unknown) => done(error as Error),
       );
     } else {
-      apply(result, request, reply, done, denials);
+      apply(result, request, reply, done, sender);
     }
   };
 }
@@ -80,9 +80,10 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
       `Expected \`hook\` to be 'onRequest' or 'preHandler', got \`${String(hook)}\``,
     );
   }
-  checkDenials(denials);
+  // Each hook has its own sender: its cache holds the refusal of one core.
+  const sender = new RefusalSender(denials);
   const core = new RateLimit<FastifyRequest>(coreOptions);
-  const shared = hookOf(core, denials);
+  const shared = hookOf(core, sender);
   const derived: RateLimit<FastifyRequest>[] = [];
   fastify.decorateRequest('floodgateRateLimit', null);
   // Each route gets its own prepared hook at registration: nothing is looked up per request.
@@ -93,7 +94,7 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
     if (config !== undefined && Object.keys(config).length > 0) {
       const routeCore = core.derive(config);
       derived.push(routeCore);
-      routeHook = hookOf(routeCore, denials);
+      routeHook = hookOf(routeCore, new RefusalSender(denials));
     }
     route[hook] = appendHook(route[hook], routeHook as never);
   });

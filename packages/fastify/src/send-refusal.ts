@@ -23,25 +23,84 @@ export function checkDenials(value: unknown): Denials {
   return value;
 }
 
+/** Fields of a refusal, in the order they win: the RateLimit ones, then the answer's own. */
+type Fields = ReadonlyArray<readonly [string, string]>;
+
+const NO_FIELDS: Fields = Object.freeze([]);
+
 /**
- * Sends a refusal the way `denials` says: `first` fields (the RateLimit ones) and the answer, raw or
- * through `reply.send()`.
+ * Sends the refusals of one plugin the way `denials` says: `first` fields (the RateLimit ones) and the
+ * answer, raw or through `reply.send()`.
  */
-export function sendRefusal(
-  reply: FastifyReply,
-  answer: HttpAnswer,
-  denials: Denials,
-  first: ReadonlyArray<readonly [string, string]> = [],
-): void {
-  if (denials === 'raw') {
-    sendRaw(reply, answer, first);
-    return;
+export class RefusalSender {
+  readonly #denials: Denials;
+  // A one-entry cache of the flat field list: the core hands out the same frozen answer and fields again
+  // while a refusal reads the same (LastRefusal in @floodgate/http), so under a flood of refusals the list
+  // is built once per change, not per request. Compared by identity: nothing stale can come back.
+  #lastAnswer: HttpAnswer | undefined;
+  #lastFirst: Fields | undefined;
+  #lastList: ReadonlyArray<string | number> = NO_FIELDS as never;
+  /** See replyHeadersSymbol: undefined until the first refusal, null when this Fastify has none. */
+  #replyHeaders: symbol | null | undefined;
+
+  constructor(denials: Denials) {
+    this.#denials = checkDenials(denials);
   }
+
+  /** Sends `answer` with `first` fields (they win over the answer's own) and ends the request. */
+  send(reply: FastifyReply, answer: HttpAnswer, first: Fields = NO_FIELDS): void {
+    if (this.#denials === 'reply') {
+      for (let i = 0; i < first.length; i += 1) {
+        const field = first[i] as readonly [string, string];
+        reply.header(field[0], field[1]);
+      }
+      reply.code(answer.status).headers(answer.headers).send(answer.body);
+      return;
+    }
+    reply.hijack();
+    const raw = reply.raw;
+    if (raw.headersSent) {
+      raw.end();
+      return;
+    }
+    let list = this.#lastList;
+    if (answer !== this.#lastAnswer || first !== this.#lastFirst) {
+      list = flatFields(answer, first);
+      this.#lastAnswer = answer;
+      this.#lastFirst = first;
+      this.#lastList = list;
+    }
+    // Fields set earlier on `reply.raw` need nothing here: given a list, Node's writeHead lets the list's
+    // fields replace them and keeps the rest. Those set with `reply.header()` live in Fastify's reply
+    // until it sends, so they are added, unless the refusal sets the same field.
+    this.#replyHeaders ??= replyHeadersSymbol(reply);
+    const earlier = replyFields(reply, this.#replyHeaders);
+    if (earlier !== undefined) {
+      const merged = list.slice();
+      for (const name in earlier) {
+        const value = earlier[name];
+        if (value !== undefined && !hasField(list, name)) merged.push(name, value as string);
+      }
+      list = merged;
+    }
+    raw.writeHead(answer.status, list as string[]);
+    raw.end(answer.body);
+  }
+}
+
+/** `[name, value, name, value, ...]` for writeHead: `first`, the answer's fields, its content-length. */
+function flatFields(answer: HttpAnswer, first: Fields): Array<string | number> {
+  const list: Array<string | number> = [];
   for (let i = 0; i < first.length; i += 1) {
     const field = first[i] as readonly [string, string];
-    reply.header(field[0], field[1]);
+    list.push(field[0], field[1]);
   }
-  reply.code(answer.status).headers(answer.headers).send(answer.body);
+  for (const name in answer.headers) {
+    if (!hasField(list, name)) list.push(name, answer.headers[name] as string);
+  }
+  const body = answer.body;
+  list.push('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  return list;
 }
 
 /** Whether a flat `[name, value, name, value, ...]` list names `name`. */
@@ -51,36 +110,32 @@ function hasField(fields: ReadonlyArray<unknown>, name: string): boolean {
 }
 
 /**
- * Sends an answer on Node's response in one `writeHead` with a flat field list (no header object, no
- * serializer, no `onSend` hooks). `first` fields (the RateLimit ones) win over the answer's own, and both
- * over fields set earlier on the reply or the raw response.
+ * Where Fastify keeps the fields set with `reply.header()` until it sends: an object under a symbol of
+ * its own, `fastify.reply.headers` (Fastify 4 and 5). Reading it tells whether any were set for the cost
+ * of a property load, where `reply.getHeaders()` copies the reply's and the raw response's fields into a
+ * new object on every refusal (bench/README.md: about a third of what a refusal cost on top of Fastify's
+ * own work). Found by its description; a Fastify without it gets `reply.getHeaders()`.
  */
-function sendRaw(
-  reply: FastifyReply,
-  answer: HttpAnswer,
-  first: ReadonlyArray<readonly [string, string]> = [],
-): void {
-  reply.hijack();
-  const raw = reply.raw;
-  if (raw.headersSent) {
-    raw.end();
-    return;
+function replyHeadersSymbol(reply: FastifyReply): symbol | null {
+  for (const symbol of Object.getOwnPropertySymbols(reply)) {
+    if (symbol.description !== 'fastify.reply.headers') continue;
+    const value = (reply as unknown as Record<symbol, unknown>)[symbol];
+    if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
+      return symbol;
+    }
   }
-  const fields: Array<string | number | readonly string[]> = [];
-  for (let i = 0; i < first.length; i += 1) {
-    const field = first[i] as readonly [string, string];
-    fields.push(field[0], field[1]);
-  }
-  for (const name in answer.headers) {
-    if (!hasField(fields, name)) fields.push(name, answer.headers[name] as string);
-  }
-  const body = answer.body;
-  fields.push('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
-  const earlier = reply.getHeaders();
-  for (const name in earlier) {
-    const value = earlier[name];
-    if (value !== undefined && !hasField(fields, name)) fields.push(name, value as string);
-  }
-  raw.writeHead(answer.status, fields as string[]);
-  raw.end(body);
+  return null;
+}
+
+/**
+ * The fields set before the refusal and not yet on the raw response (those set with `reply.header()`),
+ * or undefined when there are none.
+ */
+function replyFields(reply: FastifyReply, symbol: symbol | null): Record<string, unknown> | undefined {
+  const earlier =
+    symbol === null
+      ? reply.getHeaders()
+      : (reply as unknown as Record<symbol, Record<string, unknown>>)[symbol];
+  for (const _ in earlier) return earlier;
+  return undefined;
 }

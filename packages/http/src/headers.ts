@@ -69,7 +69,7 @@ const STANDARD: readonly StandardHeaders[] = ['draft-8', 'draft-7', 'draft-6', f
  * millisecond of slack: stores round their float clock arithmetic up to whole milliseconds, and a
  * 30 000.0000001 ms wait must read 30 s, not 31.
  */
-function seconds(ms: number): number {
+export function fieldSeconds(ms: number): number {
   return ms > 1 ? Math.ceil((ms - 1) / 1000) : 0;
 }
 
@@ -122,9 +122,9 @@ export class RateLimitHeaders {
     this.#policies = policies;
     this.#names = policies.map((p) => sfString(p.name));
     this.#policyItems = policies.map(
-      (p, i) => `${this.#names[i]};q=${p.limit};w=${Math.max(1, seconds(p.windowMs))}`,
+      (p, i) => `${this.#names[i]};q=${p.limit};w=${Math.max(1, fieldSeconds(p.windowMs))}`,
     );
-    this.#singlePolicy = policies.map((p) => `${p.limit};w=${Math.max(1, seconds(p.windowMs))}`);
+    this.#singlePolicy = policies.map((p) => `${p.limit};w=${Math.max(1, fieldSeconds(p.windowMs))}`);
     this.#secret = pk === false ? undefined : pk === true ? randomBytes(32) : Buffer.from(pk);
     this.#allPolicies = this.#policyItems.join(', ');
   }
@@ -168,7 +168,7 @@ export class RateLimitHeaders {
           const suffix = secret ? `;pk=${this.partitionKey(o.key)}` : '';
           const sep = i === 0 ? '' : ', ';
           if (secret) policy += `${sep}${this.#policyItems[o.policy]}${suffix}`;
-          state += `${sep}${this.#names[o.policy]};r=${o.decision.remaining};t=${seconds(o.decision.resetAfterMs)}${suffix}`;
+          state += `${sep}${this.#names[o.policy]};r=${o.decision.remaining};t=${fieldSeconds(o.decision.resetAfterMs)}${suffix}`;
         }
         // Without partition keys the policy field is the same on every answer that consulted every policy.
         if (!secret)
@@ -179,7 +179,7 @@ export class RateLimitHeaders {
       case 'draft-7':
         out.push(
           ['ratelimit-policy', this.#singlePolicy[pick.policy] as string],
-          ['ratelimit', `limit=${d.limit}, remaining=${d.remaining}, reset=${seconds(d.resetAfterMs)}`],
+          ['ratelimit', `limit=${d.limit}, remaining=${d.remaining}, reset=${fieldSeconds(d.resetAfterMs)}`],
         );
         break;
       case 'draft-6':
@@ -187,7 +187,7 @@ export class RateLimitHeaders {
           ['ratelimit-policy', this.#singlePolicy[pick.policy] as string],
           ['ratelimit-limit', String(d.limit)],
           ['ratelimit-remaining', String(d.remaining)],
-          ['ratelimit-reset', String(seconds(d.resetAfterMs))],
+          ['ratelimit-reset', String(fieldSeconds(d.resetAfterMs))],
         );
         break;
       default:
@@ -203,6 +203,11 @@ export class RateLimitHeaders {
     if (denied !== undefined)
       out.push(['retry-after', String(retryAfterSeconds(denied.decision.retryAfterMs))]);
     return out;
+  }
+
+  /** Whether the fields carry a partition key (`pk`), so they differ from one bucket key to another. */
+  get partitioned(): boolean {
+    return this.#secret !== undefined;
   }
 
   /** The policies this formatter describes. */

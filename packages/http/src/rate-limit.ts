@@ -1,6 +1,7 @@
 import type { LimiterStore } from '@floodgate/token-bucket';
 import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
 import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardHeaders } from './headers.js';
+import { LastRefusal, type Refusal } from './last-refusal.js';
 import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
 import { type HttpAnswer, PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
 import {
@@ -212,6 +213,7 @@ export class RateLimit<Req extends KeyableRequest> {
   /** Set when the limit is one policy keyed by address at a fixed cost, with no skip or allow list. */
   readonly #simple: KeyedLimiterLike | undefined;
   readonly #clientAddress: (request: Req) => string | undefined;
+  readonly #lastRefusal = new LastRefusal();
 
   /**
    * @param options What to limit and how to answer (see {@link RateLimitOptions}).
@@ -491,31 +493,27 @@ export class RateLimit<Req extends KeyableRequest> {
 
   #result(request: Req, outcomes: readonly PolicyOutcome[]): RateLimitResult {
     // Wall-clock time only feeds the legacy X-RateLimit-Reset; skip the call otherwise.
-    const headers = this.headers.format(outcomes, this.headers.legacyHeaders ? Date.now() : 0);
+    const nowMs = this.headers.legacyHeaders ? Date.now() : 0;
     let denied: PolicyOutcome | undefined;
     for (let i = 0; i < outcomes.length && denied === undefined; i += 1) {
       const outcome = outcomes[i] as PolicyOutcome;
       if (!outcome.decision.allowed) denied = outcome;
     }
-    if (denied === undefined) return { action: 'allow', limited: false, headers, outcomes };
+    if (denied === undefined) {
+      return { action: 'allow', limited: false, headers: this.headers.format(outcomes, nowMs), outcomes };
+    }
     let result: RateLimitResult;
     if (this.dryRun) {
       // Dry run: no Retry-After, the client is not being told to back off.
       result = {
         action: 'allow',
         limited: true,
-        headers: headers.filter(([name]) => name !== 'retry-after'),
+        headers: this.headers.format(outcomes, nowMs).filter(([name]) => name !== 'retry-after'),
         outcomes,
       };
     } else {
-      const seconds = retryAfterSeconds(denied.decision.retryAfterMs);
-      // The body is the same per policy but for retryAfter: its JSON prefix is made once, at set-up.
-      const answer: HttpAnswer = {
-        status: this.#statusCode,
-        headers: { 'content-type': PROBLEM_CONTENT_TYPE, 'retry-after': String(seconds) },
-        body: `${this.#denyPrefix[denied.policy]}${seconds}}`,
-      };
-      result = { action: 'deny', limited: true, headers, answer, outcomes };
+      const refusal = this.#refusal(outcomes, denied, nowMs);
+      result = { action: 'deny', limited: true, headers: refusal.headers, answer: refusal.answer, outcomes };
     }
     if (this.#onLimit !== undefined) {
       try {
@@ -525,6 +523,26 @@ export class RateLimit<Req extends KeyableRequest> {
       }
     }
     return result;
+  }
+
+  /** The fields and answer of a refusal: the last one again when it reads the same (see LastRefusal). */
+  #refusal(outcomes: readonly PolicyOutcome[], denied: PolicyOutcome, nowMs: number): Refusal {
+    const reusable = outcomes.length === 1 && !this.headers.partitioned;
+    if (reusable) {
+      const kept = this.#lastRefusal.find(denied.policy, denied.decision, nowMs);
+      if (kept !== undefined) return kept;
+    }
+    const seconds = retryAfterSeconds(denied.decision.retryAfterMs);
+    const refusal: Refusal = {
+      headers: this.headers.format(outcomes, nowMs),
+      answer: {
+        status: this.#statusCode,
+        headers: { 'content-type': PROBLEM_CONTENT_TYPE, 'retry-after': String(seconds) },
+        // The body is the same per policy but for retryAfter: its JSON prefix is made once, at set-up.
+        body: `${this.#denyPrefix[denied.policy]}${seconds}}`,
+      },
+    };
+    return reusable ? this.#lastRefusal.keep(denied.policy, denied.decision, nowMs, refusal) : refusal;
   }
 
   #storeFailed(error: unknown, outcomes: readonly PolicyOutcome[] = [], cost = 0): RateLimitResult {

@@ -1,0 +1,96 @@
+import type { HttpAnswer } from '@floodgate/http';
+import type { FastifyReply } from 'fastify';
+import { describe, expect, it } from 'vitest';
+import { RefusalSender } from './send-refusal.js';
+
+interface Written {
+  status: number;
+  fields: Array<string | number>;
+  body: unknown;
+}
+
+/**
+ * A reply as far as the raw path touches it. `own` is what Fastify keeps under its own symbol (the fields
+ * set with `reply.header()`); `symbol: false` stands for a Fastify without that symbol, `'map'` for one
+ * that keeps something else under it.
+ */
+function fakeReply(own: Record<string, string>, symbol: boolean | 'map' = true) {
+  const written: Written[] = [];
+  let pending: Omit<Written, 'body'> | undefined;
+  const raw = {
+    headersSent: false,
+    writeHead(status: number, fields: Array<string | number>) {
+      pending = { status, fields };
+    },
+    end(body: unknown) {
+      written.push({ ...(pending as Omit<Written, 'body'>), body });
+    },
+  };
+  const reply: Record<string | symbol, unknown> = {
+    raw,
+    hijack() {},
+    getHeaders: () => ({ 'x-from-get-headers': 'yes', ...own }),
+  };
+  if (symbol !== false) {
+    reply[Symbol('fastify.reply.headers')] = symbol === 'map' ? new Map(Object.entries(own)) : own;
+  }
+  return { reply: reply as unknown as FastifyReply, written };
+}
+
+const answer: HttpAnswer = Object.freeze({
+  status: 429,
+  headers: Object.freeze({ 'content-type': 'application/problem+json', 'retry-after': '60' }),
+  body: '{"status":429}',
+});
+const first = Object.freeze([Object.freeze(['retry-after', '59'] as const)]);
+
+describe('RefusalSender (raw)', () => {
+  it('writes the fields in the order they win, content-length last, and the body', () => {
+    const { reply, written } = fakeReply({});
+    new RefusalSender('raw').send(reply, answer, first);
+    expect(written).toEqual([
+      {
+        status: 429,
+        fields: ['retry-after', '59', 'content-type', 'application/problem+json', 'content-length', 14],
+        body: '{"status":429}',
+      },
+    ]);
+  });
+
+  it('builds the field list once while the same answer and fields come back', () => {
+    const sender = new RefusalSender('raw');
+    const one = fakeReply({});
+    const two = fakeReply({});
+    sender.send(one.reply, answer, first);
+    sender.send(two.reply, answer, first);
+    expect(two.written[0]?.fields).toBe(one.written[0]?.fields);
+    const other: HttpAnswer = { ...answer, body: '{"status":429,"retryAfter":2}' };
+    const three = fakeReply({});
+    sender.send(three.reply, other, first);
+    expect(three.written[0]?.fields).not.toBe(one.written[0]?.fields);
+    expect(three.written[0]?.fields.at(-1)).toBe(29);
+  });
+
+  it('adds fields set with reply.header() on a copy, so the next refusal does not inherit them', () => {
+    const sender = new RefusalSender('raw');
+    const cors = fakeReply({ 'access-control-allow-origin': '*', 'retry-after': '1' });
+    sender.send(cors.reply, answer, first);
+    const fields = cors.written[0]?.fields ?? [];
+    expect(fields.slice(-2)).toEqual(['access-control-allow-origin', '*']);
+    // The refusal's own Retry-After wins over the one set earlier.
+    expect(fields.filter((f) => f === 'retry-after')).toHaveLength(1);
+    const plain = fakeReply({});
+    sender.send(plain.reply, answer, first);
+    expect(plain.written[0]?.fields).not.toContain('access-control-allow-origin');
+  });
+
+  it.each([
+    ['has no such symbol', false],
+    ['keeps something else under it', 'map'],
+  ] as const)('uses reply.getHeaders() with a Fastify that %s', (_name, symbol) => {
+    const { reply, written } = fakeReply({ 'access-control-allow-origin': '*' }, symbol);
+    new RefusalSender('raw').send(reply, answer, first);
+    expect(written[0]?.fields).toContain('x-from-get-headers');
+    expect(written[0]?.fields).toContain('access-control-allow-origin');
+  });
+});
