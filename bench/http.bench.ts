@@ -20,8 +20,11 @@
 // kernel), between `callgrind_control` zeroing the counters after a warm-up and dumping them after
 // HTTP_BENCH_REQUESTS (default 20000) requests. Counts repeat within a few percent whatever else the
 // machine is doing (the server runs `--single-threaded`), where CPU time moves 10-20% between identical
-// runs. It also measures two floors on Fastify: a no-op onRequest hook, and a hook that only sets the two
-// RateLimit fields floodgate sends. The timed tables give each server's user-space share of its CPU time,
+// runs. It also measures three floors on Fastify: a no-op onRequest hook, a hook that only sets the two
+// RateLimit fields floodgate sends, and a hook that writes a hand-made 429 with the same five fields and
+// body as floodgate's, raw, with no decision. HTTP_BENCH_WARMUP (default HTTP_BENCH_REQUESTS) requests
+// warm each server up first: V8 still compiles after 20,000 (about 15% of a Fastify request's count);
+// 80,000 leaves about 3%. The timed tables give each server's user-space share of its CPU time,
 // to read the counts against.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -30,6 +33,7 @@ import type { AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HttpAnswer, KeyableRequest, RateLimitResult } from '@floodgate/http';
 
 // bench/ has no @types for express and autocannon: a variable specifier keeps them untyped, and these
 // interfaces name the little used of them.
@@ -54,9 +58,10 @@ type Autocannon = (options: {
 }) => Promise<AutocannonResult>;
 
 type Framework = 'express' | 'fastify';
-// 'hook' and 'headers' are floors (Fastify only): a no-op onRequest hook, and one that sets the same two
-// RateLimit fields as floodgate's first answer (same lengths) and nothing else.
-type Variant = 'bare' | 'floodgate' | 'incumbent' | 'hook' | 'headers';
+// 'hook', 'headers' and 'raw429' are floors (Fastify only): a no-op onRequest hook, one that sets the
+// same two RateLimit fields as floodgate's first answer (same lengths) and nothing else, and one that
+// writes floodgate's refusal by hand (same fields and body, no decision).
+type Variant = 'bare' | 'floodgate' | 'incumbent' | 'hook' | 'headers' | 'raw429';
 type Scenario = 'allow' | 'deny';
 
 interface ServerSpec {
@@ -106,6 +111,21 @@ async function startServer(spec: ServerSpec): Promise<Server> {
     app.addHook('onRequest', (_request, reply, done) => {
       for (const [name, value] of fields) reply.header(name, value);
       done();
+    });
+  } else if (spec.variant === 'raw429') {
+    // floodgate's refusal, taken from floodgate itself once, then written by hand on every request.
+    const { RateLimit } = await import('@floodgate/http');
+    const core = new RateLimit<KeyableRequest>({ limit, windowMs });
+    const client: KeyableRequest = { ip: '127.0.0.1', headers: {} };
+    core.check(client);
+    const refusal = core.check(client) as RateLimitResult;
+    const answer = refusal.answer as HttpAnswer;
+    const list = [...refusal.headers.flat(), 'content-type', answer.headers['content-type'] as string];
+    list.push('content-length', String(Buffer.byteLength(answer.body as string)));
+    app.addHook('onRequest', (_request, reply) => {
+      reply.hijack();
+      reply.raw.writeHead(answer.status, list);
+      reply.raw.end(answer.body);
     });
   }
   app.get('/', async () => ({ hello: 'world' }));
@@ -214,7 +234,7 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
 const INSTRUCTIONS = process.env.HTTP_BENCH_INSTRUCTIONS === '1';
 
 /** The server's instructions per request under callgrind (see the header comment). */
-async function measureInstructions(spec: ServerSpec, requests: number): Promise<Row> {
+async function measureInstructions(spec: ServerSpec, requests: number, warmup: number): Promise<Row> {
   const autocannon = (await load('autocannon')).default as (options: {
     url: string;
     connections: number;
@@ -235,7 +255,7 @@ async function measureInstructions(spec: ServerSpec, requests: number): Promise<
     const url = `http://127.0.0.1:${port}/`;
     const pid = String(child.pid);
     // JIT tiers come slowly under valgrind: a long warm-up, so the count is of optimised code.
-    await autocannon({ url, connections: 10, amount: requests });
+    await autocannon({ url, connections: 10, amount: warmup });
     execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
     const result = await autocannon({ url, connections: 10, amount: requests });
     execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
@@ -272,6 +292,7 @@ async function main(): Promise<void> {
   if (cpus().length > 1) pin(process.pid, `0-${cpus().length - 2}`);
   const seconds = Number(process.env.HTTP_BENCH_SECONDS ?? 4);
   const requests = Number(process.env.HTTP_BENCH_REQUESTS ?? 20_000);
+  const warmup = Number(process.env.HTTP_BENCH_WARMUP ?? requests);
   // Shared 2-core machines are noisy: every configuration runs in several interleaved rounds (counts
   // repeat within a few percent: one round unless asked).
   const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? (INSTRUCTIONS ? 1 : 3));
@@ -283,6 +304,7 @@ async function main(): Promise<void> {
     if (INSTRUCTIONS && framework === 'fastify') {
       specs.push({ framework, variant: 'hook', scenario: 'allow' });
       specs.push({ framework, variant: 'headers', scenario: 'allow' });
+      specs.push({ framework, variant: 'raw429', scenario: 'deny' });
     }
     for (const scenario of ['allow', 'deny'] as const) {
       for (const variant of ['floodgate', 'incumbent'] as const) specs.push({ framework, variant, scenario });
@@ -293,7 +315,7 @@ async function main(): Promise<void> {
     for (const spec of specs) {
       runs
         .get(spec)
-        ?.push(await (INSTRUCTIONS ? measureInstructions(spec, requests) : measure(spec, seconds)));
+        ?.push(await (INSTRUCTIONS ? measureInstructions(spec, requests, warmup) : measure(spec, seconds)));
     }
   }
   // Medians, and each configuration's best round (most req/s, least CPU per request): noise on these
@@ -322,7 +344,7 @@ async function main(): Promise<void> {
     higherIsBetter ? Math.max(...values) : Math.min(...values);
   if (INSTRUCTIONS) {
     console.log(
-      `\ninstructions per request under callgrind (user space), ${requests} requests after as many to warm up, 10 connections, median of ${rounds} round(s)`,
+      `\ninstructions per request under callgrind (user space), ${requests} requests after ${warmup} to warm up, 10 connections, median of ${rounds} round(s)`,
     );
     printInstructions(summarize(median));
     return;
@@ -338,6 +360,7 @@ const INCUMBENT = { express: 'express-rate-limit', fastify: '@fastify/rate-limit
 const FLOOR = {
   hook: 'no-op onRequest hook (floor)',
   headers: 'hook setting the 2 RateLimit fields (floor)',
+  raw429: "floodgate's 429 written by hand, no decision (floor)",
 };
 
 function limiterName(row: Row): string {

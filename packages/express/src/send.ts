@@ -14,7 +14,12 @@ export function sendAnswer(res: ServerResponse, answer: HttpAnswer): void {
   res.statusCode = answer.status;
   for (const name in answer.headers) res.setHeader(name, answer.headers[name] as string);
   const body = answer.body;
-  res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  // A string: Node checks a field value with a regular expression, and one given a number goes the slow
+  // way through RegExp.prototype.test.
+  res.setHeader(
+    'content-length',
+    String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength),
+  );
   res.end(body);
 }
 

@@ -39,7 +39,7 @@ export class RefusalSender {
   // is built once per change, not per request. Compared by identity: nothing stale can come back.
   #lastAnswer: HttpAnswer | undefined;
   #lastFirst: Fields | undefined;
-  #lastList: ReadonlyArray<string | number> = NO_FIELDS as never;
+  #lastList: readonly string[] = [];
   /** See replyHeadersSymbol: undefined until the first refusal, null when this Fastify has none. */
   #replyHeaders: symbol | null | undefined;
 
@@ -63,12 +63,12 @@ export class RefusalSender {
       raw.end();
       return;
     }
-    let list = this.#lastList;
+    let list: readonly unknown[] = this.#lastList;
     if (answer !== this.#lastAnswer || first !== this.#lastFirst) {
-      list = flatFields(answer, first);
+      this.#lastList = flatFields(answer, first);
       this.#lastAnswer = answer;
       this.#lastFirst = first;
-      this.#lastList = list;
+      list = this.#lastList;
     }
     // Fields set earlier on `reply.raw` need nothing here: given a list, Node's writeHead lets the list's
     // fields replace them and keeps the rest. Those set with `reply.header()` live in Fastify's reply
@@ -79,7 +79,7 @@ export class RefusalSender {
       const merged = list.slice();
       for (const name in earlier) {
         const value = earlier[name];
-        if (value !== undefined && !hasField(list, name)) merged.push(name, value as string);
+        if (value !== undefined && !hasField(list, name)) merged.push(name, value);
       }
       list = merged;
     }
@@ -89,8 +89,8 @@ export class RefusalSender {
 }
 
 /** `[name, value, name, value, ...]` for writeHead: `first`, the answer's fields, its content-length. */
-function flatFields(answer: HttpAnswer, first: Fields): Array<string | number> {
-  const list: Array<string | number> = [];
+function flatFields(answer: HttpAnswer, first: Fields): string[] {
+  const list: string[] = [];
   for (let i = 0; i < first.length; i += 1) {
     const field = first[i] as readonly [string, string];
     list.push(field[0], field[1]);
@@ -99,7 +99,9 @@ function flatFields(answer: HttpAnswer, first: Fields): Array<string | number> {
     if (!hasField(list, name)) list.push(name, answer.headers[name] as string);
   }
   const body = answer.body;
-  list.push('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+  // A string, as Fastify sends it: Node checks a field value with a regular expression, and one given a
+  // number goes the slow way through RegExp.prototype.test (about 1k instructions per refusal).
+  list.push('content-length', String(typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength));
   return list;
 }
 
