@@ -18,14 +18,14 @@
 // HTTP_BENCH_INSTRUCTIONS=1 counts instead of timing: each server runs under `valgrind --tool=callgrind`
 // and the table gives the instructions it executed per request (user space: Node, V8, libc; not the
 // kernel), between `callgrind_control` zeroing the counters after a warm-up and dumping them after
-// HTTP_BENCH_REQUESTS (default 20000) requests. Counts repeat within a few percent whatever else the
-// machine is doing (the server runs `--single-threaded`), where CPU time moves 10-20% between identical
-// runs. It also measures three floors on Fastify: a no-op onRequest hook, a hook that only sets the two
+// HTTP_BENCH_REQUESTS (default 20000) requests. The server runs `--single-threaded` (V8 compiles and
+// collects on the main thread, all of it counted). Counts repeat within 1-3% on a quiet machine, where CPU
+// time moves 10-20% between identical runs; a busy machine lowers them (a slowed server reads several
+// requests per event-loop turn: bare Fastify counted 60.5k beside another callgrind run, 69.2k alone). It also measures three floors on Fastify: a no-op onRequest hook, a hook that only sets the two
 // RateLimit fields floodgate sends, and a hook that writes a hand-made 429 with the same five fields and
 // body as floodgate's, raw, with no decision. HTTP_BENCH_WARMUP (default HTTP_BENCH_REQUESTS) requests
-// warm each server up first: V8 still compiles after 20,000 (about 15% of a Fastify request's count);
-// 80,000 leaves about 3%. The timed tables give each server's user-space share of its CPU time,
-// to read the counts against.
+// warm each server up first. Under callgrind V8 is still optimising after that (TurboFan was 15% of a bare
+// Fastify request's count after 20,000 requests, 13% after 80,000), about alike for every configuration.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -246,7 +246,14 @@ async function measureInstructions(spec: ServerSpec, requests: number, warmup: n
   // fork() through valgrind: the IPC channel's descriptor is inherited by the node it runs.
   const child = fork(self, [], {
     execPath: 'valgrind',
-    execArgv: ['--tool=callgrind', `--callgrind-out-file=${out}`, process.execPath, '--import', 'tsx'],
+    execArgv: [
+      '--tool=callgrind',
+      `--callgrind-out-file=${out}`,
+      process.execPath,
+      '--single-threaded',
+      '--import',
+      'tsx',
+    ],
     env: { ...process.env, HTTP_BENCH_SERVER: JSON.stringify(spec) },
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
   });
