@@ -14,6 +14,9 @@
 // HTTP_BENCH_ROUNDS (default 3) the number of interleaved rounds (one table of medians, one of each
 // configuration's best round),
 // HTTP_BENCH_FRAMEWORKS (default express,fastify) which frameworks to measure.
+// HTTP_BENCH_PAIRED=1 measures in pairs instead: the bare server and each configuration alternate in short
+// runs (HTTP_BENCH_SECONDS, default 2; HTTP_BENCH_PAIRS pairs, default 15) and the table gives the median
+// and quartiles of the per-pair ratios, which a machine drifting in speed disturbs far less.
 //
 // HTTP_BENCH_INSTRUCTIONS=1 counts instead of timing: each server runs under `valgrind --tool=callgrind`
 // and the table gives the instructions it executed per request (user space: Node, V8, libc; not the
@@ -187,8 +190,13 @@ function pin(pid: number, cores: string): void {
   if (hasTaskset) execFileSync('taskset', ['-a', '-p', '-c', cores, String(pid)], { stdio: 'ignore' });
 }
 
-async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
-  const autocannon = (await load('autocannon')).default as Autocannon;
+/** A server child process, listening. */
+interface RunningServer {
+  readonly child: ChildProcess;
+  readonly url: string;
+}
+
+async function startProcess(spec: ServerSpec): Promise<RunningServer> {
   const self = fileURLToPath(import.meta.url);
   // HTTP_BENCH_CPU_PROF=dir: profile each server (one directory per configuration) to see where its CPU goes.
   const profile = process.env.HTTP_BENCH_CPU_PROF;
@@ -206,28 +214,108 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
   if (child.pid !== undefined) pin(child.pid, String(cpus().length - 1));
   try {
     const { port } = await ask<{ port: number }>(child);
-    const url = `http://127.0.0.1:${port}/`;
-    await autocannon({ url, connections: 50, duration: 1 });
-    const before = await ask<{ cpu: NodeJS.CpuUsage }>(child, 'mark');
-    const result = await autocannon({ url, connections: 50, duration: seconds });
-    const after = await ask<{ cpu: NodeJS.CpuUsage; requests: number }>(child, 'read');
-    const userUs = after.cpu.user - before.cpu.user;
-    const cpuUs = userUs + (after.cpu.system - before.cpu.system);
-    return {
-      ...spec,
-      rps: result.requests.average,
-      p99: result.latency.p99,
-      cpuUsPerRequest: cpuUs / Math.max(1, after.requests),
-      userShare: userUs / Math.max(1, cpuUs),
-      non2xx: result.non2xx,
-      total: result.requests.total,
-    };
+    return { child, url: `http://127.0.0.1:${port}/` };
+  } catch (error) {
+    child.kill();
+    throw error;
+  }
+}
+
+async function stopProcess(server: RunningServer): Promise<void> {
+  const { child } = server;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  if (child.connected) child.send('exit');
+  const timer = setTimeout(() => child.kill(), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Loads a running server for `seconds` and reads its CPU time per request. */
+async function sample(server: RunningServer, spec: ServerSpec, seconds: number): Promise<Row> {
+  const autocannon = (await load('autocannon')).default as Autocannon;
+  const before = await ask<{ cpu: NodeJS.CpuUsage }>(server.child, 'mark');
+  const result = await autocannon({ url: server.url, connections: 50, duration: seconds });
+  const after = await ask<{ cpu: NodeJS.CpuUsage; requests: number }>(server.child, 'read');
+  const userUs = after.cpu.user - before.cpu.user;
+  const cpuUs = userUs + (after.cpu.system - before.cpu.system);
+  return {
+    ...spec,
+    rps: result.requests.average,
+    p99: result.latency.p99,
+    cpuUsPerRequest: cpuUs / Math.max(1, after.requests),
+    userShare: userUs / Math.max(1, cpuUs),
+    non2xx: result.non2xx,
+    total: result.requests.total,
+  };
+}
+
+async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
+  const server = await startProcess(spec);
+  try {
+    await sample(server, spec, 1); // warm-up
+    return await sample(server, spec, seconds);
   } finally {
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    if (child.connected) child.send('exit');
-    const timer = setTimeout(() => child.kill(), 5000);
-    await exited;
-    clearTimeout(timer);
+    await stopProcess(server);
+  }
+}
+
+/**
+ * HTTP_BENCH_PAIRED=1: the bare server and one other stay up side by side (same core, loaded one at a
+ * time) and are measured in alternating short runs, bare first in odd pairs, last in even ones. Each pair
+ * gives one CPU ratio from two runs a second apart, so a machine that changes speed over tens of seconds
+ * (these shared machines do, by 2x) moves both sides of a ratio alike. Prints the median ratio and its
+ * quartiles.
+ */
+async function paired(frameworks: readonly Framework[], seconds: number, pairs: number): Promise<void> {
+  console.log(
+    `\npaired runs: ${pairs} pairs of ${seconds} s runs per configuration, bare and configuration alternating; ratios to bare\n`,
+  );
+  console.log(
+    '| framework | limiter | rejected | CPU × bare: median | quartiles | req/s × bare: median | quartiles |',
+  );
+  console.log('| --- | --- | --- | ---: | ---: | ---: | ---: |');
+  for (const framework of frameworks) {
+    const bareSpec: ServerSpec = { framework, variant: 'bare', scenario: 'allow' };
+    const bare = await startProcess(bareSpec);
+    try {
+      await sample(bare, bareSpec, 1);
+      for (const scenario of ['allow', 'deny'] as const) {
+        for (const variant of ['floodgate', 'incumbent'] as const) {
+          const spec: ServerSpec = { framework, variant, scenario };
+          const other = await startProcess(spec);
+          try {
+            await sample(other, spec, 1);
+            const cpu: number[] = [];
+            const rps: number[] = [];
+            for (let pair = 0; pair < pairs; pair += 1) {
+              const first = pair % 2 === 0 ? bare : other;
+              const a = await sample(first, first === bare ? bareSpec : spec, seconds);
+              const second = first === bare ? other : bare;
+              const b = await sample(second, second === bare ? bareSpec : spec, seconds);
+              const [base, measured] = first === bare ? [a, b] : [b, a];
+              cpu.push(measured.cpuUsPerRequest / base.cpuUsPerRequest);
+              rps.push(measured.rps / base.rps);
+            }
+            const q = (values: number[]) => {
+              const sorted = [...values].sort((x, y) => x - y);
+              const at = (f: number) => sorted[Math.round(f * (sorted.length - 1))] as number;
+              return { median: median(values), low: at(0.25), high: at(0.75) };
+            };
+            const c = q(cpu);
+            const r = q(rps);
+            const rejected = scenario === 'allow' ? 'none' : 'all';
+            console.log(
+              `| ${framework} | ${limiterName(spec)} | ${rejected} | ${c.median.toFixed(2)} | ${c.low.toFixed(2)}-${c.high.toFixed(2)} | ${r.median.toFixed(2)} | ${r.low.toFixed(2)}-${r.high.toFixed(2)} |`,
+            );
+          } finally {
+            await stopProcess(other);
+          }
+        }
+      }
+    } finally {
+      await stopProcess(bare);
+    }
   }
 }
 
@@ -306,6 +394,14 @@ async function main(): Promise<void> {
   const specs: ServerSpec[] = [];
   // HTTP_BENCH_FRAMEWORKS=express (or fastify) measures one framework only.
   const frameworks = (process.env.HTTP_BENCH_FRAMEWORKS ?? 'express,fastify').split(',') as Framework[];
+  if (process.env.HTTP_BENCH_PAIRED === '1') {
+    await paired(
+      frameworks,
+      Number(process.env.HTTP_BENCH_SECONDS ?? 2),
+      Number(process.env.HTTP_BENCH_PAIRS ?? 15),
+    );
+    return;
+  }
   for (const framework of frameworks) {
     specs.push({ framework, variant: 'bare', scenario: 'allow' });
     if (INSTRUCTIONS && framework === 'fastify') {
@@ -370,7 +466,7 @@ const FLOOR = {
   raw429: "floodgate's 429 written by hand, no decision (floor)",
 };
 
-function limiterName(row: Row): string {
+function limiterName(row: Pick<Row, 'framework' | 'variant'>): string {
   if (row.variant === 'bare') return 'none (bare)';
   if (row.variant === 'floodgate') return 'floodgate';
   if (row.variant === 'incumbent') return INCUMBENT[row.framework];
