@@ -145,9 +145,16 @@ export interface RateLimitResult {
   readonly action: 'allow' | 'deny' | 'skip';
   /** True when a policy refused, also in dry-run. */
   readonly limited: boolean;
-  /** Header fields to add to the response (lower-case names). */
+  /**
+   * Header fields to add to the response (lower-case names). A refusal's fields may be shared with
+   * other refusals that read the same (frozen; see `answer`).
+   */
   readonly headers: ReadonlyArray<readonly [string, string]>;
-  /** The refusal to send when `action` is `deny`. */
+  /**
+   * The refusal to send when `action` is `deny`. While refusals read the same (same policy, numbers and
+   * seconds), one frozen answer and its fields are handed out again, so a flood of refused requests
+   * formats them once; copy before changing.
+   */
   readonly answer?: HttpAnswer;
   /** Each consulted policy's decision. */
   readonly outcomes: readonly PolicyOutcome[];
