@@ -93,4 +93,20 @@ describe('RefusalSender (raw)', () => {
     expect(written[0]?.fields).toContain('x-from-get-headers');
     expect(written[0]?.fields).toContain('access-control-allow-origin');
   });
+
+  it("looks for Fastify's field object once per sender, also when this Fastify has none", () => {
+    const sender = new RefusalSender('raw');
+    const symbolReads: number[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const { reply } = fakeReply({}, false);
+      const spy = new Proxy(reply as object, {
+        ownKeys(target) {
+          symbolReads.push(i);
+          return Reflect.ownKeys(target);
+        },
+      }) as FastifyReply;
+      sender.send(spy, answer, first);
+    }
+    expect(symbolReads).toEqual([0]);
+  });
 });

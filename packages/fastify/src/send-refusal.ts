@@ -40,7 +40,7 @@ export class RefusalSender {
   #lastAnswer: HttpAnswer | undefined;
   #lastFirst: Fields | undefined;
   #lastList: readonly string[] = [];
-  /** See replyHeadersSymbol: undefined until the first refusal, null when this Fastify has none. */
+  /** See replyHeadersSymbol: looked up on the first refusal; null when this Fastify has none. */
   #replyHeaders: symbol | null | undefined;
 
   constructor(denials: Denials) {
@@ -73,7 +73,8 @@ export class RefusalSender {
     // Fields set earlier on `reply.raw` need nothing here: given a list, Node's writeHead lets the list's
     // fields replace them and keeps the rest. Those set with `reply.header()` live in Fastify's reply
     // until it sends, so they are added, unless the refusal sets the same field.
-    this.#replyHeaders ??= replyHeadersSymbol(reply);
+    // Not `??=`: a Fastify without the symbol (null) must not be searched again on every refusal.
+    if (this.#replyHeaders === undefined) this.#replyHeaders = replyHeadersSymbol(reply);
     const earlier = replyFields(reply, this.#replyHeaders);
     if (earlier !== undefined) {
       const merged = list.slice();
