@@ -73,6 +73,11 @@ export function fieldSeconds(ms: number): number {
   return ms > 1 ? Math.ceil((ms - 1) / 1000) : 0;
 }
 
+/** The legacy `X-RateLimit-Reset`: the Unix second at which the bucket is full again, rounded up. */
+export function resetSecond(nowMs: number, resetAfterMs: number): number {
+  return Math.ceil((nowMs + resetAfterMs) / 1000);
+}
+
 /** A Structured Field string: printable ASCII with `"` and `\` escaped. */
 export function sfString(value: string): string {
   return `"${value.replace(/[\\"]/g, '\\$&')}"`;
@@ -197,7 +202,7 @@ export class RateLimitHeaders {
       out.push(
         ['x-ratelimit-limit', String(d.limit)],
         ['x-ratelimit-remaining', String(d.remaining)],
-        ['x-ratelimit-reset', String(Math.ceil((nowMs + d.resetAfterMs) / 1000))],
+        ['x-ratelimit-reset', String(resetSecond(nowMs, d.resetAfterMs))],
       );
     }
     if (denied !== undefined)

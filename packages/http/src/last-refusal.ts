@@ -1,4 +1,4 @@
-import { type DecisionLike, fieldSeconds } from './headers.js';
+import { type DecisionLike, fieldSeconds, resetSecond } from './headers.js';
 import { type HttpAnswer, retryAfterSeconds } from './problem.js';
 
 /** The header fields and the answer of one refusal, as a {@link RateLimitResult} carries them. */
@@ -63,7 +63,7 @@ export class LastRefusal {
   }
 }
 
-/** The legacy `X-RateLimit-Reset` second, or 0 when it is not sent. */
+/** The legacy `X-RateLimit-Reset` second, or 0 when it is not sent (`nowMs` 0). */
 function wallReset(decision: DecisionLike, nowMs: number): number {
-  return nowMs === 0 ? 0 : Math.ceil((nowMs + decision.resetAfterMs) / 1000);
+  return nowMs === 0 ? 0 : resetSecond(nowMs, decision.resetAfterMs);
 }
