@@ -24,7 +24,8 @@
 // HTTP_BENCH_REQUESTS (default 20000) requests. The server runs `--single-threaded` (V8 compiles and
 // collects on the main thread, all of it counted). Counts repeat within 1-3% on a quiet machine, where CPU
 // time moves 10-20% between identical runs; a busy machine lowers them (a slowed server reads several
-// requests per event-loop turn: bare Fastify counted 60.5k beside another callgrind run, 69.2k alone). It also measures three floors on Fastify: a no-op onRequest hook, a hook that only sets the two
+// requests per event-loop turn: bare Fastify counted 60.5k beside another callgrind run, 69.2k alone).
+// It also measures three floors on Fastify: a no-op onRequest hook, a hook that only sets the two
 // RateLimit fields floodgate sends, and a hook that writes a hand-made 429 with the same five fields and
 // body as floodgate's, raw, with no decision. HTTP_BENCH_WARMUP (default HTTP_BENCH_REQUESTS) requests
 // warm each server up first. Under callgrind V8 is still optimising after that (TurboFan was 15% of a bare
@@ -289,11 +290,15 @@ async function paired(frameworks: readonly Framework[], seconds: number, pairs: 
             const cpu: number[] = [];
             const rps: number[] = [];
             for (let pair = 0; pair < pairs; pair += 1) {
-              const first = pair % 2 === 0 ? bare : other;
-              const a = await sample(first, first === bare ? bareSpec : spec, seconds);
-              const second = first === bare ? other : bare;
-              const b = await sample(second, second === bare ? bareSpec : spec, seconds);
-              const [base, measured] = first === bare ? [a, b] : [b, a];
+              let base: Row;
+              let measured: Row;
+              if (pair % 2 === 0) {
+                base = await sample(bare, bareSpec, seconds);
+                measured = await sample(other, spec, seconds);
+              } else {
+                measured = await sample(other, spec, seconds);
+                base = await sample(bare, bareSpec, seconds);
+              }
               cpu.push(measured.cpuUsPerRequest / base.cpuUsPerRequest);
               rps.push(measured.rps / base.rps);
             }
