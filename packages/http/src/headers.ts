@@ -78,6 +78,14 @@ export function resetSecond(nowMs: number, resetAfterMs: number): number {
   return Math.ceil((nowMs + resetAfterMs) / 1000);
 }
 
+/**
+ * What a decision's legacy `X-RateLimit-Reset` reads, for comparing answers: {@link resetSecond}, or 0
+ * when the field is not sent (the rate limit passes `nowMs` 0 then).
+ */
+export function wallResetSecond(decision: DecisionLike, nowMs: number): number {
+  return nowMs === 0 ? 0 : resetSecond(nowMs, decision.resetAfterMs);
+}
+
 /** A Structured Field string: printable ASCII with `"` and `\` escaped. */
 export function sfString(value: string): string {
   return `"${value.replace(/[\\"]/g, '\\$&')}"`;

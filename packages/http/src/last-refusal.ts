@@ -1,4 +1,4 @@
-import { type DecisionLike, fieldSeconds, resetSecond } from './headers.js';
+import { type DecisionLike, fieldSeconds, wallResetSecond } from './headers.js';
 import { type HttpAnswer, retryAfterSeconds } from './problem.js';
 
 /** The header fields and the answer of one refusal, as a {@link RateLimitResult} carries them. */
@@ -39,7 +39,7 @@ export class LastRefusal {
       decision.remaining === this.#remaining &&
       fieldSeconds(decision.resetAfterMs) === this.#reset &&
       retryAfterSeconds(decision.retryAfterMs) === this.#retry &&
-      wallReset(decision, nowMs) === this.#wallReset
+      wallResetSecond(decision, nowMs) === this.#wallReset
     ) {
       return this.#refusal;
     }
@@ -57,13 +57,8 @@ export class LastRefusal {
     this.#remaining = decision.remaining;
     this.#reset = fieldSeconds(decision.resetAfterMs);
     this.#retry = retryAfterSeconds(decision.retryAfterMs);
-    this.#wallReset = wallReset(decision, nowMs);
+    this.#wallReset = wallResetSecond(decision, nowMs);
     this.#refusal = Object.freeze(refusal);
     return refusal;
   }
-}
-
-/** The legacy `X-RateLimit-Reset` second, or 0 when it is not sent (`nowMs` 0). */
-function wallReset(decision: DecisionLike, nowMs: number): number {
-  return nowMs === 0 ? 0 : resetSecond(nowMs, decision.resetAfterMs);
 }

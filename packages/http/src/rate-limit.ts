@@ -4,6 +4,7 @@ import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardH
 import { LastRefusal, type Refusal } from './last-refusal.js';
 import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
 import { type HttpAnswer, PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
+import { RecentFields } from './recent-fields.js';
 import {
   checkBoolean,
   checkFunction,
@@ -146,8 +147,8 @@ export interface RateLimitResult {
   /** True when a policy refused, also in dry-run. */
   readonly limited: boolean;
   /**
-   * Header fields to add to the response (lower-case names). A refusal's fields may be shared with
-   * other refusals that read the same (frozen; see `answer`).
+   * Header fields to add to the response (lower-case names). With one policy and no partition key the
+   * list may be shared with other answers that read the same (frozen; copy before changing).
    */
   readonly headers: ReadonlyArray<readonly [string, string]>;
   /**
@@ -221,6 +222,7 @@ export class RateLimit<Req extends KeyableRequest> {
   readonly #simple: KeyedLimiterLike | undefined;
   readonly #clientAddress: (request: Req) => string | undefined;
   readonly #lastRefusal = new LastRefusal();
+  readonly #recentFields = new RecentFields();
 
   /**
    * @param options What to limit and how to answer (see {@link RateLimitOptions}).
@@ -507,7 +509,7 @@ export class RateLimit<Req extends KeyableRequest> {
       if (!outcome.decision.allowed) denied = outcome;
     }
     if (denied === undefined) {
-      return { action: 'allow', limited: false, headers: this.headers.format(outcomes, nowMs), outcomes };
+      return { action: 'allow', limited: false, headers: this.#allowed(outcomes, nowMs), outcomes };
     }
     let result: RateLimitResult;
     if (this.dryRun) {
@@ -530,6 +532,16 @@ export class RateLimit<Req extends KeyableRequest> {
       }
     }
     return result;
+  }
+
+  /** The fields of an allowed answer: recent ones again when they read the same (see RecentFields). */
+  #allowed(outcomes: readonly PolicyOutcome[], nowMs: number): ReadonlyArray<readonly [string, string]> {
+    if (outcomes.length !== 1 || this.headers.partitioned) return this.headers.format(outcomes, nowMs);
+    const { policy, decision } = outcomes[0] as PolicyOutcome;
+    return (
+      this.#recentFields.find(policy, decision, nowMs) ??
+      this.#recentFields.keep(policy, decision, nowMs, this.headers.format(outcomes, nowMs))
+    );
   }
 
   /** The fields and answer of a refusal: the last one again when it reads the same (see LastRefusal). */
