@@ -1,7 +1,9 @@
 import { InvalidOptionError, RateLimit, type RateLimitOptions, type RateLimitResult } from '@floodgate/http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
+import { socketAddressReader } from './client-address.js';
 import { appendHook } from './config.js';
+import { ReplyFields } from './reply-fields.js';
 import { type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateRateLimit} plugin. */
@@ -26,12 +28,18 @@ export interface FastifyRateLimitOptions extends RateLimitOptions<FastifyRequest
   readonly denials?: Denials;
 }
 
+/** What the hooks of one plugin registration share. */
+interface HookParts {
+  readonly sender: RefusalSender;
+  readonly replyFields: ReplyFields;
+}
+
 function apply(
   result: RateLimitResult,
   request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
-  sender: RefusalSender,
+  { sender, replyFields }: HookParts,
 ): void {
   request.floodgateRateLimit = result;
   if (result.action === 'deny' && result.answer !== undefined) {
@@ -39,14 +47,18 @@ function apply(
     return;
   }
   const headers = result.headers;
+  // The RateLimit fields are lower-case and never set-cookie: storing them where `reply.header()` would is
+  // what it does, without its per-call checks (see ReplyFields).
+  const pending = replyFields.of(reply);
   for (let i = 0; i < headers.length; i += 1) {
     const field = headers[i] as readonly [string, string];
-    reply.header(field[0], field[1]);
+    if (pending === undefined) reply.header(field[0], field[1]);
+    else pending[field[0]] = field[1];
   }
   done();
 }
 
-function hookOf(core: RateLimit<FastifyRequest>, sender: RefusalSender) {
+function hookOf(core: RateLimit<FastifyRequest>, parts: HookParts) {
   return function floodgateRateLimit(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -61,11 +73,11 @@ function hookOf(core: RateLimit<FastifyRequest>, sender: RefusalSender) {
     }
     if (result instanceof Promise) {
       result.then(
-        (settled) => apply(settled, request, reply, done, sender),
+        (settled) => apply(settled, request, reply, done, parts),
         (error: unknown) => done(error as Error),
       );
     } else {
-      apply(result, request, reply, done, sender);
+      apply(result, request, reply, done, parts);
     }
   };
 }
@@ -80,10 +92,11 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
       `Expected \`hook\` to be 'onRequest' or 'preHandler', got \`${String(hook)}\``,
     );
   }
+  const replyFields = new ReplyFields();
   // Each hook has its own sender: its cache holds the refusal of one core.
-  const sender = new RefusalSender(denials);
-  const core = new RateLimit<FastifyRequest>(coreOptions);
-  const shared = hookOf(core, sender);
+  const sender = new RefusalSender(denials, replyFields);
+  const core = new RateLimit<FastifyRequest>(coreOptions, { clientAddress: socketAddressReader() });
+  const shared = hookOf(core, { sender, replyFields });
   const derived: RateLimit<FastifyRequest>[] = [];
   fastify.decorateRequest('floodgateRateLimit', null);
   // Each route gets its own prepared hook at registration: nothing is looked up per request.
@@ -94,7 +107,7 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
     if (config !== undefined && Object.keys(config).length > 0) {
       const routeCore = core.derive(config);
       derived.push(routeCore);
-      routeHook = hookOf(routeCore, new RefusalSender(denials));
+      routeHook = hookOf(routeCore, { sender: new RefusalSender(denials, replyFields), replyFields });
     }
     route[hook] = appendHook(route[hook], routeHook as never);
   });

@@ -14,6 +14,8 @@ interface Written {
  * set with `reply.header()`); `symbol: false` stands for a Fastify without that symbol, `'map'` for one
  * that keeps something else under it.
  */
+const FIELDS = Symbol('fastify.reply.headers'); // one symbol for every reply, as in Fastify
+
 function fakeReply(own: Record<string, string>, symbol: boolean | 'map' = true) {
   const written: Written[] = [];
   let pending: Omit<Written, 'body'> | undefined;
@@ -32,7 +34,7 @@ function fakeReply(own: Record<string, string>, symbol: boolean | 'map' = true) 
     getHeaders: () => ({ 'x-from-get-headers': 'yes', ...own }),
   };
   if (symbol !== false) {
-    reply[Symbol('fastify.reply.headers')] = symbol === 'map' ? new Map(Object.entries(own)) : own;
+    reply[FIELDS] = symbol === 'map' ? new Map(Object.entries(own)) : own;
   }
   return { reply: reply as unknown as FastifyReply, written };
 }

@@ -1,5 +1,6 @@
 import { type HttpAnswer, InvalidOptionError } from '@floodgate/http';
 import type { FastifyReply } from 'fastify';
+import { type ReplyFieldMap, ReplyFields } from './reply-fields.js';
 
 /**
  * How the plugins send a refusal (a 429 or a shedding 503).
@@ -40,11 +41,12 @@ export class RefusalSender {
   #lastAnswer: HttpAnswer | undefined;
   #lastFirst: Fields | undefined;
   #lastList: readonly string[] = [];
-  /** See replyHeadersSymbol: looked up on the first refusal; null when this Fastify has none. */
-  #replyHeaders: symbol | null | undefined;
+  readonly #replyFields: ReplyFields;
 
-  constructor(denials: Denials) {
+  /** @param replyFields Where this Fastify keeps pending fields (shared with the plugin's other hooks). */
+  constructor(denials: Denials, replyFields: ReplyFields = new ReplyFields()) {
     this.#denials = checkDenials(denials);
+    this.#replyFields = replyFields;
   }
 
   /** Sends `answer` with `first` fields (they win over the answer's own) and ends the request. */
@@ -73,9 +75,7 @@ export class RefusalSender {
     // Fields set earlier on `reply.raw` need nothing here: given a list, Node's writeHead lets the list's
     // fields replace them and keeps the rest. Those set with `reply.header()` live in Fastify's reply
     // until it sends, so they are added, unless the refusal sets the same field.
-    // Not `??=`: a Fastify without the symbol (null) must not be searched again on every refusal.
-    if (this.#replyHeaders === undefined) this.#replyHeaders = replyHeadersSymbol(reply);
-    const earlier = replyFields(reply, this.#replyHeaders);
+    const earlier = pending(this.#replyFields.of(reply) ?? reply.getHeaders());
     if (earlier !== undefined) {
       const merged = list.slice();
       for (const name in earlier) {
@@ -112,33 +112,8 @@ function hasField(fields: ReadonlyArray<unknown>, name: string): boolean {
   return false;
 }
 
-/**
- * Where Fastify keeps the fields set with `reply.header()` until it sends: an object under a symbol of
- * its own, `fastify.reply.headers` (Fastify 5). Reading it tells whether any were set for the cost of a
- * property load, where `reply.getHeaders()` copies the reply's and the raw response's fields into a new
- * object on every refusal (about 1.2k instructions per refusal under callgrind, bench/README.md). Found by
- * its description; a Fastify without it, or with something else under it, gets `reply.getHeaders()`.
- */
-function replyHeadersSymbol(reply: FastifyReply): symbol | null {
-  for (const symbol of Object.getOwnPropertySymbols(reply)) {
-    if (symbol.description !== 'fastify.reply.headers') continue;
-    const value = (reply as unknown as Record<symbol, unknown>)[symbol];
-    if (typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype) {
-      return symbol;
-    }
-  }
-  return null;
-}
-
-/**
- * The fields set before the refusal and not yet on the raw response (those set with `reply.header()`),
- * or undefined when there are none.
- */
-function replyFields(reply: FastifyReply, symbol: symbol | null): Record<string, unknown> | undefined {
-  const earlier =
-    symbol === null
-      ? reply.getHeaders()
-      : (reply as unknown as Record<symbol, Record<string, unknown>>)[symbol];
-  for (const _ in earlier) return earlier;
+/** `fields` when it holds any, else undefined. */
+function pending(fields: ReplyFieldMap): ReplyFieldMap | undefined {
+  for (const _ in fields) return fields;
   return undefined;
 }
