@@ -2,7 +2,7 @@
 // incumbent (express-rate-limit for Express, @fastify/rate-limit for Fastify), when nothing is rejected
 // and when everything is rejected?
 //
-// Each server runs in its own child process (this file, with HTTP_BENCH_SERVER set), pinned to one core
+// Each server runs in its own child process (http-server.mjs, with HTTP_BENCH_SERVER set), pinned to one core
 // (the last) when `taskset` exists; autocannon (50 connections) runs here, on the other cores. Besides req/s and p99
 // it reports the server's CPU time per request (process.cpuUsage in the child), because Fastify can
 // outrun the load generator.
@@ -20,36 +20,28 @@
 //
 // HTTP_BENCH_INSTRUCTIONS=1 counts instead of timing: each server runs under `valgrind --tool=callgrind`
 // and the table gives the instructions it executed per request (user space: Node, V8, libc; not the
-// kernel), between `callgrind_control` zeroing the counters after a warm-up and dumping them after
-// HTTP_BENCH_REQUESTS (default 20000) requests. The server runs `--single-threaded` (V8 compiles and
-// collects on the main thread, all of it counted). Counts repeat within 1-3% on a quiet machine, where CPU
-// time moves 10-20% between identical runs; a busy machine lowers them (a slowed server reads several
-// requests per event-loop turn: bare Fastify counted 60.5k beside another callgrind run, 69.2k alone).
+// kernel). One autocannon run (10 connections) drives each server: `callgrind_control` zeroes the counters
+// after HTTP_BENCH_WARMUP (default 40000) responses and dumps them HTTP_BENCH_REQUESTS (default 20000)
+// responses later. One run, not a warm-up run and then a counted run: a new run opens new connections,
+// whose first requests deoptimised a score of Node's stream and HTTP functions, and their recompiling was
+// counted (V8's compiler was 13-15% of every count until session 5; 0.2% now). The server runs
+// `--single-threaded` (V8 compiles and collects on the main thread, all of it counted) with its young
+// generation held at V8's maximum (16 MB semi-spaces): V8 otherwise sizes it from the run's history, and
+// the fixed cost of each scavenge moved one server's count by up to 1.4k instructions per request between
+// runs. A busy machine lowers the counts (a slowed server reads several requests per event-loop turn):
+// run it alone.
 // It also measures three floors on Fastify: a no-op onRequest hook, a hook that only sets the two
 // RateLimit fields floodgate sends, and a hook that writes a hand-made 429 with the same five fields and
-// body as floodgate's, raw, with no decision. HTTP_BENCH_WARMUP (default HTTP_BENCH_REQUESTS) requests
-// warm each server up first. Under callgrind V8 is still optimising after that (TurboFan was 15% of a bare
-// Fastify request's count after 20,000 requests, 13% after 80,000), about alike for every configuration.
+// body as floodgate's, raw, with no decision.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { HttpAnswer, KeyableRequest, RateLimitResult } from '@floodgate/http';
 
-// bench/ has no @types for express and autocannon: a variable specifier keeps them untyped, and these
-// interfaces name the little used of them.
+// bench/ has no @types for autocannon: a variable specifier keeps it untyped, and these interfaces name
+// the little used of it.
 const load = (specifier: string): Promise<{ default: unknown }> => import(specifier);
-interface ExpressResponse {
-  json(body: unknown): void;
-}
-interface ExpressApp {
-  use(handler: unknown): void;
-  get(path: string, handler: (req: unknown, res: ExpressResponse) => void): void;
-  listen(port: number, host: string, ready: () => void): Server;
-}
 interface AutocannonResult {
   requests: { average: number; total: number };
   latency: { p99: number };
@@ -72,89 +64,6 @@ interface ServerSpec {
   readonly framework: Framework;
   readonly variant: Variant;
   readonly scenario: Scenario;
-}
-
-// A limit nobody reaches, or one request per hour: everything after the first is refused.
-const limits = (scenario: Scenario) =>
-  scenario === 'allow' ? { limit: 1e9, windowMs: 60_000 } : { limit: 1, windowMs: 3_600_000 };
-
-async function startServer(spec: ServerSpec): Promise<Server> {
-  const { limit, windowMs } = limits(spec.scenario);
-  if (spec.framework === 'express') {
-    const express = (await load('express')).default as () => ExpressApp;
-    const app = express();
-    if (spec.variant === 'floodgate') {
-      const { rateLimit } = await import('@floodgate/express');
-      app.use(rateLimit({ limit, windowMs }));
-    } else if (spec.variant === 'incumbent') {
-      const { rateLimit } = await import('express-rate-limit');
-      app.use(rateLimit({ limit, windowMs, standardHeaders: 'draft-8', legacyHeaders: false }));
-    }
-    app.get('/', (_req, res) => {
-      res.json({ hello: 'world' });
-    });
-    return await new Promise((resolve) => {
-      const server = app.listen(0, '127.0.0.1', () => resolve(server));
-    });
-  }
-  const { default: Fastify } = await import('fastify');
-  const app = Fastify({ logger: false });
-  if (spec.variant === 'floodgate') {
-    const { floodgateRateLimit } = await import('@floodgate/fastify');
-    await app.register(floodgateRateLimit, { limit, windowMs });
-  } else if (spec.variant === 'incumbent') {
-    const { default: fastifyRateLimit } = await import('@fastify/rate-limit');
-    await app.register(fastifyRateLimit, { max: limit, timeWindow: windowMs });
-  } else if (spec.variant === 'hook') {
-    app.addHook('onRequest', (_request, _reply, done) => done());
-  } else if (spec.variant === 'headers') {
-    const { RateLimitHeaders } = await import('@floodgate/http');
-    const policy = { name: `${limit}-in-${windowMs / 1000}s`, limit, windowMs };
-    const decision = { allowed: true, limit, remaining: limit - 1, retryAfterMs: 0, resetAfterMs: 1 };
-    const fields = new RateLimitHeaders([policy]).format([{ policy: 0, key: '', decision }], 0);
-    app.addHook('onRequest', (_request, reply, done) => {
-      for (const [name, value] of fields) reply.header(name, value);
-      done();
-    });
-  } else if (spec.variant === 'raw429') {
-    // floodgate's refusal, taken from floodgate itself once, then written by hand on every request.
-    const { RateLimit } = await import('@floodgate/http');
-    const core = new RateLimit<KeyableRequest>({ limit, windowMs });
-    const client: KeyableRequest = { ip: '127.0.0.1', headers: {} };
-    core.check(client);
-    const refusal = core.check(client) as RateLimitResult;
-    const answer = refusal.answer as HttpAnswer;
-    const list = [...refusal.headers.flat(), 'content-type', answer.headers['content-type'] as string];
-    list.push('content-length', String(Buffer.byteLength(answer.body as string)));
-    app.addHook('onRequest', (_request, reply) => {
-      reply.hijack();
-      reply.raw.writeHead(answer.status, list);
-      reply.raw.end(answer.body);
-    });
-  }
-  app.get('/', async () => ({ hello: 'world' }));
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return app.server;
-}
-
-async function serve(): Promise<void> {
-  const spec = JSON.parse(process.env.HTTP_BENCH_SERVER as string) as ServerSpec;
-  const server = await startServer(spec);
-  let requests = 0;
-  server.on('request', () => {
-    requests += 1;
-  });
-  process.on('message', (message: string) => {
-    if (message === 'mark') {
-      requests = 0;
-      process.send?.({ cpu: process.cpuUsage(), requests });
-    } else if (message === 'read') {
-      process.send?.({ cpu: process.cpuUsage(), requests });
-    } else if (message === 'exit') {
-      process.exit(0); // a clean exit, so `--cpu-prof` writes its profile
-    }
-  });
-  process.send?.({ port: (server.address() as AddressInfo).port });
 }
 
 function ask<T>(child: ChildProcess, message?: string): Promise<T> {
@@ -197,15 +106,15 @@ interface RunningServer {
   readonly url: string;
 }
 
+/** The servers' entry point: plain JavaScript (see its header). */
+const SERVER = fileURLToPath(new URL('./http-server.mjs', import.meta.url));
+
 async function startProcess(spec: ServerSpec): Promise<RunningServer> {
-  const self = fileURLToPath(import.meta.url);
   // HTTP_BENCH_CPU_PROF=dir: profile each server (one directory per configuration) to see where its CPU goes.
   const profile = process.env.HTTP_BENCH_CPU_PROF;
-  const child = fork(self, [], {
+  const child = fork(SERVER, [], {
     env: { ...process.env, HTTP_BENCH_SERVER: JSON.stringify(spec) },
     execArgv: [
-      '--import',
-      'tsx',
       ...(profile === undefined
         ? []
         : ['--cpu-prof', `--cpu-prof-dir=${profile}/${spec.framework}-${spec.variant}-${spec.scenario}`]),
@@ -325,6 +234,13 @@ async function paired(frameworks: readonly Framework[], seconds: number, pairs: 
 }
 
 const INSTRUCTIONS = process.env.HTTP_BENCH_INSTRUCTIONS === '1';
+/** Young-generation semi-space of the counted servers, in MB: V8's own maximum, held fixed (see the header). */
+const SEMI_SPACE_MB = 16;
+interface AutocannonInstance {
+  on(event: 'response', listener: (client: unknown, statusCode: number) => void): void;
+  on(event: 'done', listener: () => void): void;
+  stop(): void;
+}
 
 /** The server's instructions per request under callgrind (see the header comment). */
 async function measureInstructions(spec: ServerSpec, requests: number, warmup: number): Promise<Row> {
@@ -332,33 +248,59 @@ async function measureInstructions(spec: ServerSpec, requests: number, warmup: n
     url: string;
     connections: number;
     amount: number;
-  }) => Promise<AutocannonResult>;
-  const self = fileURLToPath(import.meta.url);
+  }) => AutocannonInstance;
   const dir = mkdtempSync(join(tmpdir(), 'http-bench-callgrind-'));
   const out = join(dir, 'callgrind.out');
   // fork() through valgrind: the IPC channel's descriptor is inherited by the node it runs.
-  const child = fork(self, [], {
+  const child = fork(SERVER, [], {
     execPath: 'valgrind',
     execArgv: [
       '--tool=callgrind',
       `--callgrind-out-file=${out}`,
       process.execPath,
       '--single-threaded',
-      '--import',
-      'tsx',
+      `--min-semi-space-size=${SEMI_SPACE_MB}`,
+      `--max-semi-space-size=${SEMI_SPACE_MB}`,
     ],
     env: { ...process.env, HTTP_BENCH_SERVER: JSON.stringify(spec) },
     stdio: ['ignore', 'ignore', 'ignore', 'ipc'],
   });
   try {
     const { port } = await ask<{ port: number }>(child);
-    const url = `http://127.0.0.1:${port}/`;
     const pid = String(child.pid);
-    // JIT tiers come slowly under valgrind: a long warm-up, so the count is of optimised code.
-    await autocannon({ url, connections: 10, amount: warmup });
-    execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
-    const result = await autocannon({ url, connections: 10, amount: requests });
-    execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+    // One run of the load generator, counted in its middle: the counters are zeroed after `warmup`
+    // responses and dumped `requests` responses later, on the same connections (see the header comment).
+    let seen = 0;
+    let counted = -1;
+    let non2xx = 0;
+    const run = autocannon({
+      url: `http://127.0.0.1:${port}/`,
+      connections: 10,
+      amount: warmup + requests + 1000,
+    });
+    await new Promise<void>((resolve) => {
+      run.on('response', (_client, statusCode) => {
+        seen += 1;
+        if (counted < 0) {
+          if (seen < warmup) return;
+          execFileSync('callgrind_control', ['--zero', pid], { stdio: 'ignore' });
+          counted = 0;
+          return;
+        }
+        if (counted >= requests) return;
+        counted += 1;
+        if (statusCode < 200 || statusCode > 299) non2xx += 1;
+        if (counted === requests) {
+          execFileSync('callgrind_control', ['--dump', pid], { stdio: 'ignore' });
+          run.stop();
+          resolve();
+        }
+      });
+      run.on('done', () => resolve());
+    });
+    if (counted !== requests) {
+      throw new Error(`${spec.framework} ${spec.variant}: ${counted} of ${requests} requests counted`);
+    }
     const dump = readdirSync(dir).find((name) => name.startsWith('callgrind.out.'));
     const text = dump === undefined ? '' : readFileSync(join(dir, dump), 'utf8');
     const total = Number(/^(?:totals|summary):\s+(\d+)/m.exec(text)?.[1] ?? Number.NaN);
@@ -368,8 +310,8 @@ async function measureInstructions(spec: ServerSpec, requests: number, warmup: n
       p99: 0,
       cpuUsPerRequest: total / requests,
       userShare: 0,
-      non2xx: result.non2xx,
-      total: result.requests.total,
+      non2xx,
+      total: requests,
     };
   } finally {
     const exited = new Promise((resolve) => child.once('exit', resolve));
@@ -392,7 +334,7 @@ async function main(): Promise<void> {
   if (cpus().length > 1) pin(process.pid, `0-${cpus().length - 2}`);
   const seconds = Number(process.env.HTTP_BENCH_SECONDS ?? 4);
   const requests = Number(process.env.HTTP_BENCH_REQUESTS ?? 20_000);
-  const warmup = Number(process.env.HTTP_BENCH_WARMUP ?? requests);
+  const warmup = Number(process.env.HTTP_BENCH_WARMUP ?? (INSTRUCTIONS ? 40_000 : requests));
   // Shared 2-core machines are noisy: every configuration runs in several interleaved rounds (counts
   // repeat within a few percent: one round unless asked).
   const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? (INSTRUCTIONS ? 1 : 3));
@@ -452,7 +394,7 @@ async function main(): Promise<void> {
     higherIsBetter ? Math.max(...values) : Math.min(...values);
   if (INSTRUCTIONS) {
     console.log(
-      `\ninstructions per request under callgrind (user space), ${requests} requests after ${warmup} to warm up, 10 connections, median of ${rounds} round(s)`,
+      `\ninstructions per request under callgrind (user space), ${requests} requests counted after ${warmup} on the same 10 connections, ${SEMI_SPACE_MB} MB semi-spaces, median of ${rounds} round(s)`,
     );
     printInstructions(summarize(median));
     return;
@@ -506,8 +448,4 @@ function printTable(title: string, rows: Row[]): void {
   }
 }
 
-if (process.env.HTTP_BENCH_SERVER !== undefined) {
-  await serve();
-} else {
-  await main();
-}
+await main();
