@@ -173,9 +173,9 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
 
 /**
  * HTTP_BENCH_PAIRED=1: a bare server and one other, started together, stay up side by side (same core,
- * loaded one at a time) and are measured in alternating short runs, bare first in odd pairs, last in even ones. Each pair
- * gives one CPU ratio from two runs a second apart, so a machine that changes speed over tens of seconds
- * (these shared machines do, by 2x) moves both sides of a ratio alike. Prints the median ratio and its
+ * loaded one at a time) and are measured in alternating short runs, bare first in odd pairs, last in even
+ * ones. Each pair gives one CPU ratio from two runs a second apart, so a machine that changes speed over
+ * tens of seconds (these shared machines do, by 2x) moves both sides of a ratio alike. Prints the median ratio and its
  * quartiles, and the medians of the user-space and kernel parts of it separately.
  */
 async function paired(frameworks: readonly Framework[], seconds: number, pairs: number): Promise<void> {
@@ -219,8 +219,8 @@ async function paired(frameworks: readonly Framework[], seconds: number, pairs: 
               base = await sample(bare, bareSpec, seconds);
             }
             cpu.push(measured.cpuUsPerRequest / base.cpuUsPerRequest);
-            // The split says which side moved: the kernel's share (sockets, epoll) is about the same work
-            // for every configuration, so a limiter's cost shows in user time.
+            // The split says which side moved: a limiter's own work is user time (comparable with the
+            // instruction counts); the kernel part moves with what is written and how reads batch.
             user.push(
               (measured.cpuUsPerRequest * measured.userShare) / (base.cpuUsPerRequest * base.userShare),
             );

@@ -27,6 +27,8 @@ const response: StoredResponse = {
 };
 
 const stores: RedisIdempotencyStore[] = [];
+const clients: Redis[] = [];
+const servers: PrivateRedis[] = [];
 
 /** The entries of `now` beyond those of `before`, counting duplicates (resource names repeat). */
 function added(before: readonly string[], now: readonly string[]): string[] {
@@ -38,8 +40,6 @@ function added(before: readonly string[], now: readonly string[]): string[] {
     return false;
   });
 }
-const clients: Redis[] = [];
-const servers: PrivateRedis[] = [];
 
 function store(options: Partial<RedisIdempotencyStoreOptions> = {}): RedisIdempotencyStore {
   // A generous timeout: these tests are about semantics, and CI machines stall now and then.
