@@ -3,6 +3,7 @@
 // tsx: a Fastify server loaded with `--import tsx` counted about twice the instructions per request of the
 // same server in plain JavaScript (115k against 55k under callgrind, mostly scavenges of surviving
 // objects), which would have been charged to every configuration alike and hidden the differences.
+import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
 
 const require = createRequire(import.meta.url);
@@ -11,9 +12,51 @@ const require = createRequire(import.meta.url);
 const limits = (scenario) =>
   scenario === 'allow' ? { limit: 1e9, windowMs: 60_000 } : { limit: 1, windowMs: 3_600_000 };
 
+/** floodgate's refusal, taken from floodgate itself once: its status, flat field list and body. */
+async function handMadeRefusal(limit, windowMs) {
+  const { RateLimit } = await import('@floodgate/http');
+  const core = new RateLimit({ limit, windowMs });
+  const client = { ip: '127.0.0.1', headers: {} };
+  core.check(client);
+  const refusal = core.check(client);
+  const answer = refusal.answer;
+  const list = [...refusal.headers.flat(), 'content-type', answer.headers['content-type']];
+  list.push('content-length', String(Buffer.byteLength(answer.body)));
+  return { status: answer.status, list, body: answer.body };
+}
+
+/**
+ * A plain Node server (no framework) answering every request with `respond(res)`, with the server settings
+ * Fastify 5 gives its own (lib/server.js): no request timeout, keep-alive 72 s, no socket timeout.
+ */
+async function plainNodeServer(respond) {
+  const server = createServer({ requestTimeout: 0, keepAliveTimeout: 72_000 }, (_req, res) => respond(res));
+  server.setTimeout(0);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
 /** Starts the server `spec` ({ framework, variant, scenario }) describes; see http.bench.ts for the variants. */
 async function startServer(spec) {
   const { limit, windowMs } = limits(spec.scenario);
+  if (spec.variant === 'nodebare') {
+    // The bytes Fastify's bare route sends, written by Node alone.
+    return plainNodeServer((res) => {
+      const body = JSON.stringify({ hello: 'world' });
+      res.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': String(Buffer.byteLength(body)),
+      });
+      res.end(body);
+    });
+  }
+  if (spec.variant === 'node429') {
+    const { status, list, body } = await handMadeRefusal(limit, windowMs);
+    return plainNodeServer((res) => {
+      res.writeHead(status, list);
+      res.end(body);
+    });
+  }
   if (spec.framework === 'express') {
     const express = require('express');
     const app = express();
@@ -51,19 +94,11 @@ async function startServer(spec) {
       done();
     });
   } else if (spec.variant === 'raw429') {
-    // floodgate's refusal, taken from floodgate itself once, then written by hand on every request.
-    const { RateLimit } = await import('@floodgate/http');
-    const core = new RateLimit({ limit, windowMs });
-    const client = { ip: '127.0.0.1', headers: {} };
-    core.check(client);
-    const refusal = core.check(client);
-    const answer = refusal.answer;
-    const list = [...refusal.headers.flat(), 'content-type', answer.headers['content-type']];
-    list.push('content-length', String(Buffer.byteLength(answer.body)));
+    const { status, list, body } = await handMadeRefusal(limit, windowMs);
     app.addHook('onRequest', (_request, reply) => {
       reply.hijack();
-      reply.raw.writeHead(answer.status, list);
-      reply.raw.end(answer.body);
+      reply.raw.writeHead(status, list);
+      reply.raw.end(body);
     });
   }
   app.get('/', async () => ({ hello: 'world' }));

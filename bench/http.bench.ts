@@ -31,9 +31,11 @@
 // the fixed cost of each scavenge moved one server's count by up to 1.4k instructions per request between
 // runs. A busy machine lowers the counts (a slowed server reads several requests per event-loop turn):
 // run it alone.
-// It also measures three floors on Fastify: a no-op onRequest hook, a hook that only sets the two
-// RateLimit fields floodgate sends, and a hook that writes a hand-made 429 with the same five fields and
-// body as floodgate's, raw, with no decision.
+// It also measures five floors with Fastify: a no-op onRequest hook, a hook that only sets the two
+// RateLimit fields floodgate sends, a hook that writes a hand-made 429 with the same five fields and
+// body as floodgate's, raw, with no decision; and, with no framework at all, a plain Node server sending
+// the bare route's bytes and one sending that hand-made 429 (Node's own share of each answer).
+// HTTP_BENCH_ONLY (a comma list of variants, or variant-scenario such as floodgate-deny) runs a subset.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -58,7 +60,9 @@ type Framework = 'express' | 'fastify';
 // 'hook', 'headers' and 'raw429' are floors (Fastify only): a no-op onRequest hook, one that sets the
 // same two RateLimit fields as floodgate's first answer (same lengths) and nothing else, and one that
 // writes floodgate's refusal by hand (same fields and body, no decision).
-type Variant = 'bare' | 'floodgate' | 'incumbent' | 'hook' | 'headers' | 'raw429';
+// 'nodebare' and 'node429' (counted with Fastify) are a plain Node server with no framework, writing the
+// bare route's bytes and floodgate's refusal: Node's own share of each answer.
+type Variant = 'bare' | 'floodgate' | 'incumbent' | 'hook' | 'headers' | 'raw429' | 'nodebare' | 'node429';
 type Scenario = 'allow' | 'deny';
 
 interface ServerSpec {
@@ -109,12 +113,18 @@ interface RunningServer {
 
 /** The servers' entry point: plain JavaScript (see its header). */
 const SERVER = fileURLToPath(new URL('./http-server.mjs', import.meta.url));
+/**
+ * The Node that runs the servers: HTTP_BENCH_NODE=path measures another version (say
+ * `$(npx -y node@22 -p process.execPath)`) while autocannon and this script stay on this one.
+ */
+const SERVER_NODE = process.env.HTTP_BENCH_NODE ?? process.execPath;
 
 async function startProcess(spec: ServerSpec): Promise<RunningServer> {
   // HTTP_BENCH_CPU_PROF=dir: profile each server (one directory per configuration) to see where its CPU goes.
   const profile = process.env.HTTP_BENCH_CPU_PROF;
   const child = fork(SERVER, [], {
     env: { ...process.env, HTTP_BENCH_SERVER: JSON.stringify(spec) },
+    execPath: SERVER_NODE,
     execArgv: [
       ...(profile === undefined
         ? []
@@ -275,7 +285,7 @@ async function measureInstructions(spec: ServerSpec, requests: number, warmup: n
     execArgv: [
       '--tool=callgrind',
       `--callgrind-out-file=${out}`,
-      process.execPath,
+      SERVER_NODE,
       '--single-threaded',
       `--min-semi-space-size=${SEMI_SPACE_MB}`,
       `--max-semi-space-size=${SEMI_SPACE_MB}`,
@@ -373,10 +383,21 @@ async function main(): Promise<void> {
       specs.push({ framework, variant: 'hook', scenario: 'allow' });
       specs.push({ framework, variant: 'headers', scenario: 'allow' });
       specs.push({ framework, variant: 'raw429', scenario: 'deny' });
+      specs.push({ framework, variant: 'nodebare', scenario: 'allow' });
+      specs.push({ framework, variant: 'node429', scenario: 'deny' });
     }
     for (const scenario of ['allow', 'deny'] as const) {
       for (const variant of ['floodgate', 'incumbent'] as const) specs.push({ framework, variant, scenario });
     }
+  }
+  // HTTP_BENCH_ONLY=floodgate-deny,raw429 keeps only those configurations (variant, or variant-scenario),
+  // and always the bare route every ratio is taken against.
+  const only = process.env.HTTP_BENCH_ONLY?.split(',');
+  if (only !== undefined) {
+    const kept = specs.filter(
+      (s) => s.variant === 'bare' || only.includes(s.variant) || only.includes(`${s.variant}-${s.scenario}`),
+    );
+    specs.splice(0, specs.length, ...kept);
   }
   const runs = new Map<ServerSpec, Row[]>(specs.map((spec) => [spec, []]));
   for (let round = 0; round < rounds; round += 1) {
@@ -429,6 +450,8 @@ const FLOOR = {
   hook: 'no-op onRequest hook (floor)',
   headers: 'hook setting the 2 RateLimit fields (floor)',
   raw429: "floodgate's 429 written by hand, no decision (floor)",
+  nodebare: "the bare route's answer from a plain Node server, no framework (floor)",
+  node429: "floodgate's 429 from a plain Node server, no framework (floor)",
 };
 
 function limiterName(row: Pick<Row, 'framework' | 'variant'>): string {
