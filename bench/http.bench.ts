@@ -35,7 +35,8 @@
 // RateLimit fields floodgate sends, a hook that writes a hand-made 429 with the same five fields and
 // body as floodgate's, raw, with no decision; and, with no framework at all, a plain Node server sending
 // the bare route's bytes and one sending that hand-made 429 (Node's own share of each answer).
-// HTTP_BENCH_ONLY (a comma list of variants, or variant-scenario such as floodgate-deny) runs a subset.
+// HTTP_BENCH_ONLY (a comma list of variants, or variant-scenario such as floodgate-deny) runs a subset
+// (not with HTTP_BENCH_PAIRED, which has its own list); a name that matches nothing is an error.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -394,9 +395,16 @@ async function main(): Promise<void> {
   // and always the bare route every ratio is taken against.
   const only = process.env.HTTP_BENCH_ONLY?.split(',');
   if (only !== undefined) {
-    const kept = specs.filter(
-      (s) => s.variant === 'bare' || only.includes(s.variant) || only.includes(`${s.variant}-${s.scenario}`),
-    );
+    const picked = (s: ServerSpec, name: string) =>
+      name === s.variant || name === `${s.variant}-${s.scenario}`;
+    const unknown = only.filter((name) => !specs.some((s) => picked(s, name)));
+    if (unknown.length > 0) {
+      const names = [...new Set(specs.map((s) => `${s.variant}-${s.scenario}`))].join(', ');
+      throw new Error(
+        `HTTP_BENCH_ONLY: no configuration named ${unknown.join(', ')} (configurations: ${names})`,
+      );
+    }
+    const kept = specs.filter((s) => s.variant === 'bare' || only.some((name) => picked(s, name)));
     specs.splice(0, specs.length, ...kept);
   }
   const runs = new Map<ServerSpec, Row[]>(specs.map((spec) => [spec, []]));
