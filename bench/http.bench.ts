@@ -35,8 +35,8 @@
 // RateLimit fields floodgate sends, a hook that writes a hand-made 429 with the same five fields and
 // body as floodgate's, raw, with no decision; and, with no framework at all, a plain Node server sending
 // the bare route's bytes and one sending that hand-made 429 (Node's own share of each answer).
-// HTTP_BENCH_ONLY (a comma list of variants, or variant-scenario such as floodgate-deny) runs a subset
-// (not with HTTP_BENCH_PAIRED, which has its own list); a name that matches nothing is an error.
+// HTTP_BENCH_ONLY (a comma list of variants, or variant-scenario such as floodgate-deny) runs a subset,
+// floors included, in any mode; a name that matches nothing is an error.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -189,7 +189,7 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
  * tens of seconds (these shared machines do, by 2x) moves both sides of a ratio alike. Prints the median ratio and its
  * quartiles, and the medians of the user-space and kernel parts of it separately.
  */
-async function paired(frameworks: readonly Framework[], seconds: number, pairs: number): Promise<void> {
+async function paired(specs: readonly ServerSpec[], seconds: number, pairs: number): Promise<void> {
   console.log(
     `\npaired runs: ${pairs} pairs of ${seconds} s runs per configuration, bare and configuration alternating; ratios to bare\n`,
   );
@@ -197,67 +197,59 @@ async function paired(frameworks: readonly Framework[], seconds: number, pairs: 
     '| framework | limiter | rejected | CPU × bare: median | quartiles | user CPU × bare | kernel CPU × bare | bare user share | req/s × bare: median | quartiles |',
   );
   console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
-  for (const framework of frameworks) {
-    const bareSpec: ServerSpec = { framework, variant: 'bare', scenario: 'allow' };
-    for (const scenario of ['allow', 'deny'] as const) {
-      for (const variant of ['floodgate', 'incumbent'] as const) {
-        const spec: ServerSpec = { framework, variant, scenario };
-        // A new bare server for each configuration, so both sides of every pair are the same age: with one
-        // bare server kept for all four, the configurations measured later were compared with a server
-        // minutes older, and @fastify/rate-limit read at 0.99-1.02x bare CPU while it runs 1.31x the
-        // instructions (session 6).
-        const bare = await startProcess(bareSpec);
-        const other = await startProcess(spec).catch(async (error: unknown) => {
-          await stopProcess(bare);
-          throw error;
-        });
-        try {
-          await sample(bare, bareSpec, 1);
-          await sample(other, spec, 1);
-          const cpu: number[] = [];
-          const user: number[] = [];
-          const kernel: number[] = [];
-          const bareUserShare: number[] = [];
-          const rps: number[] = [];
-          for (let pair = 0; pair < pairs; pair += 1) {
-            let base: Row;
-            let measured: Row;
-            if (pair % 2 === 0) {
-              base = await sample(bare, bareSpec, seconds);
-              measured = await sample(other, spec, seconds);
-            } else {
-              measured = await sample(other, spec, seconds);
-              base = await sample(bare, bareSpec, seconds);
-            }
-            cpu.push(measured.cpuUsPerRequest / base.cpuUsPerRequest);
-            // The split says which side moved: a limiter's own work is user time (comparable with the
-            // instruction counts); the kernel part moves with what is written and how reads batch.
-            user.push(
-              (measured.cpuUsPerRequest * measured.userShare) / (base.cpuUsPerRequest * base.userShare),
-            );
-            kernel.push(
-              (measured.cpuUsPerRequest * (1 - measured.userShare)) /
-                (base.cpuUsPerRequest * (1 - base.userShare)),
-            );
-            bareUserShare.push(base.userShare);
-            rps.push(measured.rps / base.rps);
-          }
-          const q = (values: number[]) => {
-            const sorted = [...values].sort((x, y) => x - y);
-            const at = (f: number) => sorted[Math.round(f * (sorted.length - 1))] as number;
-            return { median: median(values), low: at(0.25), high: at(0.75) };
-          };
-          const c = q(cpu);
-          const r = q(rps);
-          const rejected = scenario === 'allow' ? 'none' : 'all';
-          console.log(
-            `| ${framework} | ${limiterName(spec)} | ${rejected} | ${c.median.toFixed(2)} | ${c.low.toFixed(2)}-${c.high.toFixed(2)} | ${median(user).toFixed(2)} | ${median(kernel).toFixed(2)} | ${(median(bareUserShare) * 100).toFixed(0)}% | ${r.median.toFixed(2)} | ${r.low.toFixed(2)}-${r.high.toFixed(2)} |`,
-          );
-        } finally {
-          await stopProcess(other);
-          await stopProcess(bare);
+  for (const spec of specs) {
+    const bareSpec: ServerSpec = { framework: spec.framework, variant: 'bare', scenario: 'allow' };
+    // A new bare server for each configuration, so both sides of every pair are the same age: with one
+    // bare server kept for all four, the configurations measured later were compared with a server
+    // minutes older, and @fastify/rate-limit read at 0.99-1.02x bare CPU while it runs 1.31x the
+    // instructions (session 6).
+    const bare = await startProcess(bareSpec);
+    const other = await startProcess(spec).catch(async (error: unknown) => {
+      await stopProcess(bare);
+      throw error;
+    });
+    try {
+      await sample(bare, bareSpec, 1);
+      await sample(other, spec, 1);
+      const cpu: number[] = [];
+      const user: number[] = [];
+      const kernel: number[] = [];
+      const bareUserShare: number[] = [];
+      const rps: number[] = [];
+      for (let pair = 0; pair < pairs; pair += 1) {
+        let base: Row;
+        let measured: Row;
+        if (pair % 2 === 0) {
+          base = await sample(bare, bareSpec, seconds);
+          measured = await sample(other, spec, seconds);
+        } else {
+          measured = await sample(other, spec, seconds);
+          base = await sample(bare, bareSpec, seconds);
         }
+        cpu.push(measured.cpuUsPerRequest / base.cpuUsPerRequest);
+        // The split says which side moved: a limiter's own work is user time (comparable with the
+        // instruction counts); the kernel part moves with what is written and how reads batch.
+        user.push((measured.cpuUsPerRequest * measured.userShare) / (base.cpuUsPerRequest * base.userShare));
+        kernel.push(
+          (measured.cpuUsPerRequest * (1 - measured.userShare)) /
+            (base.cpuUsPerRequest * (1 - base.userShare)),
+        );
+        bareUserShare.push(base.userShare);
+        rps.push(measured.rps / base.rps);
       }
+      const q = (values: number[]) => {
+        const sorted = [...values].sort((x, y) => x - y);
+        const at = (f: number) => sorted[Math.round(f * (sorted.length - 1))] as number;
+        return { median: median(values), low: at(0.25), high: at(0.75) };
+      };
+      const c = q(cpu);
+      const r = q(rps);
+      console.log(
+        `| ${spec.framework} | ${limiterName(spec)} | ${rejectedName(spec)} | ${c.median.toFixed(2)} | ${c.low.toFixed(2)}-${c.high.toFixed(2)} | ${median(user).toFixed(2)} | ${median(kernel).toFixed(2)} | ${(median(bareUserShare) * 100).toFixed(0)}% | ${r.median.toFixed(2)} | ${r.low.toFixed(2)}-${r.high.toFixed(2)} |`,
+      );
+    } finally {
+      await stopProcess(other);
+      await stopProcess(bare);
     }
   }
 }
@@ -367,45 +359,49 @@ async function main(): Promise<void> {
   // Shared 2-core machines are noisy: every configuration runs in several interleaved rounds (counts
   // repeat within a few percent: one round unless asked).
   const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? (INSTRUCTIONS ? 1 : 3));
-  const specs: ServerSpec[] = [];
   // HTTP_BENCH_FRAMEWORKS=express (or fastify) measures one framework only.
   const frameworks = (process.env.HTTP_BENCH_FRAMEWORKS ?? 'express,fastify').split(',') as Framework[];
-  if (process.env.HTTP_BENCH_PAIRED === '1') {
-    await paired(
-      frameworks,
-      Number(process.env.HTTP_BENCH_SECONDS ?? 2),
-      Number(process.env.HTTP_BENCH_PAIRS ?? 15),
-    );
-    return;
-  }
+  const pairedMode = process.env.HTTP_BENCH_PAIRED === '1';
+  const all: ServerSpec[] = [];
   for (const framework of frameworks) {
-    specs.push({ framework, variant: 'bare', scenario: 'allow' });
-    if (INSTRUCTIONS && framework === 'fastify') {
-      specs.push({ framework, variant: 'hook', scenario: 'allow' });
-      specs.push({ framework, variant: 'headers', scenario: 'allow' });
-      specs.push({ framework, variant: 'raw429', scenario: 'deny' });
-      specs.push({ framework, variant: 'nodebare', scenario: 'allow' });
-      specs.push({ framework, variant: 'node429', scenario: 'deny' });
+    all.push({ framework, variant: 'bare', scenario: 'allow' });
+    if (framework === 'fastify') {
+      all.push({ framework, variant: 'hook', scenario: 'allow' });
+      all.push({ framework, variant: 'headers', scenario: 'allow' });
+      all.push({ framework, variant: 'raw429', scenario: 'deny' });
+      all.push({ framework, variant: 'nodebare', scenario: 'allow' });
+      all.push({ framework, variant: 'node429', scenario: 'deny' });
     }
     for (const scenario of ['allow', 'deny'] as const) {
-      for (const variant of ['floodgate', 'incumbent'] as const) specs.push({ framework, variant, scenario });
+      for (const variant of ['floodgate', 'incumbent'] as const) all.push({ framework, variant, scenario });
     }
   }
-  // HTTP_BENCH_ONLY=floodgate-deny,raw429 keeps only those configurations (variant, or variant-scenario),
-  // and always the bare route every ratio is taken against.
+  // By default: the floors only when counting; HTTP_BENCH_ONLY=floodgate-deny,raw429 picks
+  // configurations by variant or variant-scenario instead. The bare route every ratio is taken against is
+  // always kept (paired runs start their own bare server beside each configuration).
   const only = process.env.HTTP_BENCH_ONLY?.split(',');
-  if (only !== undefined) {
+  let specs: ServerSpec[];
+  if (only === undefined) {
+    specs = all.filter((s) => INSTRUCTIONS || rejectedName(s) !== '-' || s.variant === 'bare');
+  } else {
     const picked = (s: ServerSpec, name: string) =>
       name === s.variant || name === `${s.variant}-${s.scenario}`;
-    const unknown = only.filter((name) => !specs.some((s) => picked(s, name)));
+    const unknown = only.filter((name) => !all.some((s) => picked(s, name)));
     if (unknown.length > 0) {
-      const names = [...new Set(specs.map((s) => `${s.variant}-${s.scenario}`))].join(', ');
+      const names = all.map((s) => `${s.variant}-${s.scenario}`).join(', ');
       throw new Error(
         `HTTP_BENCH_ONLY: no configuration named ${unknown.join(', ')} (configurations: ${names})`,
       );
     }
-    const kept = specs.filter((s) => s.variant === 'bare' || only.some((name) => picked(s, name)));
-    specs.splice(0, specs.length, ...kept);
+    specs = all.filter((s) => s.variant === 'bare' || only.some((name) => picked(s, name)));
+  }
+  if (pairedMode) {
+    await paired(
+      specs.filter((s) => s.variant !== 'bare'),
+      Number(process.env.HTTP_BENCH_SECONDS ?? 2),
+      Number(process.env.HTTP_BENCH_PAIRS ?? 15),
+    );
+    return;
   }
   const runs = new Map<ServerSpec, Row[]>(specs.map((spec) => [spec, []]));
   for (let round = 0; round < rounds; round += 1) {
@@ -462,6 +458,12 @@ const FLOOR = {
   node429: "floodgate's 429 from a plain Node server, no framework (floor)",
 };
 
+/** What a limiter configuration rejects ('none' or 'all'); '-' for the bare route and the floors. */
+function rejectedName(spec: ServerSpec): string {
+  if (spec.variant !== 'floodgate' && spec.variant !== 'incumbent') return '-';
+  return spec.scenario === 'allow' ? 'none' : 'all';
+}
+
 function limiterName(row: Pick<Row, 'framework' | 'variant'>): string {
   if (row.variant === 'bare') return 'none (bare)';
   if (row.variant === 'floodgate') return 'floodgate';
@@ -474,9 +476,8 @@ function printInstructions(rows: Row[]): void {
   console.log('| --- | --- | --- | ---: | ---: | ---: |');
   for (const row of rows) {
     const bare = rows.find((r) => r.framework === row.framework && r.variant === 'bare') as Row;
-    const rejected = row.variant === 'floodgate' || row.variant === 'incumbent' ? row.scenario : '-';
     console.log(
-      `| ${row.framework} | ${limiterName(row)} | ${rejected === 'allow' ? 'none' : rejected === 'deny' ? 'all' : '-'} | ${Math.round(row.cpuUsPerRequest)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(3)} | ${row.non2xx}/${row.total} |`,
+      `| ${row.framework} | ${limiterName(row)} | ${rejectedName(row)} | ${Math.round(row.cpuUsPerRequest)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(3)} | ${row.non2xx}/${row.total} |`,
     );
   }
 }
