@@ -361,7 +361,6 @@ async function main(): Promise<void> {
   const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? (INSTRUCTIONS ? 1 : 3));
   // HTTP_BENCH_FRAMEWORKS=express (or fastify) measures one framework only.
   const frameworks = (process.env.HTTP_BENCH_FRAMEWORKS ?? 'express,fastify').split(',') as Framework[];
-  const pairedMode = process.env.HTTP_BENCH_PAIRED === '1';
   const all: ServerSpec[] = [];
   for (const framework of frameworks) {
     all.push({ framework, variant: 'bare', scenario: 'allow' });
@@ -382,7 +381,7 @@ async function main(): Promise<void> {
   const only = process.env.HTTP_BENCH_ONLY?.split(',');
   let specs: ServerSpec[];
   if (only === undefined) {
-    specs = all.filter((s) => INSTRUCTIONS || rejectedName(s) !== '-' || s.variant === 'bare');
+    specs = all.filter((s) => INSTRUCTIONS || !isFloor(s));
   } else {
     const picked = (s: ServerSpec, name: string) =>
       name === s.variant || name === `${s.variant}-${s.scenario}`;
@@ -395,7 +394,7 @@ async function main(): Promise<void> {
     }
     specs = all.filter((s) => s.variant === 'bare' || only.some((name) => picked(s, name)));
   }
-  if (pairedMode) {
+  if (process.env.HTTP_BENCH_PAIRED === '1') {
     await paired(
       specs.filter((s) => s.variant !== 'bare'),
       Number(process.env.HTTP_BENCH_SECONDS ?? 2),
@@ -458,9 +457,14 @@ const FLOOR = {
   node429: "floodgate's 429 from a plain Node server, no framework (floor)",
 };
 
+/** Whether `spec` is one of the floors (FLOOR) rather than the bare route or a limiter. */
+function isFloor(spec: ServerSpec): boolean {
+  return Object.hasOwn(FLOOR, spec.variant);
+}
+
 /** What a limiter configuration rejects ('none' or 'all'); '-' for the bare route and the floors. */
 function rejectedName(spec: ServerSpec): string {
-  if (spec.variant !== 'floodgate' && spec.variant !== 'incumbent') return '-';
+  if (spec.variant === 'bare' || isFloor(spec)) return '-';
   return spec.scenario === 'allow' ? 'none' : 'all';
 }
 
