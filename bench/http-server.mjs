@@ -36,9 +36,52 @@ async function plainNodeServer(respond) {
   return server;
 }
 
-/** Starts the server `spec` ({ framework, variant, scenario }) describes; see http.bench.ts for the variants. */
+/**
+ * The handler of the route every configuration protects, as `() => body`: `hello` returns a constant
+ * object (Fastify's hello-world route), `deals` the shop's `GET /api/deals`, which reads the open group
+ * deals from SQLite (better-sqlite3, in memory, the shop's table and its three deals) and renames the
+ * columns for JSON: the cheapest route of the shop that does real work.
+ */
+function routeHandler(route) {
+  if (route === 'hello') return () => ({ hello: 'world' });
+  const Database = require('better-sqlite3');
+  const db = new Database(':memory:');
+  db.exec(`CREATE TABLE deals (
+    id TEXT PRIMARY KEY, product_id TEXT NOT NULL, title TEXT NOT NULL, price_cents INTEGER NOT NULL,
+    currency TEXT NOT NULL, target INTEGER NOT NULL, joined INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'open')`);
+  const insert = db.prepare(
+    'INSERT INTO deals (id, product_id, title, price_cents, currency, target, joined) VALUES (?, ?, ?, ?, ?, ?, ?)',
+  );
+  // The shop's catalogue (examples/group-buy-shop/src/db.ts), a few students in.
+  for (const [id, title, priceCents, target, joined] of [
+    ['d-headphones', 'Headphones for the whole floor', 5900, 50, 17],
+    ['d-textbook', 'Textbook, bulk price', 2900, 30, 8],
+    ['d-kettle', 'Kettle for every kitchen', 1200, 20, 11],
+  ]) {
+    insert.run(id, `p-${id.slice(2)}`, title, priceCents, 'EUR', target, joined);
+  }
+  const deals = db.prepare('SELECT * FROM deals ORDER BY id');
+  return () =>
+    deals.all().map((row) => ({
+      id: row.id,
+      productId: row.product_id,
+      title: row.title,
+      priceCents: row.price_cents,
+      currency: row.currency,
+      target: row.target,
+      joined: row.joined,
+      status: row.status,
+    }));
+}
+
+/**
+ * Starts the server `spec` ({ framework, variant, scenario, route }) describes; see http.bench.ts for the
+ * variants.
+ */
 async function startServer(spec) {
   const { limit, windowMs } = limits(spec.scenario);
+  const handler = routeHandler(spec.route);
   if (spec.variant === 'nodebare') {
     // The bytes Fastify's bare route sends, written by Node alone.
     return plainNodeServer((res) => {
@@ -68,7 +111,7 @@ async function startServer(spec) {
       app.use(rateLimit({ limit, windowMs, standardHeaders: 'draft-8', legacyHeaders: false }));
     }
     app.get('/', (_req, res) => {
-      res.json({ hello: 'world' });
+      res.json(handler());
     });
     return await new Promise((resolve) => {
       const server = app.listen(0, '127.0.0.1', () => resolve(server));
@@ -101,7 +144,7 @@ async function startServer(spec) {
       reply.raw.end(body);
     });
   }
-  app.get('/', async () => ({ hello: 'world' }));
+  app.get('/', async () => handler());
   await app.listen({ port: 0, host: '127.0.0.1' });
   return app.server;
 }

@@ -37,6 +37,9 @@
 // the bare route's bytes and one sending that hand-made 429 (Node's own share of each answer).
 // HTTP_BENCH_ONLY (a comma list of variants, or variant-scenario such as floodgate-deny) runs a subset,
 // floors included, in any mode; a name that matches nothing is an error.
+// HTTP_BENCH_ROUTE=deals puts every configuration in front of a route that does real work instead of
+// hello-world: the shop's `GET /api/deals` (its deals read from SQLite, renamed for JSON). The floors
+// measure the hello-world route only and are left out.
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -66,10 +69,14 @@ type Framework = 'express' | 'fastify';
 type Variant = 'bare' | 'floodgate' | 'incumbent' | 'hook' | 'headers' | 'raw429' | 'nodebare' | 'node429';
 type Scenario = 'allow' | 'deny';
 
+/** The route every configuration protects (see http-server.mjs): hello-world, or the shop's deal list. */
+type Route = 'hello' | 'deals';
+
 interface ServerSpec {
   readonly framework: Framework;
   readonly variant: Variant;
   readonly scenario: Scenario;
+  readonly route: Route;
 }
 
 function ask<T>(child: ChildProcess, message?: string): Promise<T> {
@@ -79,10 +86,7 @@ function ask<T>(child: ChildProcess, message?: string): Promise<T> {
   });
 }
 
-interface Row {
-  framework: Framework;
-  variant: Variant;
-  scenario: Scenario;
+interface Row extends ServerSpec {
   rps: number;
   p99: number;
   cpuUsPerRequest: number;
@@ -191,14 +195,14 @@ async function measure(spec: ServerSpec, seconds: number): Promise<Row> {
  */
 async function paired(specs: readonly ServerSpec[], seconds: number, pairs: number): Promise<void> {
   console.log(
-    `\npaired runs: ${pairs} pairs of ${seconds} s runs per configuration, bare and configuration alternating; ratios to bare\n`,
+    `\npaired runs: ${pairs} pairs of ${seconds} s runs per configuration, bare and configuration alternating; ratios to bare; route: ${specs[0]?.route ?? 'hello'}\n`,
   );
   console.log(
     '| framework | limiter | rejected | CPU × bare: median | quartiles | user CPU × bare | kernel CPU × bare | bare user share | req/s × bare: median | quartiles |',
   );
   console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const spec of specs) {
-    const bareSpec: ServerSpec = { framework: spec.framework, variant: 'bare', scenario: 'allow' };
+    const bareSpec: ServerSpec = { ...spec, variant: 'bare', scenario: 'allow' };
     // A new bare server for each configuration, so both sides of every pair are the same age: with one
     // bare server kept for all four, the configurations measured later were compared with a server
     // minutes older, and @fastify/rate-limit read at 0.99-1.02x bare CPU while it runs 1.31x the
@@ -361,18 +365,25 @@ async function main(): Promise<void> {
   const rounds = Number(process.env.HTTP_BENCH_ROUNDS ?? (INSTRUCTIONS ? 1 : 3));
   // HTTP_BENCH_FRAMEWORKS=express (or fastify) measures one framework only.
   const frameworks = (process.env.HTTP_BENCH_FRAMEWORKS ?? 'express,fastify').split(',') as Framework[];
+  const route = process.env.HTTP_BENCH_ROUTE ?? 'hello';
+  if (route !== 'hello' && route !== 'deals') {
+    throw new Error(`HTTP_BENCH_ROUTE: expected hello or deals, got ${JSON.stringify(route)}`);
+  }
   const all: ServerSpec[] = [];
   for (const framework of frameworks) {
-    all.push({ framework, variant: 'bare', scenario: 'allow' });
-    if (framework === 'fastify') {
-      all.push({ framework, variant: 'hook', scenario: 'allow' });
-      all.push({ framework, variant: 'headers', scenario: 'allow' });
-      all.push({ framework, variant: 'raw429', scenario: 'deny' });
-      all.push({ framework, variant: 'nodebare', scenario: 'allow' });
-      all.push({ framework, variant: 'node429', scenario: 'deny' });
+    all.push({ framework, variant: 'bare', scenario: 'allow', route });
+    // The floors stand for the hello-world route (the plain Node ones send its bytes).
+    if (framework === 'fastify' && route === 'hello') {
+      all.push({ framework, variant: 'hook', scenario: 'allow', route });
+      all.push({ framework, variant: 'headers', scenario: 'allow', route });
+      all.push({ framework, variant: 'raw429', scenario: 'deny', route });
+      all.push({ framework, variant: 'nodebare', scenario: 'allow', route });
+      all.push({ framework, variant: 'node429', scenario: 'deny', route });
     }
     for (const scenario of ['allow', 'deny'] as const) {
-      for (const variant of ['floodgate', 'incumbent'] as const) all.push({ framework, variant, scenario });
+      for (const variant of ['floodgate', 'incumbent'] as const) {
+        all.push({ framework, variant, scenario, route });
+      }
     }
   }
   // By default: the floors only when counting; HTTP_BENCH_ONLY=floodgate-deny,raw429 picks
@@ -387,9 +398,9 @@ async function main(): Promise<void> {
       name === s.variant || name === `${s.variant}-${s.scenario}`;
     const unknown = only.filter((name) => !all.some((s) => picked(s, name)));
     if (unknown.length > 0) {
-      const names = all.map((s) => `${s.variant}-${s.scenario}`).join(', ');
+      const names = [...new Set(all.map((s) => `${s.variant}-${s.scenario}`))].join(', ');
       throw new Error(
-        `HTTP_BENCH_ONLY: no configuration named ${unknown.join(', ')} (configurations: ${names})`,
+        `HTTP_BENCH_ONLY: no configuration named ${unknown.join(', ')} on the ${route} route (configurations: ${names})`,
       );
     }
     specs = all.filter((s) => s.variant === 'bare' || only.some((name) => picked(s, name)));
@@ -436,13 +447,13 @@ async function main(): Promise<void> {
     higherIsBetter ? Math.max(...values) : Math.min(...values);
   if (INSTRUCTIONS) {
     console.log(
-      `\ninstructions per request under callgrind (user space), ${requests} requests counted after ${warmup} on the same 10 connections, ${SEMI_SPACE_MB} MB semi-spaces, median of ${rounds} round(s)`,
+      `\ninstructions per request under callgrind (user space), ${requests} requests counted after ${warmup} on the same 10 connections, ${SEMI_SPACE_MB} MB semi-spaces, median of ${rounds} round(s); route: ${route}`,
     );
     printInstructions(summarize(median));
     return;
   }
   console.log(
-    `\nautocannon, 50 connections, ${seconds} s per run, ${rounds} interleaved rounds; server in its own process`,
+    `\nautocannon, 50 connections, ${seconds} s per run, ${rounds} interleaved rounds; server in its own process; route: ${route}`,
   );
   printTable(`median of ${rounds} rounds`, summarize(median));
   printTable(`best of ${rounds} rounds (req/s: most; CPU: least; p99: median)`, summarize(best));
