@@ -83,7 +83,6 @@ function routeHandler(route) {
  */
 async function startServer(spec) {
   const { limit, windowMs } = limits(spec.scenario);
-  const handler = routeHandler(spec.route);
   if (spec.variant === 'nodebare') {
     // The bytes Fastify's bare route sends, written by Node alone.
     return plainNodeServer((res) => {
@@ -102,6 +101,8 @@ async function startServer(spec) {
       res.end(body);
     });
   }
+  // After the plain Node floors, which serve no route.
+  const handler = routeHandler(spec.route);
   if (spec.framework === 'express') {
     const express = require('express');
     const app = express();

@@ -505,10 +505,8 @@ function printTable(title: string, rows: Row[]): void {
   console.log('| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const row of rows) {
     const bare = rows.find((r) => r.framework === row.framework && r.variant === 'bare') as Row;
-    const name = limiterName(row);
-    const rejected = row.variant === 'bare' ? '-' : row.scenario === 'allow' ? 'none' : 'all';
     console.log(
-      `| ${row.framework} | ${name} | ${rejected} | ${Math.round(row.rps)} | ${(row.rps / bare.rps).toFixed(2)} | ${row.p99} | ${row.cpuUsPerRequest.toFixed(1)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(2)} | ${(row.userShare * 100).toFixed(0)}% | ${row.non2xx}/${row.total} |`,
+      `| ${row.framework} | ${limiterName(row)} | ${rejectedName(row)} | ${Math.round(row.rps)} | ${(row.rps / bare.rps).toFixed(2)} | ${row.p99} | ${row.cpuUsPerRequest.toFixed(1)} | ${(row.cpuUsPerRequest / bare.cpuUsPerRequest).toFixed(2)} | ${(row.userShare * 100).toFixed(0)}% | ${row.non2xx}/${row.total} |`,
     );
   }
 }
