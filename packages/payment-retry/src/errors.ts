@@ -63,6 +63,29 @@ export class ClientClosedError extends PaymentRetryError {
 }
 
 /**
+ * The better-sqlite3 that would be loaded cannot run on this Node.js: better-sqlite3 13 declares Node >= 22
+ * and crashes the process (segmentation fault) on Node 20 when it opens a database. Thrown by
+ * `sqliteLedger({ path })` before it opens anything, so the crash becomes an error that says what to install.
+ */
+export class SqliteDriverUnsupportedError extends PaymentRetryError {
+  /** The running Node.js, e.g. `20.20.2`. */
+  readonly nodeVersion: string;
+  /** The better-sqlite3 version found, e.g. `13.2.0`. */
+  readonly driverVersion: string;
+
+  constructor(nodeVersion: string, driverVersion: string) {
+    super(
+      'ERR_SQLITE_DRIVER_UNSUPPORTED',
+      `better-sqlite3 ${driverVersion} needs Node.js >= 22 and crashes on Node.js ${nodeVersion}; install ` +
+        'better-sqlite3 12 for this Node (npm picks it by itself; with pnpm add "pnpm": { "overrides": ' +
+        '{ "better-sqlite3": "^12.6.2" } } to package.json, with yarn "resolutions": { "better-sqlite3": "^12.6.2" })',
+    );
+    this.nodeVersion = nodeVersion;
+    this.driverVersion = driverVersion;
+  }
+}
+
+/**
  * One failed attempt, shaped so a circuit breaker can classify it (the fields the floodgate contract
  * names: `statusCode`, `retryAfterMs`, `code`, `outcome`). Thrown inside the breaker's `execute` and
  * caught by the client; it never reaches the caller of `pay()`.

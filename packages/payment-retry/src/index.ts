@@ -19,6 +19,7 @@ export {
   InvalidOptionError,
   PaymentMismatchError,
   PaymentRetryError,
+  SqliteDriverUnsupportedError,
 } from './errors.js';
 export type {
   ChargeInput,

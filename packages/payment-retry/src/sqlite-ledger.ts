@@ -3,6 +3,7 @@ import { InvalidOptionError } from './errors.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord, PaymentState, RecordPatch } from './ledger.js';
 import { canTransition, UNRESOLVED_STATES } from './ledger.js';
 import { checkOptions, finiteAtLeast } from './options.js';
+import { assertSqliteDriverRuns } from './sqlite-driver.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 /** Options of {@link sqliteLedger}. */
@@ -149,7 +150,9 @@ function toRecord(row: PaymentRow): PaymentRecord {
  * const ledger = sqliteLedger({ path: './payments.db' });
  * const client = createPaymentClient({ gateway, ledger });
  * await client.recover();
- * @throws {InvalidOptionError} for a malformed option; better-sqlite3's SqliteError when the file cannot be opened.
+ * @throws {InvalidOptionError} for a malformed option; {@link SqliteDriverUnsupportedError} when the
+ * better-sqlite3 found cannot run on this Node (13 on Node 20); better-sqlite3's SqliteError when the file
+ * cannot be opened.
  */
 export class SqliteLedger implements PaymentLedger {
   readonly #db: Database.Database;
@@ -204,6 +207,8 @@ export class SqliteLedger implements PaymentLedger {
     }
     this.#keepAttempts = options.keepAttempts ?? true;
     this.#owned = options.database === undefined;
+    // Only what we open ourselves: a `database` passed in was opened by the app's own better-sqlite3.
+    if (this.#owned) assertSqliteDriverRuns();
     this.#db = options.database ?? new Database(options.path as string);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma(`synchronous = ${synchronous.toUpperCase()}`);
