@@ -167,6 +167,60 @@ describe('PaymentClient.pay', () => {
     );
   });
 
+  it('asks about the key before settling a rejected request: a forgotten paid order stays paid', async () => {
+    // The ledger lost the record of a paid order (a memory ledger restarted); the customer pays again with
+    // another card, so the bank sees the same key with another payload and rejects it with a 400 that does
+    // not say why. Settling that as declined would start a new key: a second charge.
+    const { bank, client, ledger } = await setup((request) => {
+      if (request.method === 'GET') return { status: 200, body: { status: 'succeeded', id: 'pay_first' } };
+      return { status: 400, body: { title: 'Bad Request' } };
+    });
+    const outcome = await client.pay({ ...intent, payer: 'tok_other_card' });
+    expect(outcome).toMatchObject({ status: 'paid', reference: 'pay_first', idempotencyKey: key0 });
+    expect(bank.requests.map((r) => r.method)).toEqual(['POST', 'GET']);
+    expect(await ledger.get(key0)).toMatchObject({ state: 'paid', reference: 'pay_first' });
+  });
+
+  it('settles a rejected request as declined when the bank never saw the key', async () => {
+    const { bank, client } = await setup((request) =>
+      request.method === 'GET'
+        ? { status: 404, body: { status: 'not_found' } }
+        : { status: 400, body: { code: 'invalid_currency' } },
+    );
+    expect(await client.pay(intent)).toMatchObject({
+      status: 'declined',
+      reason: 'invalid_currency',
+      attempts: 2,
+    });
+    expect(bank.requests.map((r) => r.method)).toEqual(['POST', 'GET']);
+  });
+
+  it('without a status endpoint declines a rejected first request, but never one after an unanswered charge', async () => {
+    const first = await setup(() => ({ status: 400, body: { code: 'invalid_currency' } }), {
+      statusPath: false,
+    });
+    expect(await first.client.pay(intent)).toMatchObject({ status: 'declined', reason: 'invalid_currency' });
+    expect(first.bank.charges).toHaveLength(1);
+    await first.client.close();
+    await first.bank.close();
+
+    // The first charge went out and its answer was lost (the bank may have charged); the re-send with the
+    // same key meets a 401 (an expired token, say). That says nothing about the first charge: stay pending
+    // with the same key rather than decline and let the next pay() charge a new one.
+    let n = 0;
+    const { bank, client, ledger } = await setup(
+      () => (n++ === 0 ? { drop: true } : { status: 401, body: { code: 'token_expired' } }),
+      { statusPath: false, retry: { maxAttempts: 4 } },
+    );
+    expect(await client.pay(intent)).toMatchObject({
+      status: 'pending',
+      reason: 'max_attempts',
+      attempts: 4,
+    });
+    expect(new Set(bank.charges.map(keyOf))).toEqual(new Set([key0]));
+    expect(await ledger.get(key0)).toMatchObject({ state: 'unknown' });
+  });
+
   it('honours Retry-After on 503 and 409, with the same key every time', async () => {
     let n = 0;
     const { bank, client } = await setup((request) => {
@@ -258,6 +312,36 @@ describe('PaymentClient.pay', () => {
     // Reconciling asked the status first: no second charge.
     expect(bank.charges).toHaveLength(bank.charges.filter((r) => keyOf(r) === key0).length);
     expect(bank.requests.at(-1)?.method).toBe('GET');
+  });
+
+  it('a ledger failure while reconciling leaves the payment pending and reported, not a rejection', async () => {
+    let slow = true;
+    const ledger = new MemoryLedger();
+    const { client } = await setup(
+      (request) =>
+        slow
+          ? { hang: true }
+          : request.method === 'GET'
+            ? { status: 200, body: { status: 'succeeded', id: 'pay_9' } }
+            : paid(request),
+      { timeouts: { headersMs: 20, paymentMs: 60 }, ledger },
+    );
+    expect(await client.pay(intent)).toMatchObject({ status: 'pending', reason: 'deadline' });
+    slow = false;
+    const get = ledger.get.bind(ledger);
+    let failures = 1;
+    ledger.get = (key) => {
+      if (failures-- > 0) throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      return get(key);
+    };
+    const failed: { idempotencyKey: string; error: unknown }[] = [];
+    client.on('reconcileFailed', (event) => failed.push(event));
+    expect(await client.reconcileNow()).toEqual({ resolved: 0, pending: 1 });
+    expect(failed).toEqual([
+      { idempotencyKey: key0, error: expect.objectContaining({ code: 'SQLITE_BUSY' }) },
+    ]);
+    expect(await client.reconcileNow()).toEqual({ resolved: 1, pending: 0 });
+    expect(ledger.get(key0)).toMatchObject({ state: 'paid', reference: 'pay_9' });
   });
 
   it('the background reconciler settles pending payments by itself', async () => {
@@ -439,6 +523,30 @@ describe('PaymentClient.pay', () => {
   });
 });
 
+describe('close() with a ledger that answers asynchronously', () => {
+  it('sends nothing for a pay() whose ledger writes were still settling when close() ran', async () => {
+    const inner = new MemoryLedger();
+    const later = <T>(value: T) => new Promise<T>((resolve) => setImmediate(() => resolve(value)));
+    // A networked ledger (Postgres, say): every answer arrives on a later turn of the event loop.
+    const ledger: PaymentLedger = {
+      latest: (scope) => later(inner.latest(scope)),
+      get: (key) => later(inner.get(key)),
+      create: (record) => later(inner.create(record)),
+      createSending: (record) => later(inner.createSending(record)),
+      transition: (key, to, patch) => later(inner.transition(key, to, patch)),
+      recordAttempt: (attempt) => later(inner.recordAttempt(attempt)),
+      attempts: (key) => later(inner.attempts(key)),
+      unresolved: (limit) => later(inner.unresolved(limit)),
+      close: () => later(inner.close()),
+    };
+    const { bank, client } = await setup(paid, { ledger });
+    const outcome = client.pay(intent);
+    await client.close();
+    expect(await outcome).toMatchObject({ status: 'pending', reason: 'closed' });
+    expect(bank.requests).toHaveLength(0);
+  });
+});
+
 describe('key retention', () => {
   it('past the gateway key retention never re-sends a charge: it asks, or stays pending', async () => {
     bank = await StubBank.start((request) =>
@@ -555,7 +663,7 @@ describe('options', () => {
     [
       'timeouts.paymentMs',
       { gateway, ledger, timeouts: { paymentMs: -1 } },
-      'Expected `timeouts.paymentMs` to be a finite number >= 1',
+      'Expected `timeouts.paymentMs` to be a finite number in [1, 2147483647] (ms), got `-1` (number)',
     ],
     [
       'breaker',
@@ -593,13 +701,87 @@ describe('options', () => {
     expect(() => createPaymentClient(options as PaymentClientOptions)).toThrow(message);
   });
 
+  // Node fires a setTimeout longer than 2^31 - 1 ms after 1 ms (TimeoutOverflowWarning): a 35-day
+  // payment deadline would end every payment pending at once, a long reconcile interval would spin.
+  it.each<[string, Record<string, unknown>, number, string]>([
+    ['timeouts.paymentMs', { timeouts: { paymentMs: 3e9 } }, 1, '3000000000'],
+    ['timeouts.connectMs', { timeouts: { connectMs: 2 ** 31 } }, 1, '2147483648'],
+    ['timeouts.headersMs', { timeouts: { headersMs: 2 ** 31 } }, 1, '2147483648'],
+    ['timeouts.bodyMs', { timeouts: { bodyMs: 2 ** 31 } }, 1, '2147483648'],
+    ['reconcile.intervalMs', { reconcile: { intervalMs: 3e9, maxIntervalMs: 3e9 } }, 1, '3000000000'],
+    ['reconcile.maxIntervalMs', { reconcile: { maxIntervalMs: 3e9 } }, 1, '3000000000'],
+    ['reconcile.deadlineMs', { reconcile: { deadlineMs: 3e9 } }, 1, '3000000000'],
+    ['retry.baseDelayMs', { retry: { baseDelayMs: 3e9, maxDelayMs: 3e9 } }, 0, '3000000000'],
+    ['retry.maxDelayMs', { retry: { maxDelayMs: 3e9 } }, 0, '3000000000'],
+    ['pool.keepAliveTimeoutMs', { pool: { keepAliveTimeoutMs: 3e9 } }, 1, '3000000000'],
+  ])('rejects %s past the 2^31 - 1 ms a timer holds', (option, bad, min, value) => {
+    const make = () => createPaymentClient({ gateway, ledger, ...bad } as PaymentClientOptions);
+    expect(make).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', option }));
+    expect(make).toThrow(
+      `Expected \`${option}\` to be a finite number in [${min}, 2147483647] (ms), got \`${value}\` (number)`,
+    );
+  });
+
+  it('rejects retry.maxRetryAfterMs whose 10% stretch would not fit a timer', () => {
+    const make = (maxRetryAfterMs: number) =>
+      createPaymentClient({ gateway, ledger, reconcile: false, retry: { maxRetryAfterMs } });
+    expect(() => make(2 ** 31 - 1)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', option: 'retry.maxRetryAfterMs' }),
+    );
+    expect(() => make(2 ** 31 - 1)).toThrow('a finite number in [0, 1952257860] (ms), got `2147483647`');
+    // The longest accepted, stretched by the most serverDelay adds, is still a valid timer.
+    expect(Math.floor((2 ** 31 - 1) / 1.1) * 1.1).toBeLessThanOrEqual(2 ** 31 - 1);
+  });
+
+  it('accepts every timer option at 2^31 - 1 ms', async () => {
+    const max = 2 ** 31 - 1;
+    const client = createPaymentClient({
+      gateway,
+      ledger,
+      retry: { baseDelayMs: max, maxDelayMs: max, maxRetryAfterMs: Math.floor(max / 1.1) },
+      timeouts: { connectMs: max, headersMs: max, bodyMs: max, paymentMs: max },
+      reconcile: { intervalMs: max, maxIntervalMs: max, deadlineMs: max },
+      pool: { keepAliveTimeoutMs: max },
+    });
+    await client.close();
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    [
+      'retry.baseDelayMs',
+      { retry: { baseDelayMs: 5000, maxDelayMs: 10 } },
+      'Expected `retry.baseDelayMs` to be a number <= retry.maxDelayMs (10), got `5000` (number)',
+    ],
+    [
+      'retry.baseDelayMs',
+      { retry: { baseDelayMs: 5000 } },
+      'Expected `retry.baseDelayMs` to be a number <= retry.maxDelayMs (2000), got `5000` (number)',
+    ],
+    [
+      'reconcile.intervalMs',
+      { reconcile: { intervalMs: 60_000, maxIntervalMs: 10 } },
+      'Expected `reconcile.intervalMs` to be a number <= reconcile.maxIntervalMs (10), got `60000` (number)',
+    ],
+    [
+      'reconcile.intervalMs',
+      { reconcile: { intervalMs: 120_000 } },
+      'Expected `reconcile.intervalMs` to be a number <= reconcile.maxIntervalMs (60000), got `120000` (number)',
+    ],
+  ])('rejects %s above its maximum (%j)', (option, bad, message) => {
+    const make = () => createPaymentClient({ gateway, ledger, ...bad } as PaymentClientOptions);
+    expect(make).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', option }));
+    expect(make).toThrow(message);
+  });
+
   it('rejects bad pay() options, sending nothing', async () => {
     const { bank, client } = await setup(paid);
     // @ts-expect-error testing an unknown option
     await expect(client.pay(intent, { timeout: 5 })).rejects.toMatchObject({ option: 'timeout' });
     await expect(client.pay(intent, { deadlineMs: 0 })).rejects.toThrow(
-      'Expected `deadlineMs` to be a finite number >= 1',
+      'Expected `deadlineMs` to be a finite number in [1, 2147483647] (ms), got `0`',
     );
+    // Past 2^31-1 ms Node would fire the deadline timer after 1 ms.
+    await expect(client.pay(intent, { deadlineMs: 3e9 })).rejects.toMatchObject({ option: 'deadlineMs' });
     // @ts-expect-error testing a bad signal
     await expect(client.pay(intent, { signal: {} })).rejects.toMatchObject({
       code: 'ERR_INVALID_OPTION',

@@ -22,7 +22,7 @@ import type {
 } from './gateway.js';
 import { assertIdempotencyKey, deriveIdempotencyKey } from './idempotency-key.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord } from './ledger.js';
-import { checkOptions, finiteAtLeast, integerAtLeast } from './options.js';
+import { checkOptions, delayMs, finiteAtLeast, integerAtLeast, MAX_DELAY_MS } from './options.js';
 import { SqliteLedger } from './sqlite-ledger.js';
 import { type ExchangeCanceller, TextExchange } from './text-exchange.js';
 import type {
@@ -68,7 +68,11 @@ export interface RetryBudget {
 
 /** Retry policy. */
 export interface RetryOptions {
-  /** Most requests to the bank (charges and status queries) within one `pay()`. @default 10 */
+  /**
+   * Most tries within one `pay()`: requests to the bank (charges and status queries) and refusals by the
+   * local gate or breaker (a payment they kept from being sent ends pending; the reconciler sends it).
+   * @default 10
+   */
   readonly maxAttempts?: number;
   /** Full-jitter base: the first retry waits up to this long, each next one up to twice as long. @default 50 */
   readonly baseDelayMs?: number;
@@ -235,6 +239,8 @@ interface PendingEntry {
 
 const NO_PAY_OPTIONS: PayOptions = Object.freeze({});
 const PAY_OPTION_KEYS = ['signal', 'deadlineMs'] as const;
+/** The longest `retry.maxRetryAfterMs` whose 10% stretch (serverDelay) still fits a timer. */
+const MAX_RETRY_AFTER_MS = Math.floor(MAX_DELAY_MS / 1.1);
 
 const EMPTY_FIELDS: Readonly<Record<string, unknown>> = Object.freeze({});
 
@@ -368,15 +374,24 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
 
     const retry = options.retry ?? {};
     checkOptions('retry', retry, RETRY_KEYS);
+    // Every duration that reaches a timer is at most 2^31 - 1 ms: Node fires a longer one after 1 ms.
     this.#retry = {
       maxAttempts: integerAtLeast('retry.maxAttempts', retry.maxAttempts, 1, 10),
-      baseDelayMs: finiteAtLeast('retry.baseDelayMs', retry.baseDelayMs, 0, 50),
-      maxDelayMs: finiteAtLeast('retry.maxDelayMs', retry.maxDelayMs, 0, 2000),
-      maxRetryAfterMs: finiteAtLeast('retry.maxRetryAfterMs', retry.maxRetryAfterMs, 0, 30_000),
+      baseDelayMs: delayMs('retry.baseDelayMs', retry.baseDelayMs, 0, 50),
+      maxDelayMs: delayMs('retry.maxDelayMs', retry.maxDelayMs, 0, 2000),
+      // A server's wait is stretched by up to 10% (serverDelay), and must still fit a timer.
+      maxRetryAfterMs: delayMs('retry.maxRetryAfterMs', retry.maxRetryAfterMs, 0, 30_000, MAX_RETRY_AFTER_MS),
       retryCost: finiteAtLeast('retry.retryCost', retry.retryCost, 0, 5),
       timeoutRetryCost: finiteAtLeast('retry.timeoutRetryCost', retry.timeoutRetryCost, 0, 10),
       successReward: finiteAtLeast('retry.successReward', retry.successReward, 0, 1),
     };
+    if (this.#retry.baseDelayMs > this.#retry.maxDelayMs) {
+      throw new InvalidOptionError(
+        'retry.baseDelayMs',
+        `a number <= retry.maxDelayMs (${this.#retry.maxDelayMs})`,
+        retry.baseDelayMs,
+      );
+    }
     if (retry.budget === false) {
       this.#budget = undefined;
       this.#ownsBudget = false;
@@ -393,21 +408,28 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     const timeouts = options.timeouts ?? {};
     checkOptions('timeouts', timeouts, TIMEOUT_KEYS);
     this.#timeouts = {
-      connectMs: finiteAtLeast('timeouts.connectMs', timeouts.connectMs, 1, 3000),
-      headersMs: finiteAtLeast('timeouts.headersMs', timeouts.headersMs, 1, 10_000),
-      bodyMs: finiteAtLeast('timeouts.bodyMs', timeouts.bodyMs, 1, 10_000),
-      paymentMs: finiteAtLeast('timeouts.paymentMs', timeouts.paymentMs, 1, 30_000),
+      connectMs: delayMs('timeouts.connectMs', timeouts.connectMs, 1, 3000),
+      headersMs: delayMs('timeouts.headersMs', timeouts.headersMs, 1, 10_000),
+      bodyMs: delayMs('timeouts.bodyMs', timeouts.bodyMs, 1, 10_000),
+      paymentMs: delayMs('timeouts.paymentMs', timeouts.paymentMs, 1, 30_000),
     };
 
     const reconcile = options.reconcile === false ? {} : (options.reconcile ?? {});
     checkOptions('reconcile', reconcile, RECONCILE_KEYS);
     this.#reconcileInBackground = options.reconcile !== false;
     this.#reconcile = {
-      intervalMs: finiteAtLeast('reconcile.intervalMs', reconcile.intervalMs, 1, 1000),
-      maxIntervalMs: finiteAtLeast('reconcile.maxIntervalMs', reconcile.maxIntervalMs, 1, 60_000),
+      intervalMs: delayMs('reconcile.intervalMs', reconcile.intervalMs, 1, 1000),
+      maxIntervalMs: delayMs('reconcile.maxIntervalMs', reconcile.maxIntervalMs, 1, 60_000),
       concurrency: integerAtLeast('reconcile.concurrency', reconcile.concurrency, 1, 8),
-      deadlineMs: finiteAtLeast('reconcile.deadlineMs', reconcile.deadlineMs, 1, 10_000),
+      deadlineMs: delayMs('reconcile.deadlineMs', reconcile.deadlineMs, 1, 10_000),
     };
+    if (this.#reconcile.intervalMs > this.#reconcile.maxIntervalMs) {
+      throw new InvalidOptionError(
+        'reconcile.intervalMs',
+        `a number <= reconcile.maxIntervalMs (${this.#reconcile.maxIntervalMs})`,
+        reconcile.intervalMs,
+      );
+    }
 
     if (options.clock !== undefined && typeof options.clock !== 'function') {
       throw new InvalidOptionError('clock', 'a function', options.clock);
@@ -421,7 +443,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     const pool = options.pool ?? {};
     checkOptions('pool', pool, POOL_KEYS);
     const connections = integerAtLeast('pool.connections', pool.connections, 1, 64);
-    const keepAliveTimeout = finiteAtLeast('pool.keepAliveTimeoutMs', pool.keepAliveTimeoutMs, 1, 10_000);
+    const keepAliveTimeout = delayMs('pool.keepAliveTimeoutMs', pool.keepAliveTimeoutMs, 1, 10_000);
     const maxResponseSize = integerAtLeast('pool.maxResponseBytes', pool.maxResponseBytes, 1, 1_048_576);
     if (options.dispatcher !== undefined) {
       functionOption('dispatcher', options.dispatcher, 'request');
@@ -464,7 +486,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           throw new InvalidOptionError('signal', 'an AbortSignal', options.signal);
         }
       }
-      const deadlineMs = finiteAtLeast('deadlineMs', options.deadlineMs, 1, this.#timeouts.paymentMs);
+      const deadlineMs = delayMs('deadlineMs', options.deadlineMs, 1, this.#timeouts.paymentMs);
       const existing = this.#inFlight.get(normalized.scope);
       if (existing !== undefined) {
         if (existing.fingerprint !== normalized.fingerprint) {
@@ -783,6 +805,9 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
 
     const cancel = new PaymentCancel();
     this.#cancels.add(cancel);
+    // close() aborted the payments it could see; one whose ledger writes were still settling then is
+    // registered only now, and must not start sending after close().
+    if (this.#closed) cancel.abort(new ClientClosedError());
     const deadlineAt = this.#clock() + deadlineMs;
     const timer = setTimeout(() => cancel.abort(deadlineReason()), deadlineMs);
     timer.unref();
@@ -793,6 +818,11 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     let attempts = 0;
     let retries = 0;
     let lastCost = 0;
+    // Whether a charge with this key may have reached the bank unanswered: then only the bank's word about
+    // the key (its status, a 402, a 2xx) settles the payment, never a refusal of one request.
+    let mayHaveCharged = !created && start.state !== 'created';
+    // Why the bank rejected our last charge, while we ask its status about the key before settling.
+    let rejectedFor: string | undefined;
     try {
       for (;;) {
         if (cancel.aborted) return this.#pendingOutcome(record, attempts, this.#abortReason(cancel));
@@ -823,7 +853,27 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
             this.#reward(retries, lastCost);
             return await this.#settle(record, result, attempts, attempt);
           }
-          if (result.kind === 'not_found') {
+          if (result.kind === 'not_found' && rejectedFor !== undefined) {
+            // Rejected, and the bank never saw the key: nothing was charged under it.
+            return await this.#settle(record, { kind: 'declined', reason: rejectedFor }, attempts, undefined);
+          }
+          if (result.kind === 'rejected') {
+            if (!hasStatus && !mayHaveCharged) {
+              this.#reward(retries, lastCost);
+              return await this.#settle(
+                record,
+                { kind: 'declined', reason: result.reason },
+                attempts,
+                undefined,
+              );
+            }
+            // The key may hold a charge (ours, a crashed process's, one a lost ledger record forgot):
+            // ask about it at once, or without a status endpoint keep re-sending the same key.
+            rejectedFor = result.reason;
+            askStatus = hasStatus;
+            reason = 'rejected';
+            cost = hasStatus ? 0 : cost;
+          } else if (result.kind === 'not_found') {
             // The bank never saw the key: re-sending it is safe, and nothing to wait for.
             if (keyExpired()) return this.#pendingOutcome(record, attempts, 'key_expired');
             askStatus = false;
@@ -845,9 +895,13 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           }
         }
 
+        if (kind === 'charge' && reason !== 'rejected') {
+          rejectedFor = undefined; // a later charge's answer replaces the rejection
+          if (!(step.type === 'error' && step.outcome === 'not_sent')) mayHaveCharged = true;
+        }
         if (attempts >= this.#retry.maxAttempts)
           return this.#pendingOutcome(record, attempts, 'max_attempts');
-        if (reason === 'not_found') delayMs = 0;
+        if (reason === 'not_found' || (reason === 'rejected' && hasStatus)) delayMs = 0;
         else if (serverAskedMs !== undefined)
           delayMs = serverDelay(serverAskedMs, this.#retry.maxRetryAfterMs, this.#random);
         else delayMs = fullJitter(retries, this.#retry.baseDelayMs, this.#retry.maxDelayMs, this.#random);
@@ -1211,7 +1265,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     const wait = Math.max(0, earliest - this.#clock());
     this.#reconcileTimer = setTimeout(() => {
       this.#reconcileTimer = undefined;
-      void this.#reconcilePass(true);
+      // A pass reports each payment's failure itself; nothing of it may become an unhandled rejection.
+      this.#reconcilePass(true).catch(() => {});
     }, wait);
     // Reconciliation must not keep a process alive: what it has not settled, recover() will.
     this.#reconcileTimer.unref();
@@ -1224,16 +1279,24 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     let resolved = 0;
     const run = this.#mapLimit(due, this.#reconcile.concurrency, async (entry) => {
       if (this.#closed) return;
-      const record = await this.ledger.get(entry.idempotencyKey);
-      if (record === undefined) {
-        this.#pending.delete(entry.idempotencyKey);
-        return;
-      }
-      const outcome = await this.#resume(record, this.#reconcile.deadlineMs);
-      if (outcome.status !== 'pending') {
-        resolved++;
-        this.#pending.delete(entry.idempotencyKey);
-        return;
+      try {
+        const record = await this.ledger.get(entry.idempotencyKey);
+        if (record === undefined) {
+          this.#pending.delete(entry.idempotencyKey);
+          return;
+        }
+        const outcome = await this.#resume(record, this.#reconcile.deadlineMs);
+        if (outcome.status !== 'pending') {
+          resolved++;
+          this.#pending.delete(entry.idempotencyKey);
+          return;
+        }
+      } catch (error) {
+        // The ledger failed (locked, disk full): this payment stays pending and backs off like one the
+        // bank left open; the others in the pass go on.
+        if (this.listenerCount('reconcileFailed') > 0) {
+          this.emit('reconcileFailed', { idempotencyKey: entry.idempotencyKey, error });
+        }
       }
       const current = this.#pending.get(entry.idempotencyKey);
       if (current !== undefined) {
@@ -1246,8 +1309,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       await run;
     } finally {
       this.#reconcileRunning = undefined;
+      this.#schedule();
     }
-    this.#schedule();
     return { resolved, pending: this.#pending.size };
   }
 

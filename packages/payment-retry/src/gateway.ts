@@ -38,7 +38,13 @@ export interface GatewayResponse {
 
 /**
  * How the client must treat the answer to a charge.
- * - `paid` / `declined`: definitive; never retried.
+ * - `paid` / `declined`: definitive; never retried. Answer `declined` only when the bank decided about the
+ *   payment itself (a 402, or a 2xx saying declined).
+ * - `rejected`: the bank refused this request as such (a validation or authorisation error: a 4xx other
+ *   than a decline). That says nothing about an earlier request with the same key, which may have been
+ *   charged (by a crashed process, or before a ledger lost its record): the client asks the status
+ *   endpoint before settling it as declined, and without one settles it only when nothing with this key
+ *   can have reached the bank before.
  * - `retry`: the bank did not decide (409 still processing, 429/503 throttled, other 5xx); retry with the
  *   same key, after `retryAfterMs` when the bank named a wait.
  * - `unknown`: the bank answered but the outcome is open (202 processing, 422 key used with another
@@ -47,6 +53,7 @@ export interface GatewayResponse {
 export type ChargeResult =
   | { readonly kind: 'paid'; readonly reference: string }
   | { readonly kind: 'declined'; readonly reason: string }
+  | { readonly kind: 'rejected'; readonly reason: string }
   | {
       readonly kind: 'retry';
       readonly reason: 'conflict' | 'throttled' | 'server_error' | 'timeout';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError } from './errors.js';
 import type { ChargeInput, GatewayResponse } from './gateway.js';
-import { ietfGateway } from './ietf-gateway.js';
+import { type IetfGatewayOptions, ietfGateway } from './ietf-gateway.js';
 
 const input: ChargeInput = {
   idempotencyKey: 'k-1',
@@ -66,7 +66,17 @@ describe('ietfGateway', () => {
       { kind: 'declined', reason: 'insufficient_funds' },
     ],
     [answer(402, 'not json'), { kind: 'declined', reason: 'http_402' }],
-    [answer(400, { title: 'bad' }), { kind: 'declined', reason: 'http_400' }],
+    [answer(400, { title: 'bad' }), { kind: 'rejected', reason: 'http_400' }],
+    [answer(401, { code: 'token_expired' }), { kind: 'rejected', reason: 'token_expired' }],
+    // A reused key answered with 400 (Stripe, bank-sim's mismatchStatus: 400) is asked about, like 422.
+    [
+      answer(400, { error: { type: 'idempotency_error', message: 'Keys for idempotent requests...' } }),
+      { kind: 'unknown', reason: 'idempotency_key_reused' },
+    ],
+    [
+      answer(400, { type: 'urn:floodgate:bank-sim:idempotency_key_reused', code: 'idempotency_key_reused' }),
+      { kind: 'unknown', reason: 'idempotency_key_reused' },
+    ],
     [answer(408), { kind: 'retry', reason: 'timeout' }],
     [answer(409, {}, { 'retry-after': '1' }), { kind: 'retry', reason: 'conflict', retryAfterMs: 1000 }],
     [answer(422), { kind: 'unknown', reason: 'idempotency_key_reused' }],
@@ -135,5 +145,49 @@ describe('ietfGateway', () => {
     expect(() => ietfGateway({ origin: 'http://bank', retries: 3 })).toThrow(
       'Expected `retries` to be a known option',
     );
+  });
+
+  it.each<[string, Record<string, unknown>, string, string]>([
+    [
+      'body',
+      { body: 'x' },
+      'body',
+      'Expected `body` to be a function (input) => JSON body, got `x` (string)',
+    ],
+    ['headers', { headers: 'abc' }, 'headers', 'Expected `headers` to be an object of header name'],
+    ['headers (array)', { headers: [['a', 'b']] }, 'headers', 'Expected `headers` to be an object'],
+    ['a header value', { headers: { authorization: 42 } }, 'headers.authorization', 'got `42` (number)'],
+    ['a header value with CR LF', { headers: { 'x-a': 'a\r\nx-b: b' } }, 'headers.x-a', 'without CR'],
+    ['a header name', { headers: { 'bad name': 'x' } }, 'headers', 'got `bad name` (string)'],
+    ['quoteKey', { quoteKey: 'no' }, 'quoteKey', 'Expected `quoteKey` to be `true` or `false`, got `no`'],
+    ['name', { name: 42 }, 'name', 'Expected `name` to be a non-empty string, got `42` (number)'],
+    ['name (empty)', { name: '' }, 'name', 'Expected `name` to be a non-empty string'],
+    ['chargePath', { chargePath: 42 }, 'chargePath', "Expected `chargePath` to be a path starting with '/'"],
+    ['header', { header: 42 }, 'header', 'Expected `header` to be an HTTP header name, got `42` (number)'],
+    ['shouldRetryHeader', { shouldRetryHeader: 5 }, 'shouldRetryHeader', 'got `5` (number)'],
+    ['shouldRetryHeader (bad name)', { shouldRetryHeader: 'a b' }, 'shouldRetryHeader', 'HTTP header name'],
+  ])('rejects a bad %s at construction, naming option and value', (_label, bad, option, message) => {
+    const make = () => ietfGateway({ origin: 'http://bank', ...bad } as IetfGatewayOptions);
+    expect(make).toThrow(InvalidOptionError);
+    expect(make).toThrow(message);
+    expect(make).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', option }));
+  });
+
+  it('takes well-formed headers, quoteKey, name, body and shouldRetryHeader', () => {
+    const gateway = ietfGateway({
+      origin: 'http://bank',
+      name: 'acme',
+      headers: { authorization: 'Bearer t' },
+      quoteKey: false,
+      body: () => ({ x: 1 }),
+      shouldRetryHeader: 'Stripe-Should-Retry',
+    });
+    expect(gateway.name).toBe('acme');
+    const request = gateway.chargeRequest(input);
+    expect(request.headers).toMatchObject({
+      authorization: 'Bearer t',
+      'Idempotency-Key': input.idempotencyKey,
+    });
+    expect(request.body).toBe('{"x":1}');
   });
 });

@@ -7,7 +7,7 @@ import type {
   GatewayResponse,
   StatusResult,
 } from './gateway.js';
-import { checkOptions } from './options.js';
+import { booleanOption, checkOptions } from './options.js';
 import { parseRetryAfter } from './retry-after.js';
 
 /** Options of {@link ietfGateway}. */
@@ -73,8 +73,10 @@ const defaultBody = (input: ChargeInput): unknown => ({
 /**
  * Gateway adapter for APIs that follow the IETF `Idempotency-Key` draft (and @floodgate/bank-sim):
  * `POST {chargePath}` with the key in a header, JSON in and out, `201`/`200` = charged,
- * `402` = declined, `409` = the key is still being processed, `422` = the key was used for another
- * payload, `429`/`503` + `Retry-After` = throttled, `GET {statusPath(key)}` = what happened to a key.
+ * `402` = declined, `409` = the key is still being processed, `422` (or a 4xx whose problem body names
+ * idempotency, as Stripe's 400 `idempotency_error`) = the key was used for another payload, other 4xx =
+ * this request rejected, `429`/`503` + `Retry-After` = throttled, `GET {statusPath(key)}` = what happened
+ * to a key.
  *
  * @example
  * const gateway = ietfGateway({ origin: 'https://bank.example', headers: { authorization: `Bearer ${token}` } });
@@ -110,15 +112,18 @@ export class IetfGateway implements GatewayAdapter {
     }
     this.origin = url.origin;
     this.name = options.name ?? 'ietf';
+    if (typeof this.name !== 'string' || this.name === '') {
+      throw new InvalidOptionError('name', 'a non-empty string', options.name);
+    }
     this.#chargePath = options.chargePath ?? '/payments';
-    if (!this.#chargePath.startsWith('/')) {
+    if (typeof this.#chargePath !== 'string' || !this.#chargePath.startsWith('/')) {
       throw new InvalidOptionError('chargePath', "a path starting with '/'", options.chargePath);
     }
     this.#header = options.header ?? 'Idempotency-Key';
-    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(this.#header)) {
+    if (!isHeaderName(this.#header)) {
       throw new InvalidOptionError('header', 'an HTTP header name', options.header);
     }
-    this.#quote = options.quoteKey ?? true;
+    this.#quote = booleanOption('quoteKey', options.quoteKey, true);
     this.maxKeyLength = options.maxKeyLength ?? 255;
     if (!Number.isInteger(this.maxKeyLength) || this.maxKeyLength < 16) {
       throw new InvalidOptionError('maxKeyLength', 'an integer >= 16', options.maxKeyLength);
@@ -129,8 +134,14 @@ export class IetfGateway implements GatewayAdapter {
       }
       this.keyRetentionMs = options.keyRetentionMs;
     }
-    this.#headers = { ...options.headers };
+    this.#headers = headersOption(options.headers);
     this.#body = options.body ?? defaultBody;
+    if (typeof this.#body !== 'function') {
+      throw new InvalidOptionError('body', 'a function (input) => JSON body', options.body);
+    }
+    if (options.shouldRetryHeader !== undefined && !isHeaderName(options.shouldRetryHeader)) {
+      throw new InvalidOptionError('shouldRetryHeader', 'an HTTP header name', options.shouldRetryHeader);
+    }
     this.#shouldRetryHeader = options.shouldRetryHeader?.toLowerCase();
     const statusPath =
       options.statusPath === undefined
@@ -168,7 +179,10 @@ export class IetfGateway implements GatewayAdapter {
     const hint =
       this.#shouldRetryHeader === undefined ? undefined : response.headers[this.#shouldRetryHeader];
     // The server's hint wins over the status-code rule (idempotency.md, "Stripe-Should-Retry").
-    if (hint === 'true' && result.kind === 'declined' && response.statusCode !== 402) {
+    if (
+      hint === 'true' &&
+      (result.kind === 'rejected' || (result.kind === 'declined' && response.statusCode !== 402))
+    ) {
       return { kind: 'retry', reason: 'server_error', retryAfterMs: retryAfter(response) };
     }
     if (hint === 'false' && result.kind === 'retry') {
@@ -176,6 +190,28 @@ export class IetfGateway implements GatewayAdapter {
     }
     return result;
   }
+}
+
+/** An RFC 9110 field name (a token). */
+function isHeaderName(value: unknown): value is string {
+  return typeof value === 'string' && /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(value);
+}
+
+/** `headers`: a plain object of field name -> string value (no CR, LF or NUL, which undici refuses late). */
+function headersOption(value: unknown): Readonly<Record<string, string>> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidOptionError('headers', 'an object of header name -> string value', value);
+  }
+  const headers: Record<string, string> = {};
+  for (const [name, field] of Object.entries(value)) {
+    if (!isHeaderName(name)) throw new InvalidOptionError('headers', 'HTTP header names as keys', name);
+    if (typeof field !== 'string' || /[\r\n\0]/.test(field)) {
+      throw new InvalidOptionError(`headers.${name}`, 'a string without CR, LF or NUL', field);
+    }
+    headers[name] = field;
+  }
+  return headers;
 }
 
 /**
@@ -217,6 +253,16 @@ function declineReason(data: Record<string, unknown> | undefined, statusCode: nu
   );
 }
 
+/** Whether a problem body is about the idempotency key (`idempotency_key_reused`, `idempotency_error`...). */
+function namesIdempotency(data: Record<string, unknown> | undefined): boolean {
+  if (data === undefined) return false;
+  const nested =
+    typeof data.error === 'object' && data.error !== null ? (data.error as Record<string, unknown>) : {};
+  return [data.code, data.type, data.error, nested.type, nested.code].some(
+    (value) => typeof value === 'string' && /idempotenc/i.test(value),
+  );
+}
+
 function parseIetfCharge(response: GatewayResponse): ChargeResult {
   const { statusCode } = response;
   if (statusCode >= 200 && statusCode < 300) {
@@ -244,8 +290,13 @@ function parseIetfCharge(response: GatewayResponse): ChargeResult {
     return { kind: 'retry', reason: ms === undefined ? 'server_error' : 'throttled', retryAfterMs: ms };
   }
   if (statusCode >= 500) return { kind: 'retry', reason: 'server_error', retryAfterMs: retryAfter(response) };
-  // Validation errors and other 4xx: the bank refused the request itself; nothing was charged.
-  if (statusCode >= 400) return { kind: 'declined', reason: declineReason(json(response.body), statusCode) };
+  if (statusCode >= 400 && statusCode < 500) {
+    const data = json(response.body);
+    // Stripe answers a reused key with 400 `idempotency_error`, bank-sim can too: ask, as for 422.
+    if (namesIdempotency(data)) return { kind: 'unknown', reason: 'idempotency_key_reused' };
+    // Validation and other 4xx: this request was refused, which proves nothing about the key's payment.
+    return { kind: 'rejected', reason: declineReason(data, statusCode) };
+  }
   return { kind: 'unknown', reason: `http_${statusCode}` };
 }
 

@@ -58,6 +58,7 @@ export type {
   PendingOutcome,
   PendingReason,
   ReconciledEvent,
+  ReconcileFailedEvent,
   RecoverySummary,
   RetryEvent,
 } from './types.js';

@@ -1,9 +1,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { type BankSim, startBankSim } from '@floodgate/bank-sim';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createPaymentClient, type PaymentClient } from './client.js';
 import { InvalidOptionError } from './errors.js';
+import { ietfGateway } from './ietf-gateway.js';
 import type { PaymentLedger, PaymentRecord, PaymentState } from './ledger.js';
 import { canTransition } from './ledger.js';
 import { MemoryLedger } from './memory-ledger.js';
@@ -252,6 +255,26 @@ describe('SqliteLedger', () => {
     db.close();
   });
 
+  it.each<[string, Record<string, unknown>, string]>([
+    [
+      'keepAttempts',
+      { keepAttempts: 'no' },
+      'Expected `keepAttempts` to be `true` or `false`, got `no` (string)',
+    ],
+    // SQLite would turn it into busy_timeout = 0: SQLITE_BUSY at once instead of waiting.
+    [
+      'busyTimeoutMs',
+      { busyTimeoutMs: 3e9 },
+      'Expected `busyTimeoutMs` to be a finite number in [0, 2147483647] (ms), got `3000000000` (number)',
+    ],
+  ])('rejects a bad %s before opening anything', (option, bad, message) => {
+    const path = join(dir, 'never.db');
+    const make = () => new SqliteLedger({ path, ...bad });
+    expect(make).toThrow(InvalidOptionError);
+    expect(make).toThrow(message);
+    expect(make).toThrow(expect.objectContaining({ option }));
+  });
+
   it('validates its options', () => {
     expect(() => new SqliteLedger({})).toThrow(InvalidOptionError);
     expect(() => new SqliteLedger({ path: '' })).toThrow('Expected `path` to be a non-empty string');
@@ -283,7 +306,99 @@ describe('MemoryLedger', () => {
     expect(ledger.get('c')).toMatchObject({ state: 'paid' });
     expect(ledger.get('d')).toMatchObject({ state: 'paid' });
     expect(() => new MemoryLedger({ maxPaid: 0 })).toThrow(
-      'Expected `maxPaid` to be a number >= 1, got `0` (number)',
+      'Expected `maxPaid` to be an integer >= 1 or Infinity, got `0` (number)',
     );
+  });
+
+  it('after forgetting a paid payment, points the order at its highest generation still kept', () => {
+    const ledger = new MemoryLedger({ maxPaid: 1 });
+    ledger.createSending(record({ idempotencyKey: 'g0', generation: 0 }));
+    ledger.transition('g0', 'declined', { declineReason: 'insufficient_funds' });
+    ledger.createSending(record({ idempotencyKey: 'g1', generation: 1 }));
+    ledger.transition('g1', 'paid', { reference: 'r1' });
+    ledger.createSending(record({ idempotencyKey: 'other', scope: 'other' }));
+    ledger.transition('other', 'paid', { reference: 'r2' });
+    expect(ledger.get('g1')).toBeUndefined();
+    // The next pay() derives generation 1 again: the paid payment's key, which the bank replays.
+    expect(ledger.latest(record().scope)).toMatchObject({ idempotencyKey: 'g0', generation: 0 });
+    expect(ledger.create(record({ idempotencyKey: 'g1', generation: 1 }))).toBe(true);
+    expect(ledger.latest(record().scope)).toMatchObject({ idempotencyKey: 'g1', state: 'created' });
+  });
+
+  it('after forgetting a paid generation with a gap below it, refuses every lower generation', () => {
+    const ledger = new MemoryLedger({ maxPaid: 1 });
+    ledger.createSending(record({ idempotencyKey: 'g0', generation: 0 }));
+    ledger.transition('g0', 'declined', { declineReason: 'x' });
+    // Written through the ledger's API (a client never skips a generation).
+    ledger.createSending(record({ idempotencyKey: 'g2', generation: 2 }));
+    ledger.transition('g2', 'paid', { reference: 'r2' });
+    ledger.createSending(record({ idempotencyKey: 'other', scope: 'other' }));
+    ledger.transition('other', 'paid', { reference: 'r' });
+    expect(ledger.latest(record().scope)).toMatchObject({ idempotencyKey: 'g0' });
+    // Generation 1 would be a new key for an order the bank charged under generation 2's.
+    expect(ledger.create(record({ idempotencyKey: 'g1', generation: 1 }))).toBe(false);
+    expect(ledger.create(record({ idempotencyKey: 'g2', generation: 2 }))).toBe(true);
+    expect(ledger.create(record({ idempotencyKey: 'g3', generation: 3 }))).toBe(true);
+  });
+
+  it.each<[string, Record<string, unknown>, string]>([
+    [
+      'keepAttempts',
+      { keepAttempts: 'no' },
+      'Expected `keepAttempts` to be `true` or `false`, got `no` (string)',
+    ],
+    ['maxPaid', { maxPaid: '5' }, 'Expected `maxPaid` to be an integer >= 1 or Infinity, got `5` (string)'],
+    ['maxPaid', { maxPaid: 2.5 }, 'Expected `maxPaid` to be an integer >= 1 or Infinity, got `2.5` (number)'],
+    ['maxPaid', { maxPaid: Number.NaN }, 'Expected `maxPaid` to be an integer >= 1 or Infinity'],
+  ])('rejects a bad %s', (option, options, message) => {
+    expect(() => new MemoryLedger(options)).toThrow(InvalidOptionError);
+    expect(() => new MemoryLedger(options)).toThrow(message);
+    expect(() => new MemoryLedger(options)).toThrow(expect.objectContaining({ option }));
+  });
+
+  it('accepts maxPaid: Infinity and keepAttempts: false', () => {
+    expect(() => new MemoryLedger({ maxPaid: Number.POSITIVE_INFINITY, keepAttempts: false })).not.toThrow();
+  });
+});
+
+describe('MemoryLedger({ maxPaid }) against bank-sim', () => {
+  let bank: BankSim | undefined;
+  let client: PaymentClient | undefined;
+  afterEach(async () => {
+    await client?.close();
+    await bank?.close();
+    client = undefined;
+    bank = undefined;
+  });
+
+  it('an order paid after a decline, then forgotten, is paid again without a second charge', async () => {
+    bank = await startBankSim({ latencyMs: 0 });
+    client = createPaymentClient({
+      gateway: ietfGateway({ origin: bank.url }),
+      ledger: new MemoryLedger({ maxPaid: 1 }),
+      reconcile: false,
+    });
+    const order = { orderId: 'o-1', amount: 100, currency: 'EUR' };
+    const declined = await client.pay({ ...order, payer: 'tok_decline_insufficient_funds' });
+    expect(declined.status).toBe('declined');
+    const paid = await client.pay({ ...order, payer: 'tok_ok' });
+    expect(paid.status).toBe('paid');
+    // Another order paid forgets o-1's paid payment (maxPaid 1); its declined one is kept.
+    expect((await client.pay({ orderId: 'o-2', amount: 5, currency: 'EUR', payer: 'tok_ok' })).status).toBe(
+      'paid',
+    );
+
+    const again = await client.pay({ ...order, payer: 'tok_ok' });
+    // The same key as the paid charge: the bank replays its answer and charges nothing.
+    expect(again).toMatchObject({
+      status: 'paid',
+      idempotencyKey: paid.idempotencyKey,
+      reference: paid.status === 'paid' ? paid.reference : undefined,
+    });
+    expect((await client.lookup('o-1'))?.state).toBe('paid');
+    const stats = bank.stats();
+    expect(stats.replays).toBe(1);
+    expect(stats.charges).toBe(2); // o-1 once, o-2 once
+    expect(stats.ordersChargedMoreThanOnce).toBe(0);
   });
 });

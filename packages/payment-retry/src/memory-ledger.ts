@@ -1,7 +1,7 @@
 import { InvalidOptionError } from './errors.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord, PaymentState, RecordPatch } from './ledger.js';
 import { canTransition, UNRESOLVED_STATES } from './ledger.js';
-import { checkOptions } from './options.js';
+import { booleanOption, checkOptions } from './options.js';
 
 /** Options of {@link memoryLedger}. */
 export interface MemoryLedgerOptions {
@@ -10,7 +10,8 @@ export interface MemoryLedgerOptions {
   /**
    * The most `paid` payments kept; past it the oldest are forgotten. A forgotten order paid again derives
    * the same key, so the bank replays its answer, as long as the bank still remembers the key (Stripe:
-   * 24 h): bound it only where that holds. Unresolved and declined payments are never forgotten.
+   * 24 h): bound it only where that holds. Unresolved and declined payments are never forgotten. An
+   * integer >= 1, or `Infinity`.
    * @default Infinity
    */
   readonly maxPaid?: number;
@@ -32,6 +33,18 @@ export class MemoryLedger implements PaymentLedger {
   readonly #latest = new Map<string, Mutable<PaymentRecord>>();
   readonly #attempts = new Map<string, AttemptRecord[]>();
   /**
+   * With `maxPaid`: for a payment that replaced an earlier generation of its order (paid again after a
+   * decline), that earlier record, by the new one's key. Forgetting the new one makes it the latest again.
+   */
+  readonly #previous = new Map<string, Mutable<PaymentRecord>>();
+  /**
+   * Scope -> generation of a paid payment forgotten as its order's latest, when the next `pay()` would
+   * not derive that generation by itself (a gap below it). It must derive that same generation's key, so
+   * the bank replays the charge rather than making a new one: `create` refuses any lower generation.
+   * Dropped when that generation (or a later one) is recorded again.
+   */
+  readonly #forgotten = new Map<string, number>();
+  /**
    * Paid keys, oldest first, from #paidHead on. An array queue: taking the first key of a Map after
    * many deletions walks over every deleted slot.
    */
@@ -42,9 +55,15 @@ export class MemoryLedger implements PaymentLedger {
 
   constructor(options: MemoryLedgerOptions = {}) {
     checkOptions('options', options, ['keepAttempts', 'maxPaid']);
-    this.#keepAttempts = options.keepAttempts ?? true;
+    this.#keepAttempts = booleanOption('keepAttempts', options.keepAttempts, true);
     this.#maxPaid = options.maxPaid ?? Number.POSITIVE_INFINITY;
-    if (!(this.#maxPaid >= 1)) throw new InvalidOptionError('maxPaid', 'a number >= 1', options.maxPaid);
+    if (
+      typeof this.#maxPaid !== 'number' ||
+      !(Number.isSafeInteger(this.#maxPaid) || this.#maxPaid === Number.POSITIVE_INFINITY) ||
+      this.#maxPaid < 1
+    ) {
+      throw new InvalidOptionError('maxPaid', 'an integer >= 1 or Infinity', options.maxPaid);
+    }
   }
 
   latest(scope: string): PaymentRecord | undefined {
@@ -67,9 +86,18 @@ export class MemoryLedger implements PaymentLedger {
     if (this.#byKey.has(record.idempotencyKey)) return false;
     const latest = this.#latest.get(record.scope);
     if (latest !== undefined && latest.generation >= record.generation) return false;
+    const forgotten = this.#forgotten.size === 0 ? undefined : this.#forgotten.get(record.scope);
+    if (forgotten !== undefined) {
+      // A paid generation was forgotten: a lower one would be a new key for an order the bank charged.
+      if (record.generation < forgotten) return false;
+      this.#forgotten.delete(record.scope);
+    }
     const stored: Mutable<PaymentRecord> = { ...record, state };
     this.#byKey.set(record.idempotencyKey, stored);
     this.#latest.set(record.scope, stored);
+    if (latest !== undefined && this.#maxPaid !== Number.POSITIVE_INFINITY) {
+      this.#previous.set(record.idempotencyKey, latest);
+    }
     return true;
   }
 
@@ -116,6 +144,8 @@ export class MemoryLedger implements PaymentLedger {
     this.#byKey.clear();
     this.#latest.clear();
     this.#attempts.clear();
+    this.#previous.clear();
+    this.#forgotten.clear();
     this.#paid = [];
     this.#paidHead = 0;
   }
@@ -133,7 +163,23 @@ export class MemoryLedger implements PaymentLedger {
     const record = this.#byKey.get(oldest);
     this.#byKey.delete(oldest);
     this.#attempts.delete(oldest);
-    if (record !== undefined && this.#latest.get(record.scope) === record) this.#latest.delete(record.scope);
+    // A paid record that is not its order's latest (a later generation was created over it through the
+    // ledger's own API; the client never does that) keeps its link, so the chain stays walkable.
+    if (record === undefined || this.#latest.get(record.scope) !== record) return;
+    let previous = this.#previous.get(oldest);
+    this.#previous.delete(oldest);
+    // The order's latest record goes: its latest is again the highest generation still kept (declined
+    // ones are never forgotten). Records forgotten before are skipped.
+    while (previous !== undefined && this.#byKey.get(previous.idempotencyKey) !== previous) {
+      previous = this.#previous.get(previous.idempotencyKey);
+    }
+    if (previous === undefined) this.#latest.delete(record.scope);
+    else this.#latest.set(record.scope, previous);
+    // The next pay() derives generation (latest + 1), or 0 with no latest: when that is not the paid
+    // generation, remember it, so that create() refuses any other.
+    if (record.generation !== (previous === undefined ? 0 : previous.generation + 1)) {
+      this.#forgotten.set(record.scope, record.generation);
+    }
   }
 }
 

@@ -24,6 +24,37 @@ export function finiteAtLeast(option: string, value: unknown, min: number, fallb
   return value;
 }
 
+/**
+ * 2^31 - 1: the longest delay Node's `setTimeout` (and undici's timers, and SQLite's `busy_timeout`)
+ * can hold. A longer one is not an error there: Node fires it after 1 ms, SQLite turns it into 0.
+ */
+export const MAX_DELAY_MS = 2_147_483_647;
+
+/**
+ * A duration that reaches a timer: a finite number in `[min, max]`, `max` at most {@link MAX_DELAY_MS}.
+ * @throws {InvalidOptionError} naming the option, the range and the value.
+ */
+export function delayMs(
+  option: string,
+  value: unknown,
+  min: number,
+  fallback: number,
+  max = MAX_DELAY_MS,
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+    throw new InvalidOptionError(option, `a finite number in [${min}, ${max}] (ms)`, value);
+  }
+  return value;
+}
+
+/** `true` or `false`; `undefined` gives `fallback`. A string such as `'no'` is refused, not coerced. */
+export function booleanOption(option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidOptionError(option, '`true` or `false`', value);
+  return value;
+}
+
 export function integerAtLeast(option: string, value: unknown, min: number, fallback: number): number {
   if (value === undefined) return fallback;
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {

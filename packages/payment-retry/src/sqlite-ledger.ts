@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { InvalidOptionError } from './errors.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord, PaymentState, RecordPatch } from './ledger.js';
 import { canTransition, UNRESOLVED_STATES } from './ledger.js';
-import { checkOptions, finiteAtLeast } from './options.js';
+import { booleanOption, checkOptions, delayMs } from './options.js';
 import { assertSqliteDriverRuns } from './sqlite-driver.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
@@ -18,7 +18,7 @@ export interface SqliteLedgerOptions {
    * not a lost key: derived keys come back the same. @default 'normal'
    */
   readonly synchronous?: 'normal' | 'full';
-  /** How long a write waits for another process's lock before failing. @default 5000 */
+  /** How long a write waits for another process's lock before failing, at most 2^31 - 1. @default 5000 */
   readonly busyTimeoutMs?: number;
   /** Keep one row per attempt (for `attempts()` and audits); counts are kept either way. @default true */
   readonly keepAttempts?: boolean;
@@ -192,7 +192,8 @@ export class SqliteLedger implements PaymentLedger {
     if (synchronous !== 'normal' && synchronous !== 'full') {
       throw new InvalidOptionError('synchronous', "'normal' or 'full'", options.synchronous);
     }
-    const busyTimeoutMs = finiteAtLeast('busyTimeoutMs', options.busyTimeoutMs, 0, 5000);
+    // SQLite reads busy_timeout as a 32-bit int: a larger value becomes 0, no waiting at all.
+    const busyTimeoutMs = delayMs('busyTimeoutMs', options.busyTimeoutMs, 0, 5000);
     const inFile = options.path !== undefined && options.path !== ':memory:';
     const checkpoint = options.checkpoint ?? (inFile ? 'worker' : 'inline');
     if (checkpoint !== 'worker' && checkpoint !== 'inline') {
@@ -205,7 +206,7 @@ export class SqliteLedger implements PaymentLedger {
         options.checkpoint,
       );
     }
-    this.#keepAttempts = options.keepAttempts ?? true;
+    this.#keepAttempts = booleanOption('keepAttempts', options.keepAttempts, true);
     this.#owned = options.database === undefined;
     // Only what we open ourselves: a `database` passed in was opened by the app's own better-sqlite3.
     if (this.#owned) assertSqliteDriverRuns();

@@ -49,7 +49,10 @@ interface OutcomeBase {
   readonly orderId: string;
   readonly merchant: string;
   readonly idempotencyKey: string;
-  /** Requests to the bank made by this call (charges and status queries); 0 when answered from the ledger. */
+  /**
+   * Tries made by this call: requests to the bank (charges and status queries) and refusals by the local
+   * gate or breaker; 0 when answered from the ledger.
+   */
   readonly attempts: number;
 }
 
@@ -110,12 +113,22 @@ export interface ReconciledEvent {
   readonly latencyMs: number;
 }
 
+/**
+ * Emitted when reconciling one pending payment failed by no fault of the bank (the ledger threw: a locked
+ * or full disk). The payment stays pending and is tried again after its back-off.
+ */
+export interface ReconcileFailedEvent {
+  readonly idempotencyKey: string;
+  readonly error: unknown;
+}
+
 /** Events of a PaymentClient. */
 export interface PaymentClientEvents {
   attempt: [event: AttemptEvent];
   retry: [event: RetryEvent];
   outcome: [outcome: PaymentOutcome];
   reconciled: [event: ReconciledEvent];
+  reconcileFailed: [event: ReconcileFailedEvent];
 }
 
 /** Counters since the client started (`client.metrics()`). */
