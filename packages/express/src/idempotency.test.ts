@@ -71,6 +71,42 @@ describe('idempotency (express)', () => {
     expect(res.body).toEqual({ error: 'no user' });
   });
 
+  it('replays Content-Type and Location a handler gave res.writeHead (object and flat list)', async () => {
+    let runs = 0;
+    const a = express();
+    // With no field set before, Node sends writeHead's fields without keeping them in res.getHeaders().
+    a.disable('x-powered-by');
+    const idem = idempotency({ scope: () => 'u' });
+    a.post('/object', express.json(), idem, (_req, res) => {
+      runs += 1;
+      res.writeHead(201, { 'Content-Type': 'text/csv', Location: '/r/1' });
+      res.end('a,b');
+    });
+    a.post('/list', express.json(), idem, (_req, res) => {
+      runs += 1;
+      res.writeHead(202, 'Accepted', ['Content-Type', 'text/plain', 'Location', '/r/2']);
+      res.end('queued');
+    });
+    for (const [path, status, type, location, body] of [
+      ['/object', 201, 'text/csv', '/r/1', 'a,b'],
+      ['/list', 202, 'text/plain', '/r/2', 'queued'],
+    ] as const) {
+      await request(a).post(path).set('Idempotency-Key', path).send({});
+      const replay = await request(a).post(path).set('Idempotency-Key', path).send({});
+      expect(replay.status).toBe(status);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.headers['content-type']).toBe(type);
+      expect(replay.headers.location).toBe(location);
+      expect(replay.text).toBe(body);
+    }
+    expect(runs).toBe(2);
+  });
+
+  it('validation messages name the option and the value', () => {
+    expect(() => idempotency({ scope: 'user' as never })).toThrow(/`scope` to be a function, got `"user"`/);
+    expect(() => idempotency(null as never)).toThrow(/`options` to be an object, got `null`/);
+  });
+
   it('leaves GET and other methods alone', async () => {
     const a = express();
     a.use(idempotency());

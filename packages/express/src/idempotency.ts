@@ -6,6 +6,8 @@ import {
   type IdempotencyOptions,
   type IdempotencyTicket,
   InvalidOptionError,
+  invalidOption,
+  resolveIdempotencyScope,
 } from '@floodgate/http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { sendAnswer } from './send.js';
@@ -14,10 +16,13 @@ import { sendAnswer } from './send.js';
 export interface ExpressIdempotencyOptions extends IdempotencyOptions {
   /**
    * Who a key belongs to: one scope's key never replays another scope's response. Return the
-   * authenticated user or tenant id.
+   * authenticated user or tenant id. `undefined`, `null` or `''` (no user known) fall back to the
+   * default, so anonymous clients never share one scope.
    * @default a hash of the `Authorization` header when there is one, else `req.ip`
    */
-  readonly scope?: (req: Request) => string | number | undefined | Promise<string | number | undefined>;
+  readonly scope?: (
+    req: Request,
+  ) => string | number | undefined | null | Promise<string | number | undefined | null>;
 }
 
 /** The idempotency middleware, with its core for inspection and clean-up. */
@@ -28,6 +33,29 @@ export interface IdempotencyMiddleware extends RequestHandler {
 }
 
 type Chunk = string | Uint8Array;
+
+type Fields = Record<string, string | number | string[] | undefined>;
+
+/**
+ * The fields a handler gave `res.writeHead(status, [reason], fields)`: Node sends them without putting
+ * them where `res.getHeaders()` looks when no field was set before. An object, or a flat
+ * `[name, value, name, value, ...]` list.
+ */
+function writeHeadFields(args: readonly unknown[]): Fields | undefined {
+  const given = typeof args[1] === 'string' ? args[2] : args[1];
+  if (typeof given !== 'object' || given === null) return undefined;
+  const fields: Fields = {};
+  const add = (name: unknown, value: unknown) => {
+    if (typeof name !== 'string' || value === undefined) return;
+    const lower = name.toLowerCase();
+    const before = fields[lower];
+    const next = Array.isArray(value) ? value.map(String) : String(value);
+    fields[lower] = before === undefined ? next : ([] as string[]).concat(before as string, next);
+  };
+  if (Array.isArray(given)) for (let i = 0; i + 1 < given.length; i += 2) add(given[i], given[i + 1]);
+  else for (const name of Object.keys(given)) add(name, (given as Record<string, unknown>)[name]);
+  return fields;
+}
 
 /**
  * Records what the handler sends, without changing it, and hands it to the ticket when the handler
@@ -53,6 +81,13 @@ function capture(res: ServerResponse, ticket: IdempotencyTicket, maxBytes: numbe
   };
   const write = res.write;
   const end = res.end;
+  const writeHead = res.writeHead;
+  let written: Fields | undefined;
+  res.writeHead = function floodgateWriteHead(this: ServerResponse, ...args: unknown[]) {
+    const fields = writeHeadFields(args);
+    if (fields !== undefined) written = { ...written, ...fields };
+    return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
+  } as ServerResponse['writeHead'];
   res.write = function floodgateWrite(this: ServerResponse, chunk: Chunk, ...rest: unknown[]) {
     keep(chunk, rest[0]);
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
@@ -61,12 +96,15 @@ function capture(res: ServerResponse, ticket: IdempotencyTicket, maxBytes: numbe
     keep(args[0], args[1]);
     res.write = write;
     res.end = end;
+    res.writeHead = writeHead;
     const body = tooLarge ? undefined : Buffer.concat(chunks);
     if (tooLarge) void ticket.abandon();
     else {
+      // Fields given to writeHead win over those set before, as they do on the wire.
+      const headers = res.getHeaders() as Fields;
       void ticket.finish({
         status: res.statusCode,
-        headers: res.getHeaders() as Record<string, string | number | string[] | undefined>,
+        headers: written === undefined ? headers : { ...headers, ...written },
         body,
       });
     }
@@ -88,8 +126,8 @@ const KNOWN = [...IDEMPOTENCY_OPTION_NAMES, 'scope'];
  * app.post('/checkout', express.json(), idempotency({ scope: (req) => req.user.id }), checkout);
  */
 export function idempotency(options: ExpressIdempotencyOptions = {}): IdempotencyMiddleware {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidOptionError('options', 'Expected `options` to be an object');
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalidOption('options', 'an object', options);
   }
   for (const name of Object.keys(options)) {
     if (!KNOWN.includes(name)) {
@@ -100,22 +138,20 @@ export function idempotency(options: ExpressIdempotencyOptions = {}): Idempotenc
     }
   }
   const { scope, ...coreOptions } = options;
-  if (scope !== undefined && typeof scope !== 'function') {
-    throw new InvalidOptionError('scope', `Expected \`scope\` to be a function, got ${typeof scope}`);
-  }
+  if (scope !== undefined && typeof scope !== 'function') throw invalidOption('scope', 'a function', scope);
   const core = new Idempotency(coreOptions);
   const maxBytes = options.maxBodyBytes ?? 1_048_576;
-  const scopeOf = scope ?? defaultIdempotencyScope;
 
   async function handle(req: Request, res: Response, next: NextFunction): Promise<void> {
-    const scoped = await scopeOf(req);
+    const scoped =
+      scope === undefined ? defaultIdempotencyScope(req) : resolveIdempotencyScope(await scope(req), req);
     const start = await core.startWhileConnected(
       {
         method: req.method,
         url: req.originalUrl,
         keyHeader: req.headers[core.header],
         body: req.body,
-        scope: scoped === undefined ? '' : String(scoped),
+        scope: scoped,
       },
       res,
     );

@@ -12,6 +12,7 @@ export {
   byApiKey,
   byUser,
   IdempotencyKeyError,
+  InvalidCostError,
   InvalidOptionError,
   LoadShedder,
   loadShedder,

@@ -16,8 +16,12 @@ describe('loadShedding (express)', () => {
     expect(loadShedding().name).toBe('floodgateLoadShedding');
     const shedder = loadShedder();
     expect(() => loadShedding({ shedder, priority: 'vip' })).toThrow(InvalidOptionError);
-    expect(() => loadShedding({ shedder, maxConcurrent: 3 })).toThrow(/belongs to the shared shedder/);
+    expect(() => loadShedding({ shedder, maxConcurrent: 3 })).toThrow(
+      /`maxConcurrent` to be absent when `shedder` is given.*got `3`/,
+    );
     expect(() => loadShedding({ shedder: {} as never })).toThrow(/`shedder`/);
+    expect(() => loadShedding({ shedder, priorty: 'low' } as never)).toThrow(/Unknown option `priorty`/);
+    expect(() => loadShedding({ priority: 5 as never })).toThrow(/`priority`.*got `5` \(number\)/);
   });
 
   it('frees the slot when the client goes away before the answer', async () => {

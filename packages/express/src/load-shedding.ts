@@ -1,4 +1,9 @@
-import { InvalidOptionError, LoadShedder, type LoadShedderOptions } from '@floodgate/http';
+import {
+  invalidOption,
+  type LoadShedder,
+  type LoadShedderOptions,
+  shedderFromOptions,
+} from '@floodgate/http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { sendAnswer } from './send.js';
 
@@ -33,34 +38,16 @@ export interface LoadSheddingMiddleware extends RequestHandler {
  * app.post('/checkout', loadShedding({ shedder, priority: 'critical' }), checkout);
  */
 export function loadShedding(options: ExpressLoadSheddingOptions = {}): LoadSheddingMiddleware {
-  if (typeof options !== 'object' || options === null) {
-    throw new InvalidOptionError('options', 'Expected `options` to be an object');
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw invalidOption('options', 'an object', options);
   }
   const { shedder: given, priority, ...shedderOptions } = options;
-  if (given !== undefined) {
-    if (typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
-      throw new InvalidOptionError('shedder', 'Expected `shedder` to be a LoadShedder (loadShedder(...))');
-    }
-    const extra = Object.keys(shedderOptions);
-    if (extra.length > 0) {
-      throw new InvalidOptionError(
-        extra[0] as string,
-        `Option \`${extra[0]}\` belongs to the shared shedder, not here`,
-      );
-    }
-  }
-  const shedder = given ?? new LoadShedder(shedderOptions);
-  if (typeof priority === 'string' && !shedder.hasPriority(priority)) {
-    throw new InvalidOptionError(
-      'priority',
-      `Expected \`priority\` to be a configured class, got \`"${priority}"\``,
-    );
-  }
+  const shedder = shedderFromOptions(given, shedderOptions, 'loadShedding()', ['shedder', 'priority']);
   if (priority !== undefined && typeof priority !== 'string' && typeof priority !== 'function') {
-    throw new InvalidOptionError(
-      'priority',
-      `Expected \`priority\` to be a string or a function, got ${typeof priority}`,
-    );
+    throw invalidOption('priority', 'a priority class name or a function of the request', priority);
+  }
+  if (typeof priority === 'string' && !shedder.hasPriority(priority)) {
+    throw invalidOption('priority', 'a configured priority class', priority);
   }
   const fixed = typeof priority === 'string' ? priority : shedder.defaultPriority;
   const classify = typeof priority === 'function' ? priority : undefined;

@@ -1,6 +1,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { runInNewContext } from 'node:vm';
 import type { LimiterStore, StoreDecision } from '@floodgate/token-bucket';
+import { memoryStore } from '@floodgate/token-bucket';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import request from 'supertest';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -88,6 +90,49 @@ describe('rateLimit (express)', () => {
     expect((await fetch(base)).headers.get('ratelimit')).toBe('"5-in-60s";r=4;t=12');
     await limiter.close();
     await strict.close();
+  });
+
+  it('an error writing the answer of an async decision reaches the error handler (no hang, no unhandled rejection)', async () => {
+    const unhandled = vi.fn();
+    process.on('unhandledRejection', unhandled);
+    try {
+      const memory = memoryStore();
+      const store: LimiterStore = {
+        consume: async (key, cost, spec) => memory.consume(key, cost, spec),
+        refund: async () => {},
+        close: () => {},
+      };
+      const app = express();
+      app.use((_req: Request, res: Response, next: NextFunction) => {
+        // Something earlier broke the response (a faulty wrapper, say): setting a field throws.
+        res.setHeader = () => {
+          throw new Error('cannot set fields');
+        };
+        next();
+      });
+      app.get('/', rateLimit({ limit: 5, store }), (_req: Request, res: Response) => {
+        res.end('ok');
+      });
+      app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+        res.statusCode = 500;
+        res.end(error.message);
+      });
+      const res = await request(app).get('/');
+      expect(res.status).toBe(500);
+      expect(res.text).toBe('cannot set fields');
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off('unhandledRejection', unhandled);
+    }
+  });
+
+  it('takes a promise of another realm (a thenable) as a promise, as the core does', async () => {
+    // The core answers `skipped.then(...)`: a promise of the realm the skip function's promise came from.
+    const skip = () => runInNewContext('Promise.resolve(false)') as Promise<boolean>;
+    const res = await request(appWith(rateLimit({ limit: 5, skip }))).get('/');
+    expect(res.status).toBe(200);
+    expect(res.headers.ratelimit).toBe('"5-in-60s";r=4;t=12');
   });
 
   it('exposes the decision to onLimit, also in dry-run', async () => {

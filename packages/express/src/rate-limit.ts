@@ -49,13 +49,15 @@ function middlewareOf(core: RateLimit<Request>): RateLimitMiddleware {
       next(error);
       return;
     }
-    if (result instanceof Promise) {
-      result.then(
-        (settled) => apply(settled, res, next),
-        (error: unknown) => next(error),
-      );
+    // A thenable, as the core tells one (a store may answer with any promise-like).
+    if (typeof (result as Partial<Promise<RateLimitResult>>).then === 'function') {
+      // Anything `apply` throws (writing the answer) reaches the error handler too, never an unhandled
+      // rejection with the request left hanging.
+      Promise.resolve(result)
+        .then((settled) => apply(settled, res, next))
+        .then(undefined, (error: unknown) => next(error));
     } else {
-      apply(result, res, next);
+      apply(result as RateLimitResult, res, next);
     }
   };
   return Object.assign(middleware, {

@@ -56,6 +56,21 @@ describe('floodgateIdempotency (fastify)', () => {
     expect(mismatch.json().code).toBe('ERR_IDEMPOTENCY_KEY_REUSED');
   });
 
+  it('validates global and per-route config at registration, naming the value', async () => {
+    app = Fastify();
+    app.register(floodgateIdempotency, { global: 'yes' as never });
+    await expect(app.ready()).rejects.toThrow(/`global` to be a boolean, got `"yes"`/);
+    const other = Fastify();
+    await other.register(floodgateIdempotency, {});
+    expect(() =>
+      other.post('/x', { config: { floodgate: { idempotency: { store: 5 } as never } } }, async () => 'x'),
+    ).toThrow(/`config.floodgate.idempotency.store` to be absent on route POST \/x.*got `5`/);
+    expect(() =>
+      other.post('/y', { config: { floodgate: { idempotency: 'yes' as never } } }, async () => 'y'),
+    ).toThrow(/`config.floodgate.idempotency`.*got `"yes"`/);
+    await other.close();
+  });
+
   it('does not store a streamed reply (frees the key)', async () => {
     app = Fastify();
     await app.register(floodgateIdempotency, { global: true });

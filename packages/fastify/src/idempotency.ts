@@ -5,6 +5,8 @@ import {
   type IdempotencyOptions,
   type IdempotencyTicket,
   InvalidOptionError,
+  invalidOption,
+  resolveIdempotencyScope,
 } from '@floodgate/http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
@@ -14,12 +16,13 @@ import { appendHook } from './config.js';
 export interface FastifyIdempotencyOptions extends IdempotencyOptions {
   /**
    * Who a key belongs to: one scope's key never replays another scope's response. Return the
-   * authenticated user or tenant id.
+   * authenticated user or tenant id. `undefined`, `null` or `''` (no user known) fall back to the
+   * default, so anonymous clients never share one scope.
    * @default a hash of the `Authorization` header when there is one, else `request.ip`
    */
   readonly scope?: (
     request: FastifyRequest,
-  ) => string | number | undefined | Promise<string | number | undefined>;
+  ) => string | number | undefined | null | Promise<string | number | undefined | null>;
   /**
    * Apply to every route (of the concerned methods) registered after the plugin; `false` applies only to
    * routes with `config.floodgate.idempotency`.
@@ -40,24 +43,25 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
     }
   }
   const { scope, global = false, ...coreOptions } = options;
-  if (scope !== undefined && typeof scope !== 'function') {
-    throw new InvalidOptionError('scope', `Expected \`scope\` to be a function, got ${typeof scope}`);
-  }
-  const scopeOf = scope ?? defaultIdempotencyScope;
+  if (scope !== undefined && typeof scope !== 'function') throw invalidOption('scope', 'a function', scope);
+  if (typeof global !== 'boolean') throw invalidOption('global', 'a boolean', global);
   const core = new Idempotency(coreOptions);
   const tickets = new WeakMap<FastifyRequest, IdempotencyTicket>();
 
   function preHandlerOf(routeCore: Idempotency) {
     return async function floodgateIdempotency(request: FastifyRequest, reply: FastifyReply) {
       if (!routeCore.appliesTo(request.method)) return;
-      const scoped = await scopeOf(request);
+      const scoped =
+        scope === undefined
+          ? defaultIdempotencyScope(request)
+          : resolveIdempotencyScope(await scope(request), request);
       const start = await routeCore.startWhileConnected(
         {
           method: request.method,
           url: request.url,
           keyHeader: request.headers[routeCore.header],
           body: request.body,
-          scope: scoped === undefined ? '' : String(scoped),
+          scope: scoped,
         },
         reply.raw,
       );
@@ -102,8 +106,18 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
     const config = route.config?.floodgate?.idempotency;
     if (config === false || (config === undefined && !global)) return;
     let routeCore = core;
-    if (typeof config === 'object')
+    if (config !== undefined && typeof config !== 'boolean') {
+      const option = 'config.floodgate.idempotency';
+      const onRoute = `on route ${String(route.method)} ${route.url}`;
+      if (typeof config !== 'object' || config === null || Array.isArray(config))
+        throw invalidOption(option, `\`true\`, \`false\` or idempotency options ${onRoute}`, config);
+      // Every route shares the plugin's store (a route's own would split one key's records in two).
+      if ('store' in config) {
+        const store = (config as { store?: unknown }).store;
+        throw invalidOption(`${option}.store`, `absent ${onRoute} (routes share the plugin's store)`, store);
+      }
       routeCore = new Idempotency({ ...coreOptions, ...config, store: core.store });
+    }
     const methods = Array.isArray(route.method) ? route.method : [route.method];
     if (!methods.some((m) => routeCore.appliesTo(m))) return;
     route.preHandler = appendHook(

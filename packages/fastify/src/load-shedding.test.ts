@@ -25,6 +25,35 @@ describe('floodgateLoadShedding (fastify)', () => {
     await third.close();
   });
 
+  it('matches Express: a shared shedder takes no shedder options, typos, global and priority are checked', async () => {
+    const shedder = loadShedder({ maxConcurrent: 10 });
+    for (const [options, message] of [
+      [{ shedder, maxConcurrent: 1 }, /`maxConcurrent` to be absent when `shedder` is given.*got `1`/],
+      [{ shedder, priorty: 'low' }, /Unknown option `priorty`/],
+      [{ global: 'no' }, /`global` to be a boolean, got `"no"`/],
+      [{ priority: 5 }, /`priority`.*got `5` \(number\)/],
+    ] as const) {
+      const instance = Fastify();
+      instance.register(floodgateLoadShedding, options as never);
+      await expect(instance.ready()).rejects.toThrow(message);
+      await instance.close();
+    }
+    app = Fastify();
+    await app.register(floodgateLoadShedding, { maxConcurrent: 10 });
+    expect(() =>
+      app?.get('/x', { config: { floodgate: { loadShedding: 'low' as never } } }, async () => 'x'),
+    ).toThrow(
+      /`config.floodgate.loadShedding` to be `false` or `\{ priority \}` on route GET \/x, got `"low"`/,
+    );
+    expect(() =>
+      app?.get(
+        '/y',
+        { config: { floodgate: { loadShedding: { priorty: 'low' } as never } } },
+        async () => 'y',
+      ),
+    ).toThrow(/Unknown option `priorty`/);
+  });
+
   for (const denials of ['raw', 'reply'] as const) {
     it(`denials: '${denials}' sends the 503 ${denials === 'raw' ? 'without' : 'through'} onSend hooks, keeping earlier fields`, async () => {
       app = Fastify();

@@ -1,8 +1,15 @@
-import { type Admission, InvalidOptionError, LoadShedder, type LoadShedderOptions } from '@floodgate/http';
+import {
+  type Admission,
+  InvalidOptionError,
+  invalidOption,
+  type LoadShedder,
+  type LoadShedderOptions,
+  shedderFromOptions,
+} from '@floodgate/http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
-import { type Denials, RefusalSender } from './send-refusal.js';
+import { checkDenials, type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateLoadShedding} plugin. */
 export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
@@ -27,21 +34,21 @@ export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
   readonly denials?: Denials;
 }
 
+const OWN = ['shedder', 'global', 'priority', 'denials'];
+
 const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
   const { shedder: given, global = true, priority, denials = 'raw', ...shedderOptions } = options;
-  const sender = new RefusalSender(denials);
-  if (given !== undefined && typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
-    throw new InvalidOptionError('shedder', 'Expected `shedder` to be a LoadShedder (loadShedder(...))');
-  }
-  const shedder = given ?? new LoadShedder(shedderOptions);
-  const check = (name: unknown, option: string) => {
-    if (typeof name !== 'string' || !shedder.hasPriority(name)) {
-      throw new InvalidOptionError(
-        option,
-        `Expected \`${option}\` to be a configured priority class, got \`${String(name)}\``,
-      );
-    }
+  // As Express's loadShedding(): with a shared shedder, its options here would be silently ignored.
+  const shedder = shedderFromOptions(given, shedderOptions, 'floodgateLoadShedding', OWN);
+  if (typeof global !== 'boolean') throw invalidOption('global', 'a boolean', global);
+  const sender = new RefusalSender(checkDenials(denials));
+  const check = (name: unknown, option: string, onRoute = '') => {
+    if (typeof name !== 'string' || !shedder.hasPriority(name))
+      throw invalidOption(option, `a configured priority class${onRoute}`, name);
   };
+  if (priority !== undefined && typeof priority !== 'string' && typeof priority !== 'function') {
+    throw invalidOption('priority', 'a priority class name or a function of the request', priority);
+  }
   if (typeof priority === 'string') check(priority, 'priority');
   const admissions = new WeakMap<FastifyRequest, Admission>();
 
@@ -80,9 +87,23 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
   fastify.addHook('onRoute', (route) => {
     const config = route.config?.floodgate?.loadShedding;
     if (config === false || (config === undefined && !global)) return;
+    const option = 'config.floodgate.loadShedding';
+    const onRoute = `on route ${String(route.method)} ${route.url}`;
+    if (config !== undefined) {
+      if (typeof config !== 'object' || config === null || Array.isArray(config))
+        throw invalidOption(option, `\`false\` or \`{ priority }\` ${onRoute}`, config);
+      for (const name of Object.keys(config)) {
+        if (name !== 'priority') {
+          throw new InvalidOptionError(
+            `${option}.${name}`,
+            `Unknown option \`${name}\` in \`${option}\` ${onRoute}; expected \`priority\``,
+          );
+        }
+      }
+    }
     let routeHook = shared;
     if (config?.priority !== undefined) {
-      check(config.priority, `config.floodgate.loadShedding.priority of ${route.url}`);
+      check(config.priority, `${option}.priority`, ` ${onRoute}`);
       const fixed = config.priority;
       routeHook = hookOf(() => fixed);
     }

@@ -1,5 +1,7 @@
+import type { LimiterStore } from '@floodgate/token-bucket';
+import { memoryStore } from '@floodgate/token-bucket';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { floodgateRateLimit } from './index.js';
 
 let app: FastifyInstance | undefined;
@@ -60,6 +62,44 @@ describe('floodgateRateLimit (fastify)', () => {
       );
     });
   }
+
+  for (const denials of ['raw', 'reply'] as const) {
+    for (const asyncStore of [false, true]) {
+      it(`denials: '${denials}'${asyncStore ? ', async store' : ''}: a refusal with an invalid earlier field is still answered`, async () => {
+        const unhandled = vi.fn();
+        process.on('unhandledRejection', unhandled);
+        try {
+          app = Fastify();
+          app.addHook('onRequest', async (_request, reply) => {
+            reply.header('x-trace', 'a\u0001b'); // Node refuses to send a control character
+          });
+          const memory = memoryStore();
+          const store: LimiterStore = {
+            consume: async (key, cost, spec) => memory.consume(key, cost, spec),
+            refund: async () => {},
+            close: () => {},
+          };
+          await app.register(floodgateRateLimit, { limit: 1, denials, ...(asyncStore ? { store } : {}) });
+          app.get('/', async () => 'ok');
+          await app.inject('/');
+          const denied = await app.inject('/');
+          expect(denied.statusCode).toBe(429);
+          // Raw: our refusal without the bad field. Through reply.send(), Fastify answers what it answers.
+          if (denials === 'raw') expect(denied.json()).toMatchObject({ code: 'ERR_RATE_LIMITED' });
+          await new Promise((resolve) => setImmediate(resolve));
+          expect(unhandled).not.toHaveBeenCalled();
+        } finally {
+          process.off('unhandledRejection', unhandled);
+        }
+      });
+    }
+  }
+
+  it('rejects a bad global naming the value', async () => {
+    app = Fastify();
+    app.register(floodgateRateLimit, { limit: 1, global: 'yes' as never });
+    await expect(app.ready()).rejects.toThrow(/`global` to be a boolean, got `"yes"`/);
+  });
 
   it('global: false limits only routes that opt in', async () => {
     app = Fastify();

@@ -1,4 +1,4 @@
-import { InvalidOptionError, RateLimit, type RateLimitOptions, type RateLimitResult } from '@floodgate/http';
+import { invalidOption, RateLimit, type RateLimitOptions, type RateLimitResult } from '@floodgate/http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { socketAddressReader } from './client-address.js';
@@ -71,26 +71,24 @@ function hookOf(core: RateLimit<FastifyRequest>, parts: HookParts) {
       done(error as Error);
       return;
     }
-    if (result instanceof Promise) {
-      result.then(
-        (settled) => apply(settled, request, reply, done, parts),
-        (error: unknown) => done(error as Error),
-      );
+    // A thenable, as the core tells one (a store may answer with any promise-like).
+    if (typeof (result as Partial<Promise<RateLimitResult>>).then === 'function') {
+      // Anything `apply` throws reaches Fastify's error handler too, never an unhandled rejection with the
+      // request left hanging. (On the synchronous path Fastify's hook runner catches it.)
+      Promise.resolve(result)
+        .then((settled) => apply(settled, request, reply, done, parts))
+        .then(undefined, (error: unknown) => done(error as Error));
     } else {
-      apply(result, request, reply, done, parts);
+      apply(result as RateLimitResult, request, reply, done, parts);
     }
   };
 }
 
 const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options, done) => {
   const { global = true, hook = 'onRequest', denials = 'raw', ...coreOptions } = options;
-  if (typeof global !== 'boolean')
-    throw new InvalidOptionError('global', `Expected \`global\` to be a boolean`);
+  if (typeof global !== 'boolean') throw invalidOption('global', 'a boolean', global);
   if (hook !== 'onRequest' && hook !== 'preHandler') {
-    throw new InvalidOptionError(
-      'hook',
-      `Expected \`hook\` to be 'onRequest' or 'preHandler', got \`${String(hook)}\``,
-    );
+    throw invalidOption('hook', "`'onRequest'` or `'preHandler'`", hook);
   }
   const replyFields = new ReplyFields();
   // Each hook has its own sender: its cache holds the refusal of one core.

@@ -111,4 +111,40 @@ describe('RefusalSender (raw)', () => {
     }
     expect(symbolReads).toEqual([0]);
   });
+
+  it('a field Node will not write: the refusal goes out with its own fields, else the response is destroyed', () => {
+    for (const failures of [1, 2]) {
+      const calls: Array<Array<string | number>> = [];
+      let destroyed: unknown;
+      let ended: unknown;
+      const raw = {
+        headersSent: false,
+        writeHead(_status: number, fields: Array<string | number>) {
+          calls.push(fields);
+          if (calls.length <= failures) throw new TypeError('Invalid character in header content');
+        },
+        end(body: unknown) {
+          ended = body;
+        },
+        destroy(error: unknown) {
+          destroyed = error;
+        },
+      };
+      const reply = {
+        raw,
+        hijack() {},
+        getHeaders: () => ({ 'x-trace': 'a\u0001b' }),
+      } as unknown as FastifyReply;
+      new RefusalSender('raw').send(reply, answer, first);
+      expect(calls[0]).toContain('x-trace');
+      expect(calls[1]).not.toContain('x-trace');
+      if (failures === 1) {
+        expect(ended).toBe(answer.body);
+        expect(destroyed).toBeUndefined();
+      } else {
+        expect(ended).toBeUndefined();
+        expect(destroyed).toBeInstanceOf(TypeError);
+      }
+    }
+  });
 });

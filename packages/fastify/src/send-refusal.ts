@@ -84,8 +84,34 @@ export class RefusalSender {
       }
       list = merged;
     }
-    raw.writeHead(answer.status, list as string[]);
+    try {
+      raw.writeHead(answer.status, list as string[]);
+    } catch (error) {
+      // A field an earlier hook set that Node will not send (a control character, say). The reply is
+      // hijacked, so nothing else will answer: send the refusal with its own fields, or, should even that
+      // fail, end the connection with the error rather than leave the request hanging.
+      written(reply, raw, answer, this.#lastList, error);
+      return;
+    }
     raw.end(answer.body);
+  }
+}
+
+/** The raw refusal again with only its own `fields`, after `error`; destroys the response if it fails. */
+function written(
+  reply: FastifyReply,
+  raw: FastifyReply['raw'],
+  answer: HttpAnswer,
+  fields: readonly string[],
+  error: unknown,
+): void {
+  reply.log?.warn?.({ err: error }, 'floodgate: refusal sent without fields set earlier: one is invalid');
+  try {
+    if (raw.headersSent) throw error;
+    raw.writeHead(answer.status, fields as string[]);
+    raw.end(answer.body);
+  } catch (again) {
+    raw.destroy(again as Error);
   }
 }
 

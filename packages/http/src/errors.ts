@@ -59,3 +59,24 @@ export class StoreUnavailableError extends FloodgateHttpError {
     this.retryAfterMs = retryAfterMs;
   }
 }
+
+/**
+ * A `cost` function returned something a request cannot cost: not a number, not above 0, or more than
+ * the smallest policy's `limit` (a bucket could never hold it). The request's check rejects with it, for
+ * the framework's error handler: it is the application's mistake, not the client's.
+ */
+export class InvalidCostError extends FloodgateHttpError {
+  /** What the cost function returned. */
+  readonly cost: unknown;
+  /** The largest cost a request may have: the smallest policy's `limit`. */
+  readonly maxCost: number;
+
+  constructor(cost: unknown, maxCost: number) {
+    super(
+      `Expected \`cost\` to return a number > 0 and <= ${maxCost}, got \`${String(cost)}\` (${typeof cost})`,
+      'ERR_INVALID_COST',
+    );
+    this.cost = cost;
+    this.maxCost = maxCost;
+  }
+}

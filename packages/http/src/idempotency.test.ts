@@ -1,11 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { InvalidOptionError } from './errors.js';
+import { InvalidOptionError, StoreUnavailableError } from './errors.js';
 import {
   type CapturedResponse,
   defaultIdempotencyScope,
   Idempotency,
   isStorableStatus,
+  resolveIdempotencyScope,
 } from './idempotency.js';
 import type { IdempotencyStore } from './idempotency-store.js';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.js';
@@ -256,7 +257,8 @@ describe('Idempotency', () => {
     const idem = new Idempotency({ store: flaky, onError });
     await expect((await proceed(idem)).finish(created)).resolves.toBeUndefined();
     await expect((await proceed(idem, request({ keyHeader: 'k9' }))).abandon()).resolves.toBeUndefined();
-    expect(onError).toHaveBeenCalledTimes(2);
+    // complete, the best-effort release after it, and abandon's release.
+    expect(onError).toHaveBeenCalledTimes(3);
   });
 
   it('validates options at construction', () => {
@@ -266,6 +268,151 @@ describe('Idempotency', () => {
     expect(() => new Idempotency({ store: {} as never })).toThrow(/`store`/);
     expect(() => new Idempotency({ header: 'bad header' })).toThrow(/`header`/);
     expect(() => new Idempotency({ ttl: 1 } as never)).toThrow(/Unknown option `ttl`/);
+  });
+
+  it('coalescing never spins on a store whose waitForChange settles at once: it backs off on a timer', async () => {
+    vi.useFakeTimers();
+    const memory = new MemoryIdempotencyStore();
+    let begins = 0;
+    const spurious: IdempotencyStore = {
+      begin: (...args) => {
+        begins += 1;
+        // Without a back-off the loop would run forever in microtasks: stop it to fail, not hang.
+        if (begins > 1000) throw new Error('spinning');
+        return memory.begin(...args);
+      },
+      complete: (...args) => memory.complete(...args),
+      release: (...args) => memory.release(...args),
+      waitForChange: () => Promise.resolve(),
+      close: () => memory.close(),
+    };
+    const idem = new Idempotency({ store: spurious, inFlight: 'coalesce', coalesceTimeoutMs: 5000 });
+    const ticket = await proceed(idem);
+    const dup = idem.start(request());
+    await vi.advanceTimersByTimeAsync(100);
+    // 10 + 20 + 40 ms of back-off fit in 100 ms: a handful of begins, not thousands.
+    expect(begins).toBeLessThan(12);
+    await ticket.finish(created);
+    await vi.advanceTimersByTimeAsync(300);
+    const replay = await dup;
+    expect(replay.kind === 'answer' && replay.replayed).toBe(true);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a closed memory store answers 503 (store failure), never lets a request through unlocked', async () => {
+    const onError = vi.fn();
+    const store = new MemoryIdempotencyStore();
+    const idem = new Idempotency({ store, inFlight: 'coalesce', onError });
+    store.close();
+    const start = await idem.start(request());
+    expect(start.kind === 'answer' && start.answer.status).toBe(503);
+    expect(onError).toHaveBeenCalledWith(expect.any(StoreUnavailableError));
+  });
+
+  it('a store whose waitForChange rejects on abort: the coalescing timeout is a 409, not a store failure', async () => {
+    vi.useFakeTimers();
+    const memory = new MemoryIdempotencyStore();
+    const onError = vi.fn();
+    const rejecting: IdempotencyStore = {
+      begin: (...args) => memory.begin(...args),
+      complete: (...args) => memory.complete(...args),
+      release: (...args) => memory.release(...args),
+      waitForChange: (_key, signal) =>
+        new Promise<void>((_resolve, reject) => {
+          signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+        }),
+      close: () => memory.close(),
+    };
+    const idem = new Idempotency({ store: rejecting, inFlight: 'coalesce', coalesceTimeoutMs: 50, onError });
+    const ticket = await proceed(idem);
+    const dup = idem.start(request());
+    await vi.advanceTimersByTimeAsync(60);
+    const answer = await dup;
+    expect(answer.kind === 'answer' && answer.answer.status).toBe(409);
+    expect(onError).not.toHaveBeenCalled();
+    await ticket.abandon();
+  });
+
+  it('frees the key when shouldStore throws or the store cannot complete: the retry runs, no 409', async () => {
+    const onError = vi.fn();
+    const throwing = new Idempotency({
+      onError,
+      shouldStore: () => {
+        throw new Error('boom');
+      },
+    });
+    await (await proceed(throwing)).finish(created);
+    expect((await throwing.start(request())).kind).toBe('proceed');
+    expect(onError).toHaveBeenCalledOnce();
+
+    const memory = new MemoryIdempotencyStore();
+    const failing: IdempotencyStore = {
+      begin: (...args) => memory.begin(...args),
+      complete: () => Promise.reject(new Error('redis down')),
+      release: (...args) => memory.release(...args),
+      close: () => memory.close(),
+    };
+    const idem = new Idempotency({ store: failing, onError });
+    await (await proceed(idem)).finish(created);
+    expect((await idem.start(request())).kind).toBe('proceed');
+  });
+
+  it('an onError that throws: finish and abandon still resolve, start still answers 503', async () => {
+    const unhandled = vi.fn();
+    process.on('unhandledRejection', unhandled);
+    try {
+      const memory = new MemoryIdempotencyStore();
+      const failing: IdempotencyStore = {
+        begin: (...args) => memory.begin(...args),
+        complete: () => Promise.reject(new Error('complete failed')),
+        release: () => Promise.reject(new Error('release failed')),
+        close: () => memory.close(),
+      };
+      const onError = () => {
+        throw new Error('logger broke');
+      };
+      const idem = new Idempotency({ store: failing, onError });
+      await expect((await proceed(idem)).finish(created)).resolves.toBeUndefined();
+      await expect((await proceed(idem, request({ keyHeader: 'k2' }))).abandon()).resolves.toBeUndefined();
+      const down = new Idempotency({
+        onError,
+        store: { ...failing, begin: () => Promise.reject(new Error('begin failed')) },
+      });
+      const start = await down.start(request());
+      expect(start.kind === 'answer' && start.answer.status).toBe(503);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off('unhandledRejection', unhandled);
+    }
+  });
+
+  it('validates the store (every method it needs), replayHeaders and methods, naming the value', () => {
+    const memory = new MemoryIdempotencyStore();
+    const noComplete = { begin: () => memory.begin('k', 'f', 1), release: () => {}, close: () => {} };
+    expect(() => new Idempotency({ store: noComplete as never })).toThrow(/`store`/);
+    expect(
+      () => new Idempotency({ store: { ...noComplete, complete: () => {}, waitForChange: 5 } as never }),
+    ).toThrow(/`store`/);
+    expect(() => new Idempotency({ replayHeaders: ['bad header'] })).toThrow(
+      /`replayHeaders`.*got `\["bad header"\]` \(array\)/,
+    );
+    expect(() => new Idempotency({ replayHeaders: [5] as never })).toThrow(/`replayHeaders`/);
+    expect(() => new Idempotency({ methods: ['PO ST'] })).toThrow(/`methods`.*got `\["PO ST"\]`/);
+    expect(() => new Idempotency({ methods: [''] })).toThrow(/`methods`/);
+    expect(() => new Idempotency({ methods: [] })).toThrow(/`methods`/);
+    expect(new Idempotency({ methods: ['put'], replayHeaders: ['ETag'] }).appliesTo('PUT')).toBe(true);
+  });
+
+  it('resolveIdempotencyScope: no user (undefined, null, empty) falls back to the default, never one constant', () => {
+    const anonymous = { ip: '198.51.100.1', headers: {} };
+    const other = { ip: '198.51.100.2', headers: {} };
+    for (const none of [undefined, null, '']) {
+      expect(resolveIdempotencyScope(none, anonymous)).toBe('ip:198.51.100.1');
+      expect(resolveIdempotencyScope(none, other)).not.toBe(resolveIdempotencyScope(none, anonymous));
+    }
+    expect(resolveIdempotencyScope('alice', anonymous)).toBe('alice');
+    expect(resolveIdempotencyScope(42, anonymous)).toBe('42');
   });
 
   it('defaultIdempotencyScope: the Authorization header, else the address', () => {

@@ -13,6 +13,7 @@ import {
   checkOneOf,
   fail,
   rejectUnknownKeys,
+  TOKEN,
 } from './validate.js';
 
 /** Options shared by the idempotency middleware of every adapter. */
@@ -88,8 +89,9 @@ export interface IdempotencyOptions {
    */
   readonly retryAfterMs?: number;
   /**
-   * Called with errors the middleware handled itself (a store that failed): they never reach the client
-   * as a 500 nor become unhandled rejections.
+   * Called with errors the middleware handled itself (a store that failed, a `shouldStore` that threw):
+   * they never reach the client as a 500 nor become unhandled rejections. An `onError` that throws is
+   * ignored: reporting must not change the answer.
    * @default () => {}
    */
   readonly onError?: (error: unknown) => void;
@@ -116,6 +118,8 @@ const KNOWN = [
 export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = KNOWN;
 
 const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
+
+const STORE_METHODS = ['begin', 'complete', 'release', 'close'] as const;
 
 /** The default of `shouldStore`: 2xx, 3xx and deterministic 4xx. */
 export function isStorableStatus(status: number): boolean {
@@ -227,23 +231,32 @@ export class Idempotency {
     checkObject('options', options);
     rejectUnknownKeys(options, KNOWN, 'idempotency()');
     const store = options.store;
-    if (
-      store !== undefined &&
-      (typeof store !== 'object' || store === null || typeof store.begin !== 'function')
-    ) {
-      fail('store', 'an IdempotencyStore (begin, complete, release, close)', store);
+    if (store !== undefined) {
+      const given = store as Partial<Record<keyof IdempotencyStore, unknown>> | null;
+      if (
+        typeof given !== 'object' ||
+        given === null ||
+        STORE_METHODS.some((name) => typeof given[name] !== 'function') ||
+        (given.waitForChange !== undefined && typeof given.waitForChange !== 'function')
+      ) {
+        fail('store', 'an IdempotencyStore (begin, complete, release, close, optional waitForChange)', store);
+      }
     }
     this.#ownsStore = store === undefined;
     this.store = store ?? new MemoryIdempotencyStore();
     const header = options.header ?? 'idempotency-key';
-    if (typeof header !== 'string' || !/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(header)) {
+    if (typeof header !== 'string' || !TOKEN.test(header)) {
       fail('header', 'a header name', header);
     }
     this.header = header.toLowerCase();
     this.required = options.required === undefined ? true : checkBoolean('required', options.required);
     const methods = options.methods ?? ['POST', 'PATCH'];
-    if (!Array.isArray(methods) || methods.some((m) => typeof m !== 'string')) {
-      fail('methods', 'an array of method names', methods);
+    if (
+      !Array.isArray(methods) ||
+      methods.length === 0 ||
+      methods.some((m) => typeof m !== 'string' || !TOKEN.test(m))
+    ) {
+      fail('methods', 'a non-empty array of method names (HTTP tokens)', methods);
     }
     this.#methods = new Set(methods.map((m) => m.toUpperCase()));
     this.inFlight = checkOneOf('inFlight', options.inFlight ?? 'conflict', ['conflict', 'coalesce'] as const);
@@ -256,13 +269,28 @@ export class Idempotency {
         ? isStorableStatus
         : checkFunction('shouldStore', options.shouldStore);
     const replay = options.replayHeaders ?? ['content-type', 'location'];
-    if (!Array.isArray(replay) || replay.some((h) => typeof h !== 'string')) {
-      fail('replayHeaders', 'an array of header names', replay);
+    if (!Array.isArray(replay) || replay.some((h) => typeof h !== 'string' || !TOKEN.test(h))) {
+      fail('replayHeaders', 'an array of header field names (HTTP tokens)', replay);
     }
     this.#replayHeaders = replay.map((h) => h.toLowerCase());
     this.#maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes ?? 1_048_576, 0);
     this.#retryAfterMs = checkInteger('retryAfterMs', options.retryAfterMs ?? 1000, 0);
-    this.#onError = options.onError === undefined ? () => {} : checkFunction('onError', options.onError);
+    const onError =
+      options.onError === undefined
+        ? undefined
+        : checkFunction<(error: unknown) => void>('onError', options.onError);
+    // finish/abandon promise never to reject and start to answer 503: a reporter that throws must not
+    // break either (Express calls finish without awaiting it, so a rejection would be unhandled).
+    this.#onError =
+      onError === undefined
+        ? () => {}
+        : (error) => {
+            try {
+              onError(error);
+            } catch {
+              // Ignored: see above.
+            }
+          };
   }
 
   /** Whether requests with this method are concerned at all (cheap; no store access). */
@@ -324,8 +352,14 @@ export class Idempotency {
     const storeKey = scopedKey(request.scope, key);
     const fingerprint = requestFingerprint(request);
     const deadline = performance.now() + this.#coalesceTimeoutMs;
+    const notifying = this.store.waitForChange !== undefined;
+    // A store's waitForChange may settle with the key still in flight (a closed store, a spurious wake-up,
+    // another duplicate that took the key over first). Waiting on it again at once would spin in
+    // microtasks and hold the event loop until the deadline, so the next round waits on a timer instead.
+    let notified = false;
+    let polls = 0;
     try {
-      for (let attempt = 0; ; attempt += 1) {
+      for (;;) {
         const begun = await this.store.begin(storeKey, fingerprint, this.#leaseMs);
         if (begun.acquired)
           return { kind: 'proceed', ticket: new IdempotencyTicket(this, storeKey, begun.lease) };
@@ -347,7 +381,9 @@ export class Idempotency {
         if (this.inFlight === 'conflict' || remaining <= 0 || request.signal?.aborted) {
           return { kind: 'answer', replayed: false, answer: this.#conflict() };
         }
-        await this.#waitForChange(storeKey, remaining, attempt, request.signal);
+        const poll: boolean = !notifying || notified;
+        await this.#waitForChange(storeKey, remaining, poll ? polls++ : -1, request.signal);
+        notified = !poll;
       }
     } catch (error) {
       this.#onError(error);
@@ -376,17 +412,27 @@ export class Idempotency {
     });
   }
 
-  async #waitForChange(key: string, budgetMs: number, attempt: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Waits for the key to change: on the store's notification when `poll` is -1, else on a timer (the
+   * `poll`-th of a capped backoff: 10, 20, 40 ... 250 ms), always within `budgetMs` and `signal`.
+   */
+  async #waitForChange(key: string, budgetMs: number, poll: number, signal?: AbortSignal): Promise<void> {
     const controller = new AbortController();
     const onAbort = () => controller.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
-    // Without a notifying store, poll with a capped backoff: 10, 20, 40 ... 250 ms.
-    const pollMs = this.store.waitForChange === undefined ? Math.min(250, 10 * 2 ** attempt) : budgetMs;
-    const timer = setTimeout(onAbort, Math.min(budgetMs, pollMs));
+    const waitMs = poll < 0 ? budgetMs : Math.min(250, 10 * 2 ** poll);
+    const timer = setTimeout(onAbort, Math.min(budgetMs, waitMs));
     timer.unref?.();
     try {
-      if (this.store.waitForChange !== undefined) await this.store.waitForChange(key, controller.signal);
-      else
+      if (poll < 0 && this.store.waitForChange !== undefined) {
+        try {
+          await this.store.waitForChange(key, controller.signal);
+        } catch (error) {
+          // Many stores reject a wait when its signal aborts: our own timeout or the client leaving is not
+          // a store failure (the loop answers 409 for it).
+          if (!controller.signal.aborted) throw error;
+        }
+      } else
         await new Promise<void>((resolve) =>
           controller.signal.addEventListener('abort', () => resolve(), { once: true }),
         );
@@ -424,6 +470,13 @@ export class Idempotency {
       await this.store.complete(key, lease, stored, this.#ttlMs);
     } catch (error) {
       this.#onError(error);
+      // Nothing was stored (or we cannot tell): free the key now rather than make every retry a 409
+      // until the lease runs out. A lease that no longer owns the key (completed, taken over) frees nothing.
+      try {
+        await this.store.release(key, lease);
+      } catch (releaseError) {
+        this.#onError(releaseError);
+      }
     }
   }
 
@@ -457,6 +510,20 @@ function scopedKey(scope: string, key: string): string {
 
 function canonicalName(header: string): string {
   return header.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase());
+}
+
+/**
+ * The scope of a request from what a user's `scope` function answered: a string or number as it is;
+ * `undefined`, `null` or `''` (no user known, e.g. `req.get('x-user-id')` without the header) fall back
+ * to {@link defaultIdempotencyScope}, never to one constant: anonymous clients must not share one scope,
+ * or one would be replayed another's stored response.
+ */
+export function resolveIdempotencyScope(
+  scoped: unknown,
+  request: Parameters<typeof defaultIdempotencyScope>[0],
+): string {
+  if (scoped === undefined || scoped === null || scoped === '') return defaultIdempotencyScope(request);
+  return String(scoped);
 }
 
 /**

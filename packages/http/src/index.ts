@@ -4,6 +4,7 @@ export type { IdempotencyKeyProblem } from './errors.js';
 export {
   FloodgateHttpError,
   IdempotencyKeyError,
+  InvalidCostError,
   InvalidOptionError,
   StoreUnavailableError,
 } from './errors.js';
@@ -31,6 +32,7 @@ export {
   Idempotency,
   IdempotencyTicket,
   isStorableStatus,
+  resolveIdempotencyScope,
 } from './idempotency.js';
 export { MAX_IDEMPOTENCY_KEY_LENGTH, parseIdempotencyKey } from './idempotency-key.js';
 export type {
@@ -49,7 +51,7 @@ export type {
   ShedReason,
   ShedVerdict,
 } from './load-shedder.js';
-export { LoadShedder, loadShedder } from './load-shedder.js';
+export { LOAD_SHEDDER_OPTION_NAMES, LoadShedder, loadShedder, shedderFromOptions } from './load-shedder.js';
 export type { MemoryIdempotencyStoreOptions } from './memory-idempotency-store.js';
 export { MemoryIdempotencyStore, memoryIdempotencyStore } from './memory-idempotency-store.js';
 export type { HttpAnswer, ProblemAnswerOptions, ProblemDetails } from './problem.js';
@@ -61,3 +63,4 @@ export type {
   RateLimitResult,
 } from './rate-limit.js';
 export { RATE_LIMIT_OPTION_NAMES, RateLimit } from './rate-limit.js';
+export { invalidOption } from './validate.js';

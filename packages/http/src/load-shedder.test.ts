@@ -1,7 +1,7 @@
 import { gate } from '@floodgate/token-bucket';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError } from './errors.js';
-import { type GateLike, LoadShedder } from './load-shedder.js';
+import { type GateLike, LoadShedder, shedderFromOptions } from './load-shedder.js';
 
 describe('LoadShedder', () => {
   it('admits up to each class share of maxConcurrent: cheap traffic is shed first', () => {
@@ -124,5 +124,25 @@ describe('LoadShedder', () => {
     expect(() => new LoadShedder({ gate: {} as never })).toThrow(/`gate`/);
     expect(() => new LoadShedder({ breaker: {} as never })).toThrow(/`breaker`/);
     expect(() => new LoadShedder({ max: 1 } as never)).toThrow(/Unknown option/);
+    // The empty table itself is the mistake, not the default class it lacks.
+    expect(() => new LoadShedder({ priorities: {} })).toThrow(
+      expect.objectContaining({
+        option: 'priorities',
+        message: expect.stringMatching(/got `\{\}` \(object\)/),
+      }),
+    );
+  });
+
+  it('shedderFromOptions: a shared shedder takes no shedder options; typos fail either way', () => {
+    const shared = new LoadShedder({ maxConcurrent: 10 });
+    expect(shedderFromOptions(shared, {}, 'test', ['shedder'])).toBe(shared);
+    expect(() => shedderFromOptions(shared, { maxConcurrent: 1 }, 'test', ['shedder'])).toThrow(
+      expect.objectContaining({ option: 'maxConcurrent', message: expect.stringMatching(/got `1`/) }),
+    );
+    expect(() => shedderFromOptions(shared, { priorty: 'low' }, 'test', ['shedder'])).toThrow(
+      /Unknown option `priorty`/,
+    );
+    expect(() => shedderFromOptions({}, {}, 'test', ['shedder'])).toThrow(/`shedder`.*got `\{\}`/);
+    expect(shedderFromOptions(undefined, { maxConcurrent: 3 }, 'test', []).maxConcurrent).toBe(3);
   });
 });

@@ -1,3 +1,4 @@
+import { InvalidOptionError } from './errors.js';
 import { type HttpAnswer, problemAnswer } from './problem.js';
 import {
   checkFunction,
@@ -88,6 +89,9 @@ const KNOWN = [
   'check',
 ] as const;
 
+/** The option names of {@link LoadShedder}: what the adapters pass through to `loadShedder()`. */
+export const LOAD_SHEDDER_OPTION_NAMES: readonly string[] = KNOWN;
+
 /** Admission of one request. `release()` must run when it ends (idempotent). */
 export interface Admission {
   readonly admitted: true;
@@ -153,6 +157,9 @@ export class LoadShedder {
       options.maxWaitMs === undefined ? undefined : checkNumber('maxWaitMs', options.maxWaitMs, 0);
     const priorities = options.priorities ?? { critical: 1, normal: 0.8, low: 0.5 };
     checkObject('priorities', priorities);
+    if (Object.keys(priorities).length === 0) {
+      fail('priorities', 'at least one priority class (`{ name: share }`)', priorities);
+    }
     const shares = new Map<string, number>();
     const limits = new Map<string, number>();
     for (const [name, share] of Object.entries(priorities)) {
@@ -260,6 +267,35 @@ export class LoadShedder {
     }
     return this.#check?.({ priority, share, cost });
   }
+}
+
+/**
+ * For the adapters: the shedder to use: `given` (then no shedder option may come with it: they would be silently ignored),
+ * or a new one from `shedderOptions`. Unknown options fail either way, as typos.
+ * @throws {InvalidOptionError} naming the option and the value.
+ */
+export function shedderFromOptions(
+  given: unknown,
+  shedderOptions: Readonly<Record<string, unknown>>,
+  where: string,
+  own: readonly string[],
+): LoadShedder {
+  for (const name of Object.keys(shedderOptions)) {
+    if (!(KNOWN as readonly string[]).includes(name)) {
+      const known = [...own, ...KNOWN].map((k) => `\`${k}\``).join(', ');
+      throw new InvalidOptionError(name, `Unknown option \`${name}\` for ${where}; expected one of ${known}`);
+    }
+  }
+  if (given === undefined) return new LoadShedder(shedderOptions as LoadShedderOptions);
+  if (typeof (given as Partial<LoadShedder> | null)?.admit !== 'function') {
+    fail('shedder', 'a LoadShedder (loadShedder(...))', given);
+  }
+  for (const name of Object.keys(shedderOptions)) {
+    if (shedderOptions[name] !== undefined) {
+      fail(name, 'absent when `shedder` is given (set it on the shared shedder)', shedderOptions[name]);
+    }
+  }
+  return given as LoadShedder;
 }
 
 /** Creates a {@link LoadShedder}. */

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { InvalidOptionError } from './errors.js';
+import { InvalidOptionError, StoreUnavailableError } from './errors.js';
 import type { StoredResponse } from './idempotency-store.js';
 import { MemoryIdempotencyStore, memoryIdempotencyStore } from './memory-idempotency-store.js';
 
@@ -118,6 +118,12 @@ describe('MemoryIdempotencyStore', () => {
     store.close();
     await expect(waiting).resolves.toBeUndefined();
     expect(store.size).toBe(0);
+  });
+
+  it('begin fails after close (StoreUnavailableError), so no request proceeds on a closed store', () => {
+    const store = new MemoryIdempotencyStore();
+    store.close();
+    expect(() => store.begin('k', 'f', 1000)).toThrow(StoreUnavailableError);
   });
 
   it('validates options', () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { StoreUnavailableError } from './errors.js';
 import type { BeginResult, IdempotencyStore, StoredResponse } from './idempotency-store.js';
 import { checkFunction, checkInteger, checkObject, rejectUnknownKeys } from './validate.js';
 
@@ -53,7 +54,12 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     return this.#entries.size;
   }
 
+  /**
+   * @throws {StoreUnavailableError} after {@link close}: a request must not proceed without a lock (nor
+   * wait on a store that no longer notifies), so it is answered 503 as for any failed store.
+   */
   begin(key: string, fingerprint: string, leaseMs: number): BeginResult {
+    if (this.#closed) throw new StoreUnavailableError('The idempotency store is closed', 1000);
     const now = this.#clock();
     const entry = this.#entries.get(key);
     if (entry !== undefined) {
@@ -134,6 +140,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     });
   }
 
+  /** Wakes every waiter and empties the store; `begin` fails from now on. */
   close(): void {
     this.#closed = true;
     for (const waiters of [...this.#waiters.values()]) for (const wake of [...waiters]) wake();

@@ -1,7 +1,7 @@
 import type { BucketSpec, LimiterStore, StoreDecision } from '@floodgate/token-bucket';
-import { memoryStore } from '@floodgate/token-bucket';
+import { keyedLimiter, memoryStore } from '@floodgate/token-bucket';
 import { describe, expect, it, vi } from 'vitest';
-import { InvalidOptionError } from './errors.js';
+import { InvalidCostError, InvalidOptionError } from './errors.js';
 import { RateLimit, type RateLimitOptions, type RateLimitResult } from './rate-limit.js';
 
 interface Req {
@@ -213,5 +213,133 @@ describe('RateLimit', () => {
     await expect(limit.check(req())).rejects.toThrow(/cost/);
     const tooDear = new RateLimit<Req>({ limit: 2, cost: () => 3 });
     await expect(tooDear.check(req())).rejects.toThrow(/cost/);
+    await expect(tooDear.check(req())).rejects.toMatchObject({
+      code: 'ERR_INVALID_COST',
+      cost: 3,
+      maxCost: 2,
+    });
+    await expect(tooDear.check(req())).rejects.toBeInstanceOf(InvalidCostError);
+  });
+
+  it('key, cost and allowList functions that throw make check reject, and give back what was taken', async () => {
+    const shared = keyedLimiter({ capacity: 3, refillRate: { tokens: 3, perMs: 3_600_000 } });
+    const limit = new RateLimit<Req>({
+      policies: [
+        { name: 'global', limiter: shared, key: () => 'g' },
+        {
+          name: 'user',
+          limit: 10,
+          key: (r) => {
+            if (r.user === undefined) throw new Error('no user');
+            return r.user;
+          },
+        },
+      ],
+    });
+    for (let i = 0; i < 3; i += 1) {
+      let result: unknown;
+      expect(() => {
+        result = limit.check(req());
+      }).not.toThrow();
+      await expect(result).rejects.toThrow('no user');
+    }
+    // Three failed requests took nothing from the global bucket: the fourth sees two left after its own.
+    const ok = await limit.check(req(undefined, { user: 'u' }));
+    expect(ok.outcomes.map((o) => [o.key, o.decision.allowed, o.decision.remaining])).toEqual([
+      ['g', true, 2],
+      ['u', true, 9],
+    ]);
+    const boom = () => {
+      throw new Error('boom');
+    };
+    for (const options of [
+      { limit: 5, cost: boom },
+      { limit: 5, allowList: boom },
+    ] as RateLimitOptions<Req>[]) {
+      const thrower = new RateLimit<Req>(options);
+      let result: unknown;
+      expect(() => {
+        result = thrower.check(req());
+      }).not.toThrow();
+      await expect(result).rejects.toThrow('boom');
+    }
+  });
+
+  it('dry run: a store failure lets the request through (reported) and gives back what the others took', async () => {
+    const shared = keyedLimiter({ capacity: 3, refillRate: { tokens: 3, perMs: 3_600_000 } });
+    const failing: LimiterStore = {
+      consume: (): Promise<StoreDecision> => Promise.reject(new Error('down')),
+      refund: () => {},
+      close: () => {},
+    };
+    const onError = vi.fn();
+    const limit = new RateLimit<Req>({
+      dryRun: true,
+      onError,
+      policies: [
+        { name: 'global', limiter: shared, key: () => 'g' },
+        { name: 'remote', limit: 5, store: failing },
+      ],
+    });
+    const result = await limit.check(req());
+    expect(result.action).toBe('skip');
+    expect(result.answer).toBeUndefined();
+    expect(onError).toHaveBeenCalledOnce();
+    // Given back: the next take leaves 2 of 3 (1 without the refund).
+    expect(shared.tryTake('g', 1)).toMatchObject({ allowed: true, remaining: 2 });
+    const single = new RateLimit<Req>({ limit: 1, dryRun: true, store: failing });
+    expect((await single.check(req())).action).toBe('skip');
+  });
+
+  it('an onError that throws changes nothing: still a 503, never a throw nor an unhandled rejection', async () => {
+    const unhandled = vi.fn();
+    process.on('unhandledRejection', unhandled);
+    try {
+      const throwing: LimiterStore = {
+        consume: () => {
+          throw new Error('store down');
+        },
+        refund: () => Promise.reject(new Error('refund failed')),
+        close: () => {},
+      };
+      const onError = () => {
+        throw new Error('logger broke');
+      };
+      const single = new RateLimit<Req>({ limit: 1, store: throwing, onError });
+      expect((await single.check(req())).answer?.status).toBe(503);
+      const refunding: LimiterStore = {
+        consume: (key, cost, spec) => memoryStore().consume(key, cost, spec),
+        refund: () => Promise.reject(new Error('refund failed')),
+        close: () => {},
+      };
+      const two = new RateLimit<Req>({
+        onError,
+        policies: [
+          { name: 'a', limit: 5, store: refunding },
+          { name: 'b', limit: 5, store: throwing },
+        ],
+      });
+      expect((await two.check(req())).answer?.status).toBe(503);
+      // Let Node look for unhandled rejections (it does after the microtask queue drains).
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(unhandled).not.toHaveBeenCalled();
+    } finally {
+      process.off('unhandledRejection', unhandled);
+    }
+  });
+
+  it('validates limit and windowMs as Structured Field integers, and maxKeys/clock next to a limiter', () => {
+    const limiter = keyedLimiter({ capacity: 5, refillRate: { tokens: 5, perMs: 1000 } });
+    expect(() => new RateLimit<Req>({ limit: 2.5 })).toThrow(/`limit` to be an integer .* got `2.5`/);
+    expect(() => new RateLimit<Req>({ limit: 1e21 })).toThrow(/`limit`.*999999999999999.*got `1e\+21`/);
+    expect(() => new RateLimit<Req>({ limit: 10, windowMs: 1e300 })).toThrow(/`windowMs`.*got `1e\+300`/);
+    expect(() => new RateLimit<Req>({ limiter, maxKeys: -1 } as never)).toThrow(/`maxKeys`.*got `-1`/);
+    expect(() => new RateLimit<Req>({ limiter, clock: 'x' } as never)).toThrow(/`clock`.*got `"x"`/);
+    expect(() => new RateLimit<Req>({ policies: [{ limiter }], maxKeys: 'lots' } as never)).toThrow(
+      /`maxKeys`/,
+    );
+    expect(() => new RateLimit<Req>({ limiter, windowMs: 1000 } as never)).toThrow(
+      expect.objectContaining({ option: 'windowMs', message: expect.stringMatching(/got `1000`/) }),
+    );
   });
 });

@@ -1,5 +1,6 @@
 import type { LimiterStore } from '@floodgate/token-bucket';
 import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
+import { InvalidCostError } from './errors.js';
 import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardHeaders } from './headers.js';
 import { LastRefusal, type Refusal } from './last-refusal.js';
 import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
@@ -65,7 +66,8 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
    */
   readonly allowList?: readonly string[] | ((request: Req, key: string) => boolean);
   /**
-   * Count and send headers but never block; `onLimit` still fires. For rolling out a limit safely.
+   * Count and send headers but never block; `onLimit` still fires. For rolling out a limit safely: a
+   * failing store lets the request through too (reported to `onError`), whatever `passOnStoreError` says.
    * @default false
    */
   readonly dryRun?: boolean;
@@ -101,9 +103,12 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
    * @default false
    */
   readonly passOnStoreError?: boolean;
-  /** Called for every request over a limit (also in dry-run), e.g. for metrics. Must not throw. */
+  /** Called for every request over a limit (also in dry-run), e.g. for metrics. What it throws goes to `onError`. */
   readonly onLimit?: (request: Req, result: RateLimitResult) => void;
-  /** Called with store errors (they never reach the client as a 500). */
+  /**
+   * Called with store errors (they never reach the client as a 500). An `onError` that throws is ignored:
+   * reporting must not change the answer.
+   */
   readonly onError?: (error: unknown) => void;
   /**
    * For the default memory stores: the most keys each policy tracks at once.
@@ -175,6 +180,9 @@ function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | undefined)?.then === 'function';
 }
 
+/** The largest Structured Field integer (RFC 9651 §3.3.1): `q`, `r`, `w` and `t` must not exceed it. */
+const MAX_SF_INTEGER = 999_999_999_999_999;
+
 /** `60s` for a default policy name; the window is capacity / refill rate, so float noise is shaved off. */
 function windowLabel(windowMs: number): string {
   return `${Math.max(1, Math.ceil((windowMs - 1) / 1000))}s`;
@@ -234,6 +242,11 @@ export class RateLimit<Req extends KeyableRequest> {
     this.#clientAddress = adapter.clientAddress ?? requestIp;
     checkObject('options', options);
     rejectUnknownKeys(options, KNOWN, 'rateLimit()');
+    // Checked whether or not a policy uses them (every policy may bring its own limiter): a bad value is
+    // a mistake all the same, and it would start to matter the day a policy drops its limiter.
+    const maxKeys = options.maxKeys === undefined ? undefined : checkInteger('maxKeys', options.maxKeys, 1);
+    const clock =
+      options.clock === undefined ? undefined : checkFunction<() => number>('clock', options.clock);
     let specs: readonly RateLimitPolicy<Req>[];
     if (options.policies !== undefined) {
       if (!Array.isArray(options.policies) || options.policies.length === 0) {
@@ -262,23 +275,22 @@ export class RateLimit<Req extends KeyableRequest> {
         if (typeof given?.tryTake !== 'function' || typeof given.spec !== 'object') {
           fail(`${where}limiter`, 'a keyed limiter (tryTake, refund, spec)', spec.limiter);
         }
-        if (spec.limit !== undefined || spec.windowMs !== undefined || spec.store !== undefined) {
-          fail(`${where}limit`, 'absent when `limiter` is given', spec.limit ?? spec.windowMs ?? spec.store);
+        for (const name of ['limit', 'windowMs', 'store'] as const) {
+          if (spec[name] !== undefined)
+            fail(`${where}${name}`, 'absent when `limiter` is given (the limiter has its own)', spec[name]);
         }
         limiter = spec.limiter;
       } else {
+        // Both reach the RateLimit fields as Structured Field integers (`q`, `r`; `w`, `t` in seconds).
         if (spec.limit === undefined)
-          fail(`${where}limit`, 'a finite number >= 1 (the burst a client may send)', undefined);
-        const limit = checkNumber(`${where}limit`, spec.limit, 1);
-        const windowMs = checkNumber(`${where}windowMs`, spec.windowMs ?? 60_000, 1);
-        limiter = createKeyedLimiter({
-          capacity: limit,
-          windowMs,
-          store: spec.store,
-          maxKeys: options.maxKeys === undefined ? undefined : checkInteger('maxKeys', options.maxKeys, 1),
-          clock:
-            options.clock === undefined ? undefined : checkFunction<() => number>('clock', options.clock),
-        });
+          fail(
+            `${where}limit`,
+            `an integer between 1 and ${MAX_SF_INTEGER} (the burst a client may send)`,
+            undefined,
+          );
+        const limit = checkInteger(`${where}limit`, spec.limit, 1, MAX_SF_INTEGER);
+        const windowMs = checkNumber(`${where}windowMs`, spec.windowMs ?? 60_000, 1, MAX_SF_INTEGER * 1000);
+        limiter = createKeyedLimiter({ capacity: limit, windowMs, store: spec.store, maxKeys, clock });
         owned = true;
       }
       if (spec.key !== undefined) checkFunction(`${where}key`, spec.key);
@@ -333,7 +345,22 @@ export class RateLimit<Req extends KeyableRequest> {
         ? false
         : checkBoolean('passOnStoreError', options.passOnStoreError);
     this.#onLimit = options.onLimit === undefined ? undefined : checkFunction('onLimit', options.onLimit);
-    this.#onError = options.onError === undefined ? () => {} : checkFunction('onError', options.onError);
+    const onError =
+      options.onError === undefined
+        ? undefined
+        : checkFunction<(error: unknown) => void>('onError', options.onError);
+    // check() never throws for a store failure and refunds never reject: a reporter that throws must not
+    // change that. Only failures pay for the wrapper.
+    this.#onError =
+      onError === undefined
+        ? () => {}
+        : (error) => {
+            try {
+              onError(error);
+            } catch {
+              // Ignored: see above.
+            }
+          };
     const only = policies.length === 1 ? (policies[0] as Policy<Req>) : undefined;
     this.#simple =
       only !== undefined &&
@@ -349,8 +376,9 @@ export class RateLimit<Req extends KeyableRequest> {
   /**
    * Decides one request: counts it against every policy (a refusal gives back the tokens the other
    * policies took) and formats the headers. Synchronous with synchronous stores and key generators.
-   * Never throws or rejects for a store failure: that becomes a 503 answer or, with `passOnStoreError`,
-   * a skip.
+   * Never throws or rejects for a store failure: that becomes a 503 answer or, with `passOnStoreError` or
+   * in dry run, a skip. Never throws at all: what a `key`, `skip`, `cost` or `allowList` function throws
+   * (or an `InvalidCostError` for a bad cost) rejects, after what other policies took is given back.
    */
   check(request: Req): MaybePromise<RateLimitResult> {
     if (this.#simple !== undefined) return this.#checkSimple(request, this.#simple);
@@ -395,15 +423,26 @@ export class RateLimit<Req extends KeyableRequest> {
       const ip = this.#clientAddress(request);
       address = addressKey(ip, this.#subnet);
       if (this.#allowSet?.has(ip ?? '') || this.#allowSet?.has(address)) return SKIP;
-      if (this.#allowFn?.(request, address)) return SKIP;
+      if (this.#allowFn !== undefined) {
+        let allowed: boolean;
+        try {
+          allowed = this.#allowFn(request, address);
+        } catch (error) {
+          return Promise.reject(error);
+        }
+        if (allowed) return SKIP;
+      }
     }
-    const cost = typeof this.#cost === 'number' ? this.#cost : this.#cost(request);
-    if (!(typeof cost === 'number' && cost > 0 && cost <= this.#maxCost)) {
-      return Promise.reject(
-        new TypeError(
-          `Expected \`cost\` to return a number > 0 and <= ${this.#maxCost}, got \`${String(cost)}\` (${typeof cost})`,
-        ),
-      );
+    let cost = this.#cost;
+    if (typeof cost !== 'number') {
+      try {
+        cost = cost(request);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      if (!(typeof cost === 'number' && cost > 0 && cost <= this.#maxCost)) {
+        return Promise.reject(new InvalidCostError(cost, this.#maxCost));
+      }
     }
     return this.#from(request, cost, 0, [], address);
   }
@@ -418,8 +457,17 @@ export class RateLimit<Req extends KeyableRequest> {
   ): MaybePromise<RateLimitResult> {
     for (let i = index; i < this.#policies.length; i += 1) {
       const policy = this.#policies[i] as Policy<Req>;
-      const key: MaybePromise<string | undefined> =
-        policy.key === undefined ? undefined : policy.key(request);
+      let key: MaybePromise<string | undefined>;
+      if (policy.key === undefined) key = undefined;
+      else {
+        try {
+          key = policy.key(request);
+        } catch (error) {
+          // As for a key that rejects: the earlier policies' tokens go back, and the check rejects.
+          this.#refund(outcomes, cost);
+          return Promise.reject(error);
+        }
+      }
       if (isPromise(key)) {
         return key.then(
           (k) =>
@@ -478,16 +526,19 @@ export class RateLimit<Req extends KeyableRequest> {
   ): MaybePromise<RateLimitResult> {
     outcomes.push({ policy: i, decision, key });
     if (!decision.allowed) {
-      this.#refund(outcomes, cost);
+      // In dry run the request is served all the same, so what the other policies took stays spent.
+      if (!this.dryRun) this.#refund(outcomes, cost);
       return this.#result(request, outcomes);
     }
     if (i + 1 < this.#policies.length) return this.#from(request, cost, i + 1, outcomes, address);
     return this.#result(request, outcomes);
   }
 
-  /** A refused request gives back what the other policies took: it was not served. */
+  /**
+   * A refused request gives back what the other policies took: it was not served. Also in dry run for a
+   * key error or a store failure: the request was not counted whole, so no policy keeps a part of it.
+   */
   #refund(outcomes: readonly PolicyOutcome[], cost: number): void {
-    if (this.dryRun) return;
     for (const o of outcomes) {
       if (!o.decision.allowed) continue;
       const policy = this.#policies[o.policy] as Policy<Req>;
@@ -567,7 +618,8 @@ export class RateLimit<Req extends KeyableRequest> {
   #storeFailed(error: unknown, outcomes: readonly PolicyOutcome[] = [], cost = 0): RateLimitResult {
     this.#onError(error);
     this.#refund(outcomes, cost);
-    if (this.#passOnStoreError) return SKIP;
+    // Dry run never refuses, also not for a store it cannot reach.
+    if (this.#passOnStoreError || this.dryRun) return SKIP;
     const retryAfterMs =
       typeof (error as { retryAfterMs?: unknown } | null)?.retryAfterMs === 'number'
         ? (error as { retryAfterMs: number }).retryAfterMs

@@ -5,15 +5,36 @@ export function describe(value: unknown): string {
   if (typeof value === 'function') return `\`${value.name || 'anonymous'}\` (function)`;
   if (typeof value === 'string') return `\`${JSON.stringify(value)}\` (string)`;
   if (value === null) return '`null`';
-  if (Array.isArray(value)) return '(array)';
-  if (typeof value === 'object') return '(object)';
+  if (typeof value === 'object') {
+    const kind = Array.isArray(value) ? 'array' : 'object';
+    let shown: string | undefined;
+    try {
+      shown = JSON.stringify(value);
+    } catch {
+      // Circular or holding a BigInt: say what it is, not what it holds.
+    }
+    if (shown === undefined) return `(${kind})`;
+    return `\`${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown}\` (${kind})`;
+  }
   return `\`${String(value)}\` (${typeof value})`;
+}
+
+/**
+ * The `InvalidOptionError` naming the option, what was expected and what came (for the adapters, whose
+ * own options must read the same as the core's).
+ * @example throw invalidOption('global', 'a boolean', 'yes'); // Expected `global` to be a boolean, got `"yes"` (string)
+ */
+export function invalidOption(option: string, expected: string, value: unknown): InvalidOptionError {
+  return new InvalidOptionError(option, `Expected \`${option}\` to be ${expected}, got ${describe(value)}`);
 }
 
 /** Throws `InvalidOptionError` naming the option, what was expected and what came. */
 export function fail(option: string, expected: string, value: unknown): never {
-  throw new InvalidOptionError(option, `Expected \`${option}\` to be ${expected}, got ${describe(value)}`);
+  throw invalidOption(option, expected, value);
 }
+
+/** An HTTP token (RFC 9110 §5.6.2): a field name or a method. */
+export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /** Rejects option keys the entry point does not know: a typo must fail at start-up, not be ignored. */
 export function rejectUnknownKeys(options: object, known: readonly string[], where: string): void {

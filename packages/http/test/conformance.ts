@@ -350,6 +350,22 @@ export const cases: readonly Case[] = [
     },
   },
   {
+    name: 'idempotency: a scope that knows no user falls back to the client address, never one shared scope',
+    app: { trustProxy: true, idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const anonymous = (address: string) => checkout('"order-1"', { amount: 1 }, xff(address));
+      const first = await client.request(anonymous('198.51.100.1'));
+      const other = await client.request(anonymous('198.51.100.2'));
+      expect(other.status).toBe(201);
+      expect(other.headers['idempotent-replayed']).toBeUndefined();
+      expect(json(other).order).not.toBe(json(first).order);
+      const again = await client.request(anonymous('198.51.100.1'));
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.body).toBe(first.body);
+      expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
     name: 'idempotency: concurrent duplicates while in flight get 409 + Retry-After; the handler runs once',
     app: { idempotency: { scope: byUserHeader } },
     async run(client, holds) {
