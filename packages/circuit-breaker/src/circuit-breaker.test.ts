@@ -375,6 +375,25 @@ describe('half-open', () => {
   });
 });
 
+describe('half-open refusals', () => {
+  it('wait for the last probe, by its own per-call timeout', async () => {
+    const { b } = breaker({ timeoutMs: 100, halfOpenMaxCalls: 1, halfOpenSuccessThreshold: 1 });
+    b.trip(50);
+    vi.advanceTimersByTime(50);
+    expect(b.state).toBe('half-open');
+    const probe = b.execute(slowOk(1000), { timeoutMs: 5000 });
+    const at0 = (await swallow(b.execute(ok))) as CircuitOpenError;
+    // before the fix: 100 (the breaker's timeoutMs), then 1 ms over and over while the probe ran
+    expect(at0).toMatchObject({ state: 'half-open', retryAfterMs: 5000 });
+    vi.advanceTimersByTime(300);
+    expect(b.retryAfterMs).toBe(4700);
+    await vi.advanceTimersByTimeAsync(700);
+    await expect(probe).resolves.toBe('slow');
+    expect(b.state).toBe('closed');
+    b.close();
+  });
+});
+
 describe('Retry-After', () => {
   const throttled = (retryAfterMs: number) => () =>
     Promise.reject(gatewayError({ statusCode: 429, retryAfterMs }));
@@ -636,7 +655,11 @@ describe('fire and fallback', () => {
 
   it('an execute-only breaker refuses fire()', async () => {
     const b = circuitBreaker();
-    await expect((b.fire as () => Promise<never>)()).rejects.toBeInstanceOf(TypeError);
+    // before the fix: a plain TypeError with no code
+    await expect((b.fire as () => Promise<never>)()).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      option: 'action',
+    });
     expect(b.stats().totals.calls).toBe(0);
   });
 });
@@ -833,5 +856,34 @@ describe('options', () => {
     async function chargeCard() {}
     expect(circuitBreaker(chargeCard).name).toBe('chargeCard');
     expect(circuitBreaker({ name: 'bank' }).name).toBe('bank');
+  });
+});
+
+describe('execute() arguments', () => {
+  it("refuses a caller's mistake with InvalidOptionError before admission, counting nothing", async () => {
+    const { b } = breaker({ volumeThreshold: 1, timeoutMs: 50 });
+    const cases: [() => Promise<unknown>, string, unknown][] = [
+      [() => b.execute('nope' as never), 'fn', 'nope'],
+      [() => b.execute(ok, null as never), 'options', null],
+      [() => b.execute(ok, 'fast' as never), 'options', 'fast'],
+      [() => b.execute(ok, { timeoutMS: 1000 } as never), 'timeoutMS', 'timeoutMS'],
+      [() => b.execute(ok, { signal: 'abc' } as never), 'signal', 'abc'],
+      [() => b.execute(ok, { signal: {} } as never), 'signal', {}],
+      [() => b.execute(fail500, { fallback: 42 } as never), 'fallback', 42],
+    ];
+    for (const [call, option, value] of cases) {
+      // before the fix: a TypeError from inside the call, counted as a gateway failure (or a sync throw)
+      const error = await swallow(call());
+      expect(error).toBeInstanceOf(InvalidOptionError);
+      expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option, value });
+      expect((error as Error).message).toContain(`\`${option}\``);
+    }
+    expect(b.state).toBe('closed');
+    expect(b.stats().totals).toMatchObject({ calls: 0, failures: 0, rejected: 0 });
+    // valid options still work, and an explicit undefined is no option
+    const controller = new AbortController();
+    await expect(
+      b.execute(ok, { signal: controller.signal, timeoutMs: undefined, fallback: () => 'fb' }),
+    ).resolves.toBe('ok');
   });
 });

@@ -140,10 +140,6 @@ type KindCode = 0 | 1 | 2 | 3 | 4;
 const W_SLOW = 4;
 const W_WIDTH = 5;
 
-const ACTIONLESS = new TypeError(
-  'This circuit breaker was created without an action: use execute(fn) instead of fire()',
-);
-
 /**
  * A circuit breaker for a gateway: it stops calling a gateway that is failing or slowing down, lets a
  * few probes through after a (jittered, backed-off) pause, and closes again when they succeed.
@@ -180,8 +176,9 @@ export class CircuitBreaker<
   /** Latest end of a `Retry-After` hold asked for while closed (applied if the breaker opens). */
   #holdUntil = Number.NEGATIVE_INFINITY;
   #consecutiveOpens = 0;
-  #halfOpenSince = 0;
   #probesAdmitted = 0;
+  /** When the probes admitted in this half-open spell will all have answered or timed out (estimate). */
+  #probesDueBy = 0;
   #probeSuccesses = 0;
   #probeFailures = 0;
   #inFlight = 0;
@@ -276,10 +273,19 @@ export class CircuitBreaker<
    *
    * @returns the action's result, or the `fallback` option's when the call is refused or fails.
    * @throws {CircuitOpenError} (rejects) when open; {@link CircuitTimeoutError} after `timeoutMs`;
-   *   {@link CircuitShutdownError} after `close()`; otherwise whatever the action threw.
+   *   {@link CircuitShutdownError} after `close()`; {@link InvalidOptionError} (option `action`) when the
+   *   breaker was created without an action; otherwise whatever the action threw.
    */
   fire(...args: TArgs): Promise<TResult> {
-    if (this.#action === undefined) return Promise.reject(ACTIONLESS);
+    if (this.#action === undefined) {
+      return Promise.reject(
+        new InvalidOptionError(
+          'action',
+          'a function given to circuitBreaker(action, options) to call fire(); without one use execute(fn)',
+          undefined,
+        ),
+      );
+    }
     return this.#admit(undefined, args, undefined, this.#o.fallback, this.#o.timeoutMs) as Promise<TResult>;
   }
 
@@ -293,10 +299,20 @@ export class CircuitBreaker<
    * @throws {CircuitOpenError} (rejects) when open; {@link CircuitTimeoutError} after the timeout;
    *   {@link CircuitShutdownError} after `close()`; the caller signal's reason when it was already
    *   aborted; otherwise whatever `fn` threw.
+   * @throws {InvalidOptionError} (rejects) when `fn` is not a function or `options` is not an object of
+   *   known options with valid values (`signal` an AbortSignal, `timeoutMs`, `fallback` a function). A
+   *   caller's mistake is refused before admission: nothing is counted and the breaker's state is not
+   *   touched.
    */
   execute<T>(fn: (ctx: CallContext) => T | PromiseLike<T>, options?: ExecuteOptions<T>): Promise<T> {
+    // One typeof on the common path; the options, when given, are checked in full.
+    if (typeof fn !== 'function') {
+      return Promise.reject(new InvalidOptionError('fn', 'a function', fn));
+    }
     if (options === undefined)
       return this.#admit(fn, undefined, undefined, undefined, this.#o.timeoutMs) as Promise<T>;
+    const invalid = invalidExecuteOption(options);
+    if (invalid !== undefined) return Promise.reject(invalid);
     let timeoutMs = this.#o.timeoutMs;
     if (options.timeoutMs !== undefined) {
       timeoutMs = timeoutOf(options.timeoutMs);
@@ -435,6 +451,12 @@ export class CircuitBreaker<
       call.reject = reject;
     });
     this.#track(call, timeoutMs);
+    if (probe) {
+      // A probe may carry its own (longer) timeout: refusals in half-open wait for the last of them. One
+      // without any timeout is assumed to answer within resetTimeoutMs.
+      const due = Number.isFinite(call.deadline) ? call.deadline : start + this.#o.resetTimeoutMs;
+      if (due > this.#probesDueBy) this.#probesDueBy = due;
+    }
 
     let value: unknown;
     try {
@@ -482,9 +504,9 @@ export class CircuitBreaker<
   /** retryAfterMs of a refusal now: >= 1, since the call is refused. */
   #refusalDelay(now: number): number {
     if (this.#state === OPEN) return Math.max(1, Math.ceil(this.#openUntil - now));
-    // Half-open with every probe slot taken: the probes answer or time out within timeoutMs.
-    const wait = Number.isFinite(this.#o.timeoutMs) ? this.#o.timeoutMs : this.#o.resetTimeoutMs;
-    return Math.max(1, Math.ceil(this.#halfOpenSince + wait - now));
+    // Half-open with every probe slot taken: the state changes once the probes have answered or timed
+    // out, by the latest deadline among them (their own per-call timeouts included).
+    return Math.max(1, Math.ceil(this.#probesDueBy - now));
   }
 
   #openError(retryAfterMs: number): CircuitOpenError {
@@ -779,7 +801,7 @@ export class CircuitBreaker<
     }
     this.#state = HALF_OPEN;
     this.#epoch++;
-    this.#halfOpenSince = now;
+    this.#probesDueBy = now;
     this.#probesAdmitted = 0;
     this.#probeSuccesses = 0;
     this.#probeFailures = 0;
@@ -840,6 +862,30 @@ export function circuitBreaker(
 ): CircuitBreaker {
   if (typeof actionOrOptions === 'function') return new CircuitBreaker(actionOrOptions, options);
   return new CircuitBreaker(actionOrOptions);
+}
+
+/**
+ * What is wrong with `execute`'s options, if anything (the per-call timeout is checked by the caller):
+ * not an object, a key that is not an option (a typo such as `timeoutMS` would otherwise be ignored
+ * silently), a `signal` that is not an AbortSignal, a `fallback` that is not a function.
+ */
+function invalidExecuteOption(options: unknown): InvalidOptionError | undefined {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    return new InvalidOptionError('options', 'an object { signal?, timeoutMs?, fallback? }', options);
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'signal' && key !== 'timeoutMs' && key !== 'fallback') {
+      return new InvalidOptionError(key, 'one of the execute options (signal, timeoutMs, fallback)', key);
+    }
+  }
+  const { signal, fallback } = options as ExecuteOptions<unknown>;
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    return new InvalidOptionError('signal', 'an AbortSignal', signal);
+  }
+  if (fallback !== undefined && typeof fallback !== 'function') {
+    return new InvalidOptionError('fallback', 'a function', fallback);
+  }
+  return undefined;
 }
 
 /** The per-call timeout in ms (Infinity: none), NaN when invalid. */

@@ -6,6 +6,7 @@ import {
   CircuitTimeoutError,
   InvalidOptionError,
   isCircuitOpenError,
+  RegistryClosedError,
   RegistryFullError,
 } from './errors.js';
 
@@ -16,6 +17,7 @@ describe('errors', () => {
       [new CircuitTimeoutError('bank', 100), 'ERR_CIRCUIT_TIMEOUT', 'TimeoutError'],
       [new CircuitShutdownError('bank'), 'ERR_CIRCUIT_SHUTDOWN', 'CircuitShutdownError'],
       [new RegistryFullError('k', 10), 'ERR_REGISTRY_FULL', 'RegistryFullError'],
+      [new RegistryClosedError('k'), 'ERR_REGISTRY_CLOSED', 'RegistryClosedError'],
       [new InvalidOptionError('timeoutMs', 'a number', 'x'), 'ERR_INVALID_OPTION', 'InvalidOptionError'],
     ];
     for (const [error, code, name] of cases) {

@@ -120,6 +120,20 @@ export class RegistryFullError extends CircuitBreakerError {
   }
 }
 
+/**
+ * The registry was closed with `close()`: it holds no breakers and makes no new ones, so `get` throws
+ * and `execute` rejects with this error. Nothing was called.
+ */
+export class RegistryClosedError extends CircuitBreakerError {
+  declare readonly code: 'ERR_REGISTRY_CLOSED';
+  /** The key that was asked for. */
+  readonly key: string;
+  constructor(key: string) {
+    super('ERR_REGISTRY_CLOSED', `Circuit breaker registry has been closed: no breaker for \`${key}\``);
+    this.key = key;
+  }
+}
+
 /** `isCircuitOpenError(e)` is true for a `CircuitOpenError`, also one from another copy of this package. */
 export function isCircuitOpenError(error: unknown): error is CircuitOpenError {
   return (

@@ -21,6 +21,7 @@ export {
   CircuitTimeoutError,
   InvalidOptionError,
   isCircuitOpenError,
+  RegistryClosedError,
   RegistryFullError,
 } from './errors.js';
 export type { LatencyPercentiles } from './latency-histogram.js';

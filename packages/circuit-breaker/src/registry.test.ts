@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { InvalidOptionError, RegistryFullError } from './errors.js';
+import { InvalidOptionError, RegistryClosedError, RegistryFullError } from './errors.js';
 import { CircuitBreakerRegistry, circuitBreakerRegistry } from './registry.js';
 
 const ok = () => Promise.resolve('ok');
@@ -73,7 +73,7 @@ describe('CircuitBreakerRegistry', () => {
     registry.close();
   });
 
-  it('delete() and close() shut the breakers down', () => {
+  it('delete() and close() shut the breakers down', async () => {
     const registry = circuitBreakerRegistry();
     const a = registry.get('a');
     expect(registry.delete('a')).toBe(true);
@@ -82,7 +82,12 @@ describe('CircuitBreakerRegistry', () => {
     const b = registry.get('b');
     registry.close();
     expect(b.isShutdown).toBe(true);
-    expect(() => registry.get('c')).toThrow(TypeError);
+    // before the fix: a plain TypeError with no code
+    expect(() => registry.get('c')).toThrow(RegistryClosedError);
+    expect(() => registry.get('c')).toThrow(
+      expect.objectContaining({ code: 'ERR_REGISTRY_CLOSED', key: 'c' }),
+    );
+    await expect(registry.execute('d', ok)).rejects.toMatchObject({ code: 'ERR_REGISTRY_CLOSED', key: 'd' });
     expect(vi.getTimerCount()).toBe(0);
   });
 

@@ -1,7 +1,7 @@
 import type { CallContext } from './call.js';
 import type { CircuitBreakerStats, ExecuteOptions } from './circuit-breaker.js';
 import { CircuitBreaker } from './circuit-breaker.js';
-import { InvalidOptionError, RegistryFullError } from './errors.js';
+import { InvalidOptionError, RegistryClosedError, RegistryFullError } from './errors.js';
 import type { CircuitBreakerOptions } from './options.js';
 import { resolveOptions } from './options.js';
 
@@ -85,9 +85,10 @@ export class CircuitBreakerRegistry {
    * The breaker of `key`, created on first use.
    * @throws {RegistryFullError} when `maxBreakers` are held and all have calls in flight.
    * @throws {InvalidOptionError} when the `breaker` function returns bad options.
+   * @throws {RegistryClosedError} after {@link close}.
    */
   get(key: string): CircuitBreaker<[], never> {
-    if (this.#closed) throw new TypeError('The circuit breaker registry has been closed');
+    if (this.#closed) throw new RegistryClosedError(key);
     const breakers = this.#breakers;
     let breaker = breakers.get(key);
     if (breaker !== undefined) {
@@ -106,7 +107,10 @@ export class CircuitBreakerRegistry {
     return this.#breakers.has(key);
   }
 
-  /** `get(key).execute(fn, options)`; a full registry rejects with {@link RegistryFullError}. */
+  /**
+   * `get(key).execute(fn, options)`; a full registry rejects with {@link RegistryFullError}, a closed one
+   * with {@link RegistryClosedError}.
+   */
   execute<T>(
     key: string,
     fn: (ctx: CallContext) => T | PromiseLike<T>,

@@ -43,6 +43,26 @@ describeRedis('with keyedLimiter and gate of @floodgate/token-bucket', () => {
     expect(store.stats().degraded).toBe(false);
   });
 
+  it('a take with an operationId, aborted and retried again and again, mints nothing', async () => {
+    store = redisStore({ url: REDIS_URL, prefix, timeoutMs: 2_000 });
+    const limiter = keyedLimiter({ capacity: 5, refillRate: { tokens: 5, perMs: 3_600_000 }, store });
+    for (let i = 0; i < 5; i++) expect((await limiter.tryTake('merchant')).allowed).toBe(true);
+    for (let i = 0; i < 4; i++) {
+      const controller = new AbortController();
+      const taken = limiter.take('merchant', 1, {
+        operationId: 'op-1',
+        signal: controller.signal,
+        maxWaitMs: 3_600_000,
+      });
+      controller.abort(new Error('client went away'));
+      await expect(taken).rejects.toThrow('client went away');
+    }
+    // A 5/hour bucket refills nothing noticeable meanwhile; before the fix every retry minted a token.
+    const after = await Promise.all(Array.from({ length: 3 }, () => limiter.tryTake('merchant')));
+    expect(after.map((decision) => decision.allowed)).toEqual([false, false, false]);
+    await limiter.close();
+  });
+
   it('two gates on one store key share one rate', async () => {
     store = redisStore({ url: REDIS_URL, prefix, timeoutMs: 2_000 });
     const options = {

@@ -47,6 +47,23 @@ describe('LocalBuckets (the local fallback)', () => {
     );
   });
 
+  it('admits a cost above its share (up to the shared limit) from a full bucket, with a finite wait', () => {
+    let now = 0;
+    const local = new LocalBuckets(10, () => now);
+    const share = { capacity: 5 / 3, refillPerMs: 0.001 / 3 }; // 3 instances share 5 tokens, 1 per s
+    // before the fix: refused with retryAfterMs Infinity for the whole outage, limit 1.67
+    expect(local.consume('k', 2, share, 0, 5)).toMatchObject({ allowed: true, limit: 5, remaining: 0 });
+    const refused = local.consume('k', 2, share, 0, 5);
+    expect(refused).toMatchObject({ allowed: false, limit: 5 });
+    expect(refused.retryAfterMs).toBe(6000); // until the bucket is full again: 2 tokens at 1/3 per s
+    now += 6000;
+    expect(local.consume('k', 2, share, 0, 5).allowed).toBe(true);
+    // a reservation waits for a full bucket too
+    expect(local.consume('k', 2, share, 10_000, 5)).toMatchObject({ allowed: true, waitMs: 6000 });
+    // above the shared limit it can never be granted, as with Redis
+    expect(local.consume('other', 6, share, 0, 5).retryAfterMs).toBe(Number.POSITIVE_INFINITY);
+  });
+
   it('keeps at most maxKeys buckets, dropping the least recently used', () => {
     const spec = { capacity: 2, refillPerMs: 0.001 };
     const local = new LocalBuckets(2, () => 0);

@@ -25,27 +25,47 @@ export class LocalBuckets {
     return this.#buckets.size;
   }
 
-  consume(key: string, cost: number, spec: BucketSpec, maxWaitMs: number): StoreDecision {
+  /**
+   * Decides on this instance's share of a limit. `spec` is the share (see `RedisStore`), `limit` the shared
+   * capacity, reported as the decision's `limit` (what the client's quota is, not a fraction of it).
+   *
+   * A cost above the share but within `limit` (cost 2 when 3 instances share a capacity of 5) could never
+   * fit the share, so it is admitted from a **full** local bucket, which it draws into debt: it waits for a
+   * full bucket as a cost equal to the share would, and the refill then pays the rest off at the share's
+   * rate. Each instance's long-run rate stays its share and its burst is at most one such cost, and the
+   * caller gets a finite `retryAfterMs` instead of a refusal for the whole outage. Only a cost above
+   * `limit` is never admitted (`retryAfterMs: Infinity`), as with Redis.
+   */
+  consume(
+    key: string,
+    cost: number,
+    spec: BucketSpec,
+    maxWaitMs: number,
+    limit: number = spec.capacity,
+  ): StoreDecision {
     const { capacity, refillPerMs } = spec;
     const bucket = this.#refilled(key, spec);
+    // What must be in the bucket before the cost is taken: the cost, or a full bucket for a larger one.
+    const needed = Math.min(cost, capacity);
     let allowed = false;
     let waitMs = 0;
     let retryAfterMs = 0;
-    if (bucket.tokens >= cost) {
-      allowed = true;
+    if (bucket.tokens >= needed) {
+      allowed = cost <= limit;
+      if (!allowed) retryAfterMs = Number.POSITIVE_INFINITY;
     } else {
-      const need = (cost - bucket.tokens) / refillPerMs;
-      if (cost <= capacity && need <= maxWaitMs) {
+      const need = (needed - bucket.tokens) / refillPerMs;
+      if (cost <= limit && need <= maxWaitMs) {
         allowed = true;
         waitMs = need;
       } else {
-        retryAfterMs = cost > capacity ? Number.POSITIVE_INFINITY : need;
+        retryAfterMs = cost > limit ? Number.POSITIVE_INFINITY : need;
       }
     }
     if (allowed) bucket.tokens -= cost;
     return {
       allowed,
-      limit: capacity,
+      limit,
       remaining: bucket.tokens >= 1 ? Math.floor(bucket.tokens) : 0,
       retryAfterMs: Math.ceil(retryAfterMs),
       resetAfterMs: Math.ceil((capacity - bucket.tokens) / refillPerMs),

@@ -1,3 +1,5 @@
+import { EventEmitter, once } from 'node:events';
+import { createServer, type Socket } from 'node:net';
 import { ClosedError, InvalidOptionError, type StoreDecision } from '@floodgate/token-bucket';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -99,13 +101,30 @@ describeRedis('RedisStore against Redis', () => {
     const k = key();
     const first = await a.consume(k, 2, slow, { operationId: 'pay-1' });
     const retried = await b.consume(k, 2, slow, { operationId: 'pay-1' });
-    expect(retried).toEqual({ ...first, resetAfterMs: first.resetAfterMs });
+    expect(retried).toEqual({ ...first, replayed: true });
+    expect(first.replayed).toBeUndefined();
     expect((await a.consume(k, 1, slow)).remaining).toBe(2);
     // A denied consume spends nothing and is not remembered: the same id may succeed later.
     const denied = await a.consume(k, 5, slow, { operationId: 'pay-2' });
     expect(denied.allowed).toBe(false);
     await a.refund(k, 3, slow);
     expect((await a.consume(k, 5, slow, { operationId: 'pay-2' })).allowed).toBe(true);
+  });
+
+  it('a refund naming the operation forgets it in the same call: the retry spends again', async () => {
+    const s = store();
+    const k = key();
+    await s.consume(k, 5, slow); // empty
+    const first = await s.consume(k, 1, slow, { operationId: 'op', maxWaitMs: 3_600_000 });
+    expect(first).toMatchObject({ allowed: true });
+    await s.refund(k, 1, slow, { operationId: 'op' });
+    // before the fix: replayed as granted, having spent nothing
+    const retry = await s.consume(k, 1, slow, { operationId: 'op', maxWaitMs: 3_600_000 });
+    expect(retry.replayed).toBeUndefined();
+    expect(retry.waitMs).toBeGreaterThan(0);
+    // two tokens in debt now (the retry's and this one's): about 20 s at one token per 10 s, not 10 s
+    expect((await s.consume(k, 1, slow)).retryAfterMs).toBeGreaterThan(15_000);
+    await expect(s.refund(k, 1, slow, { operationId: '' })).rejects.toMatchObject({ option: 'operationId' });
   });
 
   it('coalesces concurrent decisions for one key into few script calls, granting exactly the capacity', async () => {
@@ -256,5 +275,106 @@ describe('redisStore options (no Redis needed)', () => {
     expect(() => redisStore({ url: 'redis://127.0.0.1', timeoutMs: 0 })).toThrow(
       'Expected `timeoutMs` to be an integer from 1 to 60000, got `0` (number)',
     );
+  });
+});
+
+describe('a timeout after an event-loop stall (no Redis needed)', () => {
+  /** A ready client whose script calls answer when the test says. */
+  function fakeClient() {
+    const replies: Array<(reply: unknown) => void> = [];
+    const client = Object.assign(new EventEmitter(), {
+      status: 'ready',
+      evalsha: () => new Promise((resolve) => replies.push(resolve)),
+      eval: () => new Promise((resolve) => replies.push(resolve)),
+    });
+    return { client, replies };
+  }
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('gives a reply that came in during the stall a grace instead of calling it an outage', async () => {
+    vi.useFakeTimers({ now: 0, toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const realNow = performance.now.bind(performance);
+    let stalled = 0;
+    vi.spyOn(performance, 'now').mockImplementation(() => realNow() + stalled);
+    const { client, replies } = fakeClient();
+    const s = redisStore({ client: client as never, timeoutMs: 250 });
+    const decision = s.consume('k', 1, slow);
+    // 400 ms of synchronous work: no timer ran meanwhile, Redis answered at once. After it, Node runs the
+    // overdue timer (timers phase) before it reads the socket (poll phase).
+    stalled = 400;
+    vi.advanceTimersByTime(250);
+    replies[0]?.([1, 4, 0, 10_000, 0]);
+    await expect(decision).resolves.toMatchObject({ allowed: true, remaining: 4 });
+    expect(s.degraded).toBe(false);
+    await s.close();
+  });
+
+  it("'local-fallback' admits a cost above the instance's share and reports the shared limit", async () => {
+    const client = Object.assign(new EventEmitter(), {
+      status: 'ready',
+      // Three live instances; every decision fails (a Redis that refuses writes).
+      evalsha: async (_sha: string, _keys: number, key: string) => {
+        if (key.endsWith('instances')) return 3;
+        throw new Error('READONLY You cannot write against a read only replica.');
+      },
+      eval: async () => 0,
+      zrem: async () => 0,
+    });
+    const s = redisStore({ client: client as never, failMode: 'local-fallback', timeoutMs: 250 });
+    await vi.waitFor(() => expect(s.stats().liveInstances).toBe(3));
+    const spec = { capacity: 5, refillPerMs: 0.001 }; // the share: 5/3 tokens, 1/3 token per s
+    const first = await s.consume('k', 2, spec);
+    expect(s.degraded).toBe(true);
+    expect(first).toMatchObject({ allowed: true, limit: 5 });
+    const second = await s.consume('k', 2, spec);
+    expect(second).toMatchObject({ allowed: false, limit: 5 });
+    expect(second.retryAfterMs).toBeGreaterThan(5_000);
+    expect(second.retryAfterMs).toBeLessThanOrEqual(6_000);
+    await s.close();
+  });
+
+  it('still fails a call that gets no reply within the grace', async () => {
+    vi.useFakeTimers({ now: 0, toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const realNow = performance.now.bind(performance);
+    let stalled = 0;
+    vi.spyOn(performance, 'now').mockImplementation(() => realNow() + stalled);
+    const { client } = fakeClient();
+    const s = redisStore({ client: client as never, timeoutMs: 250 });
+    const decision = s.consume('k', 1, slow).catch((e: unknown) => e);
+    stalled = 400;
+    vi.advanceTimersByTime(250);
+    vi.advanceTimersByTime(50);
+    expect(await decision).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+    expect(s.degraded).toBe(true);
+    await s.close();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('close() of a store whose client is stuck connecting (no Redis needed)', () => {
+  it('resolves only once the socket is gone, without waiting for a server that never answers', async () => {
+    // Accepts the connection and never reads or answers (a black hole): ioredis's ready check gets no
+    // reply, the client stays in `connect`, and a FIN alone is never acknowledged by a close.
+    const sockets: Socket[] = [];
+    const hole = createServer((socket) => {
+      sockets.push(socket);
+      socket.on('error', () => {});
+    }).listen(0, '127.0.0.1');
+    await once(hole, 'listening');
+    const { port } = hole.address() as { port: number };
+    const connected = once(hole, 'connection');
+    const s = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 1_000 });
+    await connected;
+    await vi.waitFor(() => expect(s.client.status).toBe('connect'));
+    const stream = (s.client as unknown as { stream: Socket }).stream;
+    // before the fix: close() gave up after timeoutMs and left the socket open, status `connect`
+    await s.close();
+    expect(s.client.status).toBe('end');
+    expect(stream.destroyed).toBe(true);
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => hole.close(() => resolve()));
   });
 });

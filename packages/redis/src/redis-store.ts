@@ -6,6 +6,7 @@ import {
   type ConsumeOptions,
   InvalidOptionError,
   type LimiterStore,
+  type RefundOptions,
   type StoreDecision,
   StoreUnavailableError,
 } from '@floodgate/token-bucket';
@@ -31,6 +32,13 @@ const FOREVER_MS = 1e300;
  * the next fills) without splitting a burst into many small calls; see bench/redis.bench.ts.
  */
 const MAX_IN_FLIGHT_PER_KEY = 2;
+/**
+ * A call's timeout timer this late means the event loop was stalled (a GC pause, synchronous work), not
+ * that Redis was slow: ordinary timer lateness is a few ms.
+ */
+const STALL_MS = 20;
+/** After such a stall, how long a reply still gets to be read before the call counts as failed. */
+const STALL_GRACE_MS = 50;
 /** Client states in which a first connection is still being made: worth waiting for, within the timeout. */
 const CONNECTING = new Set(['wait', 'connecting', 'connect']);
 
@@ -252,10 +260,18 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
    *
    * @throws {InvalidOptionError} `ERR_INVALID_OPTION` for a bad key, cost or spec (rejected promise).
    */
-  async refund(key: string, cost: number, spec: BucketSpec): Promise<void> {
+  async refund(key: string, cost: number, spec: BucketSpec, options?: RefundOptions): Promise<void> {
     this.#checkCall(key, cost, spec);
+    const operationId = options?.operationId;
+    if (operationId !== undefined) this.#checkOperationId(operationId);
     if (this.#closed) return;
-    await this.#submit(key, { kind: 'refund', cost }, spec);
+    // With an operationId the script deletes its record in the same call: the operation is then spent
+    // at most once, and a retry after the refund is decided afresh instead of replayed for free.
+    const operation: BucketOperation =
+      operationId === undefined
+        ? { kind: 'refund', cost }
+        : { kind: 'refund', cost, opKey: this.#operationKey(key, operationId) };
+    await this.#submit(key, operation, spec);
   }
 
   /**
@@ -326,10 +342,18 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     }
     const wait = maxWaitMs === Number.POSITIVE_INFINITY ? FOREVER_MS : maxWaitMs;
     if (operationId === undefined) return { kind: 'consume', cost, maxWaitMs: wait };
+    this.#checkOperationId(operationId);
+    return { kind: 'consume', cost, maxWaitMs: wait, opKey: this.#operationKey(key, operationId) };
+  }
+
+  #checkOperationId(operationId: unknown): asserts operationId is string {
     if (typeof operationId !== 'string' || operationId.length === 0 || operationId.length > 1024) {
       throw new InvalidOptionError('operationId', 'a string of 1 to 1024 characters', operationId);
     }
-    return { kind: 'consume', cost, maxWaitMs: wait, opKey: `${this.#bucketKey(key)}:op:${operationId}` };
+  }
+
+  #operationKey(key: string, operationId: string): string {
+    return `${this.#bucketKey(key)}:op:${operationId}`;
   }
 
   #bucketKey(key: string): string {
@@ -468,9 +492,22 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
       }
     };
     const delay = Math.max(0, (batch[0] as Pending).enqueuedAt + this.#timeoutMs - performance.now());
-    const timer = setTimeout(() => {
+    const dueAt = performance.now() + delay;
+    let graced = false;
+    const onTimeout = (): void => {
+      // A timer far behind its time means our event loop was blocked (GC, synchronous work), not that
+      // Redis was slow: timers run before the poll phase that reads the socket, so a reply that came in
+      // during the stall is still unread. One short grace lets it be read before this counts as an outage
+      // (which, failing closed, would refuse everything until a probe succeeds).
+      if (!graced && performance.now() - dueAt >= STALL_MS) {
+        graced = true;
+        timer = setTimeout(onTimeout, Math.min(this.#timeoutMs, STALL_GRACE_MS));
+        timer.unref();
+        return;
+      }
       done(new Error(`Redis did not answer within ${this.#timeoutMs} ms (timeoutMs)`), undefined);
-    }, delay);
+    };
+    let timer = setTimeout(onTimeout, delay);
     timer.unref();
     const status = this.#client.status;
     if (status === 'ready') {
@@ -576,7 +613,13 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
       });
     } else if (this.#local !== undefined) {
       pending.resolve(
-        this.#local.consume(pending.key, operation.cost, this.#localSpec(spec), operation.maxWaitMs),
+        this.#local.consume(
+          pending.key,
+          operation.cost,
+          this.#localSpec(spec),
+          operation.maxWaitMs,
+          spec.capacity,
+        ),
       );
     } else {
       const reason = cause === undefined ? 'unknown error' : cause.message;

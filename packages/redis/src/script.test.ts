@@ -25,18 +25,13 @@ describeRedis('the bucket script against the reference model', () => {
     now: number,
     operations: readonly ModelOperation[],
   ) {
-    const encoded: BucketOperation[] = operations.map((operation) =>
-      operation.kind === 'refund' || operation.operationId === undefined
-        ? operation.kind === 'refund'
-          ? { kind: 'refund', cost: operation.cost }
-          : { kind: 'consume', cost: operation.cost, maxWaitMs: operation.maxWaitMs }
-        : {
-            kind: 'consume',
-            cost: operation.cost,
-            maxWaitMs: operation.maxWaitMs,
-            opKey: `${bucketKey}:op:${operation.operationId}`,
-          },
-    );
+    const encoded: BucketOperation[] = operations.map((operation) => {
+      const op =
+        operation.operationId === undefined ? {} : { opKey: `${bucketKey}:op:${operation.operationId}` };
+      return operation.kind === 'refund'
+        ? { kind: 'refund', cost: operation.cost, ...op }
+        : { kind: 'consume', cost: operation.cost, maxWaitMs: operation.maxWaitMs, ...op };
+    });
     const { keys, args } = encodeBatch(bucketKey, spec, 600_000, encoded, now);
     // PTTL and PERSIST in the same transaction: the TTL the script set is read exactly, and the real clock
     // cannot expire the key between two steps of a sequence that runs on injected time.
@@ -60,6 +55,7 @@ describeRedis('the bucket script against the reference model', () => {
     const a = actual as Record<string, number | boolean>;
     const e = expected as Record<string, number | boolean>;
     expect(a.allowed).toBe(e.allowed);
+    expect(a.replayed).toBe(e.replayed);
     expect(a.limit).toBe(e.limit);
     expect(a.remaining).toBe(e.remaining);
     for (const field of ['retryAfterMs', 'resetAfterMs', 'waitMs']) {
@@ -137,10 +133,14 @@ describeRedis('the bucket script against the reference model', () => {
         },
         {
           weight: 1,
-          arbitrary: fc.record({
-            kind: fc.constant('refund' as const),
-            cost: fc.integer({ min: 1, max: capacity }),
-          }),
+          arbitrary: fc.record(
+            {
+              kind: fc.constant('refund' as const),
+              cost: fc.integer({ min: 1, max: capacity }),
+              operationId: fc.constantFrom('a', 'b', 'c'),
+            },
+            { requiredKeys: ['kind', 'cost'] },
+          ),
         },
       );
     let run_ = 0;

@@ -19,7 +19,9 @@ import type { BucketSpec, StoreDecision } from '@floodgate/token-bucket';
  *
  * ARGV: capacity, refillPerMs, operation TTL (ms), now ('' = server TIME; set only by the semantics tests),
  * then 4 per operation: kind ('c' consume, 'r' refund), cost, maxWaitMs, index in KEYS of the operation
- * record (0 = none). Reply: 5 integers per consume (refunds answer nothing): allowed (0/1), remaining,
+ * record (0 = none; a refund with a record deletes it in the same step, so an abandoned operation is
+ * decided afresh when retried rather than replayed as granted with tokens that went back). Reply: 5
+ * integers per consume (refunds answer nothing): allowed (0/1, 2 = replayed from the record), remaining,
  * retryAfterMs, resetAfterMs, waitMs, the durations in whole ms rounded up (a caller is never early; Redis
  * would truncate fractions anyway), retryAfterMs -1 meaning "never" (cost above capacity).
  */
@@ -54,6 +56,8 @@ for i = 5, #ARGV, 4 do
     tokens = tokens + cost
     if tokens > capacity then tokens = capacity end
     changed = true
+    local opIndex = tonumber(ARGV[i + 3])
+    if opIndex > 0 then redis.call('DEL', KEYS[opIndex]) end
   else
     local record = nil
     local opIndex = tonumber(ARGV[i + 3])
@@ -62,7 +66,7 @@ for i = 5, #ARGV, 4 do
       local remaining, reset, readyAt = string.match(record, '^(%S+) (%S+) (%S+)$')
       local wait = tonumber(readyAt) - now
       if wait < 0 then wait = 0 end
-      out[#out + 1] = 1
+      out[#out + 1] = 2
       out[#out + 1] = tonumber(remaining)
       out[#out + 1] = 0
       out[#out + 1] = tonumber(reset)
@@ -136,7 +140,7 @@ export function scriptSha(lua: string): string {
 /** One operation of a batch. */
 export type BucketOperation =
   | { readonly kind: 'consume'; readonly cost: number; readonly maxWaitMs: number; readonly opKey?: string }
-  | { readonly kind: 'refund'; readonly cost: number };
+  | { readonly kind: 'refund'; readonly cost: number; readonly opKey?: string };
 
 /**
  * Builds the `KEYS` and `ARGV` of one script call. `now` is only for the semantics tests (a server-side
@@ -152,13 +156,13 @@ export function encodeBatch(
   const keys = [bucketKey];
   const args: (string | number)[] = [spec.capacity, spec.refillPerMs, operationTtlMs, now ?? ''];
   for (const operation of operations) {
-    if (operation.kind === 'refund') {
-      args.push('r', operation.cost, 0, 0);
-    } else if (operation.opKey === undefined) {
-      args.push('c', operation.cost, operation.maxWaitMs, 0);
+    const kind = operation.kind === 'refund' ? 'r' : 'c';
+    const maxWaitMs = operation.kind === 'refund' ? 0 : operation.maxWaitMs;
+    if (operation.opKey === undefined) {
+      args.push(kind, operation.cost, maxWaitMs, 0);
     } else {
       keys.push(operation.opKey);
-      args.push('c', operation.cost, operation.maxWaitMs, keys.length);
+      args.push(kind, operation.cost, maxWaitMs, keys.length);
     }
   }
   return { keys, args };
@@ -168,14 +172,17 @@ export function encodeBatch(
 export function decodeDecision(reply: readonly unknown[], index: number, capacity: number): StoreDecision {
   const at = index * 5;
   const retry = reply[at + 2] as number;
+  const allowed = reply[at];
   // Whole ms, rounded up in the script (as the memory store answers): a caller that sleeps `waitMs` or
   // retries after `retryAfterMs` is never early, and headers need no further rounding.
-  return {
-    allowed: reply[at] === 1,
+  const decision: StoreDecision = {
+    allowed: allowed === 1 || allowed === 2,
     limit: capacity,
     remaining: reply[at + 1] as number,
     retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
     resetAfterMs: reply[at + 3] as number,
     waitMs: reply[at + 4] as number,
   };
+  // A replay spent nothing: flagged so that abandoning it refunds nothing (see the store contract).
+  return allowed === 2 ? { ...decision, replayed: true } : decision;
 }

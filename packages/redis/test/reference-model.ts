@@ -9,7 +9,7 @@ export type ModelOperation =
       readonly maxWaitMs: number;
       readonly operationId?: string;
     }
-  | { readonly kind: 'refund'; readonly cost: number };
+  | { readonly kind: 'refund'; readonly cost: number; readonly operationId?: string };
 
 interface OperationRecord {
   readonly remaining: number;
@@ -44,6 +44,8 @@ export class ModelBucket {
     if (operation.kind === 'refund') {
       tokens = Math.min(capacity, tokens + operation.cost);
       changed = true;
+      // The operation is abandoned: forgotten with its tokens, so a retry is decided afresh.
+      if (operation.operationId !== undefined) this.#records.delete(operation.operationId);
     } else {
       const record =
         operation.operationId === undefined ? undefined : this.#records.get(operation.operationId);
@@ -55,6 +57,7 @@ export class ModelBucket {
           retryAfterMs: 0,
           resetAfterMs: Math.ceil(record.resetAfterMs),
           waitMs: Math.ceil(Math.max(0, record.readyAt - now)),
+          replayed: true,
         };
       }
       const { cost, maxWaitMs } = operation;

@@ -1,3 +1,5 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   type BucketSpec,
@@ -15,6 +17,12 @@ import {
 } from './index.js';
 
 const clock = () => Date.now();
+
+/** A full garbage collection, for tests of what is retained (V8's gc, exposed at run time). */
+function collectGarbage(): () => void {
+  setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+}
 
 /** Resolves when told to, so a test controls how long a call runs. */
 function deferred<T = void>() {
@@ -204,6 +212,72 @@ describe('gate', () => {
     hold.resolve();
     await expect(b).resolves.toBe('b');
     await a;
+    await g.close();
+  });
+
+  it('maxWaitMs bounds the wait for a slot: the call is rejected at its deadline and never runs', async () => {
+    const g = gate({ rate: 1000, burst: 10, concurrency: 1, maxQueue: 10, maxWaitMs: 100, clock });
+    const hold = deferred();
+    const hung = g.run(() => hold.promise); // the gateway takes 3 s
+    let ran = false;
+    const second = g.run(async () => {
+      ran = true;
+    });
+    let error: unknown;
+    second.catch((e: unknown) => {
+      error = e;
+    });
+    await vi.advanceTimersByTimeAsync(99);
+    expect(g.queued).toBe(1);
+    await vi.advanceTimersByTimeAsync(1); // before the fix: still queued, then run after 3 s
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect((error as RateLimitedError).retryAfterMs).toBeGreaterThanOrEqual(1);
+    expect(g.stats()).toMatchObject({ queued: 0, shedRateLimited: 1 });
+    await vi.advanceTimersByTimeAsync(2900);
+    hold.resolve();
+    await hung;
+    expect(ran).toBe(false);
+    await g.close();
+  });
+
+  it('never starts a call whose wait budget ran out, even before its deadline timer runs', async () => {
+    let now = 0;
+    const g = gate({ rate: 1000, burst: 10, concurrency: 1, maxQueue: 10, maxWaitMs: 100, clock: () => now });
+    const hold = deferred();
+    const hung = g.run(() => hold.promise);
+    let ran = false;
+    const late = g.run(async () => {
+      ran = true;
+    });
+    const rejected = late.catch((e: unknown) => e);
+    now = 500; // the event loop was blocked: no timer has run, the budget is spent
+    hold.resolve();
+    await hung;
+    expect(await rejected).toBeInstanceOf(RateLimitedError);
+    expect(ran).toBe(false);
+    await g.close();
+  });
+
+  it('forgets a call aborted while waiting for a slot at once (memory stays bounded by maxQueue)', async () => {
+    const gc = collectGarbage();
+    const g = gate({ rate: 1e6, burst: 1000, concurrency: 1, maxQueue: 10, maxWaitMs: 60_000, clock });
+    const hold = deferred();
+    const hung = g.run(() => hold.promise); // holds the only slot
+    const refs: WeakRef<object>[] = [];
+    for (let i = 0; i < 200; i++) {
+      const controller = new AbortController();
+      const fn = async () => 'never';
+      refs.push(new WeakRef(fn));
+      g.run(fn, { signal: controller.signal }).catch(() => {});
+      controller.abort();
+    }
+    expect(g.queued).toBe(0);
+    await vi.advanceTimersByTimeAsync(0); // a WeakRef keeps its target until the current job ends
+    gc();
+    // before the fix p-limit kept every aborted task, and its fn, until the slot came free
+    expect(refs.filter((ref) => ref.deref() !== undefined).length).toBeLessThan(10);
+    hold.resolve();
+    await hung;
     await g.close();
   });
 

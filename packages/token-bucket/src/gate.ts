@@ -1,4 +1,3 @@
-import pLimit, { type LimitFunction } from 'p-limit';
 import {
   ClosedError,
   InvalidOptionError,
@@ -7,6 +6,7 @@ import {
   StoreUnavailableError,
   TokenBucketError,
 } from './errors.js';
+import { type LongTimeout, longTimeout } from './long-timeout.js';
 import {
   booleanOption,
   type Clock,
@@ -36,7 +36,7 @@ export interface GateOptions {
    * @default 1
    */
   readonly burst?: number;
-  /** The most calls running at once (an integer >= 1, or `Infinity`). Enforced with p-limit. */
+  /** The most calls running at once (an integer >= 1, or `Infinity`). */
   readonly concurrency: number;
   /**
    * The most calls waiting (for a slot or a token) at once; the next is shed at once with
@@ -44,8 +44,9 @@ export interface GateOptions {
    */
   readonly maxQueue: number;
   /**
-   * The longest a call may wait to start. A call whose estimated wait is longer is shed at once with
-   * {@link RateLimitedError}; a call still waiting for its token when the budget is spent is rejected then.
+   * The longest a call may wait to start, for a concurrency slot and its token together. A call whose
+   * estimated wait is longer is shed at once with {@link RateLimitedError}; a call still waiting for a slot
+   * or its token when the budget is spent is rejected then with `RateLimitedError` (it never starts late).
    */
   readonly maxWaitMs: number;
   /**
@@ -128,6 +129,9 @@ interface Call {
   queued: boolean;
   reject: (reason: unknown) => void;
   controller: AbortController | undefined;
+  /** Runs the call once it holds a slot: its token, then `fn`. Settles without throwing. */
+  task: () => Promise<void>;
+  onAbort: (() => void) | undefined;
 }
 
 const OPTION_KEYS = [
@@ -148,7 +152,7 @@ const DURATION_WEIGHT = 0.2;
 
 /**
  * Admission for calls to one flow-limited gateway: a token bucket (the rate) and a concurrency cap
- * (p-limit) together, a bounded queue, and a maximum wait. Calls beyond what the gateway can take within
+ * together, a bounded queue, and a maximum wait. Calls beyond what the gateway can take within
  * `maxWaitMs` are shed at once with a typed error carrying `retryAfterMs`, instead of piling up.
  *
  * A call first waits for a concurrency slot, then for its token, so it is sent the moment its token is
@@ -173,7 +177,17 @@ export class Gate {
   private readonly bucket: TokenBucket | undefined;
   private readonly store: LimiterStore | undefined;
   private readonly key: string;
-  private readonly limit: LimitFunction;
+  /**
+   * The concurrency cap: slots taken and the calls waiting for one, in arrival order. Written here rather
+   * than with p-limit, which cannot take one queued task out: a call aborted while waiting for a slot
+   * stayed in its queue, holding its closures, until a slot reached it. Measured: 200,000 such aborts
+   * behind one hung call grew the heap by 572 MB (about 2.9 kB each) while `maxQueue` was 10. A Set
+   * drops an aborted or expired waiter at once and keeps the FIFO order.
+   */
+  private slotsTaken = 0;
+  private readonly slotQueue = new Set<Call>();
+  /** One unref'd timer for the earliest `maxWaitMs` deadline of the calls waiting for a slot. */
+  private slotDeadline: LongTimeout | undefined;
   private readonly waiting = new Set<Call>();
   /** Calls waiting for a slot, and the tokens they will want (they are not in the bucket's queue yet). */
   private slotWaiters = 0;
@@ -230,8 +244,6 @@ export class Gate {
       this.store = store;
       this.key = options.key ?? 'gate';
     }
-    // p-limit wants a number; Infinity is its own "no limit".
-    this.limit = pLimit(this.concurrency);
   }
 
   /** Calls running now. */
@@ -305,28 +317,36 @@ export class Gate {
         queued: mustWait,
         reject,
         controller: undefined,
+        task: async () => {
+          if (call.settled) return;
+          this.leaveSlotQueue(call);
+          try {
+            await this.acquireToken(call);
+          } catch (error) {
+            if (error instanceof RateLimitedError) this.counters.shedRateLimited++;
+            this.leave(call, error);
+            return;
+          }
+          this.detachAbort(call);
+          if (call.settled) return;
+          await this.execute(call, fn, resolve, reject);
+        },
+        onAbort: undefined,
       };
       this.waiting.add(call);
       if (mustWait) this.queuedCount++;
       this.slotWaiters++;
       this.slotWaitCost += cost;
-      const onAbort = () => this.leave(call, signal?.reason);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      void this.limit(async () => {
-        if (call.settled) return; // aborted or closed while waiting for the slot: pass the slot on
-        this.leaveSlotQueue(call);
-        try {
-          await this.acquireToken(call);
-        } catch (error) {
-          if (error instanceof RateLimitedError) this.counters.shedRateLimited++;
-          signal?.removeEventListener('abort', onAbort);
-          this.leave(call, error);
-          return;
-        }
-        signal?.removeEventListener('abort', onAbort);
-        if (call.settled) return;
-        await this.execute(call, fn, resolve, reject);
-      });
+      if (signal !== undefined) {
+        call.onAbort = () => this.leave(call, signal.reason);
+        signal.addEventListener('abort', call.onAbort, { once: true });
+      }
+      if (this.slotQueue.size === 0 && this.slotsTaken < this.concurrency) {
+        this.runInSlot(call);
+      } else {
+        this.slotQueue.add(call);
+        this.armSlotDeadline();
+      }
     });
   }
 
@@ -385,16 +405,75 @@ export class Gate {
       this.closed = true;
       const error = new ClosedError('Gate');
       for (const call of [...this.waiting]) this.leave(call, error);
-      this.limit.clearQueue();
+      this.clearSlotDeadline();
       this.bucket?.close();
       for (const call of this.running) call.controller?.abort(error);
     }
     await Promise.allSettled([...this.settledRuns]);
   }
 
-  /** Whether a new call would have to wait for a slot (p-limit counts slots taken synchronously). */
+  /** Whether a new call would have to wait for a slot. */
   private slotsBusy(): boolean {
-    return this.slotWaiters > 0 || this.limit.activeCount >= this.concurrency;
+    return this.slotWaiters > 0 || this.slotsTaken >= this.concurrency;
+  }
+
+  /** Runs a call in a slot, and passes the slot on when it is done. */
+  private runInSlot(call: Call): void {
+    this.slotsTaken++;
+    void call.task().then(this.releaseSlot, this.releaseSlot);
+  }
+
+  private readonly releaseSlot = (): void => {
+    this.slotsTaken--;
+    const now = this.clock();
+    for (const next of this.slotQueue) {
+      if (this.slotsTaken >= this.concurrency) break;
+      this.slotQueue.delete(next);
+      // Never start a call whose wait budget is spent (its deadline timer may not have run yet).
+      if (now - next.admittedAt > this.maxWaitMs) this.expire(next);
+      else this.runInSlot(next);
+    }
+    if (this.slotQueue.size === 0) this.clearSlotDeadline();
+  };
+
+  /** Arms the one deadline timer for the head of the slot queue (the earliest admitted), if not armed. */
+  private armSlotDeadline(): void {
+    if (this.slotDeadline !== undefined || this.maxWaitMs === Number.POSITIVE_INFINITY) return;
+    const head = this.slotQueue.values().next().value;
+    if (head === undefined) return;
+    const ms = Math.ceil(head.admittedAt + this.maxWaitMs - this.clock());
+    // Unref'd whatever `keepAlive` says: a deadline is no work of its own to keep a process alive for.
+    this.slotDeadline = longTimeout(this.onSlotDeadline, ms, false);
+  }
+
+  private readonly onSlotDeadline = (): void => {
+    this.slotDeadline = undefined;
+    const now = this.clock();
+    // Arrival order is deadline order (one maxWaitMs for all), so the expired calls are at the front.
+    for (const call of this.slotQueue) {
+      if (now - call.admittedAt < this.maxWaitMs) break;
+      this.slotQueue.delete(call);
+      this.expire(call);
+    }
+    this.armSlotDeadline();
+  };
+
+  private clearSlotDeadline(): void {
+    this.slotDeadline?.clear();
+    this.slotDeadline = undefined;
+  }
+
+  /** Rejects a call that waited for a slot for all of `maxWaitMs`. */
+  private expire(call: Call): void {
+    this.counters.shedRateLimited++;
+    this.leave(call, new RateLimitedError(Math.max(1, this.estimatedWaitMs(call.cost))));
+  }
+
+  private detachAbort(call: Call): void {
+    if (call.onAbort !== undefined) {
+      call.signal?.removeEventListener('abort', call.onAbort);
+      call.onAbort = undefined;
+    }
   }
 
   private dequeue(call: Call): void {
@@ -457,13 +536,18 @@ export class Gate {
   private sleep(ms: number, call: Call): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const previous = call.reject;
-      const timer = setTimeout(() => {
-        call.reject = previous;
-        resolve();
-      }, ms);
-      if (!this.keepAlive) timer.unref();
+      // In steps of at most 2^31-1 ms: a longer setTimeout fires after 1 ms (with `maxWaitMs: Infinity` a
+      // store reservation may be weeks away).
+      const timer = longTimeout(
+        () => {
+          call.reject = previous;
+          resolve();
+        },
+        ms,
+        this.keepAlive,
+      );
       call.reject = (reason) => {
-        clearTimeout(timer);
+        timer.clear();
         call.reject = previous;
         reject(reason);
         previous(reason);
@@ -513,6 +597,8 @@ export class Gate {
     call.settled = true;
     this.dequeue(call);
     this.leaveSlotQueue(call);
+    this.detachAbort(call);
+    if (this.slotQueue.delete(call) && this.slotQueue.size === 0) this.clearSlotDeadline();
     call.reject(reason);
   }
 }

@@ -13,6 +13,13 @@ export { KeyedLimiter, keyedLimiter } from './keyed-limiter.js';
 export type { MemoryStoreOptions } from './memory-store.js';
 export { MemoryStore, memoryStore } from './memory-store.js';
 export type { Clock, RefillRate } from './options.js';
-export type { BucketSpec, ConsumeOptions, Decision, LimiterStore, StoreDecision } from './store.js';
+export type {
+  BucketSpec,
+  ConsumeOptions,
+  Decision,
+  LimiterStore,
+  RefundOptions,
+  StoreDecision,
+} from './store.js';
 export type { TakeOptions, TokenBucketOptions } from './token-bucket.js';
 export { TokenBucket, tokenBucket } from './token-bucket.js';

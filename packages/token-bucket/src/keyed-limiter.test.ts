@@ -108,6 +108,33 @@ describe('KeyedLimiter with the memory store', () => {
     expect(limiter.tryTake('k', 0)).toMatchObject({ remaining: 1 });
   });
 
+  it('an aborted take with an operationId, retried and aborted again, mints nothing', async () => {
+    const limiter = keyedLimiter({ capacity: 5, refillRate: 1, clock });
+    limiter.tryTake('k', 5);
+    for (let i = 0; i < 4; i++) {
+      const controller = new AbortController();
+      const taken = limiter.take('k', 1, { operationId: 'op-1', signal: controller.signal });
+      controller.abort(new Error('client went away'));
+      await expect(taken).rejects.toThrow('client went away');
+    }
+    // no time has passed: every abort gave back exactly what its own take reserved
+    expect(limiter.tryTake('k')).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: 1000 });
+  });
+
+  it('an aborted replay of an operation gives back nothing; the first grant still stands', async () => {
+    const limiter = keyedLimiter({ capacity: 1, refillRate: 1, clock });
+    limiter.tryTake('k');
+    const first = limiter.take('k', 1, { operationId: 'pay' });
+    const controller = new AbortController();
+    const duplicate = limiter.take('k', 1, { operationId: 'pay', signal: controller.signal });
+    controller.abort(new Error('duplicate gone'));
+    await expect(duplicate).rejects.toThrow('duplicate gone');
+    // the first take's reservation is intact: nothing was refunded for the replay
+    expect(limiter.tryTake('k')).toMatchObject({ allowed: false, retryAfterMs: 2000 });
+    await vi.advanceTimersByTimeAsync(1000);
+    await expect(first).resolves.toMatchObject({ allowed: true, waitMs: 1000 });
+  });
+
   it('close() rejects sleeping takes and closes its own store', async () => {
     const limiter = keyedLimiter({ capacity: 1, refillRate: 1, clock });
     limiter.tryTake('k');

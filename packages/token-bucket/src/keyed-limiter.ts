@@ -5,6 +5,7 @@ import {
   StoreUnavailableError,
   TokenBucketError,
 } from './errors.js';
+import { longTimeout } from './long-timeout.js';
 import { MemoryStore } from './memory-store.js';
 import {
   booleanOption,
@@ -158,7 +159,9 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
    * @throws {InvalidOptionError} (rejection) When an argument or option is invalid.
    * @throws {StoreUnavailableError} (rejection) When the store fails.
    * @throws {ClosedError} (rejection) When the limiter is closed, before or while waiting.
-   * @throws The signal's reason (rejection) When `signal` aborts while waiting; the tokens are given back.
+   * @throws The signal's reason (rejection) When `signal` aborts while waiting; the tokens are given back
+   *   and the `operationId` is forgotten with them, so a retry with the same id is decided afresh. A call
+   *   that replayed an earlier grant of its `operationId` gives nothing back: it spent nothing.
    */
   async take(key: string, cost = 1, options?: KeyedTakeOptions): Promise<StoreDecision> {
     if (typeof key !== 'string') throw new InvalidOptionError('key', 'a string', key);
@@ -194,8 +197,10 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
         signal?.throwIfAborted();
         await this.sleep(decision.waitMs, signal);
       } catch (error) {
-        // Not used: the reservation goes back so the callers behind it move up.
-        await this.refundQuietly(key, cost);
+        // Not used: the reservation goes back so the callers behind it move up, and its operation is
+        // forgotten with it (a retry is decided afresh). A replay reserved nothing: giving back the first
+        // grant's tokens would mint them.
+        if (decision.replayed !== true) await this.refundQuietly(key, cost, consumeOptions.operationId);
         throw error;
       }
     }
@@ -248,9 +253,11 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
     return new StoreUnavailableError(`The limiter store failed to ${operation}`, { cause: error });
   }
 
-  private async refundQuietly(key: string, cost: number): Promise<void> {
+  private async refundQuietly(key: string, cost: number, operationId: string | undefined): Promise<void> {
     try {
-      await this.store.refund(key, cost, this.spec);
+      await (operationId === undefined
+        ? this.store.refund(key, cost, this.spec)
+        : this.store.refund(key, cost, this.spec, { operationId }));
     } catch {
       // Best effort: failing to give tokens back only makes the limit stricter for a while.
     }
@@ -259,15 +266,16 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
   private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const finish = (error?: unknown) => {
-        clearTimeout(timer);
+        timer.clear();
         signal?.removeEventListener('abort', onAbort);
         this.sleepers.delete(finish);
         if (error === undefined) resolve();
         else reject(error);
       };
       const onAbort = () => finish(signal?.reason);
-      const timer = setTimeout(finish, ms);
-      if (!this.keepAlive) timer.unref();
+      // Reservations can be weeks away (a daily quota with a long queue): past 2^31-1 ms a plain
+      // setTimeout would fire after 1 ms and grant the tokens at once.
+      const timer = longTimeout(finish, ms, this.keepAlive);
       signal?.addEventListener('abort', onAbort, { once: true });
       this.sleepers.add(finish);
     });

@@ -111,7 +111,8 @@ describe('MemoryStore', () => {
     now = 0;
     const store = memoryStore({ clock, operationTtlMs: 1000, maxOperations: 2 });
     const first = store.consume('a', 2, spec, { operationId: 'op1' });
-    expect(store.consume('a', 2, spec, { operationId: 'op1' })).toBe(first);
+    expect(store.consume('a', 2, spec, { operationId: 'op1' })).toEqual({ ...first, replayed: true });
+    expect(first.replayed).toBeUndefined();
     expect(store.consume('a', 0, spec)).toMatchObject({ remaining: 3 });
     // the same id under another key is another operation
     expect(store.consume('b', 2, spec, { operationId: 'op1' })).toMatchObject({ remaining: 3 });
@@ -122,6 +123,33 @@ describe('MemoryStore', () => {
       remaining: 3,
     });
     expect(() => store.consume('a', 1, spec, { operationId: 5 as never })).toThrow('`operationId`');
+  });
+
+  it('a clock that steps back adds no tokens and removes none', () => {
+    now = 1_000_000;
+    const store = memoryStore({ clock });
+    expect(store.consume('c', 1, spec)).toMatchObject({ remaining: 4 });
+    now -= 5_000;
+    // before the fix: remaining 0 and a 6 s reset, as if 5 tokens had been taken
+    expect(store.consume('c', 0, spec)).toMatchObject({ allowed: true, remaining: 4, resetAfterMs: 1000 });
+    now += 5_000; // back where it was: nothing refilled meanwhile
+    expect(store.consume('c', 0, spec)).toMatchObject({ remaining: 4, resetAfterMs: 1000 });
+    now += 1_000;
+    expect(store.consume('c', 0, spec)).toMatchObject({ remaining: 5 });
+  });
+
+  it('a refund that names the operation forgets it: the retry spends again, nothing is minted', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    store.consume('r', 5, spec); // empty
+    const first = store.consume('r', 1, spec, { operationId: 'op', maxWaitMs: 10_000 });
+    expect(first).toMatchObject({ allowed: true, waitMs: 1000 });
+    store.refund('r', 1, spec, { operationId: 'op' }); // abandoned
+    // decided afresh: it reserves again (before the fix: a replay that spent nothing)
+    const retry = store.consume('r', 1, spec, { operationId: 'op', maxWaitMs: 10_000 });
+    expect(retry).toMatchObject({ allowed: true, waitMs: 1000 });
+    expect(retry.replayed).toBeUndefined();
+    expect(store.consume('r', 1, spec)).toMatchObject({ allowed: false, retryAfterMs: 2000 });
   });
 
   it('does not remember a denied operationId: its retry is decided afresh once tokens are back', () => {

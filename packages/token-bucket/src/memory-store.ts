@@ -7,7 +7,7 @@ import {
   integer,
   numberOrInfinity,
 } from './options.js';
-import type { BucketSpec, ConsumeOptions, LimiterStore, StoreDecision } from './store.js';
+import type { BucketSpec, ConsumeOptions, LimiterStore, RefundOptions, StoreDecision } from './store.js';
 import { TOKEN_EPSILON } from './token-bucket.js';
 
 /** Options of {@link MemoryStore} / {@link memoryStore}. */
@@ -82,6 +82,12 @@ export class MemoryStore implements LimiterStore {
   private readonly operations = new Map<string, RememberedOperation>();
   private overflowed = 0;
   private closed = false;
+  /**
+   * The highest clock reading seen. A clock that steps back (an injected one) is read as standing still:
+   * the GCRA state is absolute times, so an earlier `now` would make every bucket look emptier (tokens
+   * removed), and the step forward again would only give them back.
+   */
+  private latest = Number.NEGATIVE_INFINITY;
 
   /** @throws {InvalidOptionError} When an option is out of range or unknown. */
   constructor(options: MemoryStoreOptions = {}) {
@@ -115,17 +121,23 @@ export class MemoryStore implements LimiterStore {
     if (typeof cost !== 'number' || !(cost >= 0 && cost <= spec.capacity)) {
       throw new InvalidOptionError('cost', `a number between 0 and capacity (${spec.capacity})`, cost);
     }
-    const now = this.clock();
+    let now = this.clock();
+    if (now < this.latest) now = this.latest;
+    else this.latest = now;
     if (options !== undefined) return this.consumeWithOptions(key, cost, spec, options, now);
     const slot = this.slots.get(key);
     return this.decide(slot === undefined ? this.allocate(key, now) : slot, cost, spec, now, 0);
   }
 
-  /** Gives back `cost` tokens to the bucket of `key` (never above capacity). A forgotten key is full already. */
-  refund(key: string, cost: number, spec: BucketSpec): void {
+  /**
+   * Gives back `cost` tokens to the bucket of `key` (never above capacity). A forgotten key is full already.
+   * With `operationId`, that operation's record is forgotten too, so its retry is decided afresh.
+   */
+  refund(key: string, cost: number, spec: BucketSpec, options?: RefundOptions): void {
     if (this.closed) throw new ClosedError('MemoryStore');
     if (!(cost >= 0 && Number.isFinite(cost)))
       throw new InvalidOptionError('cost', 'a finite number >= 0', cost);
+    if (options?.operationId !== undefined) this.operations.delete(operationKey(key, options.operationId));
     const slot = this.slots.get(key);
     if (slot === undefined) return;
     this.fullAt[slot] = (this.fullAt[slot] as number) - cost / spec.refillPerMs;
@@ -158,17 +170,15 @@ export class MemoryStore implements LimiterStore {
     if (typeof operationId !== 'string') {
       throw new InvalidOptionError('operationId', 'a string', operationId);
     }
-    // NUL cannot be confused with a character of either part in practice, and the pair is never parsed.
-    const id = `${key}\u0000${operationId}`;
+    const id = operationKey(key, operationId);
     const seen = this.operations.get(id);
     if (seen !== undefined && now - seen.at < this.operationTtlMs) {
-      const waited = now - seen.at;
+      // Flagged: a replay spent nothing, so whoever abandons it must not refund it.
       const { decision } = seen;
-      if (decision.waitMs === 0 && decision.retryAfterMs === 0) return decision;
       return {
         ...decision,
-        waitMs: Math.max(0, Math.ceil(decision.waitMs - waited)),
-        retryAfterMs: decision.allowed ? 0 : Math.max(1, Math.ceil(decision.retryAfterMs - waited)),
+        waitMs: Math.max(0, Math.ceil(decision.waitMs - (now - seen.at))),
+        replayed: true,
       };
     }
     const slot = this.slots.get(key);
@@ -298,6 +308,11 @@ export class MemoryStore implements LimiterStore {
     }
     operations.set(id, { decision, at: now });
   }
+}
+
+/** NUL cannot be confused with a character of either part in practice, and the pair is never parsed. */
+function operationKey(key: string, operationId: string): string {
+  return `${key}\u0000${operationId}`;
 }
 
 /**

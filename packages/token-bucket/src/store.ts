@@ -32,6 +32,11 @@ export interface Decision {
 export interface StoreDecision extends Decision {
   /** > 0 when the tokens were reserved from the future (see maxWaitMs): sleep this long, then proceed. */
   readonly waitMs: number;
+  /**
+   * True when this decision replays an earlier grant of the same `operationId`: it spent nothing, so a
+   * caller that abandons it must not refund it (the tokens belong to the first grant). Absent otherwise.
+   */
+  readonly replayed?: boolean;
 }
 
 /** Options of one {@link LimiterStore.consume} call. */
@@ -44,8 +49,21 @@ export interface ConsumeOptions {
   readonly maxWaitMs?: number;
   /**
    * Idempotent spending: a consume with an operationId that was already granted for this key (within the
-   * store's operation TTL) returns the earlier decision and spends nothing. A denied operation is not
-   * remembered: it spent nothing, so its retry is decided afresh.
+   * store's operation TTL) returns the earlier decision, flagged `replayed`, and spends nothing. A denied
+   * operation is not remembered: it spent nothing, so its retry is decided afresh. Nor is an abandoned
+   * one: a refund that names the operation gives its tokens back and forgets it in the same step (see
+   * {@link RefundOptions}), so the operation is spent at most once and a retry after an abort is decided
+   * afresh, never replayed as granted with tokens that were given back.
+   */
+  readonly operationId?: string;
+}
+
+/** Options of one {@link LimiterStore.refund} call. */
+export interface RefundOptions {
+  /**
+   * The operation whose tokens are given back: its record is forgotten in the same atomic step as the
+   * refund, so a retry with the same id is decided afresh (and spends again) instead of replaying a
+   * grant whose tokens went back. Refund only the first grant of an operation, never a `replayed` one.
    */
   readonly operationId?: string;
 }
@@ -59,8 +77,11 @@ export interface LimiterStore {
     spec: BucketSpec,
     options?: ConsumeOptions,
   ): StoreDecision | Promise<StoreDecision>;
-  /** Gives back tokens taken or reserved and not used (never above capacity). */
-  refund(key: string, cost: number, spec: BucketSpec): void | Promise<void>;
+  /**
+   * Gives back tokens taken or reserved and not used (never above capacity). With `operationId`, also
+   * forgets that operation's record, atomically with the refund.
+   */
+  refund(key: string, cost: number, spec: BucketSpec, options?: RefundOptions): void | Promise<void>;
   /** Releases what the store holds (connections, memory). */
   close(): void | Promise<void>;
 }

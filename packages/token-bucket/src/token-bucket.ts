@@ -1,4 +1,5 @@
 import { ClosedError, InvalidOptionError, QueueFullError, RateLimitedError } from './errors.js';
+import { type LongTimeout, longTimeout } from './long-timeout.js';
 import {
   booleanOption,
   type Clock,
@@ -137,7 +138,7 @@ export class TokenBucket {
   private readonly waiters: Waiter[] = [];
   /** Tokens reserved by the waiters still queued (already deducted from `level`). */
   private reserved = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: LongTimeout | undefined;
   private closed = false;
 
   /** @throws {InvalidOptionError} When an option is missing, out of range or unknown. */
@@ -380,17 +381,22 @@ export class TokenBucket {
     // Timers may fire a little early against performance.now() (libuv's loop time is cached), so serve()
     // re-arms when the debt is not paid yet; a late one only delays grants that are already accounted for.
     const missing = head.n - this.level - this.reserved - TOKEN_EPSILON;
+    // A due time past 2^31-1 ms (a slow refill with a long queue) is reached in steps: a plain setTimeout
+    // would fire after 1 ms and serve() would re-arm it every ms for weeks.
     const delay = Math.max(1, Math.ceil(missing / this.refillPerMs));
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.serve();
-    }, delay);
-    if (!this.keepAlive) this.timer.unref();
+    this.timer = longTimeout(
+      () => {
+        this.timer = undefined;
+        this.serve();
+      },
+      delay,
+      this.keepAlive,
+    );
   }
 
   private clearTimer(): void {
     if (this.timer !== undefined) {
-      clearTimeout(this.timer);
+      this.timer.clear();
       this.timer = undefined;
     }
   }
