@@ -1,3 +1,4 @@
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Idempotency } from '@floodgate/http';
 import { ClosedError, InvalidOptionError, StoreUnavailableError } from '@floodgate/token-bucket';
@@ -29,6 +30,68 @@ const response: StoredResponse = {
 const stores: RedisIdempotencyStore[] = [];
 const clients: Redis[] = [];
 const servers: PrivateRedis[] = [];
+const proxies: ReplyHoldingProxy[] = [];
+
+/**
+ * A TCP proxy to the Redis at `target` that can hold back Redis's replies (commands still go through and
+ * run): a Redis that answers late, without sleeping in the test. `replies` is everything Redis answered.
+ */
+interface ReplyHoldingProxy {
+  readonly url: string;
+  readonly replies: () => string;
+  readonly hold: () => void;
+  /** Sends the replies held back and passes the next ones through. */
+  readonly flush: () => void;
+  readonly close: () => Promise<void>;
+}
+
+async function replyHoldingProxy(target: string): Promise<ReplyHoldingProxy> {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  const held: { client: Socket; data: Buffer }[] = [];
+  let holding = false;
+  let replies = '';
+  const server: Server = createServer((client) => {
+    const upstream = createConnection(Number(port || 6379), hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => {});
+      socket.on('close', () => {
+        sockets.delete(socket);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('data', (data) => upstream.write(data));
+    upstream.on('data', (data) => {
+      replies += data.toString('latin1');
+      if (holding) held.push({ client, data });
+      else client.write(data);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const url = new URL(target);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as { port: number }).port);
+  const proxy: ReplyHoldingProxy = {
+    url: url.toString(),
+    replies: () => replies,
+    hold: () => {
+      holding = true;
+    },
+    flush: () => {
+      holding = false;
+      for (const { client, data } of held.splice(0)) client.write(data);
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+  proxies.push(proxy);
+  return proxy;
+}
 
 /** The entries of `now` beyond those of `before`, counting duplicates (resource names repeat). */
 function added(before: readonly string[], now: readonly string[]): string[] {
@@ -86,6 +149,7 @@ afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()));
   await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => c.disconnect())));
   await Promise.all(servers.splice(0).map((server) => server.stop()));
+  await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
 });
 
 describe('RedisIdempotencyStore options', () => {
@@ -446,7 +510,98 @@ describeRedis('RedisIdempotencyStore when Redis is down or slow', () => {
     expect(errors[0]).toBeInstanceOf(StoreUnavailableError);
   });
 
+  // The store's own client auto-pipelines: it sends the RELEASE only once the BEGIN's reply is in, so
+  // these tests hold Redis's replies back past timeoutMs, then let them through late.
+  it('a begin given up on while Redis still runs it does not lock the key for the lease', async () => {
+    const proxy = await replyHoldingProxy(REDIS_URL);
+    const admin = adminClient();
+    clients.push(admin);
+    const own = `${prefix}late-begin:`;
+    const s = store({ url: proxy.url, prefix: own, timeoutMs: 100 });
+    // Connected, and both scripts in Redis's cache (a cold cache is a test below).
+    await s.release('warm-up', leaseOf(await s.begin('warm-up', 'fp', 60_000)));
+    const errors: unknown[] = [];
+    const idempotency = new Idempotency({ store: s, leaseMs: 60_000, onError: (e) => errors.push(e) });
+    const request = {
+      method: 'POST',
+      url: '/checkout',
+      keyHeader: `"${key()}"`,
+      body: { order: 7 },
+      scope: 'u',
+    };
+    proxy.hold();
+    expect(await idempotency.start(request)).toMatchObject({ kind: 'answer', answer: { status: 503 } });
+    expect(errors).toEqual([expect.any(StoreUnavailableError)]);
+    // Redis did run that BEGIN and lease the key: only its reply is late.
+    await vi.waitFor(() => expect(proxy.replies()).toContain('acquired'));
+    // The store's RELEASE times out too meanwhile (it was called before this timer was set): its
+    // rejection must be swallowed, not become an unhandled one.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    proxy.flush();
+    await vi.waitFor(async () => expect(await admin.keys(`${own}*`)).toEqual([]));
+    // The client's retry proceeds (it was 409 until the 60 s lease expired).
+    const retry = await idempotency.start(request);
+    if (retry.kind !== 'proceed') throw new Error(`expected to proceed, got ${JSON.stringify(retry)}`);
+    await retry.ticket.abandon();
+    expect(errors).toHaveLength(1);
+  });
+
+  it('on a client of yours that does not auto-pipeline, that RELEASE frees the key before the late reply', async () => {
+    const proxy = await replyHoldingProxy(REDIS_URL);
+    const admin = adminClient();
+    clients.push(admin);
+    const client = new Redis(proxy.url, { enableOfflineQueue: false });
+    clients.push(client);
+    const own = `${prefix}late-begin-client:`;
+    const s = redisIdempotencyStore({ client, prefix: own, timeoutMs: 100 });
+    stores.push(s);
+    await s.release('warm-up', leaseOf(await s.begin('warm-up', 'fp', 60_000)));
+    proxy.hold();
+    await expect(s.begin(key(), 'fp', 60_000)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await vi.waitFor(() => expect(proxy.replies()).toMatch(/acquired\r\n:1\r\n$/));
+    expect(await admin.keys(`${own}*`)).toEqual([]);
+    proxy.flush();
+  });
+
+  it('the RELEASE after a begin given up on frees nothing another request holds', async () => {
+    const proxy = await replyHoldingProxy(REDIS_URL);
+    const admin = adminClient();
+    clients.push(admin);
+    const own = `${prefix}late-begin-held:`;
+    const owner = store({ prefix: own });
+    const k = key();
+    const lease = leaseOf(await owner.begin(k, 'fp', 60_000));
+    const s = store({ url: proxy.url, prefix: own, timeoutMs: 100 });
+    await s.release('warm-up', leaseOf(await s.begin('warm-up', 'fp', 60_000)));
+    proxy.hold();
+    await expect(s.begin(k, 'fp', 60_000)).rejects.toBeInstanceOf(StoreUnavailableError);
+    proxy.flush();
+    // The BEGIN answered in flight, then the RELEASE answered 0: not its lease.
+    await vi.waitFor(() => expect(proxy.replies()).toMatch(/in-flight[\s\S]*:0\r\n$/));
+    expect(await admin.hget(`${own}idem:{${k}}`, 'lease')).toBe(lease);
+    await owner.release(k, lease);
+  });
+
   const itFaults = redisServerAvailable ? it : it.skip;
+
+  itFaults('a late BEGIN sent again as EVAL after NOSCRIPT is released too (cold script cache)', async () => {
+    const server = await startPrivateRedis();
+    servers.push(server);
+    const admin = new Redis(server.url);
+    clients.push(admin);
+    const proxy = await replyHoldingProxy(server.url);
+    const s = store({ url: proxy.url, prefix: 'p:', timeoutMs: 100 });
+    // RELEASE cached, BEGIN not (as after a restart where requests from before it release first).
+    await s.release('warm-up', 'no-lease');
+    proxy.hold();
+    await expect(s.begin('k', 'fp', 60_000)).rejects.toBeInstanceOf(StoreUnavailableError);
+    proxy.flush();
+    // The BEGIN met NOSCRIPT and went again as EVAL, after the first RELEASE: that one found nothing
+    // (0), the EVAL leased the key...
+    await vi.waitFor(() => expect(proxy.replies()).toMatch(/NOSCRIPT[\s\S]*:0\r\n[\s\S]*acquired/));
+    // ...and its late reply saying so made the store release it.
+    await vi.waitFor(async () => expect(await admin.exists('p:idem:{k}')).toBe(0));
+  });
 
   itFaults('recovers by itself after a restart (empty script cache: NOSCRIPT -> EVAL)', async () => {
     const server = await startPrivateRedis();

@@ -265,12 +265,42 @@ export class RedisIdempotencyStore {
     checkString('fingerprint', fingerprint);
     checkDuration('leaseMs', leaseMs);
     const lease = randomUUID();
-    const reply = await this.#script(BEGIN, this.#recordKey(key), [fingerprint, lease, leaseMs]);
+    const recordKey = this.#recordKey(key);
+    let sent: Promise<unknown> | undefined;
+    let reply: unknown;
+    try {
+      reply = await this.#call(this.#main, (client) => {
+        sent = runScript(client, BEGIN, recordKey, [fingerprint, lease, leaseMs]);
+        return sent;
+      });
+    } catch (error) {
+      // Given up on (timeout, lost connection) after it was sent, the script may still run and take the
+      // key under a lease nobody else knows: every retry would get 409 until `leaseMs` ran out.
+      if (sent !== undefined) this.#abandon(recordKey, lease, sent);
+      throw error;
+    }
     try {
       return decodeBegin(reply, lease);
     } catch (error) {
       throw unavailable(error);
     }
+  }
+
+  /**
+   * Frees whatever a BEGIN we gave up on takes, fire and forget: a RELEASE of its lease at once, on the
+   * same connection, so Redis runs it after that BEGIN (and it cannot free a newer holder: the lease is
+   * ours alone). A BEGIN that met NOSCRIPT is sent again as EVAL only when that reply comes, possibly after
+   * the RELEASE: if its late reply says it acquired, the RELEASE is sent once more. Failures are ignored
+   * (the lease then expires by itself); each RELEASE is an ordinary call, bounded and awaited by `close()`.
+   */
+  #abandon(recordKey: string, lease: string, begin: Promise<unknown>): void {
+    const release = (): void => {
+      this.#script(RELEASE, recordKey, [lease, channelOf(recordKey)]).catch(ignore);
+    };
+    release();
+    begin.then((late) => {
+      if (Array.isArray(late) && late[0] === 'acquired') release();
+    }, ignore);
   }
 
   /**
@@ -486,18 +516,9 @@ export class RedisIdempotencyStore {
     }
   }
 
-  /** EVALSHA; on NOSCRIPT (restarted server, failover, SCRIPT FLUSH) the same call once as EVAL. */
+  /** A script on the main connection, by {@link runScript}, bounded by {@link #call}. */
   #script(code: Script, key: string, args: (string | number)[]): Promise<unknown> {
-    return this.#call(this.#main, (client) =>
-      client.evalsha(code.sha, 1, key, ...args).catch((error: unknown) => {
-        // EVAL runs and caches the script on the node that owns the key (SCRIPT LOAD would go to an
-        // arbitrary node of a Cluster).
-        if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
-          return client.eval(code.lua, 1, key, ...args);
-        }
-        throw error;
-      }),
-    );
+    return this.#call(this.#main, (client) => runScript(client, code, key, args));
   }
 
   /**
@@ -585,6 +606,23 @@ export function redisIdempotencyStore(options: RedisIdempotencyStoreOptions): Re
 }
 
 function ignore(): void {}
+
+/** EVALSHA; on NOSCRIPT (restarted server, failover, SCRIPT FLUSH) the same call once as EVAL. */
+function runScript(
+  client: RedisClient,
+  code: Script,
+  key: string,
+  args: (string | number)[],
+): Promise<unknown> {
+  return client.evalsha(code.sha, 1, key, ...args).catch((error: unknown) => {
+    // EVAL runs and caches the script on the node that owns the key (SCRIPT LOAD would go to an
+    // arbitrary node of a Cluster).
+    if (error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+      return client.eval(code.lua, 1, key, ...args);
+    }
+    throw error;
+  });
+}
 
 function channelOf(recordKey: string): string {
   return `${recordKey}:changed`;
