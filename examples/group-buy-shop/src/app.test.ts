@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { RequestHandler } from 'express';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createShopApp, DASHBOARD_PATH } from './app.js';
 import { ShopDb } from './db.js';
 import type { PaymentIntent, Payments, PayOutcome } from './payments.js';
@@ -9,18 +9,20 @@ import type { PaymentIntent, Payments, PayOutcome } from './payments.js';
 class ScriptedPayments implements Payments {
   readonly name = 'floodgate' as const;
   readonly calls: PaymentIntent[] = [];
-  readonly outcomes: PayOutcome[];
+  readonly outcomes: Array<PayOutcome | Error>;
   release: (() => void) | undefined;
   hold = false;
 
-  constructor(...outcomes: PayOutcome[]) {
+  constructor(...outcomes: Array<PayOutcome | Error>) {
     this.outcomes = outcomes;
   }
 
   async pay(intent: PaymentIntent): Promise<PayOutcome> {
     this.calls.push(intent);
     if (this.hold) await new Promise<void>((resolve) => (this.release = resolve));
-    return this.outcomes.shift() ?? { status: 'failed', message: 'no outcome scripted' };
+    const next = this.outcomes.shift() ?? { status: 'failed', message: 'no outcome scripted' };
+    if (next instanceof Error) throw next;
+    return next;
   }
 
   status() {
@@ -151,6 +153,61 @@ describe('checkout', () => {
     const bad = await call('/api/checkout', { method: 'POST', body: '{"orderId":' });
     expect(bad.status).toBe(400);
     expect((await call('/api/checkout', { method: 'POST', body: '{"orderId":1}' })).status).toBe(400);
+  });
+
+  it('refuses an empty card source with 400 before paying, and leaves the order payable', async () => {
+    const payments = new ScriptedPayments({ status: 'paid', paymentId: 'pay_1' });
+    const { join, checkout, db } = await start(payments);
+    const order = await join();
+    const bad = await checkout(order.id, 'ann', '');
+    expect(bad.status).toBe(400);
+    expect(payments.calls).toHaveLength(0);
+    expect(db.order(order.id)?.status).toBe('created');
+    expect((await checkout(order.id)).status).toBe(201);
+  });
+
+  it('puts the order back where it was when the payment rejects: 409, 400 or 500, never stuck paying', async () => {
+    const coded = (code: string) => Object.assign(new Error(code), { code });
+    const payments = new ScriptedPayments(
+      coded('ERR_PAYMENT_MISMATCH'),
+      coded('ERR_INVALID_OPTION'),
+      new Error('bug'),
+      { status: 'paid', paymentId: 'pay_1' },
+    );
+    const { join, checkout, db } = await start(payments);
+    const order = await join();
+    const mismatch = await checkout(order.id, 'ann', 'tok_other');
+    expect(mismatch.status).toBe(409);
+    expect(mismatch.body).toMatchObject({ status: 'in-progress', code: 'ERR_PAYMENT_MISMATCH' });
+    expect(mismatch.headers.get('retry-after')).toBe('2');
+    expect(db.order(order.id)?.status).toBe('created');
+    const invalid = await checkout(order.id);
+    expect(invalid.status).toBe(400);
+    expect(invalid.body.code).toBe('ERR_INVALID_OPTION');
+    expect(db.order(order.id)?.status).toBe('created');
+    const errorLog = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      expect((await checkout(order.id)).status).toBe(500);
+    } finally {
+      errorLog.mockRestore();
+    }
+    expect(db.order(order.id)?.status).toBe('created');
+    expect((await checkout(order.id)).status).toBe(201);
+  });
+
+  it('with lockOrders, a rejected payment frees the order and keeps its decline', async () => {
+    const payments = new ScriptedPayments(
+      { status: 'declined', reason: 'insufficient_funds' },
+      Object.assign(new Error('mismatch'), { code: 'ERR_PAYMENT_MISMATCH' }),
+      { status: 'paid', paymentId: 'pay_1' },
+    );
+    const { join, checkout, db } = await start(payments, { lockOrders: true });
+    const order = await join();
+    expect((await checkout(order.id, 'ann', 'tok_decline_insufficient_funds')).status).toBe(402);
+    expect((await checkout(order.id)).status).toBe(409);
+    expect(db.order(order.id)).toMatchObject({ status: 'declined', declineReason: 'insufficient_funds' });
+    // Not held: the next checkout may claim it.
+    expect((await checkout(order.id)).status).toBe(201);
   });
 
   it('holds the order while a checkout runs when lockOrders is set', async () => {

@@ -35,6 +35,19 @@ function problem(
 }
 
 /**
+ * Which checkout answers the idempotency layer stores and replays for a key: a paid order only (201, or
+ * 200 for one paid before). Everything else frees the key, so the page's next click with it is a new
+ * checkout: after a 402 the student may pay with another card (a stored 402 would answer that 422, key
+ * reused with another payload, and replay the decline to the same card); a 202 "pending" may be settled
+ * as declined later (a stored one would say "pending" forever). Not storing them charges nothing twice:
+ * the floodgate payment client runs one payment per order with a key derived from the order, and makes a new key
+ * only after the bank declined. 4xx and 5xx stay retryable too (a 400 corrected, a 409 or 503 later).
+ */
+export function isStoredCheckoutAnswer(status: number): boolean {
+  return status === 200 || status === 201;
+}
+
+/**
  * `POST /api/checkout` for `student`: validates the body, answers a paid order at once, pays through the
  * shop's payments and records the outcome on the order.
  */
@@ -45,8 +58,11 @@ export async function checkoutOrder(
 ): Promise<CheckoutAnswer> {
   const { db, payments, meter, lockOrders } = context;
   const body = (rawBody ?? {}) as { orderId?: unknown; source?: unknown };
-  if (typeof body.orderId !== 'string' || (body.source !== undefined && typeof body.source !== 'string')) {
-    return problem(400, 'Bad Request', 'Send JSON `{ "orderId": string, "source"?: string }`.');
+  if (
+    typeof body.orderId !== 'string' ||
+    (body.source !== undefined && (typeof body.source !== 'string' || body.source === ''))
+  ) {
+    return problem(400, 'Bad Request', 'Send JSON `{ "orderId": string, "source"?: non-empty string }`.');
   }
   const order = db.order(body.orderId);
   if (!order || order.studentId !== student) {
@@ -65,16 +81,52 @@ export async function checkoutOrder(
   } else if (before !== 'pending') {
     db.setOrderStatus(order.id, 'paying');
   }
-  const outcome = await payments.pay({
-    orderId: order.id,
-    checkoutId: randomUUID(),
-    studentId: student,
-    amount: order.amount,
-    currency: order.currency,
-    source: typeof body.source === 'string' ? body.source : 'tok_ok',
-  });
+  let outcome: PayOutcome;
+  try {
+    outcome = await payments.pay({
+      orderId: order.id,
+      checkoutId: randomUUID(),
+      studentId: student,
+      amount: order.amount,
+      currency: order.currency,
+      source: typeof body.source === 'string' ? body.source : 'tok_ok',
+    });
+  } catch (error) {
+    // The payments recorded no outcome, so the order must not stay `paying` (no reconciler would ever
+    // move it): it goes back to where this checkout found it. Only if it is still `paying`: a concurrent
+    // checkout of the same order may have settled it meanwhile.
+    if (db.order(order.id)?.status === 'paying') {
+      db.setOrderStatus(order.id, before, {
+        paymentId: order.paymentId ?? undefined,
+        declineReason: order.declineReason ?? undefined,
+      });
+    }
+    return answerForError(order.id, error);
+  }
   applyOutcome(db, meter, order.id, outcome, before);
   return answerFor(order.id, outcome);
+}
+
+/**
+ * The answer for a payment that rejected (see {@link Payments.pay}): 409 when another payment of the order
+ * with other details is in flight or done, 400 when the payment refused what the student sent; anything
+ * else is the shop's fault and goes to the framework's error handler (500, logged).
+ */
+function answerForError(orderId: string, error: unknown): CheckoutAnswer {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ERR_PAYMENT_MISMATCH') {
+    return problem(
+      409,
+      'Conflict',
+      'Another payment of this order, with other payment details, is in progress or done: wait for it.',
+      { status: 'in-progress', orderId, code },
+      { 'retry-after': '2' },
+    );
+  }
+  if (code === 'ERR_INVALID_OPTION') {
+    return problem(400, 'Bad Request', (error as Error).message, { orderId, code });
+  }
+  throw error;
 }
 
 function applyOutcome(
@@ -86,20 +138,16 @@ function applyOutcome(
 ) {
   switch (outcome.status) {
     case 'paid':
-      db.setOrderStatus(orderId, 'paid', { paymentId: outcome.paymentId });
-      meter.mark('paid');
+      if (moveOrder(db, orderId, 'paid', { paymentId: outcome.paymentId })) meter.mark('paid');
       break;
     case 'declined':
-      db.setOrderStatus(orderId, 'declined', { declineReason: outcome.reason });
-      meter.mark('declined');
+      if (moveOrder(db, orderId, 'declined', { declineReason: outcome.reason })) meter.mark('declined');
       break;
     case 'pending':
-      db.setOrderStatus(orderId, 'pending');
-      meter.mark('pending');
+      if (moveOrder(db, orderId, 'pending')) meter.mark('pending');
       break;
     case 'failed':
-      db.setOrderStatus(orderId, 'failed');
-      meter.mark('failed');
+      if (moveOrder(db, orderId, 'failed')) meter.mark('failed');
       break;
     case 'busy':
       // Nothing reached the bank: the order is where it was.
@@ -109,6 +157,24 @@ function applyOutcome(
     case 'in-progress':
       break;
   }
+}
+
+/**
+ * Records where the order's payment ended; true when that changed the order's status. The meter counts
+ * these changes, not the reports of them: one payment can reach here twice (the floodgate payment client
+ * reports every settlement through `onSettled`, and the checkout that waited for it records it too).
+ */
+function moveOrder(
+  db: ShopDb,
+  orderId: string,
+  status: OrderStatus,
+  details?: { paymentId?: string; declineReason?: string },
+): boolean {
+  const was = db.order(orderId)?.status;
+  // A paid order stays paid (setOrderStatus refuses to move it).
+  if (was === undefined || was === 'paid') return false;
+  db.setOrderStatus(orderId, status, details);
+  return was !== status;
 }
 
 /** Records a settlement that happened in the background (reconciler, recovery after a crash). */

@@ -64,6 +64,35 @@ describe('the Fastify shop', () => {
     expect(order.json()).toMatchObject({ status: 'paid' });
   });
 
+  it('answers a re-click of a paid order from its key while it sheds new checkouts', async () => {
+    const join = async (student: string) =>
+      (
+        await app.inject({
+          method: 'POST',
+          url: '/api/deals/d-kettle/join',
+          headers: { 'x-student-id': student },
+        })
+      ).json().order.id as string;
+    const orderId = await join('ann');
+    expect((await checkout(orderId, 'k-1')).statusCode).toBe(201);
+
+    // The bank is sick: the breaker opens and the shop sheds checkouts.
+    parts.breaker.trip(60_000);
+    const reclick = await checkout(orderId, 'k-1');
+    expect(reclick.statusCode).toBe(201);
+    expect(reclick.headers['idempotent-replayed']).toBe('true');
+
+    const other = await join('bob');
+    const shed = await checkout(other, 'k-2', 'bob');
+    expect(shed.statusCode).toBe(503);
+    expect(shed.headers['retry-after']).toBeDefined();
+    expect(shed.json()).toMatchObject({ code: 'ERR_LOAD_SHED' });
+    // A shed checkout frees its key: the same click is taken once the bank is back.
+    parts.breaker.reset();
+    expect((await checkout(other, 'k-2', 'bob')).statusCode).toBe(201);
+    expect(bank.stats()).toMatchObject({ charges: 2, extraCharges: 0 });
+  });
+
   it('requires an idempotency key on checkout and rate-limits per student', async () => {
     const joined = await app.inject({
       method: 'POST',

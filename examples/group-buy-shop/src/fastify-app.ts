@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '@floodgate/fastify';
+import { floodgateIdempotency, floodgateRateLimit } from '@floodgate/fastify';
+import { loadShedder } from '@floodgate/http';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { checkoutOrder } from './checkout.js';
+import { checkoutOrder, isStoredCheckoutAnswer } from './checkout.js';
 import { type ShopDb, UnknownDealError } from './db.js';
 import type { FloodgatePaymentParts } from './floodgate-shop.js';
 import type { Meter } from './meter.js';
@@ -21,8 +22,9 @@ const studentOf = (request: FastifyRequest) => {
 
 /**
  * The shop's API on Fastify 5 with the @floodgate/fastify plugins: the same deals, orders and checkout as
- * the Express app (the checkout logic is shared), with the per-student rate limit, idempotency and load
- * shedding configured per route. The storefront pages are the Express app's.
+ * the Express app (the checkout logic is shared), with the per-student rate limit and idempotency
+ * configured per route, and load shedding after them as in the Express shop. The storefront pages are the
+ * Express app's.
  *
  * @example
  * const parts = floodgatePaymentParts({ db, meter, bankUrl, bankRate: 300 });
@@ -59,32 +61,40 @@ export async function createFastifyShop(options: FastifyShopOptions): Promise<Fa
     windowMs: 10_000,
     key: studentOf,
   });
-  await app.register(floodgateLoadShedding, {
-    global: false,
-    gate: parts.gate,
-    breaker: parts.breaker,
-    maxWaitMs: parts.maxWaitMs,
-  });
   await app.register(floodgateIdempotency, {
     scope: studentOf,
     inFlight: 'coalesce',
     coalesceTimeoutMs: 15_000,
+    shouldStore: isStoredCheckoutAnswer,
   });
+  // Shedding comes after idempotency, as in the Express shop ([perStudent, idempotent, shed]): a re-click
+  // of an order already paid or being paid is answered from its key instead of "busy, nothing was
+  // charged". The floodgateLoadShedding plugin sheds in `onRequest`, before any `preHandler` (where
+  // idempotency reads the parsed body), so the checkout asks the same core shedder itself. Its 503 goes
+  // through `reply.send()`: the idempotency plugin sees it and frees the key.
+  const shedder = loadShedder({ gate: parts.gate, breaker: parts.breaker, maxWaitMs: parts.maxWaitMs });
 
   const context = { db, meter, payments: parts.payments, lockOrders: false };
   app.post(
     '/api/checkout',
-    {
-      config: { floodgate: { rateLimit: {}, idempotency: true, loadShedding: { priority: 'critical' } } },
-    },
+    { config: { floodgate: { rateLimit: {}, idempotency: true } } },
     async (request, reply) => {
       meter.mark('checkouts');
-      const student = studentOf(request);
-      if (!student) return reply.code(401).send({ detail: 'Send the `X-Student-Id` header.' });
-      const answer = await checkoutOrder(context, student, request.body);
-      reply.code(answer.status).headers(answer.headers);
-      if (answer.problem) reply.type('application/problem+json');
-      return reply.send(answer.body);
+      const admission = shedder.admit('critical');
+      if (!admission.admitted) {
+        const { status, headers, body } = admission.answer;
+        return reply.code(status).headers(headers).send(body);
+      }
+      try {
+        const student = studentOf(request);
+        if (!student) return reply.code(401).send({ detail: 'Send the `X-Student-Id` header.' });
+        const answer = await checkoutOrder(context, student, request.body);
+        reply.code(answer.status).headers(answer.headers);
+        if (answer.problem) reply.type('application/problem+json');
+        return reply.send(answer.body);
+      } finally {
+        admission.release();
+      }
     },
   );
   return app;

@@ -135,3 +135,24 @@ describe('FloodgatePayments after a restart', () => {
     expect(bank.stats().charges).toBe(1);
   });
 });
+
+describe('FloodgatePayments at checkout', () => {
+  it('answers 409 when the order is already paid with another card, and does not leave it paying', async () => {
+    // Paid at the bank with one card by a process whose answer never reached the order (a second tab, a
+    // crash): the ledger holds the payment, the order still says `created`.
+    const order = db.joinDeal('d-kettle', 'ann', 'ord_other_card');
+    expect(
+      (await killedProcessClient().pay({ orderId: order.id, amount: 1200, currency: 'EUR', payer: 'tok_ok' }))
+        .status,
+    ).toBe('paid');
+    const { payments } = startProcess();
+    const context = { db, payments, meter, lockOrders: false };
+
+    const answer = await checkoutOrder(context, 'ann', { orderId: order.id, source: 'tok_visa_other' });
+
+    expect(answer.status).toBe(409);
+    expect(answer.body).toMatchObject({ status: 'in-progress', code: 'ERR_PAYMENT_MISMATCH' });
+    expect(db.order(order.id)?.status).toBe('created');
+    expect(bank.stats().charges).toBe(1);
+  });
+});

@@ -3,9 +3,6 @@ import type { AttemptEvent, PaymentClient, PaymentOutcome } from '@floodgate/pay
 import type { Gate } from '@floodgate/token-bucket';
 import type { PaymentIntent, Payments, PaymentsContext, PaymentsStatus, PayOutcome } from './payments.js';
 
-/** Error codes of a call refused before it left for the bank (nothing can have been charged). */
-const REFUSED_LOCALLY = new Set(['ERR_QUEUE_FULL', 'ERR_RATE_LIMITED', 'ERR_CIRCUIT_OPEN']);
-
 function toPayOutcome(outcome: PaymentOutcome): PayOutcome {
   switch (outcome.status) {
     case 'paid':
@@ -38,7 +35,9 @@ export class FloodgatePayments implements Payments {
     this.#gate = parts.gate;
     this.#breaker = parts.breaker;
     this.#client.on('attempt', (event) => this.#recordAttempt(event));
-    // Settled in the background (reconciler, recovery): the order follows.
+    // Every settlement the client reports (a checkout's own, the reconciler's, recovery's): the order
+    // follows. A checkout that waited for its payment records the same outcome again; the order's status
+    // changes once, and the meter counts that change (checkout.ts), not the reports.
     this.#client.on('outcome', (outcome) => {
       if (outcome.status !== 'pending') context.onSettled?.(outcome.orderId, toPayOutcome(outcome));
     });
@@ -71,20 +70,19 @@ export class FloodgatePayments implements Payments {
     });
   }
 
+  /**
+   * Never `busy`: the client never rejects with its gate's or breaker's refusals (`ERR_QUEUE_FULL`,
+   * `ERR_RATE_LIMITED`, `ERR_CIRCUIT_OPEN`); a call refused locally stays retryable and ends `pending` at
+   * worst. The shop turns checkouts away before they get here (load shedding, 503). It rejects with the
+   * client's `PaymentMismatchError` (`ERR_PAYMENT_MISMATCH`) and `InvalidOptionError`
+   * (`ERR_INVALID_OPTION`), which the checkout answers 409 and 400.
+   */
   async pay(intent: PaymentIntent, signal?: AbortSignal): Promise<PayOutcome> {
-    try {
-      const outcome = await this.#client.pay(
-        { orderId: intent.orderId, amount: intent.amount, currency: intent.currency, payer: intent.source },
-        signal ? { signal } : {},
-      );
-      return toPayOutcome(outcome);
-    } catch (error) {
-      const code = (error as { code?: string }).code;
-      if (code && REFUSED_LOCALLY.has(code)) {
-        return { status: 'busy', retryAfterMs: (error as { retryAfterMs?: number }).retryAfterMs ?? 1000 };
-      }
-      throw error;
-    }
+    const outcome = await this.#client.pay(
+      { orderId: intent.orderId, amount: intent.amount, currency: intent.currency, payer: intent.source },
+      signal ? { signal } : {},
+    );
+    return toPayOutcome(outcome);
   }
 
   status(): PaymentsStatus {

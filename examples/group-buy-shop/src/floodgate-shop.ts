@@ -4,6 +4,7 @@ import { createPaymentClient, ietfGateway, sqliteLedger } from '@floodgate/payme
 import type { RedisStore } from '@floodgate/redis';
 import { type Gate, gate } from '@floodgate/token-bucket';
 import type { Request } from 'express';
+import { isStoredCheckoutAnswer } from './checkout.js';
 import { FloodgatePayments } from './floodgate-payments.js';
 import type { PaymentsContext } from './payments.js';
 import type { ShopWiring, WiringOptions } from './shops.js';
@@ -110,11 +111,18 @@ export async function floodgateShop(context: WiringOptions): Promise<ShopWiring>
   const store = context.redisUrl ? await sharedBankBucket(context.redisUrl) : undefined;
   const { payments, gate: bank, breaker, close } = floodgatePaymentParts({ ...context, store });
   const perStudent = rateLimit({ name: 'checkout', limit: 10, windowMs: 10_000, key: studentOf });
-  const idempotent = idempotency({ scope: studentOf, inFlight: 'coalesce', coalesceTimeoutMs: 15_000 });
+  const idempotent = idempotency({
+    scope: studentOf,
+    inFlight: 'coalesce',
+    coalesceTimeoutMs: 15_000,
+    shouldStore: isStoredCheckoutAnswer,
+  });
   const shed = loadShedding({ gate: bank, breaker, maxWaitMs: MAX_WAIT_MS, priority: 'critical' });
 
   return {
     payments,
+    // Idempotency before shedding: a re-click of an order already paid (or being paid) is answered from
+    // its key, not refused as "busy, nothing was charged". fastify-app.ts keeps the same order.
     checkoutMiddleware: [perStudent, idempotent, shed],
     lockOrders: false,
     // The page makes one key per order and sends it with every click of "Pay".

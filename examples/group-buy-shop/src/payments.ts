@@ -18,7 +18,10 @@ export interface PaymentIntent {
  * - `pending`: the bank may have charged and we do not know yet; reconciliation goes on.
  * - `failed`: the shop gave up and tells the student to try again (what today's shops say even when the
  *   bank did charge: the root of "I paid seven times").
- * - `busy`: turned away before anything was sent; nothing can have been charged.
+ * - `busy`: turned away before anything was sent; nothing can have been charged. (None of the three
+ *   shops' payments answers it today: the floodgate payment client ends a local refusal of its gate or
+ *   breaker as `pending` and retries it, and the floodgate shop sheds load in front of the checkout with a
+ *   503 of its own.)
  * - `in-progress`: another checkout of the same order holds it.
  */
 export type PayOutcome =
@@ -43,6 +46,14 @@ export interface PaymentsStatus {
 /** The one checkout interface the three shops (naive, careful, floodgate) implement. */
 export interface Payments {
   readonly name: 'naive' | 'careful' | 'floodgate';
+  /**
+   * Pays for the order. An outcome is recorded on the order; a rejection means the payments recorded
+   * nothing and the checkout puts the order back where it was.
+   *
+   * @throws an error with `code: 'ERR_PAYMENT_MISMATCH'` when another payment of the order, with another
+   * amount or source, is in flight or paid (nothing was sent); `code: 'ERR_INVALID_OPTION'` when the
+   * intent was refused as invalid (nothing was sent); anything else is a bug.
+   */
   pay(intent: PaymentIntent, signal?: AbortSignal): Promise<PayOutcome>;
   status(): PaymentsStatus;
   /**

@@ -109,7 +109,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     expect(await dashboard.locator('#chart polyline').count()).toBeGreaterThan(0);
   }, 30_000);
 
-  it('shows a declined card as declined, and nothing is charged', async () => {
+  it('shows a declined card as declined, nothing is charged; then pays with another card, charged once', async () => {
     const page = await browser.newPage();
     await page.goto(shopUrl);
     await page.fill('#student', 'broke-student');
@@ -117,11 +117,82 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
     await page.click('button[data-deal="d-textbook"]');
     await page.waitForSelector('#checkout:not([hidden])');
+    const chargesBefore = bank.stats().charges;
     await page.selectOption('#card', 'tok_decline_insufficient_funds');
-    await page.click('#pay');
+    const [declined] = await Promise.all([page.waitForRequest('**/api/checkout'), page.click('#pay')]);
     await page.locator('#result', { hasText: /^Declined/ }).waitFor();
     const order = db.orders('declined').find((o) => o.studentId === 'broke-student');
     expect(order?.declineReason).toBe('insufficient_funds');
     expect(bank.stats().declines).toBe(1);
+    expect(bank.stats().charges).toBe(chargesBefore);
+
+    // Another card: a new checkout, with a new key.
+    await page.selectOption('#card', 'tok_ok');
+    const [paid] = await Promise.all([page.waitForRequest('**/api/checkout'), page.click('#pay')]);
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(await paid.headerValue('idempotency-key')).not.toBe(await declined.headerValue('idempotency-key'));
+    expect(db.order(order?.id ?? '')?.status).toBe('paid');
+    expect(bank.stats()).toMatchObject({ charges: chargesBefore + 1, ordersChargedMoreThanOnce: 0 });
   }, 30_000);
+
+  it('says so when the shop is not answering, and keeps watching a pending payment through it', async () => {
+    const page = await browser.newPage();
+    // The page's timers run on this clock: polling is driven below, without waiting for it.
+    await page.clock.install();
+    await page.goto(shopUrl);
+    await page.fill('#student', 'offline-student');
+    await page.dispatchEvent('#student', 'change');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await page.click('button[data-deal="d-headphones"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const orderId = db.orders('created').find((o) => o.studentId === 'offline-student')?.id as string;
+
+    // The shop is down: the click fails at once instead of leaving "Paying…".
+    await page.route('**/api/checkout', (route) => route.abort('connectionrefused'));
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Shop not answering/ }).waitFor();
+
+    // Back, the bank's answer is unknown: "pending". The order page is unreachable for a while (the shop
+    // restarts), then says `created` (the restarted shop found nothing sent): payable again.
+    await page.unroute('**/api/checkout');
+    await page.route('**/api/checkout', (route) =>
+      route.fulfill({
+        status: 202,
+        contentType: 'application/json',
+        body: JSON.stringify({ status: 'pending', orderId }),
+      }),
+    );
+    const answers: Array<'down' | 'pending' | 'created'> = ['down', 'pending', 'down', 'created'];
+    let polls = 0;
+    await page.route('**/api/orders/*', (route) => {
+      const answer = answers[polls++] ?? 'created';
+      if (answer === 'down') return route.abort('connectionrefused');
+      return route.fulfill({
+        contentType: 'application/json',
+        body: JSON.stringify({ id: orderId, status: answer }),
+      });
+    });
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Payment pending/ }).waitFor();
+    for (let i = 1; i <= answers.length; i++) {
+      await page.clock.runFor(1000);
+      await expect.poll(() => polls).toBe(i);
+      if (i === 1) await page.locator('#result', { hasText: /Shop not answering; still checking/ }).waitFor();
+      if (i < answers.length) await page.locator('#result', { hasText: /Do not pay again/ }).waitFor();
+    }
+    await page
+      .locator('#result', { hasText: /^The payment did not go through. You can pay again/ })
+      .waitFor();
+
+    // Pending for good: after a minute the page says it stopped checking.
+    answers.splice(0, answers.length, ...Array<'pending'>(60).fill('pending'));
+    polls = 0;
+    await page.click('#pay');
+    for (let i = 1; i <= 60; i++) {
+      await page.clock.runFor(1000);
+      await expect.poll(() => polls).toBe(i);
+    }
+    await page.locator('#result', { hasText: /^Still pending: we stopped checking/ }).waitFor();
+    expect(bank.stats().ordersChargedMoreThanOnce).toBe(0);
+  }, 60_000);
 });
