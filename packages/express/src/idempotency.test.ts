@@ -71,6 +71,30 @@ describe('idempotency (express)', () => {
     expect(res.body).toEqual({ error: 'no user' });
   });
 
+  it('keeps a writeHead wrapper mounted after it (on-headers: response-time, express-session)', async () => {
+    const a = express();
+    a.post(
+      '/pay',
+      express.json(),
+      idempotency({ scope: () => 'u' }),
+      (_req, res, next) => {
+        // What on-headers does: wrap writeHead to set a field just before the header goes out.
+        const inner = res.writeHead;
+        res.writeHead = function (this: typeof res, ...args: unknown[]) {
+          this.setHeader('x-response-time', '1ms');
+          return (inner as (...a: unknown[]) => typeof res).apply(this, args);
+        } as typeof res.writeHead;
+        next();
+      },
+      (_req, res) => {
+        res.status(201).json({ ok: true });
+      },
+    );
+    const first = await request(a).post('/pay').set('Idempotency-Key', 'k').send({});
+    expect(first.status).toBe(201);
+    expect(first.headers['x-response-time']).toBe('1ms');
+  });
+
   it('replays Content-Type and Location a handler gave res.writeHead (object and flat list)', async () => {
     let runs = 0;
     const a = express();

@@ -83,20 +83,28 @@ function capture(res: ServerResponse, ticket: IdempotencyTicket, maxBytes: numbe
   const end = res.end;
   const writeHead = res.writeHead;
   let written: Fields | undefined;
-  res.writeHead = function floodgateWriteHead(this: ServerResponse, ...args: unknown[]) {
-    const fields = writeHeadFields(args);
-    if (fields !== undefined) written = { ...written, ...fields };
+  let ended = false;
+  const floodgateWriteHead = function floodgateWriteHead(this: ServerResponse, ...args: unknown[]) {
+    if (!ended) {
+      const fields = writeHeadFields(args);
+      if (fields !== undefined) written = { ...written, ...fields };
+    }
     return (writeHead as (...a: unknown[]) => ServerResponse).apply(this, args);
   } as ServerResponse['writeHead'];
+  res.writeHead = floodgateWriteHead;
   res.write = function floodgateWrite(this: ServerResponse, chunk: Chunk, ...rest: unknown[]) {
     keep(chunk, rest[0]);
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
   } as ServerResponse['write'];
   res.end = function floodgateEnd(this: ServerResponse, ...args: unknown[]) {
     keep(args[0], args[1]);
+    ended = true;
     res.write = write;
     res.end = end;
-    res.writeHead = writeHead;
+    // `end` sends the header through `this.writeHead`: a wrapper mounted after ours (on-headers, used by
+    // response-time and express-session to set fields at that moment) must stay, so ours is only taken
+    // out if it is still the outermost one; otherwise it passes calls through.
+    if (res.writeHead === floodgateWriteHead) res.writeHead = writeHead;
     const body = tooLarge ? undefined : Buffer.concat(chunks);
     if (tooLarge) void ticket.abandon();
     else {

@@ -11,6 +11,7 @@ import {
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
+import { pluginOptions } from './registration-options.js';
 
 /** Options of the {@link floodgateIdempotency} plugin. */
 export interface FastifyIdempotencyOptions extends IdempotencyOptions {
@@ -137,7 +138,7 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
 // an invalid option must reach `ready()`/`register()` as the error it is.
 const plugin: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
   try {
-    setup(fastify, options, done);
+    setup(fastify, pluginOptions(options), done);
   } catch (error) {
     done(error as Error);
   }

@@ -9,6 +9,7 @@ import {
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
+import { pluginOptions } from './registration-options.js';
 import { checkDenials, type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateLoadShedding} plugin. */
@@ -118,7 +119,7 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
 // an invalid option must reach `ready()`/`register()` as the error it is.
 const plugin: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
   try {
-    setup(fastify, options, done);
+    setup(fastify, pluginOptions(options), done);
   } catch (error) {
     done(error as Error);
   }

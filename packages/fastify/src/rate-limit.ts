@@ -3,6 +3,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDo
 import fp from 'fastify-plugin';
 import { socketAddressReader } from './client-address.js';
 import { appendHook } from './config.js';
+import { pluginOptions } from './registration-options.js';
 import { ReplyFields } from './reply-fields.js';
 import { type Denials, RefusalSender } from './send-refusal.js';
 
@@ -119,7 +120,7 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
 // an invalid option must reach `ready()`/`register()` as the error it is.
 const plugin: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options, done) => {
   try {
-    setup(fastify, options, done);
+    setup(fastify, pluginOptions(options), done);
   } catch (error) {
     done(error as Error);
   }

@@ -206,6 +206,15 @@ describe('RateLimit', () => {
     expect(() => new RateLimit<Req>({ limit: 3, cost: 4 })).toThrow(/`cost`.* 3,/);
     expect(() => new RateLimit<Req>({ limit: 1, statusCode: 200 })).toThrow(/statusCode/);
     expect(() => new RateLimit<Req>({ limit: 1, allowList: 'x' as never })).toThrow(/allowList/);
+    // A mistaken store is named by its keys, never its values (a URL may carry a password).
+    let message = '';
+    try {
+      new RateLimit<Req>({ limit: 1, store: { url: 'redis://:s3cret@cache:6379' } as never });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toContain('`{ url }` (object)');
+    expect(message).not.toContain('s3cret');
   });
 
   it('rejects (for the framework error handler) when a cost function misbehaves', async () => {

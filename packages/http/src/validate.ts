@@ -5,16 +5,20 @@ export function describe(value: unknown): string {
   if (typeof value === 'function') return `\`${value.name || 'anonymous'}\` (function)`;
   if (typeof value === 'string') return `\`${JSON.stringify(value)}\` (string)`;
   if (value === null) return '`null`';
+  if (Array.isArray(value)) {
+    // Method and header names: worth showing. Anything holding objects is only counted.
+    if (!value.every((item) => item === null || typeof item !== 'object'))
+      return `(array of ${value.length})`;
+    const shown = JSON.stringify(value.map((item) => (typeof item === 'bigint' ? String(item) : item)));
+    return `\`${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown}\` (array)`;
+  }
   if (typeof value === 'object') {
-    const kind = Array.isArray(value) ? 'array' : 'object';
-    let shown: string | undefined;
-    try {
-      shown = JSON.stringify(value);
-    } catch {
-      // Circular or holding a BigInt: say what it is, not what it holds.
-    }
-    if (shown === undefined) return `(${kind})`;
-    return `\`${shown.length > 60 ? `${shown.slice(0, 57)}...` : shown}\` (${kind})`;
+    // Key names only: an options object may hold secrets (a Redis URL with its password), and reading
+    // its values could run getters or toJSON.
+    const keys = Object.keys(value);
+    if (keys.length === 0) return '`{}` (object)';
+    const shown = keys.length > 6 ? `${keys.slice(0, 6).join(', ')}, ...` : keys.join(', ');
+    return `\`{ ${shown} }\` (object)`;
   }
   return `\`${String(value)}\` (${typeof value})`;
 }

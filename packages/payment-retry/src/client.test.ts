@@ -577,6 +577,25 @@ describe('key retention', () => {
   });
 });
 
+describe('key retention after a rejected request', () => {
+  it('does not take a 404 past the retention as "never charged": pending, not declined', async () => {
+    bank = await StubBank.start((request) => {
+      if (request.method === 'POST') return { status: 401, body: { code: 'token_expired' } };
+      // The status answer comes after the key's 1 ms retention: the bank may have forgotten a charge.
+      const until = Date.now() + 3;
+      while (Date.now() < until) {}
+      return { status: 404, body: { status: 'not_found' } };
+    });
+    client = createPaymentClient({
+      gateway: ietfGateway({ origin: bank.url, keyRetentionMs: 1 }),
+      ledger: new MemoryLedger(),
+      reconcile: false,
+    });
+    expect(await client.pay(intent)).toMatchObject({ status: 'pending', reason: 'key_expired', attempts: 2 });
+    expect(bank.requests.map((r) => r.method)).toEqual(['POST', 'GET']);
+  });
+});
+
 describe('PaymentClient.recover', () => {
   it('drives what a crashed process left in the ledger with the original keys', async () => {
     const ledger = new MemoryLedger();

@@ -854,6 +854,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
             return await this.#settle(record, result, attempts, attempt);
           }
           if (result.kind === 'not_found' && rejectedFor !== undefined) {
+            // Past the key's retention a 404 proves nothing (the bank may have forgotten a charge).
+            if (keyExpired()) return this.#pendingOutcome(record, attempts, 'key_expired');
             // Rejected, and the bank never saw the key: nothing was charged under it.
             return await this.#settle(record, { kind: 'declined', reason: rejectedFor }, attempts, undefined);
           }
@@ -1294,8 +1296,10 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       } catch (error) {
         // The ledger failed (locked, disk full): this payment stays pending and backs off like one the
         // bank left open; the others in the pass go on.
-        if (this.listenerCount('reconcileFailed') > 0) {
+        try {
           this.emit('reconcileFailed', { idempotencyKey: entry.idempotencyKey, error });
+        } catch {
+          // A listener that throws must not skip this payment's back-off (the pass would spin).
         }
       }
       const current = this.#pending.get(entry.idempotencyKey);

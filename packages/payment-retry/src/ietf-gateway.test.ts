@@ -77,6 +77,18 @@ describe('ietfGateway', () => {
       answer(400, { type: 'urn:floodgate:bank-sim:idempotency_key_reused', code: 'idempotency_key_reused' }),
       { kind: 'unknown', reason: 'idempotency_key_reused' },
     ],
+    // A key the bank could not take (too long for it, say) holds no charge: declined, not asked about.
+    [
+      answer(400, {
+        type: 'urn:floodgate:bank-sim:idempotency_key_invalid',
+        code: 'idempotency_key_invalid',
+      }),
+      { kind: 'declined', reason: 'idempotency_key_invalid' },
+    ],
+    [
+      answer(400, { code: 'idempotency_key_missing' }),
+      { kind: 'declined', reason: 'idempotency_key_missing' },
+    ],
     [answer(408), { kind: 'retry', reason: 'timeout' }],
     [answer(409, {}, { 'retry-after': '1' }), { kind: 'retry', reason: 'conflict', retryAfterMs: 1000 }],
     [answer(422), { kind: 'unknown', reason: 'idempotency_key_reused' }],

@@ -253,14 +253,21 @@ function declineReason(data: Record<string, unknown> | undefined, statusCode: nu
   );
 }
 
-/** Whether a problem body is about the idempotency key (`idempotency_key_reused`, `idempotency_error`...). */
-function namesIdempotency(data: Record<string, unknown> | undefined): boolean {
-  if (data === undefined) return false;
+/**
+ * What a problem body says about the idempotency key: `reused` (with another payload: Stripe's 400
+ * `idempotency_error`, bank-sim's `idempotency_key_reused`), `invalid` (the bank could not take the key
+ * itself: `idempotency_key_invalid`, `_missing`), or nothing.
+ */
+function idempotencyProblem(data: Record<string, unknown> | undefined): 'reused' | 'invalid' | undefined {
+  if (data === undefined) return undefined;
   const nested =
     typeof data.error === 'object' && data.error !== null ? (data.error as Record<string, unknown>) : {};
-  return [data.code, data.type, data.error, nested.type, nested.code].some(
-    (value) => typeof value === 'string' && /idempotenc/i.test(value),
-  );
+  for (const value of [data.code, data.type, data.error, nested.type, nested.code]) {
+    if (typeof value === 'string' && /idempotenc/i.test(value)) {
+      return /invalid|missing|malformed|required|too_long/i.test(value) ? 'invalid' : 'reused';
+    }
+  }
+  return undefined;
 }
 
 function parseIetfCharge(response: GatewayResponse): ChargeResult {
@@ -292,8 +299,11 @@ function parseIetfCharge(response: GatewayResponse): ChargeResult {
   if (statusCode >= 500) return { kind: 'retry', reason: 'server_error', retryAfterMs: retryAfter(response) };
   if (statusCode >= 400 && statusCode < 500) {
     const data = json(response.body);
+    const keyProblem = idempotencyProblem(data);
     // Stripe answers a reused key with 400 `idempotency_error`, bank-sim can too: ask, as for 422.
-    if (namesIdempotency(data)) return { kind: 'unknown', reason: 'idempotency_key_reused' };
+    if (keyProblem === 'reused') return { kind: 'unknown', reason: 'idempotency_key_reused' };
+    // A key the bank could not take holds no charge (and its status cannot be asked either).
+    if (keyProblem === 'invalid') return { kind: 'declined', reason: declineReason(data, statusCode) };
     // Validation and other 4xx: this request was refused, which proves nothing about the key's payment.
     return { kind: 'rejected', reason: declineReason(data, statusCode) };
   }

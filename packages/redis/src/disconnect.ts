@@ -13,9 +13,15 @@ export async function disconnectClient(client: RedisClient, timeoutMs: number): 
   if (client.status === 'end') return;
   const ended = new Promise<void>((resolve) => client.once('end', resolve));
   const ready = client.status === 'ready';
+  // Between attempts there is no socket: disconnect() only cancels the next attempt, and no 'end' comes.
+  const reconnecting = client.status === 'reconnecting';
   client.disconnect();
+  if (reconnecting) return;
   if (!ready) destroySocket(client);
   if (await within(ended, timeoutMs)) return;
+  // Destroyed already (not ready): waiting again would only double the wait, since a reconnecting client
+  // whose socket is long gone may never say 'end'.
+  if (!ready) return;
   destroySocket(client);
   await within(ended, timeoutMs);
 }

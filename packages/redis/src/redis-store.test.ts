@@ -377,4 +377,17 @@ describe('close() of a store whose client is stuck connecting (no Redis needed)'
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => hole.close(() => resolve()));
   });
+
+  it('resolves at once for a client between reconnection attempts (no socket to wait for)', async () => {
+    // A port nobody listens on: the client keeps failing and waits to reconnect.
+    const probe = createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const { port } = probe.address() as { port: number };
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const s = redisStore({ url: `redis://127.0.0.1:${port}`, timeoutMs: 60_000 });
+    await vi.waitFor(() => expect(s.client.status).toBe('reconnecting'));
+    // before the fix close() waited for an 'end' that never comes: timeoutMs (here past the test's limit)
+    await s.close();
+    expect(s.client.status).not.toBe('ready');
+  });
 });

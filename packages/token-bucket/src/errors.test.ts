@@ -40,7 +40,12 @@ suite('errors', () => {
     expect(new InvalidOptionError('x', 'y', 'a').message).toContain('`"a"` (string)');
     expect(new InvalidOptionError('x', 'y', undefined).message).toContain('`undefined` (undefined)');
     expect(new InvalidOptionError('x', 'y', null).message).toContain('`null` (null)');
-    expect(new InvalidOptionError('x', 'y', { a: 1 }).message).toContain('`{"a":1}` (object)');
+    // An object by its keys only: its values may be secrets (a Redis URL with a password).
+    expect(new InvalidOptionError('x', 'y', { url: 'redis://:pw@h' }).message).toContain(
+      '`{ url }` (object)',
+    );
+    expect(new InvalidOptionError('x', 'y', { url: 'redis://:pw@h' }).message).not.toContain('pw');
+    expect(new InvalidOptionError('x', 'y', ['a', 1]).message).toContain('`["a",1]` (array)');
     expect(new InvalidOptionError('x', 'y', Number.NaN).message).toContain('`NaN` (number)');
   });
 });

@@ -82,13 +82,26 @@ export function describe(value: unknown): string {
   if (typeof value === 'string') shown = JSON.stringify(value);
   else if (typeof value === 'bigint') shown = `${value}n`;
   else if (typeof value === 'function') shown = value.name ? `function ${value.name}` : 'function';
-  else if (value !== null && typeof value === 'object') {
-    try {
-      shown = JSON.stringify(value) ?? String(value);
-    } catch {
-      shown = Object.prototype.toString.call(value);
-    }
-  } else shown = String(value);
+  else if (value !== null && typeof value === 'object') shown = shape(value);
+  else shown = String(value);
   const type = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
   return `\`${shown}\` (${type})`;
+}
+
+/**
+ * An object by its key names, never its values: options may hold secrets (a Redis URL with a password)
+ * and reading values could run getters or `toJSON`. An array of plain values is shown as it is.
+ */
+function shape(value: object): string {
+  if (Array.isArray(value)) {
+    if (value.some((item) => item !== null && typeof item === 'object')) return `[${value.length} items]`;
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return `[${value.length} items]`; // a BigInt inside
+    }
+  }
+  const keys = Object.keys(value);
+  if (keys.length === 0) return '{}';
+  return `{ ${keys.length > 6 ? `${keys.slice(0, 6).join(', ')}, ...` : keys.join(', ')} }`;
 }
