@@ -411,8 +411,12 @@ describe('Idempotency', () => {
       expect(resolveIdempotencyScope(none, anonymous)).toBe('ip:198.51.100.1');
       expect(resolveIdempotencyScope(none, other)).not.toBe(resolveIdempotencyScope(none, anonymous));
     }
-    expect(resolveIdempotencyScope('alice', anonymous)).toBe('alice');
-    expect(resolveIdempotencyScope(42, anonymous)).toBe('42');
+    expect(resolveIdempotencyScope('alice', anonymous)).toBe('user:alice');
+    expect(resolveIdempotencyScope(42, anonymous)).toBe('user:42');
+    // A user id that spells a default scope stays apart from it.
+    expect(resolveIdempotencyScope('ip:198.51.100.1', anonymous)).not.toBe(
+      defaultIdempotencyScope(anonymous),
+    );
   });
 
   it('defaultIdempotencyScope: the Authorization header, else the address', () => {

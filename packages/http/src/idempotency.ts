@@ -513,7 +513,7 @@ function canonicalName(header: string): string {
 }
 
 /**
- * The scope of a request from what a user's `scope` function answered: a string or number as it is;
+ * The scope of a request from what a user's `scope` function answered: a string or number, as `user:…`;
  * `undefined`, `null` or `''` (no user known, e.g. `req.get('x-user-id')` without the header) fall back
  * to {@link defaultIdempotencyScope}, never to one constant: anonymous clients must not share one scope,
  * or one would be replayed another's stored response.
@@ -523,7 +523,8 @@ export function resolveIdempotencyScope(
   request: Parameters<typeof defaultIdempotencyScope>[0],
 ): string {
   if (scoped === undefined || scoped === null || scoped === '') return defaultIdempotencyScope(request);
-  return String(scoped);
+  // Its own namespace: a user id that reads `ip:203.0.113.5` must not land in that address's scope.
+  return `user:${String(scoped)}`;
 }
 
 /**
