@@ -427,5 +427,16 @@ describe('GET /_stats, POST /_stats/reset, /_faults', () => {
       'Expected `faults.errorRate` to be a probability in [0, 1], got `7` (number)',
     );
     expect((await json(await fetch(`${bank.url}/_faults`))).errorRate).toBe(1);
+
+    const nulled = await fetch(`${bank.url}/_faults`, {
+      method: 'POST',
+      body: JSON.stringify({ errorRate: null }),
+    });
+    expect(nulled.status).toBe(400);
+    expect((await json(nulled)).detail).toBe(
+      'Expected `faults.errorRate` to be a probability in [0, 1], got `null`',
+    );
+    expect(() => bank.setFaults({ errorRate: null } as never)).toThrow(InvalidOptionError);
+    expect(bank.faults.errorRate).toBe(1);
   });
 });

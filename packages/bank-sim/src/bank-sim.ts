@@ -6,7 +6,7 @@ import { FlowLimit } from './flow-limit.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
 import { type IdempotencyRecord, IdempotencyStore } from './idempotency-store.js';
 import { type BankSimOptions, type Faults, type ResolvedOptions, resolveOptions } from './options.js';
-import { Prng } from './prng.js';
+import { Prng, streamSeed } from './prng.js';
 import { type BankStats, StatsRecorder } from './stats.js';
 import { type TellerJob, Tellers } from './tellers.js';
 
@@ -43,7 +43,10 @@ const BODY_KEY_MISSING = problem(
 );
 const BODY_NOT_FOUND = JSON.stringify({ status: 'not_found' });
 
-/** A payment waiting for or at a teller; `serve()` processes it. */
+/**
+ * A payment waiting for or at a teller; `serve()` processes it. Its random decisions were drawn when it
+ * arrived, so they do not depend on when it (or any other payment) reaches or leaves a teller.
+ */
 class PaymentJob implements TellerJob {
   constructor(
     readonly processor: (job: PaymentJob) => void,
@@ -54,6 +57,10 @@ class PaymentJob implements TellerJob {
     readonly amount: number,
     readonly currency: string,
     readonly source: string,
+    readonly jitter: number,
+    readonly error: boolean,
+    readonly drop: boolean,
+    readonly slow: boolean,
   ) {}
 
   serve(): void {
@@ -101,6 +108,10 @@ export class BankSim {
   #listening = false;
   #closed = false;
   #paymentSeq = 0;
+  // Payments are numbered as they arrive; payment n draws every decision from stream n of the seed
+  // (reseeding this one generator), so overlapping requests cannot shift each other's faults.
+  #arrivals = 0;
+  readonly #requestRandom = new Prng(0);
   #closing: Promise<void> | undefined;
 
   /**
@@ -110,6 +121,7 @@ export class BankSim {
     const o = resolveOptions(options);
     this.options = o;
     this.#clock = o.clock;
+    // Connection refusals draw from the seed's own stream, in the order connections are accepted.
     const random = new Prng(o.seed);
     this.#limit = new FlowLimit({ rate: o.rate, burst: o.burst });
     this.#store = new IdempotencyStore({ maxKeys: o.maxKeys, ttlMs: o.keyTtlMs });
@@ -118,7 +130,7 @@ export class BankSim {
       maxQueued: o.maxQueued,
       latencyMs: o.latencyMs,
       latencyJitterMs: o.latencyJitterMs,
-      random: () => random.next(),
+      random: () => random.next(), // unused: every payment brings its own jitter draw
     });
     this.#stats = new StatsRecorder({
       maxTrackedOrders: o.maxTrackedOrders,
@@ -219,6 +231,9 @@ export class BankSim {
 
   readonly #onOutage = (down: boolean): void => {
     // Called during construction too (a window at 0), before #plan is assigned: listen() handles that.
+    if (!down && this.#plan.faults.recoveryMs > 0) {
+      this.#limit.recover(this.#clock(), this.#plan.faults.recoveryRateFactor);
+    }
     if (!this.#listening || this.#closed) return;
     if (!down) this.#relisten(0);
     else if (this.#plan.faults.outageMode === 'refuse') this.#stopListening();
@@ -357,8 +372,12 @@ export class BankSim {
     const now = this.#clock();
     const stats = this.#stats;
     stats.tick(now);
-    const plan = this.#plan;
-    if (plan.chance(plan.faults.resetRate)) {
+    const faults = this.#plan.faults;
+    // Fixed draw positions (reset, jitter, error, drop, slow), each drawn whatever its probability, so
+    // one fault's setting never shifts another's draw. `next() < p` is never true for p = 0, always for 1.
+    const random = this.#requestRandom;
+    random.reseed(streamSeed(this.options.seed, ++this.#arrivals));
+    if (random.next() < faults.resetRate) {
       stats.counters.resets++;
       stats.counters.faults++;
       req.socket.resetAndDestroy();
@@ -399,7 +418,20 @@ export class BankSim {
       this.#overloaded(req, res);
       return;
     }
-    const job = new PaymentJob(this.#process, res, record, rawKey, orderId, amount, currency, source);
+    const job = new PaymentJob(
+      this.#process,
+      res,
+      record,
+      rawKey,
+      orderId,
+      amount,
+      currency,
+      source,
+      random.next(),
+      random.next() < faults.errorRate,
+      random.next() < faults.dropAfterChargeRate,
+      random.next() < faults.slowAfterChargeRate,
+    );
     if (!this.#tellers.enter(job)) {
       this.#store.abandon(record);
       this.#overloaded(req, res);
@@ -410,11 +442,11 @@ export class BankSim {
   // The client may have gone away meanwhile; like a real bank we process it all the same.
   readonly #process = (job: PaymentJob): void => {
     const stats = this.#stats;
-    stats.tick(this.#clock());
-    const plan = this.#plan;
-    const faults = plan.faults;
+    const now = this.#clock();
+    stats.tick(now);
+    const faults = this.#plan.faults;
     const { res, record } = job;
-    if (plan.chance(faults.errorRate)) {
+    if (job.error) {
       stats.counters.transientErrors++;
       stats.counters.faults++;
       this.#store.abandon(record);
@@ -440,7 +472,7 @@ export class BankSim {
         idempotencyKey: job.key,
       };
       const body = JSON.stringify({ status: 'declined', ...payment });
-      this.#store.complete(record, 'declined', 402, body, payment);
+      this.#store.complete(record, 'declined', 402, body, payment, now);
       send(res, 402, body, JSON_TYPE);
       return;
     }
@@ -453,15 +485,15 @@ export class BankSim {
       idempotencyKey: job.key,
     };
     const body = JSON.stringify({ status: 'succeeded', ...payment });
-    this.#store.complete(record, 'succeeded', 201, body, payment);
-    if (plan.chance(faults.dropAfterChargeRate)) {
+    this.#store.complete(record, 'succeeded', 201, body, payment, now);
+    if (job.drop) {
       stats.counters.droppedAfterCharge++;
       stats.counters.faults++;
       res.socket?.destroy();
       return;
     }
     res.setHeader('location', `/payments/${encodeURIComponent(job.key)}`);
-    if (plan.chance(faults.slowAfterChargeRate)) {
+    if (job.slow) {
       stats.counters.slowAnswers++;
       stats.counters.faults++;
       const timer = setTimeout(() => {

@@ -47,4 +47,38 @@ describe('floodgate-bank-sim', () => {
     expect(code).toBe(0);
     expect(stderr).toContain('"charges":1');
   });
+
+  it('stays up through a refuse-mode outage, listens again after it and still stops cleanly', async () => {
+    // A `refuse` outage closes the server and the library's timers are unref'd: without a handle of
+    // its own the CLI would exit (code 0) the moment the outage began.
+    const child = run(['--port', '0', '--latency', '1', '--outage', '0:300', '--json']);
+    let stderr = '';
+    child.stderr?.on('data', (chunk) => {
+      stderr += String(chunk);
+    });
+    let exited = false;
+    child.once('exit', () => {
+      exited = true;
+    });
+    const { url } = JSON.parse(await firstLine(child)) as { url: string };
+    let status = 0;
+    // Real time: the outage runs in another process. Poll until it is back (bounded).
+    for (let i = 0; i < 100 && status === 0 && !exited; i++) {
+      status = await fetch(`${url}/payments`, {
+        method: 'POST',
+        headers: { 'idempotency-key': '"k1"' },
+        body: JSON.stringify({ orderId: 'o1', amount: 100, currency: 'EUR', source: 'tok_ok' }),
+      }).then(
+        (res) => res.status,
+        () => new Promise<number>((resolve) => setTimeout(resolve, 50, 0)),
+      );
+    }
+    expect(exited).toBe(false);
+    expect(status).toBe(201);
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(stderr).toContain('stopped (SIGINT)');
+    expect(stderr).toContain('"charges":1');
+  });
 });

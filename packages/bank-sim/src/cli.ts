@@ -18,10 +18,15 @@ async function main(): Promise<void> {
     `floodgate-bank-sim listening on ${bank.url} (rate ${rate}/s, burst ${burst}, seed ${seed}); ` +
       `faults ${JSON.stringify(faults)}; stats at ${bank.url}/_stats; Ctrl-C to stop\n`,
   );
+  // The library's timers are unref'd and a `refuse` outage closes the server, so during an outage
+  // nothing of the simulator keeps the process alive: the CLI holds its own handle until stopped.
+  // It never fires in practice (2^31 - 1 ms is about 24.8 days) and does nothing when it does.
+  const keepAlive = setInterval(() => {}, 2_147_483_647);
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return;
     stopping = true;
+    clearInterval(keepAlive);
     const { series: _series, ...totals } = bank.stats();
     bank.close().then(
       () => {

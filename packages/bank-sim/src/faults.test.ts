@@ -226,6 +226,21 @@ describe('outage windows', () => {
     now = 60_000;
     expect((await pay(bank, 'b', 'b')).status).toBe(201);
   });
+
+  it('comes back with at most burst × recoveryRateFactor tokens, not the bucket that filled while down', async () => {
+    const bank = await start({
+      rate: 100,
+      burst: 100,
+      clock: () => 0,
+      faults: { outageMode: 'status', recoveryMs: 60_000, recoveryRateFactor: 0.1 },
+    });
+    bank.setFaults({ outages: [{ startMs: 0, durationMs: 60_000 }] });
+    bank.setFaults({ outages: [] });
+    const statuses: number[] = [];
+    for (let i = 0; i < 15; i++) statuses.push((await pay(bank, `k${i}`, `o${i}`)).status);
+    expect(statuses.filter((s) => s === 201)).toHaveLength(10);
+    expect(statuses.slice(10)).toEqual([503, 503, 503, 503, 503]);
+  });
 });
 
 describe('reproducibility', () => {
@@ -242,6 +257,42 @@ describe('reproducibility', () => {
     expect(a).toContain(500);
     expect(a).toContain(201);
     expect(await run(43)).not.toEqual(a);
+  });
+
+  /** Outcome per key of 24 payments that arrive in order: one at a time, or overlapping at the tellers. */
+  async function outcomes(overlap: boolean): Promise<{ byKey: string[]; peakQueued: number }> {
+    const bank = await start({
+      seed: 9,
+      faults: { errorRate: 0.3, resetRate: 0.2, dropAfterChargeRate: 0.2 },
+      ...(overlap ? { tellers: 1, latencyMs: 5, latencyJitterMs: 5 } : {}),
+    });
+    const pending: Promise<string>[] = [];
+    for (let i = 0; i < 24; i++) {
+      const outcome = failure(pay(bank, `k${i}`, `o${i}`));
+      if (!overlap) await outcome;
+      else {
+        // The next payment is sent only once this one has arrived (answered, reset, or at a teller), so
+        // the order of arrival is fixed while earlier ones are still queued or being served.
+        const arrived = () => {
+          const s = bank.stats();
+          return s.resets + s.transientErrors + s.charges + s.inFlight + s.queued;
+        };
+        while (arrived() < i + 1) await new Promise((resolve) => setImmediate(resolve));
+      }
+      pending.push(outcome);
+    }
+    const byKey = (await Promise.all(pending)).map((o) =>
+      o === 'answered 201' ? 'paid' : o === 'answered 500' ? 'error' : 'no answer',
+    );
+    return { byKey, peakQueued: bank.stats().peakQueued };
+  }
+
+  it('overlapping requests get the same faults as the same requests one at a time', async () => {
+    const serial = await outcomes(false);
+    const overlapping = await outcomes(true);
+    expect(overlapping.peakQueued).toBeGreaterThan(0);
+    expect(overlapping.byKey).toEqual(serial.byKey);
+    expect(new Set(serial.byKey)).toEqual(new Set(['paid', 'error', 'no answer']));
   });
 });
 

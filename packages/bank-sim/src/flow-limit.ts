@@ -66,6 +66,18 @@ export class FlowLimit {
     return (this.burst - this.#tokens) / (this.#perMs * this.#factor);
   }
 
+  /**
+   * The gateway comes back from an outage at `now`: from here the bucket refills at `factor` × rate,
+   * and it holds at most `max(1, burst × factor)` tokens, so a comeback admits a small burst (at least
+   * one request), not the full bucket that filled up while it was down.
+   */
+  recover(now: number, factor: number): void {
+    if (this.rate === Number.POSITIVE_INFINITY) return;
+    this.#refill(now);
+    this.#factor = factor;
+    this.#tokens = Math.min(this.#tokens, Math.max(1, this.burst * factor));
+  }
+
   /** Refills the bucket to `burst`. */
   reset(): void {
     this.#tokens = this.burst;

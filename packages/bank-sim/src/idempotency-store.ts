@@ -13,19 +13,22 @@ export interface IdempotencyRecord {
   /** The payment as `GET /payments/{key}` shows it (without `status`). */
   payment: Readonly<Record<string, unknown>>;
   readonly createdAt: number;
+  /** When the definitive answer was stored (`complete()`); the TTL counts from here. */
+  completedAt: number;
 }
 
 /** Options of {@link IdempotencyStore}. */
 export interface IdempotencyStoreOptions {
   /** The most keys held; past it the oldest completed record is evicted. */
   readonly maxKeys: number;
-  /** How long a completed record is kept, in ms. */
+  /** How long a completed record is kept after its completion, in ms. */
   readonly ttlMs: number;
 }
 
 /**
  * Records per idempotency key, bounded twice: by count (`maxKeys`, oldest completed first) and by age
- * (`ttlMs`, checked lazily). A record in `processing` is a lock and is never evicted: those are bounded
+ * (`ttlMs` from completion, checked lazily: a payment slower than `ttlMs` is still remembered for
+ * `ttlMs` after its answer, so a retry of it replays instead of charging again). A record in `processing` is a lock and is never evicted: those are bounded
  * by the tellers and their queue, and `begin()` answers undefined rather than break a lock.
  *
  * Only definitive answers (2xx and the 402 decline) are stored; a request that failed before a
@@ -48,7 +51,7 @@ export class IdempotencyStore {
   get(key: string, now: number): IdempotencyRecord | undefined {
     const record = this.#records.get(key);
     if (record === undefined) return undefined;
-    if (record.state !== 'processing' && now - record.createdAt >= this.#options.ttlMs) {
+    if (record.state !== 'processing' && now - record.completedAt >= this.#options.ttlMs) {
       this.#records.delete(key);
       return undefined;
     }
@@ -74,19 +77,22 @@ export class IdempotencyStore {
       body: '',
       payment,
       createdAt: now,
+      completedAt: now,
     };
     this.#records.set(key, record);
     return record;
   }
 
-  /** Stores the definitive answer of `record`. */
+  /** Stores the definitive answer of `record`, completed at `now` (its TTL starts then). */
   complete(
     record: IdempotencyRecord,
     state: Exclude<PaymentState, 'processing'>,
     status: number,
     body: string,
     payment: Readonly<Record<string, unknown>>,
+    now: number,
   ): void {
+    record.completedAt = now;
     record.state = state;
     record.status = status;
     record.body = body;
@@ -102,7 +108,7 @@ export class IdempotencyStore {
     this.#records.clear();
   }
 
-  // Map order is creation order, so the first completed record found is the oldest one.
+  // Map order is creation order, so the first completed record found is the oldest one begun.
   #evictOne(): boolean {
     for (const [key, record] of this.#records) {
       if (record.state !== 'processing') {

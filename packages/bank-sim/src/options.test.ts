@@ -54,6 +54,27 @@ describe('resolveOptions', () => {
       'faults.outages[0].durationMs',
       'Expected `faults.outages[0].durationMs` to be a finite number in [1, 2147483647], got `0` (number)',
     ],
+    // Only `undefined` means "not given": null is a bad value, never a silent default.
+    [{ rate: null }, 'rate', 'Expected `rate` to be a number > 0 (or Infinity), got `null`'],
+    [{ tellers: null }, 'tellers', 'Expected `tellers` to be an integer >= 1, got `null`'],
+    [{ seed: null }, 'seed', 'Expected `seed` to be an integer >= 0, got `null`'],
+    [{ clock: null }, 'clock', 'Expected `clock` to be a function, got `null`'],
+    [{ faults: null }, 'faults', 'Expected `faults` to be an object, got `null`'],
+    [
+      { faults: { errorRate: null } },
+      'faults.errorRate',
+      'Expected `faults.errorRate` to be a probability in [0, 1], got `null`',
+    ],
+    [
+      { faults: { outages: null } },
+      'faults.outages',
+      'Expected `faults.outages` to be an array of windows, got `null`',
+    ],
+    [
+      { faults: { outages: [{ startMs: null, durationMs: 5 }] } },
+      'faults.outages[0].startMs',
+      'Expected `faults.outages[0].startMs` to be a finite number in [0, 2147483647], got `null`',
+    ],
   ])('rejects %j', (options, option, message) => {
     let error: unknown;
     try {

@@ -149,7 +149,8 @@ export interface BankSimOptions {
    */
   readonly maxKeys?: number;
   /**
-   * How long a completed idempotency record is kept, in ms.
+   * How long a completed idempotency record is kept, in ms, counted from its answer (a record still
+   * processing never expires).
    * @default 86400000 (24 h)
    */
   readonly keyTtlMs?: number;
@@ -170,7 +171,8 @@ export interface BankSimOptions {
   readonly maxBodyBytes?: number;
   /**
    * How many distinct order ids the ground truth tracks for double charges; past it new orders are
-   * still counted in `ordersCharged`/`charges` but not checked (`stats().untrackedCharges`).
+   * still counted in `charges` and in `stats().untrackedCharges`, but not in `ordersCharged` and not
+   * checked for duplicates.
    * @default 1000000
    */
   readonly maxTrackedOrders?: number;
@@ -278,40 +280,40 @@ export function resolveOptions(options: BankSimOptions = {}): ResolvedOptions {
     if (!OPTION_KEYS.has(key)) throw new InvalidOptionError(key, 'a known option', key);
   }
   const o = options;
-  const rate = o.rate ?? 300;
+  const rate = orDefault(o.rate, 300);
   if (
     !(typeof rate === 'number' && rate > 0 && (Number.isFinite(rate) || rate === Number.POSITIVE_INFINITY))
   ) {
     throw new InvalidOptionError('rate', 'a number > 0 (or Infinity)', rate);
   }
-  const burst = o.burst ?? (Number.isFinite(rate) ? Math.max(1, rate) : 1000);
+  const burst = orDefault(o.burst, Number.isFinite(rate) ? Math.max(1, rate) : 1000);
   const resolved: ResolvedOptions = {
-    port: integer('port', o.port ?? 0, 0, 65_535),
-    host: nonEmptyString('host', o.host ?? '127.0.0.1'),
+    port: integer('port', orDefault(o.port, 0), 0, 65_535),
+    host: nonEmptyString('host', orDefault(o.host, '127.0.0.1')),
     rate,
     burst: finite('burst', burst, 1),
-    throttleStatus: oneOf('throttleStatus', o.throttleStatus ?? 503, [429, 503] as const),
-    rateLimitHeaders: oneOf('rateLimitHeaders', o.rateLimitHeaders ?? false, [
+    throttleStatus: oneOf('throttleStatus', orDefault(o.throttleStatus, 503), [429, 503] as const),
+    rateLimitHeaders: oneOf('rateLimitHeaders', orDefault(o.rateLimitHeaders, false), [
       false,
       'draft-7',
       'draft-8',
     ] as const),
-    limitStatusChecks: boolean('limitStatusChecks', o.limitStatusChecks ?? false),
-    latencyMs: finite('latencyMs', o.latencyMs ?? 20, 0, MAX_DELAY_MS),
-    latencyJitterMs: finite('latencyJitterMs', o.latencyJitterMs ?? 0, 0, MAX_DELAY_MS),
-    tellers: integer('tellers', o.tellers ?? 64, 1),
-    maxQueued: integer('maxQueued', o.maxQueued ?? 1024, 0),
-    overloadMode: oneOf('overloadMode', o.overloadMode ?? 'status', ['status', 'reset'] as const),
-    maxKeys: integer('maxKeys', o.maxKeys ?? 100_000, 1),
-    keyTtlMs: finite('keyTtlMs', o.keyTtlMs ?? 86_400_000, 1),
-    maxKeyLength: integer('maxKeyLength', o.maxKeyLength ?? 255, 1, 8192),
-    mismatchStatus: oneOf('mismatchStatus', o.mismatchStatus ?? 422, [422, 400] as const),
-    maxBodyBytes: integer('maxBodyBytes', o.maxBodyBytes ?? 16_384, 64),
-    maxTrackedOrders: integer('maxTrackedOrders', o.maxTrackedOrders ?? 1_000_000, 0),
-    seriesSeconds: integer('seriesSeconds', o.seriesSeconds ?? 3600, 1),
-    seed: integer('seed', o.seed ?? 1, 0),
-    faults: resolveFaults(o.faults ?? {}, defaultFaults),
-    clock: o.clock ?? defaultClock,
+    limitStatusChecks: boolean('limitStatusChecks', orDefault(o.limitStatusChecks, false)),
+    latencyMs: finite('latencyMs', orDefault(o.latencyMs, 20), 0, MAX_DELAY_MS),
+    latencyJitterMs: finite('latencyJitterMs', orDefault(o.latencyJitterMs, 0), 0, MAX_DELAY_MS),
+    tellers: integer('tellers', orDefault(o.tellers, 64), 1),
+    maxQueued: integer('maxQueued', orDefault(o.maxQueued, 1024), 0),
+    overloadMode: oneOf('overloadMode', orDefault(o.overloadMode, 'status'), ['status', 'reset'] as const),
+    maxKeys: integer('maxKeys', orDefault(o.maxKeys, 100_000), 1),
+    keyTtlMs: finite('keyTtlMs', orDefault(o.keyTtlMs, 86_400_000), 1),
+    maxKeyLength: integer('maxKeyLength', orDefault(o.maxKeyLength, 255), 1, 8192),
+    mismatchStatus: oneOf('mismatchStatus', orDefault(o.mismatchStatus, 422), [422, 400] as const),
+    maxBodyBytes: integer('maxBodyBytes', orDefault(o.maxBodyBytes, 16_384), 64),
+    maxTrackedOrders: integer('maxTrackedOrders', orDefault(o.maxTrackedOrders, 1_000_000), 0),
+    seriesSeconds: integer('seriesSeconds', orDefault(o.seriesSeconds, 3600), 1),
+    seed: integer('seed', orDefault(o.seed, 1), 0),
+    faults: resolveFaults(orDefault(o.faults, {}), defaultFaults),
+    clock: orDefault(o.clock, defaultClock),
   };
   if (typeof resolved.clock !== 'function') throw new InvalidOptionError('clock', 'a function', o.clock);
   return resolved;
@@ -334,32 +336,37 @@ export function resolveFaults(partial: unknown, base: Faults): Faults {
   }
   const p = partial as Partial<Record<keyof Faults, unknown>>;
   const faults: Faults = {
-    errorRate: probability('faults.errorRate', p.errorRate ?? base.errorRate),
-    errorStatus: integer('faults.errorStatus', p.errorStatus ?? base.errorStatus, 500, 599),
+    errorRate: probability('faults.errorRate', orDefault(p.errorRate, base.errorRate)),
+    errorStatus: integer('faults.errorStatus', orDefault(p.errorStatus, base.errorStatus), 500, 599),
     dropAfterChargeRate: probability(
       'faults.dropAfterChargeRate',
-      p.dropAfterChargeRate ?? base.dropAfterChargeRate,
+      orDefault(p.dropAfterChargeRate, base.dropAfterChargeRate),
     ),
     slowAfterChargeRate: probability(
       'faults.slowAfterChargeRate',
-      p.slowAfterChargeRate ?? base.slowAfterChargeRate,
+      orDefault(p.slowAfterChargeRate, base.slowAfterChargeRate),
     ),
-    slowAnswerMs: finite('faults.slowAnswerMs', p.slowAnswerMs ?? base.slowAnswerMs, 0, MAX_DELAY_MS),
-    resetRate: probability('faults.resetRate', p.resetRate ?? base.resetRate),
+    slowAnswerMs: finite(
+      'faults.slowAnswerMs',
+      orDefault(p.slowAnswerMs, base.slowAnswerMs),
+      0,
+      MAX_DELAY_MS,
+    ),
+    resetRate: probability('faults.resetRate', orDefault(p.resetRate, base.resetRate)),
     refuseConnectionRate: probability(
       'faults.refuseConnectionRate',
-      p.refuseConnectionRate ?? base.refuseConnectionRate,
+      orDefault(p.refuseConnectionRate, base.refuseConnectionRate),
     ),
-    outages: outages(p.outages ?? base.outages),
-    outageMode: oneOf('faults.outageMode', p.outageMode ?? base.outageMode, [
+    outages: outages(orDefault(p.outages, base.outages)),
+    outageMode: oneOf('faults.outageMode', orDefault(p.outageMode, base.outageMode), [
       'refuse',
       'reset',
       'status',
     ] as const),
-    recoveryMs: finite('faults.recoveryMs', p.recoveryMs ?? base.recoveryMs, 0, MAX_DELAY_MS),
+    recoveryMs: finite('faults.recoveryMs', orDefault(p.recoveryMs, base.recoveryMs), 0, MAX_DELAY_MS),
     recoveryRateFactor: finite(
       'faults.recoveryRateFactor',
-      p.recoveryRateFactor ?? base.recoveryRateFactor,
+      orDefault(p.recoveryRateFactor, base.recoveryRateFactor),
       0,
       1,
     ),
@@ -384,11 +391,16 @@ function outages(value: unknown): readonly OutageWindow[] {
       }
       const w = window as { startMs?: unknown; durationMs?: unknown };
       return Object.freeze({
-        startMs: finite(`${name}.startMs`, w.startMs ?? 0, 0, MAX_DELAY_MS),
+        startMs: finite(`${name}.startMs`, orDefault(w.startMs, 0), 0, MAX_DELAY_MS),
         durationMs: finite(`${name}.durationMs`, w.durationMs, 1, MAX_DELAY_MS),
       });
     }),
   );
+}
+
+/** Only `undefined` means "not given": `null` is a value, and the validator that follows rejects it. */
+function orDefault<T>(value: T | undefined, fallback: T): T {
+  return value === undefined ? fallback : value;
 }
 
 function finite(name: string, value: unknown, min: number, max = Number.MAX_VALUE): number {

@@ -15,6 +15,11 @@ export class Prng {
     this.#state = seed >>> 0;
   }
 
+  /** Starts the sequence of `seed` afresh (reuses this generator instead of allocating one). */
+  reseed(seed: number): void {
+    this.#state = seed >>> 0;
+  }
+
   /** A number in [0, 1). */
   next(): number {
     this.#state = (this.#state + 0x6d2b79f5) | 0;
@@ -33,6 +38,17 @@ export class Prng {
     if (p >= 1) return true;
     return this.next() < p;
   }
+}
+
+/**
+ * The seed of stream number `index` derived from `seed` (murmur3's 32-bit finaliser over a golden-ratio
+ * step), so each request can draw from a sequence of its own that no other request's draws shift.
+ */
+export function streamSeed(seed: number, index: number): number {
+  let h = (seed + Math.imul(index, 0x9e3779b9)) | 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
 }
 
 /** Creates a {@link Prng} seeded with `seed` (taken modulo 2^32). */

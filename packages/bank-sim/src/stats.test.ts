@@ -24,10 +24,17 @@ describe('StatsRecorder', () => {
     for (const order of ['a', 'b', 'c', 'a']) stats.charge(order);
     expect(stats.snapshot(0, live)).toMatchObject({
       charges: 4,
-      ordersCharged: 3,
+      ordersCharged: 2, // tracked orders only: c is in untrackedCharges
       untrackedCharges: 1,
       ordersChargedMoreThanOnce: 1,
     });
+  });
+
+  it('never counts an untracked order charged twice as two orders', () => {
+    const stats = recorder(3600, 1);
+    for (const order of ['first', 'x', 'x']) stats.charge(order);
+    // Truth: 2 orders. ordersCharged is exact for the tracked ones; the rest is a bounded unknown.
+    expect(stats.snapshot(0, live)).toMatchObject({ charges: 3, ordersCharged: 1, untrackedCharges: 2 });
   });
 
   it('finds the peak of admissions in any sliding 1 s window, not per calendar second', () => {

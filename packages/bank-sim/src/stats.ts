@@ -40,13 +40,20 @@ export interface BankStats {
   readonly charges: number;
   /** 402 declines (no money moved). */
   readonly declines: number;
-  /** Distinct order ids charged at least once. */
+  /**
+   * Distinct tracked order ids charged at least once (exact). Orders past `maxTrackedOrders` are not in
+   * it: their charges are in `untrackedCharges`, so the distinct orders charged are between
+   * `ordersCharged` and `ordersCharged + untrackedCharges`.
+   */
   readonly ordersCharged: number;
   /** Distinct order ids charged two times or more: the number that must stay 0. */
   readonly ordersChargedMoreThanOnce: number;
   /** Charges beyond the first per order id. */
   readonly extraCharges: number;
-  /** Charges of orders past `maxTrackedOrders`, not checked for duplicates. */
+  /**
+   * Charges of orders past `maxTrackedOrders`: counted in `charges`, not in `ordersCharged`, and not
+   * checked for duplicates (an upper bound on the orders they were for).
+   */
   readonly untrackedCharges: number;
   /** Injected 5xx before charging. */
   readonly transientErrors: number;
@@ -227,7 +234,7 @@ export class StatsRecorder {
       badRequests: c.badRequests,
       charges: c.charges,
       declines: c.declines,
-      ordersCharged: this.#chargesPerOrder.size + c.untrackedCharges,
+      ordersCharged: this.#chargesPerOrder.size,
       ordersChargedMoreThanOnce: this.#ordersChargedMoreThanOnce,
       extraCharges: this.#extraCharges,
       untrackedCharges: c.untrackedCharges,

@@ -1,6 +1,11 @@
 /** A unit of work a teller serves; `serve()` runs when its service time has passed. */
 export interface TellerJob {
   serve(): void;
+  /**
+   * This job's jitter draw in [0, 1), made when it arrived; without one, `random()` is drawn when its
+   * service starts (which depends on when other jobs finish).
+   */
+  readonly jitter?: number;
 }
 
 /** Options of {@link Tellers}. */
@@ -13,7 +18,7 @@ export interface TellersOptions {
   readonly latencyMs: number;
   /** Up to this many ms are added to each service time (uniformly, from `random`). */
   readonly latencyJitterMs: number;
-  /** Source of the jitter, in [0, 1). */
+  /** Source of the jitter, in [0, 1), for jobs without their own `jitter` draw. */
   readonly random: () => number;
 }
 
@@ -92,7 +97,7 @@ export class Tellers {
   #start(job: TellerJob): void {
     this.#busy++;
     const { latencyMs, latencyJitterMs, random } = this.#options;
-    const ms = latencyJitterMs > 0 ? latencyMs + random() * latencyJitterMs : latencyMs;
+    const ms = latencyJitterMs > 0 ? latencyMs + (job.jitter ?? random()) * latencyJitterMs : latencyMs;
     const timer = setTimeout(this.#finish, ms, job);
     timer.unref();
     this.#timers.add(timer);

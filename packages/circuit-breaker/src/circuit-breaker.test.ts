@@ -62,6 +62,15 @@ describe('closed → open', () => {
     ]);
   });
 
+  it('opens when the call that reaches volumeThreshold is a success over a failing window', async () => {
+    const { b, changes } = breaker({ volumeThreshold: 10, errorThresholdPercentage: 50 });
+    for (let i = 0; i < 9; i++) await swallow(b.execute(fail500)); // 9 calls < 10: not checked yet
+    expect(b.state).toBe('closed');
+    await b.execute(ok); // 9/10 = 90% failed, reached by a success
+    expect(b.state).toBe('open');
+    expect(changes).toEqual([expect.objectContaining({ reason: 'failure-rate', failureRate: 90 })]);
+  });
+
   it('refuses at once with CircuitOpenError carrying retryAfterMs, without calling the function', async () => {
     const { b } = breaker({ volumeThreshold: 1 });
     await swallow(b.execute(fail500));
@@ -208,7 +217,9 @@ describe('closed-state rules against a model (property)', () => {
             const calls = inWindow.length;
             const failureRate = (inWindow.filter((c) => c.bad).length / calls) * 100;
             const slowRate = (inWindow.filter((c) => c.slow).length / calls) * 100;
-            const checked = s.kind !== 'ok' || slow; // a fast success cannot open it
+            // A fast success only lowers the rates: it is checked only as the call that brings the window
+            // to volumeThreshold (the calls before it were too few to check).
+            const checked = s.kind !== 'ok' || slow || calls === volumeThreshold;
             const shouldOpen =
               checked &&
               calls >= volumeThreshold &&
@@ -538,6 +549,31 @@ describe('cancellation', () => {
     expect(b.inFlight).toBe(0);
   });
 
+  it('a timeout listener that throws leaves no other due call pending, and the timer re-arms', async () => {
+    const { b } = breaker({ timeoutMs: 100, volumeThreshold: 1000 });
+    let thrown = 0;
+    b.on('timeout', () => {
+      thrown++;
+      if (thrown === 1) throw new Error('listener boom');
+    });
+    const hang = () => new Promise<never>(() => {});
+    const results: unknown[] = [];
+    const track = (p: Promise<unknown>) => void swallow(p).then((e) => results.push(e));
+    track(b.execute(hang));
+    track(b.execute(hang));
+    vi.advanceTimersByTime(50);
+    track(b.execute(hang)); // due at 150: needs the timer re-armed after the throw
+    expect(() => vi.advanceTimersByTime(50)).toThrow('listener boom');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(results).toHaveLength(2);
+    expect(b.inFlight).toBe(1);
+    await vi.advanceTimersByTimeAsync(50);
+    expect(results).toHaveLength(3);
+    expect(results.every((e) => e instanceof CircuitTimeoutError)).toBe(true);
+    expect(b.inFlight).toBe(0);
+    expect(thrown).toBe(3);
+  });
+
   it('a per-call timeoutMs overrides the breaker one', async () => {
     const { b } = breaker({ timeoutMs: 10_000 });
     const p = swallow(b.execute(() => new Promise(() => {}), { timeoutMs: 50 }));
@@ -844,6 +880,20 @@ describe('options', () => {
     expect(error).toBeInstanceOf(InvalidOptionError);
     expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option });
     expect((error as Error).message).toContain(`\`${option}\``);
+  });
+
+  // Only `undefined` means "not given": null is a bad value, never a silent default.
+  const everyOption = [...new Set(bad.map(([option]) => option))].filter((o) => o !== 'volumeTreshold');
+  it.each(everyOption)('rejects %s = null with an error naming the option and the value', (option) => {
+    let error: unknown;
+    try {
+      new CircuitBreaker({ [option]: null } as unknown as CircuitBreakerOptions);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidOptionError);
+    expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option, value: null });
+    expect((error as Error).message).toContain('`null`');
   });
 
   it('names the value and its type in the message', () => {

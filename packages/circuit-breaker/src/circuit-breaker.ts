@@ -594,11 +594,19 @@ export class CircuitBreaker<
     this.#timer = undefined;
     const now = this.#o.clock();
     let head = this.#timedHead;
+    // A `timeout` listener that throws must not stop the sweep: every due call still expires and the
+    // timer is re-armed for the rest; the first listener error then propagates as EventEmitter's do.
+    let thrown: { error: unknown } | undefined;
     while (head !== undefined && head.deadline <= now) {
-      this.#expire(head, this.#o.timeoutMs, now);
+      try {
+        this.#expire(head, this.#o.timeoutMs, now);
+      } catch (error) {
+        thrown ??= { error };
+      }
       head = this.#timedHead;
     }
-    if (head !== undefined) this.#arm(head.deadline - now);
+    if (head !== undefined && !this.#shutdown) this.#arm(head.deadline - now);
+    if (thrown !== undefined) throw thrown.error;
   };
 
   #expire(call: Call, timeoutMs: number, now: number): void {
@@ -705,7 +713,6 @@ export class CircuitBreaker<
     const w = this.#window;
     w.add(now, kind);
     if (slow) w.add(now, W_SLOW);
-    else if (kind === K_SUCCESS) return; // a fast success can only lower the rates
     if (retryAfterMs > 0) {
       const until = now + retryAfterMs;
       if (until > this.#holdUntil) this.#holdUntil = until;
@@ -717,6 +724,9 @@ export class CircuitBreaker<
       (t[K_TIMEOUT] as number) +
       (t[K_THROTTLED] as number);
     if (calls === 0 || calls < this.#o.volumeThreshold) return;
+    // A fast success can only lower the rates, so it skips the check, except when it is the call that
+    // brings the window to volumeThreshold: the failures before it were not checked (too few calls).
+    if (kind === K_SUCCESS && !slow && calls !== this.#o.volumeThreshold) return;
     const failureRate =
       (((t[K_FAILURE] as number) + (t[K_TIMEOUT] as number) + (t[K_THROTTLED] as number)) / calls) * 100;
     const slowCallRate = ((t[W_SLOW] as number) / calls) * 100;

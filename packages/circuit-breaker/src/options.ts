@@ -181,11 +181,11 @@ export function resolveOptions(options: unknown, defaultName: string): ResolvedO
       throw new InvalidOptionError(key, `a known option (one of ${[...KEYS].join(', ')})`, o[key]);
   }
 
-  const name = o.name ?? defaultName;
+  const name = orDefault(o.name, defaultName);
   if (typeof name !== 'string' || name.length === 0)
     throw new InvalidOptionError('name', 'a non-empty string', name);
 
-  let timeoutMs = o.timeoutMs ?? 10_000;
+  let timeoutMs = orDefault(o.timeoutMs, 10_000);
   if (timeoutMs === false) timeoutMs = Number.POSITIVE_INFINITY;
   else checkNumber('timeoutMs', timeoutMs, 1, MAX_TIMER_MS, '`false` or a number between 1 and 2147483647');
 
@@ -195,7 +195,7 @@ export function resolveOptions(options: unknown, defaultName: string): ResolvedO
     o.slowCallThresholdPercentage,
     50,
   );
-  const slowCallDurationMs = o.slowCallDurationMs ?? Number.POSITIVE_INFINITY;
+  const slowCallDurationMs = orDefault(o.slowCallDurationMs, Number.POSITIVE_INFINITY);
   if (typeof slowCallDurationMs !== 'number' || Number.isNaN(slowCallDurationMs) || slowCallDurationMs < 0) {
     throw new InvalidOptionError(
       'slowCallDurationMs',
@@ -204,15 +204,15 @@ export function resolveOptions(options: unknown, defaultName: string): ResolvedO
     );
   }
   const volumeThreshold = integer('volumeThreshold', o.volumeThreshold, 10, 0);
-  const windowMs = o.windowMs ?? 10_000;
+  const windowMs = orDefault(o.windowMs, 10_000);
   checkNumber('windowMs', windowMs, 1, MAX_TIMER_MS, 'a finite number between 1 and 2147483647');
   const windowBuckets = integer('windowBuckets', o.windowBuckets, 10, 1);
   if (windowBuckets > 1000)
     throw new InvalidOptionError('windowBuckets', 'an integer between 1 and 1000', windowBuckets);
 
-  const resetTimeoutMs = o.resetTimeoutMs ?? 30_000;
+  const resetTimeoutMs = orDefault(o.resetTimeoutMs, 30_000);
   checkNumber('resetTimeoutMs', resetTimeoutMs, 1, MAX_TIMER_MS, 'a finite number between 1 and 2147483647');
-  const maxResetTimeoutMs = o.maxResetTimeoutMs ?? Math.max(300_000, resetTimeoutMs as number);
+  const maxResetTimeoutMs = orDefault(o.maxResetTimeoutMs, Math.max(300_000, resetTimeoutMs as number));
   checkNumber(
     'maxResetTimeoutMs',
     maxResetTimeoutMs,
@@ -227,9 +227,9 @@ export function resolveOptions(options: unknown, defaultName: string): ResolvedO
       maxResetTimeoutMs,
     );
   }
-  const resetBackoffFactor = o.resetBackoffFactor ?? 2;
+  const resetBackoffFactor = orDefault(o.resetBackoffFactor, 2);
   checkNumber('resetBackoffFactor', resetBackoffFactor, 1, 1000, 'a finite number between 1 and 1000');
-  const resetJitter = o.resetJitter ?? 0.2;
+  const resetJitter = orDefault(o.resetJitter, 0.2);
   checkNumber('resetJitter', resetJitter, 0, 1, 'a number between 0 and 1');
 
   const halfOpenMaxCalls = integer('halfOpenMaxCalls', o.halfOpenMaxCalls, 3, 1);
@@ -247,19 +247,19 @@ export function resolveOptions(options: unknown, defaultName: string): ResolvedO
     );
   }
 
-  const classify = o.classify ?? classifyGatewayOutcome;
+  const classify = orDefault(o.classify, classifyGatewayOutcome);
   if (typeof classify !== 'function') throw new InvalidOptionError('classify', 'a function', classify);
   const fallback = o.fallback;
   if (fallback !== undefined && typeof fallback !== 'function') {
     throw new InvalidOptionError('fallback', 'a function', fallback);
   }
-  const latencyPercentiles = o.latencyPercentiles ?? false;
+  const latencyPercentiles = orDefault(o.latencyPercentiles, false);
   if (typeof latencyPercentiles !== 'boolean') {
     throw new InvalidOptionError('latencyPercentiles', 'a boolean', latencyPercentiles);
   }
-  const clock = o.clock ?? defaultClock;
+  const clock = orDefault(o.clock, defaultClock);
   if (typeof clock !== 'function') throw new InvalidOptionError('clock', 'a function', clock);
-  const random = o.random ?? Math.random;
+  const random = orDefault(o.random, Math.random);
   if (typeof random !== 'function') throw new InvalidOptionError('random', 'a function', random);
 
   return {
@@ -285,6 +285,11 @@ export function resolveOptions(options: unknown, defaultName: string): ResolvedO
   };
 }
 
+/** Only `undefined` means "not given": `null` is a value, and the check that follows rejects it. */
+function orDefault(value: unknown, fallback: unknown): unknown {
+  return value === undefined ? fallback : value;
+}
+
 function checkNumber(option: string, value: unknown, min: number, max: number, expected: string): void {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
     throw new InvalidOptionError(option, expected, value);
@@ -292,13 +297,13 @@ function checkNumber(option: string, value: unknown, min: number, max: number, e
 }
 
 function percentage(option: string, value: unknown, fallback: number): number {
-  const v = value ?? fallback;
+  const v = orDefault(value, fallback);
   checkNumber(option, v, 0, 100, 'a number between 0 and 100');
   return v as number;
 }
 
 function integer(option: string, value: unknown, fallback: number, min: number): number {
-  const v = value ?? fallback;
+  const v = orDefault(value, fallback);
   if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
     throw new InvalidOptionError(option, `an integer >= ${min}`, v);
   }

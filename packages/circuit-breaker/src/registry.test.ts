@@ -91,6 +91,20 @@ describe('CircuitBreakerRegistry', () => {
     expect(vi.getTimerCount()).toBe(0);
   });
 
+  it('evicts nothing when the new breaker cannot be created', () => {
+    const registry = circuitBreakerRegistry({
+      maxBreakers: 2,
+      breaker: (key) => (key === 'bad' ? { timeoutMs: -1 } : {}),
+    });
+    const a = registry.get('a');
+    registry.get('b');
+    expect(() => registry.get('bad')).toThrow(expect.objectContaining({ option: 'timeoutMs' }));
+    expect(() => registry.get('')).toThrow(expect.objectContaining({ option: 'name', value: '' }));
+    expect([...registry.keys()]).toEqual(['a', 'b']);
+    expect(a.isShutdown).toBe(false);
+    registry.close();
+  });
+
   it('validates its options and the breaker options at construction', () => {
     expect(() => circuitBreakerRegistry({ maxBreakers: 0 })).toThrow(InvalidOptionError);
     expect(() => circuitBreakerRegistry({ breaker: { timeoutMs: -1 } })).toThrow(/`timeoutMs`/);
@@ -98,5 +112,15 @@ describe('CircuitBreakerRegistry', () => {
       /`breaker.fallback`/,
     );
     expect(() => circuitBreakerRegistry({ max: 3 } as never)).toThrow(/`max`/);
+    // null is a bad value, not "absent".
+    expect(() => circuitBreakerRegistry({ maxBreakers: null } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', option: 'maxBreakers', value: null }),
+    );
+    expect(() => circuitBreakerRegistry({ breaker: null } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', option: 'breaker', value: null }),
+    );
+    expect(() => circuitBreakerRegistry({ breaker: { volumeThreshold: null } } as never)).toThrow(
+      /`volumeThreshold`/,
+    );
   });
 });

@@ -55,12 +55,12 @@ export class CircuitBreakerRegistry {
         );
       }
     }
-    const maxBreakers = options.maxBreakers ?? 1000;
+    const maxBreakers = options.maxBreakers === undefined ? 1000 : options.maxBreakers;
     if (typeof maxBreakers !== 'number' || !Number.isSafeInteger(maxBreakers) || maxBreakers < 1) {
       throw new InvalidOptionError('maxBreakers', 'an integer >= 1', maxBreakers);
     }
     this.#maxBreakers = maxBreakers;
-    const breaker = options.breaker ?? {};
+    const breaker = options.breaker === undefined ? {} : options.breaker;
     if (typeof breaker === 'function') this.#breakerOptions = (key) => ({ name: key, ...breaker(key) });
     else if (typeof breaker === 'object' && breaker !== null) {
       if ('fallback' in breaker) {
@@ -96,8 +96,11 @@ export class CircuitBreakerRegistry {
       breakers.set(key, breaker);
       return breaker;
     }
-    if (breakers.size >= this.#maxBreakers) this.#evict(key);
+    // Choose the breaker to evict (a full registry refuses before any work), build the new one (its
+    // options may be invalid), and only then evict: a failed get() must not cost another key its breaker.
+    const evict = breakers.size >= this.#maxBreakers ? this.#evictee(key) : undefined;
     breaker = new CircuitBreaker<[], never>(this.#breakerOptions(key));
+    if (evict !== undefined) this.delete(evict);
     breakers.set(key, breaker);
     return breaker;
   }
@@ -153,7 +156,8 @@ export class CircuitBreakerRegistry {
     this.#breakers.clear();
   }
 
-  #evict(forKey: string): void {
+  /** The key to evict for `forKey`: the least recently used idle breaker, a closed-state one first. */
+  #evictee(forKey: string): string {
     let idle: string | undefined;
     for (const [key, breaker] of this.#breakers) {
       if (breaker.inFlight !== 0) continue;
@@ -164,7 +168,7 @@ export class CircuitBreakerRegistry {
       idle ??= key;
     }
     if (idle === undefined) throw new RegistryFullError(forKey, this.#maxBreakers);
-    this.delete(idle);
+    return idle;
   }
 }
 
