@@ -405,6 +405,22 @@ describe('half-open refusals', () => {
   });
 });
 
+describe('half-open refusals behind a probe with no timeout', () => {
+  it('ask for a reset period once the probe is past its estimate, never 1 ms over and over', async () => {
+    const { b } = breaker({ timeoutMs: false, halfOpenMaxCalls: 1, halfOpenSuccessThreshold: 1 });
+    b.trip(50);
+    vi.advanceTimersByTime(50);
+    const probe = b.execute(() => new Promise<never>(() => {}));
+    expect(await swallow(b.execute(ok))).toMatchObject({ state: 'half-open', retryAfterMs: 1000 });
+    vi.advanceTimersByTime(1500); // past the estimate (resetTimeoutMs), the probe still hangs
+    // before the fix: 1, and 1 again for as long as the probe hung
+    expect(await swallow(b.execute(ok))).toMatchObject({ state: 'half-open', retryAfterMs: 1000 });
+    expect(b.retryAfterMs).toBe(1000);
+    b.close();
+    await swallow(probe);
+  });
+});
+
 describe('Retry-After', () => {
   const throttled = (retryAfterMs: number) => () =>
     Promise.reject(gatewayError({ statusCode: 429, retryAfterMs }));

@@ -505,8 +505,11 @@ export class CircuitBreaker<
   #refusalDelay(now: number): number {
     if (this.#state === OPEN) return Math.max(1, Math.ceil(this.#openUntil - now));
     // Half-open with every probe slot taken: the state changes once the probes have answered or timed
-    // out, by the latest deadline among them (their own per-call timeouts included).
-    return Math.max(1, Math.ceil(this.#probesDueBy - now));
+    // out, by the latest deadline among them (their own per-call timeouts included). A probe with no
+    // timeout past its estimate (resetTimeoutMs) may hang for good: ask for another reset period rather
+    // than 1 ms, which would have every caller retry each millisecond.
+    const left = this.#probesDueBy - now;
+    return left > 0 ? Math.max(1, Math.ceil(left)) : this.#o.resetTimeoutMs;
   }
 
   #openError(retryAfterMs: number): CircuitOpenError {
