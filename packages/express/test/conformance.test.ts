@@ -4,7 +4,14 @@ import express5, { type Express, type NextFunction, type Request, type Response 
 // Express 4 (the peer range allows it), installed under an alias (types: ./express4.d.ts).
 import express4 from 'express4';
 import { afterEach, describe, it } from 'vitest';
-import { type AppSpec, type CaseResponse, type Client, cases, Holds } from '../../http/test/conformance.js';
+import {
+  type AppSpec,
+  type CaseResponse,
+  type Client,
+  cases,
+  Holds,
+  requestHeaders,
+} from '../../http/test/conformance.js';
 import { idempotency, loadShedder, loadShedding, rateLimit } from '../src/index.js';
 
 /** The Express majors the middleware supports, each run through the whole table. */
@@ -19,7 +26,13 @@ export function buildApp(spec: AppSpec, holds: Holds, express: typeof express5 =
   app.set('trust proxy', spec.trustProxy ?? false);
   const limiter = spec.rateLimit === undefined ? undefined : rateLimit(spec.rateLimit);
   const shedder = spec.shedding === undefined ? undefined : loadShedder(spec.shedding);
-  const idem = spec.idempotency === undefined ? undefined : idempotency(spec.idempotency);
+  const idem =
+    spec.idempotency === undefined
+      ? undefined
+      : idempotency({
+          ...spec.idempotency,
+          ...(spec.idempotencyStore === undefined ? {} : { store: spec.idempotencyStore(holds) }),
+        });
   const guards = (path: string) => {
     const route = spec.routes?.[path];
     const chain = [];
@@ -77,10 +90,7 @@ async function listen(
     async request(init) {
       const response = await fetch(`http://127.0.0.1:${port}${init.path}`, {
         method: init.method ?? 'GET',
-        headers: {
-          ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
-          ...init.headers,
-        },
+        headers: requestHeaders(init),
         ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
       });
       const headers: Record<string, string> = {};

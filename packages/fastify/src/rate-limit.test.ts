@@ -111,6 +111,32 @@ describe('floodgateRateLimit (fastify)', () => {
     expect((await app.inject('/limited')).statusCode).toBe(429);
   });
 
+  it('the default onRequest hook refuses before the body is parsed: invalid JSON over the limit gets 429, not 400', async () => {
+    const invalidJson = {
+      method: 'POST',
+      url: '/',
+      headers: { 'content-type': 'application/json' },
+      payload: '{not json',
+    } as const;
+    app = Fastify();
+    await app.register(floodgateRateLimit, { limit: 1 });
+    app.post('/', async () => 'ok');
+    expect((await app.inject(invalidJson)).statusCode).toBe(400);
+    const refused = await app.inject(invalidJson);
+    expect(refused.statusCode).toBe(429);
+    expect(refused.json()).toMatchObject({ code: 'ERR_RATE_LIMITED' });
+    // The contrast: a preHandler check comes after the parser, which answers every such request first.
+    const late = Fastify();
+    try {
+      await late.register(floodgateRateLimit, { limit: 1, hook: 'preHandler' });
+      late.post('/', async () => 'ok');
+      expect((await late.inject(invalidJson)).statusCode).toBe(400);
+      expect((await late.inject(invalidJson)).statusCode).toBe(400);
+    } finally {
+      await late.close();
+    }
+  });
+
   it('hook: preHandler sees what an auth hook decorated; the handler reads request.floodgateRateLimit', async () => {
     app = Fastify();
     app.decorateRequest('user', null);

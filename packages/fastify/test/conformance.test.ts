@@ -1,7 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, it } from 'vitest';
-import { type AppSpec, type CaseResponse, type Client, cases, Holds } from '../../http/test/conformance.js';
+import {
+  type AppSpec,
+  type CaseResponse,
+  type Client,
+  cases,
+  Holds,
+  requestHeaders,
+} from '../../http/test/conformance.js';
 import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '../src/index.js';
 
 /** Builds the conformance app the idiomatic Fastify way: plugins, per-route `config.floodgate`. */
@@ -9,7 +16,12 @@ export async function buildApp(spec: AppSpec, holds: Holds): Promise<FastifyInst
   const app = Fastify({ trustProxy: spec.trustProxy ?? false });
   if (spec.rateLimit !== undefined) await app.register(floodgateRateLimit, spec.rateLimit);
   if (spec.shedding !== undefined) await app.register(floodgateLoadShedding, spec.shedding);
-  if (spec.idempotency !== undefined) await app.register(floodgateIdempotency, spec.idempotency);
+  if (spec.idempotency !== undefined) {
+    await app.register(floodgateIdempotency, {
+      ...spec.idempotency,
+      ...(spec.idempotencyStore === undefined ? {} : { store: spec.idempotencyStore(holds) }),
+    });
+  }
   const config = (path: string) => {
     const route = spec.routes?.[path];
     return {
@@ -75,10 +87,7 @@ async function socketClient(app: FastifyInstance): Promise<Client> {
     async request(init) {
       const response = await fetch(`http://127.0.0.1:${port}${init.path}`, {
         method: init.method ?? 'GET',
-        headers: {
-          ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
-          ...init.headers,
-        },
+        headers: requestHeaders(init),
         ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
       });
       const headers: Record<string, string> = {};

@@ -3,7 +3,16 @@
  * drift. Each adapter's test builds the same app (see `AppSpec`) in its own framework and runs every
  * case through `Client`: Express over a real socket, Fastify through inject() and a real socket.
  */
-import type { IdempotencyOptions, LoadShedderOptions, RateLimitOptions } from '@floodgate/http';
+import {
+  byApiKey,
+  byUser,
+  type IdempotencyOptions,
+  type IdempotencyStore,
+  type LoadShedderOptions,
+  MemoryIdempotencyStore,
+  type RateLimitOptions,
+} from '@floodgate/http';
+import type { LimiterStore } from '@floodgate/token-bucket';
 import { expect } from 'vitest';
 
 /** What the cases read of a request in their key and scope functions (both frameworks have these). */
@@ -32,6 +41,8 @@ export interface AppSpec {
   readonly trustProxy?: boolean;
   readonly rateLimit?: RateLimitOptions<CaseRequest>;
   readonly idempotency?: IdempotencyOptions & { readonly scope?: (req: CaseRequest) => string | undefined };
+  /** A store made for each app, so a stateful one (on the case's clock, `holds.now`) is never shared. */
+  readonly idempotencyStore?: (holds: Holds) => IdempotencyStore;
   readonly shedding?: LoadShedderOptions;
   readonly routes?: Readonly<Record<string, RouteSpec>>;
 }
@@ -46,8 +57,19 @@ export interface CaseResponse {
 export interface CaseRequestInit {
   readonly method?: string;
   readonly path: string;
-  readonly headers?: Readonly<Record<string, string>>;
+  /** An array sends the field once per value (Node, and inject alike, join them with `, `). */
+  readonly headers?: Readonly<Record<string, string | readonly string[]>>;
   readonly json?: unknown;
+}
+
+/** The fields a socket client sends for `init`: repeated fields for an array. */
+export function requestHeaders(init: CaseRequestInit): Headers {
+  const headers = new Headers(init.json === undefined ? {} : { 'content-type': 'application/json' });
+  for (const [name, value] of Object.entries(init.headers ?? {})) {
+    if (typeof value === 'string') headers.set(name, value);
+    else for (const item of value) headers.append(name, item);
+  }
+  return headers;
 }
 
 export interface Client {
@@ -60,6 +82,8 @@ export class Holds {
   #arrivedWaiters: Array<() => void> = [];
   /** Handler runs of POST /checkout. */
   checkouts = 0;
+  /** A manual clock (ms) for the stores a case makes (`idempotencyStore`): time moves only when set. */
+  now = 0;
 
   #entry(name: string) {
     let entry = this.#waiting.get(name);
@@ -136,6 +160,24 @@ const byUserHeader = (req: CaseRequest) => {
   const user = req.headers['x-user'];
   return typeof user === 'string' ? user : undefined;
 };
+
+const storeDown = () => Promise.reject(new Error('store down'));
+/** Stateless, so one object serves every app of the table. */
+const downLimiterStore: LimiterStore = { consume: storeDown, refund: () => {}, close: () => {} };
+const downIdempotencyStore: IdempotencyStore = {
+  begin: storeDown,
+  complete: storeDown,
+  release: storeDown,
+  close: () => {},
+};
+
+/** X-Forwarded-For values no proxy sends: 15 KB of garbage, 600 hops, empty hops, a bad mapped IPv6. */
+const absurdForwardedFor = [
+  'x'.repeat(15_000),
+  Array.from({ length: 600 }, (_, i) => `10.${i >> 8}.${i & 255}.1`).join(', '),
+  ' , , ',
+  '::ffff:zzz',
+];
 
 export const cases: readonly Case[] = [
   // ---- rate limit: header conformance per header mode ----
@@ -271,6 +313,33 @@ export const cases: readonly Case[] = [
       expect((await client.request({ path: '/', headers: xff('not an address, at all') })).status).toBe(429);
     },
   },
+  {
+    name: 'client key: byUser buckets per user; a request without a user falls back to its address',
+    app: { trustProxy: true, rateLimit: { limit: 1, windowMs: 60_000, key: byUser(byUserHeader) } },
+    async run(client) {
+      // One address for all: only the user tells alice's and bob's buckets apart.
+      const as = (user: string) => ({ path: '/', headers: { 'x-user': user, ...xff('198.51.100.1') } });
+      expect((await client.request(as('alice'))).status).toBe(200);
+      expect((await client.request(as('alice'))).status).toBe(429);
+      expect((await client.request(as('bob'))).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(429);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.2') })).status).toBe(200);
+    },
+  },
+  {
+    name: 'client key: byApiKey buckets per API key; a request without a key falls back to its address',
+    app: { trustProxy: true, rateLimit: { limit: 1, windowMs: 60_000, key: byApiKey() } },
+    async run(client) {
+      const withKey = (key: string) => ({ path: '/', headers: { 'x-api-key': key, ...xff('198.51.100.1') } });
+      expect((await client.request(withKey('k1'))).status).toBe(200);
+      expect((await client.request(withKey('k1'))).status).toBe(429);
+      expect((await client.request(withKey('k2'))).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(429);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.2') })).status).toBe(200);
+    },
+  },
   // ---- skip / allow lists, dry run ----
   {
     name: 'allow list and skip: never counted, no headers',
@@ -404,6 +473,36 @@ export const cases: readonly Case[] = [
     },
   },
   {
+    name: 'idempotency: a crashed request holds its key only for leaseMs, then the retry takes it over and runs',
+    app: {
+      idempotency: { scope: byUserHeader, leaseMs: 200 },
+      idempotencyStore: (holds) => new MemoryIdempotencyStore({ clock: () => holds.now }),
+    },
+    async run(client, holds) {
+      // The hold is never released while the lease runs: the handler hangs, as in a crashed request.
+      const request = () => client.request(checkout('lease', { amount: 5, hold: 'hung' }, { 'x-user': 'a' }));
+      const crashed = request();
+      await holds.arrived('hung');
+      holds.now = 199;
+      expectProblem(await request(), 409, 'ERR_IDEMPOTENCY_KEY_IN_FLIGHT');
+      holds.now = 200;
+      const takeover = request();
+      await holds.arrived('hung', 2);
+      expect(holds.checkouts).toBe(2);
+      holds.release('hung');
+      const [late, retried] = await Promise.all([crashed, takeover]);
+      expect(retried.status).toBe(201);
+      expect(retried.headers['idempotent-replayed']).toBeUndefined();
+      expect(json(retried).order).toBe(2);
+      // The crashed request lost its lease: its late answer is not the one stored.
+      expect(json(late).order).toBe(1);
+      const replay = await request();
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.body).toBe(retried.body);
+      expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
     name: 'idempotency: 5xx and thrown errors are not stored, the retry runs again; 4xx are replayed',
     app: { idempotency: { scope: byUserHeader } },
     async run(client, holds) {
@@ -485,6 +584,95 @@ export const cases: readonly Case[] = [
       expectProblem(response, 503, 'ERR_LOAD_SHED');
       expect(response.headers['retry-after']).toBe('5');
       expect(json(response).reason).toBe('breaker-open');
+      expect(holds.checkouts).toBe(0);
+    },
+  },
+  {
+    name: "load shedding: a gate whose queue is full sheds at once, 503 'queue-full' + Retry-After; nothing runs",
+    app: { shedding: { gate: { wouldShed: () => true, estimatedWaitMs: () => 3000 } } },
+    async run(client, holds) {
+      const response = await client.request(checkout(undefined, { amount: 1 }));
+      expectProblem(response, 503, 'ERR_LOAD_SHED');
+      expect(json(response).reason).toBe('queue-full');
+      expect(response.headers['retry-after']).toBe('3');
+      expect(holds.checkouts).toBe(0);
+    },
+  },
+  {
+    name: "load shedding: a gate wait too long for the low class sheds it, 503 'wait-too-long'; critical is admitted",
+    app: {
+      shedding: {
+        gate: { wouldShed: () => ({ shed: false, waitMs: 20_000 }) },
+        maxWaitMs: 30_000,
+        priorities: { critical: 1, low: 0.5 },
+        defaultPriority: 'low',
+      },
+      routes: { '/browse': { priority: 'low' }, '/checkout': { priority: 'critical' } },
+    },
+    async run(client, holds) {
+      const shed = await client.request({ path: '/browse' });
+      expectProblem(shed, 503, 'ERR_LOAD_SHED');
+      expect(json(shed).reason).toBe('wait-too-long');
+      expect(shed.headers['retry-after']).toBe('20');
+      expect((await client.request(checkout(undefined, { amount: 1 }))).status).toBe(201);
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  // ---- store failures (a rejection the adapters leave unhandled fails the run: vitest reports it) ----
+  {
+    name: 'store failure: a rate-limit store that rejects answers 503 ERR_STORE_UNAVAILABLE + Retry-After',
+    app: { rateLimit: { limit: 5, windowMs: 60_000, store: downLimiterStore } },
+    async run(client, holds) {
+      const response = await client.request({ path: '/' });
+      expectProblem(response, 503, 'ERR_STORE_UNAVAILABLE');
+      expect(response.headers['retry-after']).toBe('1');
+      expectProblem(await client.request(checkout(undefined, { amount: 1 })), 503, 'ERR_STORE_UNAVAILABLE');
+      expect(holds.checkouts).toBe(0);
+    },
+  },
+  {
+    name: 'store failure: with passOnStoreError a rate-limit store that rejects lets requests through',
+    app: { rateLimit: { limit: 5, windowMs: 60_000, store: downLimiterStore, passOnStoreError: true } },
+    async run(client, holds) {
+      expect((await client.request({ path: '/' })).status).toBe(200);
+      expect((await client.request(checkout(undefined, { amount: 1 }))).status).toBe(201);
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'store failure: an idempotency store whose begin rejects answers 503 + Retry-After; nothing runs',
+    app: { idempotency: { store: downIdempotencyStore } },
+    async run(client, holds) {
+      const response = await client.request(checkout('k', { amount: 1 }));
+      expectProblem(response, 503, 'ERR_STORE_UNAVAILABLE');
+      expect(response.headers['retry-after']).toBe('1');
+      expect(holds.checkouts).toBe(0);
+    },
+  },
+  // ---- bad input ----
+  ...[true, false].map(
+    (trustProxy): Case => ({
+      name: `bad input: absurd X-Forwarded-For and a 15 KB Authorization, trust proxy ${trustProxy ? 'on' : 'off'}: served, never a 500`,
+      app: { trustProxy, rateLimit: { limit: 100, windowMs: 60_000 }, idempotency: {} },
+      async run(client, holds) {
+        for (const forwarded of absurdForwardedFor) {
+          expect((await client.request({ path: '/', headers: xff(forwarded) })).status).toBe(200);
+        }
+        const authorization = `Bearer ${'a'.repeat(15_000)}`;
+        expect((await client.request(checkout('big', { amount: 1 }, { authorization }))).status).toBe(201);
+        expect(holds.checkouts).toBe(1);
+      },
+    }),
+  ),
+  {
+    name: 'bad input: an Idempotency-Key field sent twice is 400 ERR_IDEMPOTENCY_KEY_INVALID, never a 500',
+    app: { idempotency: {} },
+    async run(client, holds) {
+      const twice = await client.request({
+        ...checkout(undefined, { amount: 1 }),
+        headers: { 'idempotency-key': ['"a"', '"a"'] },
+      });
+      expectProblem(twice, 400, 'ERR_IDEMPOTENCY_KEY_INVALID');
       expect(holds.checkouts).toBe(0);
     },
   },
