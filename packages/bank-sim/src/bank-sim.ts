@@ -232,7 +232,8 @@ export class BankSim {
   readonly #onOutage = (down: boolean): void => {
     // Called during construction too (a window at 0), before #plan is assigned: listen() handles that.
     if (!down && this.#plan.faults.recoveryMs > 0) {
-      this.#limit.recover(this.#clock(), this.#plan.faults.recoveryRateFactor);
+      const now = this.#clock();
+      this.#limit.recover(now, this.#plan.rateFactor(now), this.#plan.rateFactorUntil(now));
     }
     if (!this.#listening || this.#closed) return;
     if (!down) this.#relisten(0);
@@ -546,7 +547,8 @@ export class BankSim {
   /** Takes a flow-limit token, or answers throttled. */
   #admit(res: ServerResponse, now: number): boolean {
     const limit = this.#limit;
-    const allowed = limit.tryTake(now, this.#plan.rateFactor(now));
+    const plan = this.#plan;
+    const allowed = limit.tryTake(now, plan.rateFactor(now), plan.rateFactorUntil(now));
     const headers = this.options.rateLimitHeaders;
     if (headers !== false) {
       const reset = Math.ceil(limit.resetAfterMs() / 1000);

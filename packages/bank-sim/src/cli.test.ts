@@ -43,7 +43,7 @@ describe('floodgate-bank-sim', () => {
     });
     expect(res.status).toBe(201);
     child.kill('SIGTERM');
-    const [code] = await once(child, 'exit');
+    const [code] = await once(child, 'close'); // 'close': stdio is flushed too
     expect(code).toBe(0);
     expect(stderr).toContain('"charges":1');
   });
@@ -76,7 +76,7 @@ describe('floodgate-bank-sim', () => {
     expect(exited).toBe(false);
     expect(status).toBe(201);
     child.kill('SIGINT');
-    const [code] = await once(child, 'exit');
+    const [code] = await once(child, 'close'); // 'close': stdio is flushed too
     expect(code).toBe(0);
     expect(stderr).toContain('stopped (SIGINT)');
     expect(stderr).toContain('"charges":1');

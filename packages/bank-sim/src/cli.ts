@@ -11,13 +11,6 @@ async function main(): Promise<void> {
   }
   const bank = await startBankSim(command.options);
   const { rate, burst, seed, faults } = bank.options;
-  process.stdout.write(
-    command.json ? `${JSON.stringify({ url: bank.url, port: bank.port })}\n` : `${bank.url}\n`,
-  );
-  process.stderr.write(
-    `floodgate-bank-sim listening on ${bank.url} (rate ${rate}/s, burst ${burst}, seed ${seed}); ` +
-      `faults ${JSON.stringify(faults)}; stats at ${bank.url}/_stats; Ctrl-C to stop\n`,
-  );
   // The library's timers are unref'd and a `refuse` outage closes the server, so during an outage
   // nothing of the simulator keeps the process alive: the CLI holds its own handle until stopped.
   // It never fires in practice (2^31 - 1 ms is about 24.8 days) and does nothing when it does.
@@ -41,6 +34,15 @@ async function main(): Promise<void> {
   };
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  // The address goes out only once a signal can stop the simulator cleanly (with its final stats): a
+  // script that reads it and signals at once must not kill it before the handlers are there.
+  process.stdout.write(
+    command.json ? `${JSON.stringify({ url: bank.url, port: bank.port })}\n` : `${bank.url}\n`,
+  );
+  process.stderr.write(
+    `floodgate-bank-sim listening on ${bank.url} (rate ${rate}/s, burst ${burst}, seed ${seed}); ` +
+      `faults ${JSON.stringify(faults)}; stats at ${bank.url}/_stats; Ctrl-C to stop\n`,
+  );
 }
 
 main().catch((error: unknown) => {

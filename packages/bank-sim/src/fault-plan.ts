@@ -60,6 +60,11 @@ export class FaultPlan {
     return now < this.#recoveringUntil ? this.#faults.recoveryRateFactor : 1;
   }
 
+  /** Until when {@link rateFactor}'s answer at `now` holds (after it the rate is whole again). */
+  rateFactorUntil(now: number): number {
+    return now < this.#recoveringUntil ? this.#recoveringUntil : Number.POSITIVE_INFINITY;
+  }
+
   /** True with probability `p`, from the seeded generator. */
   chance(p: number): boolean {
     return this.#random.chance(p);

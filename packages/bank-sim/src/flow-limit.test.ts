@@ -26,6 +26,16 @@ describe('FlowLimit', () => {
     expect(limit.tryTake(200, 0.5)).toBe(true);
   });
 
+  it('refills at the fraction only until the recovery ends, also across a quiet spell that outlasts it', () => {
+    const limit = flowLimit({ rate: 10, burst: 1000 });
+    limit.tryTake(-100_000);
+    limit.recover(0, 0.1, 1000); // a comeback: at most 100 tokens, a tenth of the rate for 1 s
+    expect(limit.remaining).toBe(100);
+    expect(limit.tryTake(61_000)).toBe(true);
+    // 0-1 s at 1 token/s, then 60 s at 10 tokens/s (before the fix: all 61 s at 1 token/s, 160 left)
+    expect(limit.remaining).toBe(700);
+  });
+
   it('never limits with an infinite rate', () => {
     const limit = flowLimit({ rate: Number.POSITIVE_INFINITY, burst: 1 });
     for (let i = 0; i < 100; i++) expect(limit.tryTake(0)).toBe(true);

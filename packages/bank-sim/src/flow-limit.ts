@@ -26,6 +26,8 @@ export class FlowLimit {
   #last = Number.NaN;
   #perMs: number;
   #factor = 1;
+  /** Until when `#factor` holds; the refill runs at the whole rate after it. */
+  #factorUntil = Number.POSITIVE_INFINITY;
 
   constructor(options: FlowLimitOptions) {
     this.rate = options.rate;
@@ -35,13 +37,15 @@ export class FlowLimit {
   }
 
   /**
-   * Takes one token at time `now` (ms, monotonic). `factor` scales the refill rate from now on
-   * (slow recovery after an outage runs at a fraction of the rate).
+   * Takes one token at time `now` (ms, monotonic). `factor` scales the refill rate from now until
+   * `factorUntil`, the whole rate after it (slow recovery after an outage runs at a fraction of the rate
+   * for a while: a quiet spell that outlasts it refills at the whole rate once it is over).
    */
-  tryTake(now: number, factor = 1): boolean {
+  tryTake(now: number, factor = 1, factorUntil = Number.POSITIVE_INFINITY): boolean {
     if (this.rate === Number.POSITIVE_INFINITY) return true;
     this.#refill(now);
     this.#factor = factor;
+    this.#factorUntil = factorUntil;
     if (this.#tokens >= 1) {
       this.#tokens -= 1;
       return true;
@@ -71,10 +75,11 @@ export class FlowLimit {
    * and it holds at most `max(1, burst × factor)` tokens, so a comeback admits a small burst (at least
    * one request), not the full bucket that filled up while it was down.
    */
-  recover(now: number, factor: number): void {
+  recover(now: number, factor: number, factorUntil = Number.POSITIVE_INFINITY): void {
     if (this.rate === Number.POSITIVE_INFINITY) return;
     this.#refill(now);
     this.#factor = factor;
+    this.#factorUntil = factorUntil;
     this.#tokens = Math.min(this.#tokens, Math.max(1, this.burst * factor));
   }
 
@@ -89,11 +94,13 @@ export class FlowLimit {
       this.#last = now;
       return;
     }
-    const elapsed = now - this.#last;
-    if (elapsed > 0) {
-      this.#tokens = Math.min(this.burst, this.#tokens + elapsed * this.#perMs * this.#factor);
-      this.#last = now;
-    }
+    const last = this.#last;
+    if (now <= last) return;
+    // The part of the gap before `#factorUntil` at the factor, the rest at the whole rate.
+    const reducedEnd = Math.min(now, Math.max(last, this.#factorUntil));
+    const added = ((reducedEnd - last) * this.#factor + (now - reducedEnd)) * this.#perMs;
+    this.#tokens = Math.min(this.burst, this.#tokens + added);
+    this.#last = now;
   }
 }
 

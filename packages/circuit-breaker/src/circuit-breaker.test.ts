@@ -419,6 +419,26 @@ describe('half-open refusals behind a probe with no timeout', () => {
     b.close();
     await swallow(probe);
   });
+
+  it('but 1 ms past a timed probe’s deadline, whose timer is only running late', async () => {
+    let now = 0;
+    const b = circuitBreaker({
+      resetJitter: 0,
+      resetTimeoutMs: 30_000,
+      timeoutMs: 100,
+      halfOpenMaxCalls: 1,
+      clock: () => now,
+    });
+    b.trip(50);
+    now = 50;
+    vi.advanceTimersByTime(50);
+    expect(b.state).toBe('half-open');
+    const probe = b.execute(() => new Promise<never>(() => {}));
+    now = 155; // past the probe's deadline (150); its timeout timer has not run yet
+    expect(b.retryAfterMs).toBe(1);
+    b.close();
+    await swallow(probe);
+  });
 });
 
 describe('Retry-After', () => {

@@ -179,6 +179,8 @@ export class CircuitBreaker<
   #probesAdmitted = 0;
   /** When the probes admitted in this half-open spell will all have answered or timed out (estimate). */
   #probesDueBy = 0;
+  /** Whether a probe without a timeout was admitted in this half-open spell (its due time is a guess). */
+  #untimedProbe = false;
   #probeSuccesses = 0;
   #probeFailures = 0;
   #inFlight = 0;
@@ -454,7 +456,9 @@ export class CircuitBreaker<
     if (probe) {
       // A probe may carry its own (longer) timeout: refusals in half-open wait for the last of them. One
       // without any timeout is assumed to answer within resetTimeoutMs.
-      const due = Number.isFinite(call.deadline) ? call.deadline : start + this.#o.resetTimeoutMs;
+      const timed = Number.isFinite(call.deadline);
+      if (!timed) this.#untimedProbe = true;
+      const due = timed ? call.deadline : start + this.#o.resetTimeoutMs;
       if (due > this.#probesDueBy) this.#probesDueBy = due;
     }
 
@@ -505,11 +509,12 @@ export class CircuitBreaker<
   #refusalDelay(now: number): number {
     if (this.#state === OPEN) return Math.max(1, Math.ceil(this.#openUntil - now));
     // Half-open with every probe slot taken: the state changes once the probes have answered or timed
-    // out, by the latest deadline among them (their own per-call timeouts included). A probe with no
-    // timeout past its estimate (resetTimeoutMs) may hang for good: ask for another reset period rather
-    // than 1 ms, which would have every caller retry each millisecond.
+    // out, by the latest deadline among them (their own per-call timeouts included). Past it, a timed
+    // probe's timer is only running late (1 ms is right), but one with no timeout may hang for good: ask
+    // for another reset period then, rather than have every caller retry each millisecond.
     const left = this.#probesDueBy - now;
-    return left > 0 ? Math.max(1, Math.ceil(left)) : this.#o.resetTimeoutMs;
+    if (left > 0) return Math.max(1, Math.ceil(left));
+    return this.#untimedProbe ? this.#o.resetTimeoutMs : 1;
   }
 
   #openError(retryAfterMs: number): CircuitOpenError {
@@ -815,6 +820,7 @@ export class CircuitBreaker<
     this.#state = HALF_OPEN;
     this.#epoch++;
     this.#probesDueBy = now;
+    this.#untimedProbe = false;
     this.#probesAdmitted = 0;
     this.#probeSuccesses = 0;
     this.#probeFailures = 0;
