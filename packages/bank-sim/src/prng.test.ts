@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { prng } from './prng.js';
+import { prng, streamSeed } from './prng.js';
 
 describe('prng', () => {
   it('repeats the same sequence for the same seed and differs for another seed', () => {
@@ -39,5 +39,14 @@ describe('prng', () => {
     for (let i = 0; i < 10_000; i++) if (random.chance(0.3)) hits++;
     expect(hits).toBeGreaterThan(2_800);
     expect(hits).toBeLessThan(3_200);
+  });
+
+  it('gives each seed streams of its own: no seed replays another one shifted by a request', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 1, max: 1e6 }), (seed, n) => {
+        // seed + the index step used to equal the next stream of seed (before the seed was mixed first)
+        expect(streamSeed((seed + 0x9e3779b9) >>> 0, n - 1)).not.toBe(streamSeed(seed, n));
+      }),
+    );
   });
 });

@@ -45,7 +45,13 @@ export class Prng {
  * step), so each request can draw from a sequence of its own that no other request's draws shift.
  */
 export function streamSeed(seed: number, index: number): number {
-  let h = (seed + Math.imul(index, 0x9e3779b9)) | 0;
+  // The seed is mixed first: added raw, seed s + step would replay seed s's streams one request later.
+  return mix32((mix32(seed | 0) + Math.imul(index, 0x9e3779b9)) | 0);
+}
+
+/** murmur3's 32-bit finaliser. */
+function mix32(value: number): number {
+  let h = value;
   h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return (h ^ (h >>> 16)) >>> 0;
