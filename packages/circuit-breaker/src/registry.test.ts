@@ -105,6 +105,18 @@ describe('CircuitBreakerRegistry', () => {
     registry.close();
   });
 
+  it('keeps the new breaker when closing the evicted one throws (a shutdown listener)', () => {
+    const registry = circuitBreakerRegistry({ maxBreakers: 1 });
+    registry.get('a').on('shutdown', () => {
+      throw new Error('listener broke');
+    });
+    expect(() => registry.get('b')).toThrow('listener broke');
+    expect([...registry.keys()]).toEqual(['b']);
+    const b = registry.get('b');
+    expect(registry.get('b')).toBe(b);
+    registry.close();
+  });
+
   it('validates its options and the breaker options at construction', () => {
     expect(() => circuitBreakerRegistry({ maxBreakers: 0 })).toThrow(InvalidOptionError);
     expect(() => circuitBreakerRegistry({ breaker: { timeoutMs: -1 } })).toThrow(/`timeoutMs`/);

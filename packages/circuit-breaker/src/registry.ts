@@ -100,8 +100,9 @@ export class CircuitBreakerRegistry {
     // options may be invalid), and only then evict: a failed get() must not cost another key its breaker.
     const evict = breakers.size >= this.#maxBreakers ? this.#evictee(key) : undefined;
     breaker = new CircuitBreaker<[], never>(this.#breakerOptions(key));
-    if (evict !== undefined) this.delete(evict);
+    // Stored before the eviction closes the old one: a 'shutdown' listener that throws cannot lose it.
     breakers.set(key, breaker);
+    if (evict !== undefined) this.delete(evict);
     return breaker;
   }
 
