@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { errorReporter } from './error-reporter.js';
 import { IdempotencyKeyError } from './errors.js';
 import { requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
@@ -275,22 +276,7 @@ export class Idempotency {
     this.#replayHeaders = replay.map((h) => h.toLowerCase());
     this.#maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes ?? 1_048_576, 0);
     this.#retryAfterMs = checkInteger('retryAfterMs', options.retryAfterMs ?? 1000, 0);
-    const onError =
-      options.onError === undefined
-        ? undefined
-        : checkFunction<(error: unknown) => void>('onError', options.onError);
-    // finish/abandon promise never to reject and start to answer 503: a reporter that throws must not
-    // break either (Express calls finish without awaiting it, so a rejection would be unhandled).
-    this.#onError =
-      onError === undefined
-        ? () => {}
-        : (error) => {
-            try {
-              onError(error);
-            } catch {
-              // Ignored: see above.
-            }
-          };
+    this.#onError = errorReporter(options.onError);
   }
 
   /** Whether requests with this method are concerned at all (cheap; no store access). */

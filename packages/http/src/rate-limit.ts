@@ -1,5 +1,6 @@
 import type { LimiterStore } from '@floodgate/token-bucket';
 import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
+import { errorReporter } from './error-reporter.js';
 import { InvalidCostError } from './errors.js';
 import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardHeaders } from './headers.js';
 import { LastRefusal, type Refusal } from './last-refusal.js';
@@ -345,22 +346,7 @@ export class RateLimit<Req extends KeyableRequest> {
         ? false
         : checkBoolean('passOnStoreError', options.passOnStoreError);
     this.#onLimit = options.onLimit === undefined ? undefined : checkFunction('onLimit', options.onLimit);
-    const onError =
-      options.onError === undefined
-        ? undefined
-        : checkFunction<(error: unknown) => void>('onError', options.onError);
-    // check() never throws for a store failure and refunds never reject: a reporter that throws must not
-    // change that. Only failures pay for the wrapper.
-    this.#onError =
-      onError === undefined
-        ? () => {}
-        : (error) => {
-            try {
-              onError(error);
-            } catch {
-              // Ignored: see above.
-            }
-          };
+    this.#onError = errorReporter(options.onError);
     const only = policies.length === 1 ? (policies[0] as Policy<Req>) : undefined;
     this.#simple =
       only !== undefined &&
