@@ -264,7 +264,8 @@ describe('reproducibility', () => {
     const bank = await start({
       seed: 9,
       faults: { errorRate: 0.3, resetRate: 0.2, dropAfterChargeRate: 0.2 },
-      ...(overlap ? { tellers: 1, latencyMs: 5, latencyJitterMs: 5 } : {}),
+      // Service long enough that the next payment arrives while one is served, even on a loaded machine.
+      ...(overlap ? { tellers: 1, latencyMs: 20, latencyJitterMs: 10 } : {}),
     });
     const pending: Promise<string>[] = [];
     for (let i = 0; i < 24; i++) {

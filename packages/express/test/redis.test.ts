@@ -60,10 +60,11 @@ describeRedis('@floodgate/express on one Redis shared by two app instances', () 
     expect((await request(a).get('/')).headers.ratelimit).toBe('"fleet";r=1;t=30');
     const second = await request(b).get('/');
     expect(second.status).toBe(200);
-    expect(second.headers.ratelimit).toBe('"fleet";r=0;t=60');
+    // t: whole seconds until full, 60 unless a loaded machine took over a second between the two
+    expect(second.headers.ratelimit).toMatch(/^"fleet";r=0;t=(59|60)$/);
     const denied = await request(a).get('/');
     expect(denied.status).toBe(429);
-    expect(denied.headers['retry-after']).toBe('30');
+    expect(denied.headers['retry-after']).toMatch(/^(29|30)$/);
     expect(JSON.parse(denied.text)).toMatchObject({ code: 'ERR_RATE_LIMITED' });
   });
 
