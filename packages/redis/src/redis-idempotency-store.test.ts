@@ -177,6 +177,34 @@ describe('RedisIdempotencyStore options', () => {
   });
 });
 
+/**
+ * Counts the timers of `ms` that have fired since the call (the store's per-call timeouts), so a test can
+ * wait for a timeout to have happened instead of sleeping for about as long.
+ */
+function firedTimeouts(ms: number): { readonly fired: number; restore(): void } {
+  const real = globalThis.setTimeout;
+  let fired = 0;
+  const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((
+    callback: (...args: unknown[]) => void,
+    delay?: number,
+    ...args: unknown[]
+  ) =>
+    real(
+      (...callArgs: unknown[]) => {
+        if (delay === ms) fired += 1;
+        callback(...callArgs);
+      },
+      delay,
+      ...args,
+    )) as typeof setTimeout);
+  return {
+    get fired() {
+      return fired;
+    },
+    restore: () => spy.mockRestore(),
+  };
+}
+
 describeRedis('RedisIdempotencyStore against Redis', () => {
   let admin: Redis;
   beforeAll(() => {
@@ -529,14 +557,16 @@ describeRedis('RedisIdempotencyStore when Redis is down or slow', () => {
       body: { order: 7 },
       scope: 'u',
     };
+    const timeouts = firedTimeouts(100);
     proxy.hold();
     expect(await idempotency.start(request)).toMatchObject({ kind: 'answer', answer: { status: 503 } });
     expect(errors).toEqual([expect.any(StoreUnavailableError)]);
     // Redis did run that BEGIN and lease the key: only its reply is late.
     await vi.waitFor(() => expect(proxy.replies()).toContain('acquired'));
-    // The store's RELEASE times out too meanwhile (it was called before this timer was set): its
-    // rejection must be swallowed, not become an unhandled one.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The store's RELEASE times out too while the replies are held (its timer is the second of the
+    // store's 100 ms call timeouts to fire): its rejection must be swallowed, not become an unhandled one.
+    await vi.waitFor(() => expect(timeouts.fired).toBeGreaterThanOrEqual(2));
+    timeouts.restore();
     proxy.flush();
     await vi.waitFor(async () => expect(await admin.keys(`${own}*`)).toEqual([]));
     // The client's retry proceeds (it was 409 until the 60 s lease expired).
