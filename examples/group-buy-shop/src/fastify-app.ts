@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { floodgateIdempotency, floodgateRateLimit } from '@floodgate/fastify';
-import { loadShedder } from '@floodgate/http';
+import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '@floodgate/fastify';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { checkoutOrder, isStoredCheckoutAnswer } from './checkout.js';
 import { type ShopDb, UnknownDealError } from './db.js';
@@ -67,34 +66,35 @@ export async function createFastifyShop(options: FastifyShopOptions): Promise<Fa
     coalesceTimeoutMs: 15_000,
     shouldStore: isStoredCheckoutAnswer,
   });
-  // Shedding comes after idempotency, as in the Express shop ([perStudent, idempotent, shed]): a re-click
-  // of an order already paid or being paid is answered from its key instead of "busy, nothing was
-  // charged". The floodgateLoadShedding plugin sheds in `onRequest`, before any `preHandler` (where
-  // idempotency reads the parsed body), so the checkout asks the same core shedder itself. Its 503 goes
-  // through `reply.send()`: the idempotency plugin sees it and frees the key.
-  const shedder = loadShedder({ gate: parts.gate, breaker: parts.breaker, maxWaitMs: parts.maxWaitMs });
+  // Shedding comes after idempotency, as in the Express shop ([perStudent, idempotent, shed]): in
+  // `preHandler`, after the idempotency plugin's, so a re-click of an order already paid or being paid is
+  // answered from its key instead of "busy, nothing was charged". Its 503 goes through `reply.send()`
+  // (`denials: 'reply'`): the idempotency plugin sees it and frees the key.
+  await app.register(floodgateLoadShedding, {
+    global: false,
+    hook: 'preHandler',
+    denials: 'reply',
+    gate: parts.gate,
+    breaker: parts.breaker,
+    maxWaitMs: parts.maxWaitMs,
+  });
 
   const context = { db, meter, payments: parts.payments, lockOrders: false };
   app.post(
     '/api/checkout',
-    { config: { floodgate: { rateLimit: {}, idempotency: true } } },
+    {
+      config: {
+        floodgate: { rateLimit: {}, idempotency: true, loadShedding: { priority: 'critical' } },
+      },
+    },
     async (request, reply) => {
       meter.mark('checkouts');
-      const admission = shedder.admit('critical');
-      if (!admission.admitted) {
-        const { status, headers, body } = admission.answer;
-        return reply.code(status).headers(headers).send(body);
-      }
-      try {
-        const student = studentOf(request);
-        if (!student) return reply.code(401).send({ detail: 'Send the `X-Student-Id` header.' });
-        const answer = await checkoutOrder(context, student, request.body);
-        reply.code(answer.status).headers(answer.headers);
-        if (answer.problem) reply.type('application/problem+json');
-        return reply.send(answer.body);
-      } finally {
-        admission.release();
-      }
+      const student = studentOf(request);
+      if (!student) return reply.code(401).send({ detail: 'Send the `X-Student-Id` header.' });
+      const answer = await checkoutOrder(context, student, request.body);
+      reply.code(answer.status).headers(answer.headers);
+      if (answer.problem) reply.type('application/problem+json');
+      return reply.send(answer.body);
     },
   );
   return app;

@@ -32,6 +32,7 @@ describe('floodgateLoadShedding (fastify)', () => {
       [{ shedder, priorty: 'low' }, /Unknown option `priorty`/],
       [{ global: 'no' }, /`global` to be a boolean, got `"no"`/],
       [{ priority: 5 }, /`priority`.*got `5` \(number\)/],
+      [{ hook: 'onSend' }, /`hook`.*got `"onSend"`/],
     ] as const) {
       const instance = Fastify();
       instance.register(floodgateLoadShedding, options as never);
@@ -88,6 +89,28 @@ describe('floodgateLoadShedding (fastify)', () => {
       expect(seen).toEqual(denials === 'raw' ? ['onSend 200'] : ['onSend 503', 'onSend 200']);
     });
   }
+
+  it("hook: 'preHandler' sheds after the preHandler hooks before it (a replay answers first)", async () => {
+    app = Fastify();
+    // Stands for floodgateIdempotency: a preHandler that answers a replayed request itself.
+    app.addHook('preHandler', async (request, reply) => {
+      if (request.headers['x-replay'] === '1') return reply.send('replayed');
+    });
+    const breaker = { state: 'open', retryAfterMs: 5000 } as const;
+    await app.register(floodgateLoadShedding, { hook: 'preHandler', breaker });
+    app.post('/checkout', async () => 'handled');
+    const replayed = await app.inject({
+      method: 'POST',
+      url: '/checkout',
+      headers: { 'x-replay': '1' },
+      payload: {},
+    });
+    expect(replayed.statusCode).toBe(200);
+    expect(replayed.body).toBe('replayed');
+    const shed = await app.inject({ method: 'POST', url: '/checkout', payload: {} });
+    expect(shed.statusCode).toBe(503);
+    expect(shed.headers['retry-after']).toBe('5');
+  });
 
   it('a shared shedder counts in-flight requests and frees them when answered; routes may opt out', async () => {
     const shedder = loadShedder({ maxConcurrent: 2 });

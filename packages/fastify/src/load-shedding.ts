@@ -28,6 +28,13 @@ export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
    */
   readonly priority?: string | ((request: FastifyRequest) => string);
   /**
+   * When to shed: `'onRequest'` (before the body is read: the cheapest refusal) or `'preHandler'`, after
+   * the `preHandler` hooks registered before this plugin, e.g. so `floodgateIdempotency` answers a
+   * replay of a request already paid before shedding can answer "busy".
+   * @default 'onRequest'
+   */
+  readonly hook?: 'onRequest' | 'preHandler';
+  /**
    * How a 503 is sent: `'raw'` on Node's response after `reply.hijack()` (`onSend` hooks do not see it),
    * `'reply'` through `reply.send()`. See {@link Denials}.
    * @default 'raw'
@@ -35,13 +42,23 @@ export interface FastifyLoadSheddingOptions extends LoadShedderOptions {
   readonly denials?: Denials;
 }
 
-const OWN = ['shedder', 'global', 'priority', 'denials'];
+const OWN = ['shedder', 'global', 'priority', 'hook', 'denials'];
 
 const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, options, done) => {
-  const { shedder: given, global = true, priority, denials = 'raw', ...shedderOptions } = options;
+  const {
+    shedder: given,
+    global = true,
+    priority,
+    hook = 'onRequest',
+    denials = 'raw',
+    ...shedderOptions
+  } = options;
   // As Express's loadShedding(): with a shared shedder, its options here would be silently ignored.
   const shedder = shedderFromOptions(given, shedderOptions, 'floodgateLoadShedding', OWN);
   if (typeof global !== 'boolean') throw invalidOption('global', 'a boolean', global);
+  if (hook !== 'onRequest' && hook !== 'preHandler') {
+    throw invalidOption('hook', "`'onRequest'` or `'preHandler'`", hook);
+  }
   const sender = new RefusalSender(checkDenials(denials));
   const check = (name: unknown, option: string, onRoute = '') => {
     if (typeof name !== 'string' || !shedder.hasPriority(name))
@@ -108,7 +125,7 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
       const fixed = config.priority;
       routeHook = hookOf(() => fixed);
     }
-    route.onRequest = appendHook(route.onRequest, routeHook as never);
+    route[hook] = appendHook(route[hook], routeHook as never);
     route.onResponse = appendHook(route.onResponse, release as never);
     route.onRequestAbort = appendHook(route.onRequestAbort, release as never);
   });
