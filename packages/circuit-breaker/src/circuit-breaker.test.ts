@@ -648,6 +648,36 @@ describe('cancellation', () => {
     expect(getEventListeners(longLived.signal, 'abort')).toHaveLength(0);
   });
 
+  it('opens on a hung gateway whose callers give up before timeoutMs, once their calls ran longer than slowCallDurationMs', async () => {
+    // A gateway that never answers, and callers whose deadline (2 s) is shorter than the breaker's
+    // timeout (10 s): without the slow rule on abandoned calls every call was ignored and it stayed closed.
+    const { b, changes } = breaker({ volumeThreshold: 3, timeoutMs: 10_000, slowCallDurationMs: 1_000 });
+    const hung = ({ signal }: CallContext) =>
+      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+    // AbortSignal.timeout() runs on Node's internal timers, which fake timers do not reach.
+    const deadline = (ms: number) => {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new DOMException('deadline', 'TimeoutError')), ms);
+      return controller.signal;
+    };
+    for (let i = 0; i < 3; i++) {
+      const outcome = swallow(b.execute(hung, { signal: deadline(2_000) }));
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(await outcome).toMatchObject({ name: 'TimeoutError' });
+    }
+    expect(b.stats().totals).toMatchObject({ failures: 3, slow: 3, ignored: 0 });
+    expect(b.state).toBe('open');
+    expect(changes[0]).toMatchObject({ reason: 'failure-rate', failureRate: 100 });
+
+    // Given up before slowCallDurationMs: still says nothing about the gateway.
+    const { b: quick } = breaker({ volumeThreshold: 1, timeoutMs: 10_000, slowCallDurationMs: 1_000 });
+    const early = swallow(quick.execute(hung, { signal: deadline(500) }));
+    await vi.advanceTimersByTimeAsync(500);
+    await early;
+    expect(quick.stats().totals).toMatchObject({ failures: 0, slow: 0, ignored: 1 });
+    expect(quick.state).toBe('closed');
+  });
+
   it('refuses a call whose signal is already aborted, without calling it or counting it', async () => {
     const { b } = breaker();
     const fn = vi.fn(ok);

@@ -42,7 +42,7 @@ export interface StateChange {
 
 /** Options of one `execute()` call. */
 export interface ExecuteOptions<T> {
-  /** The caller's signal: aborting it aborts this call's `ctx.signal` (the breaker does not reject on it: the function decides). An outcome that arrives after it aborted is `ignored`. Already aborted: the call is refused with its reason. */
+  /** The caller's signal: aborting it aborts this call's `ctx.signal` (the breaker does not reject on it: the function decides). A rejection that arrives after it aborted is `ignored`, unless the call had run longer than `slowCallDurationMs`. Already aborted: the call is refused with its reason. */
   readonly signal?: AbortSignal | undefined;
   /** This call's timeout instead of the breaker's `timeoutMs` (`false`: none). */
   readonly timeoutMs?: number | false | undefined;
@@ -633,9 +633,16 @@ export class CircuitBreaker<
 
   #onRejected(call: Call, error: unknown): void {
     if (call.done) return;
-    // The caller gave up: whatever the function made of the abort says nothing about the gateway.
-    const kind = call.callerSignal?.aborted ? K_IGNORED : this.#classify(error, true);
-    this.#settle(call, kind, error, this.#o.clock(), 1);
+    const now = this.#o.clock();
+    // The caller gave up. Early, that says nothing about the gateway: ignored. After the call had run
+    // longer than `slowCallDurationMs`, the gateway had not answered within what the operator calls slow,
+    // and ignoring it would let a hung gateway stay "healthy" whenever callers' deadlines are shorter
+    // than `timeoutMs`; so it is classified like any rejection (an AbortError is a failure) and is slow.
+    const kind =
+      call.callerSignal?.aborted === true && !(now - call.start > this.#o.slowCallDurationMs)
+        ? K_IGNORED
+        : this.#classify(error, true);
+    this.#settle(call, kind, error, now, 1);
   }
 
   #classify(value: unknown, failed: boolean): KindCode {
