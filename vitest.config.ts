@@ -13,6 +13,7 @@ const ALL_TESTS = [
   'packages/*/{src,test}/**/*.test.ts',
   'examples/*/{src,test}/**/*.test.ts',
   'bench/**/*.test.ts',
+  'scripts/**/*.test.ts',
 ];
 // Tests that measure a whole system under load (a festival against a rate-limited bank, OS processes
 // sharing one Redis bucket, thousands of faulted payments): they assert rates and peaks, so they run
