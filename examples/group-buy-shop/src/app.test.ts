@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type BankSim, startBankSim } from '@floodgate/bank-sim';
 import type { RequestHandler } from 'express';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createShopApp, DASHBOARD_PATH } from './app.js';
@@ -34,16 +35,19 @@ class ScriptedPayments implements Payments {
 
 let server: Server | undefined;
 let db: ShopDb | undefined;
+let bank: BankSim | undefined;
 
 afterEach(async () => {
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   server = undefined;
   db?.close();
+  await bank?.close();
+  bank = undefined;
 });
 
 async function start(
   payments: Payments,
-  options: { lockOrders?: boolean; checkoutMiddleware?: RequestHandler[] } = {},
+  options: { lockOrders?: boolean; checkoutMiddleware?: RequestHandler[]; bankUrl?: string } = {},
 ) {
   db = new ShopDb(':memory:');
   const app = createShopApp({ db, payments, ...options });
@@ -144,6 +148,30 @@ describe('checkout', () => {
     expect(busy.status).toBe(503);
     expect(busy.headers.get('retry-after')).toBe('2');
     expect(db.order(order.id)?.status).toBe('failed');
+  });
+
+  it('answers what the body parser refuses as the client’s error (413, 415), not as the shop’s 500', async () => {
+    const payments = new ScriptedPayments();
+    const { join, call } = await start(payments);
+    const order = await join();
+    const errorLog = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const body = JSON.stringify({ orderId: order.id });
+    const charset = await call('/api/checkout', {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json; charset=latin2' },
+    });
+    expect(charset.status).toBe(415);
+    expect(charset.headers.get('content-type')).toContain('application/problem+json');
+    expect(charset.body).toMatchObject({ title: 'Unsupported Media Type', status: 415 });
+    const large = await call('/api/checkout', {
+      method: 'POST',
+      body: JSON.stringify({ orderId: order.id, source: 'x'.repeat(20_000) }),
+    });
+    expect(large.status).toBe(413);
+    expect(large.body).toMatchObject({ title: 'Payload Too Large', status: 413 });
+    expect(errorLog).not.toHaveBeenCalled();
+    expect(payments.calls).toHaveLength(0);
   });
 
   it('refuses a checkout of another student’s order and a malformed body', async () => {
@@ -253,5 +281,31 @@ describe('pages and the dashboard', () => {
     const stats = await call('/api/stats');
     expect(stats.body).toMatchObject({ shop: 'floodgate', bankRate: 300, orders: { total: 0 }, bank: null });
     expect(stats.body.history.checkouts).toHaveLength(60);
+  });
+
+  it('draws the bank’s admitted requests over the same last minute as the shop’s own numbers', async () => {
+    // A bank started a few seconds ago, as every festival run's is.
+    let now = 0;
+    bank = await startBankSim({ rate: 50, latencyMs: 0, clock: () => now });
+    const { call } = await start(new ScriptedPayments(), { bankUrl: bank.url });
+    const pay = (key: string) =>
+      fetch(`${bank?.url}/payments`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': `"${key}"` },
+        body: JSON.stringify({ orderId: key, amount: 100, currency: 'EUR', source: 'tok_ok' }),
+      });
+    now = 1000;
+    await pay('k-1');
+    await pay('k-2');
+    now = 2000;
+    // In the second still filling: not drawn yet.
+    await pay('k-3');
+
+    const { history } = (await call('/api/stats')).body as {
+      history: { checkouts: number[]; bankAdmitted: number[] };
+    };
+    expect(history.bankAdmitted).toHaveLength(history.checkouts.length);
+    expect(history.bankAdmitted.slice(-3)).toEqual([0, 0, 2]);
+    expect(history.bankAdmitted.slice(0, -1).every((admitted) => admitted === 0)).toBe(true);
   });
 });

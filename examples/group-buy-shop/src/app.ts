@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import type { ErrorRequestHandler, Express, Request, RequestHandler, Response } from 'express';
 import express from 'express';
-import { checkoutOrder } from './checkout.js';
+import { COALESCE_TIMEOUT_MS, checkoutOrder } from './checkout.js';
 import type { ShopDb } from './db.js';
 import { UnknownDealError } from './db.js';
 import { Meter } from './meter.js';
 import type { MeterName, Payments } from './payments.js';
+import { RecentDeclines } from './recent-declines.js';
 
 export { settleOrder } from './checkout.js';
 
@@ -118,18 +120,23 @@ export function createShopApp(options: ShopAppOptions): Express {
     res.json(order);
   });
 
-  const checkoutContext = { db, payments, meter, lockOrders };
+  // Remembered a little longer than the idempotency layer may hold a repeated click.
+  const declines = new RecentDeclines({ holdMs: COALESCE_TIMEOUT_MS + 5000 });
+  const checkoutContext = { db, payments, meter, lockOrders, declines };
   const checkout: RequestHandler = async function checkout(req, res) {
     const student = studentOf(req, res);
     if (!student) return;
-    const answer = await checkoutOrder(checkoutContext, student, req.body);
+    const answer = await checkoutOrder(checkoutContext, student, req.body, res.locals.arrivedAt as number);
     res.status(answer.status).set(answer.headers);
     if (answer.problem) res.type('application/problem+json');
     res.json(answer.body);
   };
 
-  const countCheckout: RequestHandler = function countCheckout(_req, _res, next) {
+  // First on the route, before any middleware can hold the request: when it arrived decides whether it
+  // is a repeat of a click that was declined meanwhile (see RecentDeclines).
+  const countCheckout: RequestHandler = function countCheckout(_req, res, next) {
     meter.mark('checkouts');
+    res.locals.arrivedAt = declines.now();
     next();
   };
   app.post('/api/checkout', countCheckout, ...(options.checkoutMiddleware ?? []), checkout);
@@ -153,7 +160,7 @@ export function createShopApp(options: ShopAppOptions): Express {
         checkouts: meter.history('checkouts'),
         bank: meter.history('bank'),
         paid: meter.history('paid'),
-        bankAdmitted: bank?.series?.slice(-60).map((s) => s.admitted ?? 0) ?? null,
+        bankAdmitted: bank?.series ? completeSeconds(bank.series) : null,
       },
       bank: bank && {
         admitted: bank.admitted,
@@ -172,9 +179,11 @@ export function createShopApp(options: ShopAppOptions): Express {
   app.use(express.static(publicDir, { index: 'index.html' }));
 
   const onError: ErrorRequestHandler = (error, _req, res, _next) => {
-    const status = (error as { status?: number }).status;
-    if (status === 400 || status === 413) {
-      return problem(res, status, 'Bad Request', (error as Error).message);
+    // The client's mistakes the body parser found (400 malformed, 413 too large, 415 an unsupported
+    // charset or encoding) are answered as what they are; only the rest is the shop's fault.
+    const status = (error as { status?: unknown }).status;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return problem(res, status, STATUS_CODES[status] ?? 'Bad Request', (error as Error).message);
     }
     console.error(error);
     if (!res.headersSent) problem(res, 500, 'Internal Server Error', 'Something went wrong in the shop.');
@@ -192,6 +201,19 @@ interface BankStatsView {
   extraCharges?: number;
   peakAdmittedPerSecond?: number;
   series?: Array<{ admitted?: number }>;
+}
+
+/**
+ * The bank's per-second series as the dashboard draws the shop's own (`Meter.history`): the last `seconds`
+ * complete seconds, oldest first, padded with zeros in front. The bank's series ends with the second
+ * still filling, and a bank started less than a minute ago (every festival run's) has fewer entries: drawn
+ * as they come, its line would be stretched over the whole chart, out of step with the shop's.
+ */
+function completeSeconds(series: ReadonlyArray<{ admitted?: number }>, seconds = 60): number[] {
+  const complete = series.slice(0, -1).slice(-seconds);
+  const out = new Array<number>(seconds - complete.length).fill(0);
+  for (const second of complete) out.push(second.admitted ?? 0);
+  return out;
 }
 
 async function bankStats(bankUrl: string): Promise<BankStatsView | null> {

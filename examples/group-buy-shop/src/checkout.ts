@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { OrderStatus, ShopDb } from './db.js';
 import type { Meter } from './meter.js';
 import type { MeterName, Payments, PayOutcome } from './payments.js';
+import type { RecentDeclines } from './recent-declines.js';
 
 /** An HTTP answer, independent of the framework that sends it (the Express and Fastify shops share it). */
 export interface CheckoutAnswer {
@@ -18,7 +19,19 @@ export interface CheckoutContext {
   readonly meter: Meter<MeterName>;
   /** Hold the order while a checkout talks to the bank; a concurrent one gets 409. */
   readonly lockOrders: boolean;
+  /**
+   * The declines checkouts answered lately: a checkout that arrived before its order was declined with
+   * the same card gets that decline instead of paying again (see {@link RecentDeclines}).
+   * @default undefined (every checkout pays)
+   */
+  readonly declines?: RecentDeclines;
 }
+
+/**
+ * How long the floodgate shops' idempotency layer holds a repeated click while the first one is being
+ * answered (`coalesceTimeoutMs`); a decline is remembered a little longer (see {@link RecentDeclines}).
+ */
+export const COALESCE_TIMEOUT_MS = 15_000;
 
 function json(status: number, body: object, headers: Record<string, string> = {}): CheckoutAnswer {
   return { status, headers, body, problem: false };
@@ -49,14 +62,17 @@ export function isStoredCheckoutAnswer(status: number): boolean {
 
 /**
  * `POST /api/checkout` for `student`: validates the body, answers a paid order at once, pays through the
- * shop's payments and records the outcome on the order.
+ * shop's payments and records the outcome on the order. `arrivedAt` (a reading of `context.declines`'s
+ * clock when the request came in, before any middleware could hold it) lets a click made before the
+ * order's decline be answered with that decline.
  */
 export async function checkoutOrder(
   context: CheckoutContext,
   student: string,
   rawBody: unknown,
+  arrivedAt?: number,
 ): Promise<CheckoutAnswer> {
-  const { db, payments, meter, lockOrders } = context;
+  const { db, payments, meter, lockOrders, declines } = context;
   const body = (rawBody ?? {}) as { orderId?: unknown; source?: unknown };
   if (
     typeof body.orderId !== 'string' ||
@@ -70,6 +86,13 @@ export async function checkoutOrder(
   }
   if (order.status === 'paid')
     return json(200, { status: 'paid', orderId: order.id, paymentId: order.paymentId });
+  const source = typeof body.source === 'string' ? body.source : 'tok_ok';
+  // A double click held by the idempotency layer while the first click was declined: the same click, so
+  // the same answer. Paying it would be a new payment (the payment client makes a new key after a
+  // decline) and a second decline of the card at the bank.
+  const declinedFor =
+    arrivedAt === undefined ? undefined : declines?.declinedSince(order.id, source, arrivedAt);
+  if (declinedFor !== undefined) return answerFor(order.id, { status: 'declined', reason: declinedFor });
   const before: OrderStatus = order.status;
   if (lockOrders) {
     if (!db.claimForPayment(order.id)) {
@@ -89,7 +112,7 @@ export async function checkoutOrder(
       studentId: student,
       amount: order.amount,
       currency: order.currency,
-      source: typeof body.source === 'string' ? body.source : 'tok_ok',
+      source,
     });
   } catch (error) {
     // The payments recorded no outcome, so the order must not stay `paying` (no reconciler would ever
@@ -104,6 +127,7 @@ export async function checkoutOrder(
     return answerForError(order.id, error);
   }
   applyOutcome(db, meter, order.id, outcome, before);
+  if (outcome.status === 'declined') declines?.record(order.id, source, outcome.reason);
   return answerFor(order.id, outcome);
 }
 

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '@floodgate/fastify';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { checkoutOrder, isStoredCheckoutAnswer } from './checkout.js';
+import { COALESCE_TIMEOUT_MS, checkoutOrder, isStoredCheckoutAnswer } from './checkout.js';
 import { type ShopDb, UnknownDealError } from './db.js';
 import type { FloodgatePaymentParts } from './floodgate-shop.js';
 import type { Meter } from './meter.js';
 import type { MeterName } from './payments.js';
+import { RecentDeclines } from './recent-declines.js';
 
 export interface FastifyShopOptions {
   readonly db: ShopDb;
@@ -63,35 +64,43 @@ export async function createFastifyShop(options: FastifyShopOptions): Promise<Fa
   await app.register(floodgateIdempotency, {
     scope: studentOf,
     inFlight: 'coalesce',
-    coalesceTimeoutMs: 15_000,
+    coalesceTimeoutMs: COALESCE_TIMEOUT_MS,
     shouldStore: isStoredCheckoutAnswer,
   });
   // Shedding comes after idempotency, as in the Express shop ([perStudent, idempotent, shed]): in
   // `preHandler`, after the idempotency plugin's, so a re-click of an order already paid or being paid is
   // answered from its key instead of "busy, nothing was charged". Its 503 goes through `reply.send()`
-  // (`denials: 'reply'`): the idempotency plugin sees it and frees the key.
+  // (`denials: 'reply'`): the idempotency plugin sees it and frees the key. The shedder comes with the
+  // parts, as in the Express shop: it counts what it sheds for the dashboard.
   await app.register(floodgateLoadShedding, {
     global: false,
     hook: 'preHandler',
     denials: 'reply',
-    gate: parts.gate,
-    breaker: parts.breaker,
-    maxWaitMs: parts.maxWaitMs,
+    shedder: parts.shedder,
   });
 
-  const context = { db, meter, payments: parts.payments, lockOrders: false };
+  const declines = new RecentDeclines({ holdMs: COALESCE_TIMEOUT_MS + 5000 });
+  const arrivals = new WeakMap<FastifyRequest, number>();
+  const context = { db, meter, payments: parts.payments, lockOrders: false, declines };
   app.post(
     '/api/checkout',
     {
       config: {
         floodgate: { rateLimit: {}, idempotency: true, loadShedding: { priority: 'critical' } },
       },
+      // The route's own hook runs before the plugins' (they append theirs to the route): every checkout
+      // counts, as in the Express shop, and its arrival is noted before idempotency can hold it (a repeat
+      // of a click that was declined meanwhile gets that decline: see RecentDeclines).
+      onRequest: (request, _reply, done) => {
+        meter.mark('checkouts');
+        arrivals.set(request, declines.now());
+        done();
+      },
     },
     async (request, reply) => {
-      meter.mark('checkouts');
       const student = studentOf(request);
       if (!student) return reply.code(401).send({ detail: 'Send the `X-Student-Id` header.' });
-      const answer = await checkoutOrder(context, student, request.body);
+      const answer = await checkoutOrder(context, student, request.body, arrivals.get(request));
       reply.code(answer.status).headers(answer.headers);
       if (answer.problem) reply.type('application/problem+json');
       return reply.send(answer.body);

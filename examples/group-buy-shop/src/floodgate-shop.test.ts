@@ -2,10 +2,11 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type BankSim, startBankSim } from '@floodgate/bank-sim';
 import { afterEach, describe, expect, it } from 'vitest';
+import { type HoldingBank, holdingBank } from '../test/holding-bank.js';
 import { createShopApp, settleOrder } from './app.js';
 import { isStoredCheckoutAnswer } from './checkout.js';
 import { ShopDb } from './db.js';
-import { floodgateShop } from './floodgate-shop.js';
+import { type FloodgatePaymentParts, floodgatePaymentParts, floodgateWiring } from './floodgate-shop.js';
 import { Meter } from './meter.js';
 import type { MeterName, Payments, PayOutcome } from './payments.js';
 import { appPartsOf, type ShopWiring } from './shops.js';
@@ -14,18 +15,25 @@ import { appPartsOf, type ShopWiring } from './shops.js';
 // ledger) against a real bank-sim; the page's way of clicking "Pay": one Idempotency-Key per checkout.
 
 let bank: BankSim | undefined;
+let proxy: HoldingBank | undefined;
 let db: ShopDb | undefined;
 let meter: Meter<MeterName>;
+/** The dashboard's wall clock, moved by the tests. */
+let wallClock = 1_700_000_000_000;
+let parts: FloodgatePaymentParts;
 let wiring: ShopWiring | undefined;
 let server: Server | undefined;
 
 afterEach(async () => {
+  server?.closeAllConnections();
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   server = undefined;
   await wiring?.close();
   wiring = undefined;
   db?.close();
   db = undefined;
+  await proxy?.close();
+  proxy = undefined;
   await bank?.close();
   bank = undefined;
 });
@@ -34,14 +42,15 @@ afterEach(async () => {
 async function start(bankUrl: string, payments?: Payments) {
   const shopDb = new ShopDb(':memory:');
   db = shopDb;
-  meter = new Meter<MeterName>();
-  wiring = await floodgateShop({
+  meter = new Meter<MeterName>(120, () => wallClock);
+  parts = floodgatePaymentParts({
     db: shopDb,
     meter,
     bankUrl,
     bankRate: 50,
     onSettled: (orderId, outcome) => settleOrder(shopDb, meter, orderId, outcome),
   });
+  wiring = floodgateWiring(parts);
   const app = createShopApp({ db: shopDb, meter, ...appPartsOf(wiring), ...(payments ? { payments } : {}) });
   server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server?.once('listening', resolve));
@@ -66,7 +75,9 @@ async function start(bankUrl: string, payments?: Payments) {
       body: (await response.json()) as { status?: string },
     };
   };
-  return { join, pay, db: shopDb };
+  const stats = async () =>
+    (await (await fetch(`${base}/api/stats`)).json()) as { perSecond: Record<string, number> };
+  return { join, pay, stats, db: shopDb };
 }
 
 describe('the floodgate shop', () => {
@@ -100,6 +111,48 @@ describe('the floodgate shop', () => {
     expect((await pay(orderId, 'k-1', 'tok_decline_insufficient_funds')).status).toBe(402);
     expect((await pay(orderId, 'k-2', 'tok_ok')).status).toBe(201);
     expect(bank.stats()).toMatchObject({ charges: 1, extraCharges: 0 });
+  });
+
+  it('answers a double click on a declined card with the first click’s decline: the bank declines once', async () => {
+    bank = await startBankSim({ rate: 50 });
+    proxy = await holdingBank(bank.url);
+    const { join, pay, db } = await start(proxy.url);
+    const orderId = await join();
+    // The first click is at the bank; the second, with the page's same key, is held by the idempotency
+    // layer until the first is answered.
+    const first = pay(orderId, 'k-1', 'tok_decline_insufficient_funds');
+    await expect.poll(() => proxy?.arrived).toBe(1);
+    const second = pay(orderId, 'k-1', 'tok_decline_insufficient_funds');
+    await expect.poll(() => meter.total('checkouts')).toBe(2);
+    proxy.release();
+
+    expect(await first).toMatchObject({ status: 402, body: { status: 'declined' } });
+    expect(await second).toMatchObject({ status: 402, replayed: false, body: { status: 'declined' } });
+    expect(bank.stats()).toMatchObject({ declines: 1, charges: 0 });
+    expect(db.order(orderId)).toMatchObject({ status: 'declined', declineReason: 'insufficient_funds' });
+    expect(meter.total('declined')).toBe(1);
+    // The page's next checkout (a new key) with another card pays.
+    expect((await pay(orderId, 'k-2', 'tok_ok')).status).toBe(201);
+    expect(bank.stats()).toMatchObject({ declines: 1, charges: 1 });
+  });
+
+  it('counts a checkout it sheds as shed on the dashboard, and not a re-click answered from its key', async () => {
+    bank = await startBankSim({ rate: 50 });
+    const { join, pay, stats } = await start(bank.url);
+    const paid = await join('d-kettle');
+    expect((await pay(paid, 'k-1')).status).toBe(201);
+    const other = await join('d-textbook');
+
+    // The bank is sick: the breaker opens and the shop turns checkouts away.
+    parts.breaker.trip(60_000);
+    const shed = await pay(other, 'k-2');
+    expect(shed).toMatchObject({ status: 503, body: { code: 'ERR_LOAD_SHED' } });
+    expect((await pay(paid, 'k-1')).replayed).toBe(true);
+
+    expect(meter.total('shed')).toBe(1);
+    expect(meter.total('checkouts')).toBe(3);
+    wallClock += 1000;
+    expect((await stats()).perSecond).toMatchObject({ shed: 1, checkouts: 3 });
   });
 
   it('counts each paid and declined order once on the dashboard', async () => {

@@ -4,7 +4,8 @@ import { createPaymentClient, ietfGateway, sqliteLedger } from '@floodgate/payme
 import type { RedisStore } from '@floodgate/redis';
 import { type Gate, gate } from '@floodgate/token-bucket';
 import type { Request } from 'express';
-import { isStoredCheckoutAnswer } from './checkout.js';
+import { COALESCE_TIMEOUT_MS, isStoredCheckoutAnswer } from './checkout.js';
+import { CheckoutShedder } from './checkout-shedder.js';
 import { FloodgatePayments } from './floodgate-payments.js';
 import type { PaymentsContext } from './payments.js';
 import type { ShopWiring, WiringOptions } from './shops.js';
@@ -22,6 +23,11 @@ export interface FloodgatePaymentParts {
   readonly breaker: CircuitBreaker;
   /** How long a checkout may wait for its turn at the bank before it is shed. */
   readonly maxWaitMs: number;
+  /**
+   * The load shedding in front of checkout (reads the gate and the breaker, `maxWaitMs`); each checkout
+   * it turns away counts as `shed` on the dashboard.
+   */
+  readonly shedder: CheckoutShedder;
   close(): Promise<void>;
 }
 
@@ -86,12 +92,14 @@ export function floodgatePaymentParts(context: FloodgatePartsOptions): Floodgate
     reconcile: { intervalMs: 500, maxIntervalMs: 2000, concurrency: 64, deadlineMs: 3000 },
   });
   const payments = new FloodgatePayments(context, { client, gate: bank, breaker });
+  const shedder = new CheckoutShedder({ gate: bank, breaker, maxWaitMs: MAX_WAIT_MS }, context.meter);
 
   return {
     payments,
     gate: bank,
     breaker,
     maxWaitMs: MAX_WAIT_MS,
+    shedder,
     async close() {
       await payments.close();
       bank.close();
@@ -109,15 +117,23 @@ export function floodgatePaymentParts(context: FloodgatePartsOptions): Floodgate
  */
 export async function floodgateShop(context: WiringOptions): Promise<ShopWiring> {
   const store = context.redisUrl ? await sharedBankBucket(context.redisUrl) : undefined;
-  const { payments, gate: bank, breaker, close } = floodgatePaymentParts({ ...context, store });
+  return floodgateWiring(floodgatePaymentParts({ ...context, store }));
+}
+
+/**
+ * The floodgate shop's checkout around its way to the bank (see {@link floodgateShop}); closing the
+ * wiring closes the parts. Tests build it from parts they keep, to reach the gate or the breaker.
+ */
+export function floodgateWiring(parts: FloodgatePaymentParts): ShopWiring {
+  const { payments, shedder, close } = parts;
   const perStudent = rateLimit({ name: 'checkout', limit: 10, windowMs: 10_000, key: studentOf });
   const idempotent = idempotency({
     scope: studentOf,
     inFlight: 'coalesce',
-    coalesceTimeoutMs: 15_000,
+    coalesceTimeoutMs: COALESCE_TIMEOUT_MS,
     shouldStore: isStoredCheckoutAnswer,
   });
-  const shed = loadShedding({ gate: bank, breaker, maxWaitMs: MAX_WAIT_MS, priority: 'critical' });
+  const shed = loadShedding({ shedder, priority: 'critical' });
 
   return {
     payments,

@@ -106,6 +106,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await dashboard.locator('#paid', { hasText: /^1$/ }).waitFor();
     expect(await dashboard.locator('#limit').textContent()).toBe('50');
     expect(await dashboard.locator('#double').textContent()).toBe('0');
+    expect(await dashboard.locator('#shed').textContent()).toBe('0');
     expect(await dashboard.locator('#chart polyline').count()).toBeGreaterThan(0);
   }, 30_000);
 
@@ -133,6 +134,61 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     expect(await paid.headerValue('idempotency-key')).not.toBe(await declined.headerValue('idempotency-key'));
     expect(db.order(order?.id ?? '')?.status).toBe('paid');
     expect(bank.stats()).toMatchObject({ charges: chargesBefore + 1, ordersChargedMoreThanOnce: 0 });
+  }, 30_000);
+
+  it('keeps the student across a reload, so joining the deal again shows the same order', async () => {
+    const page = await browser.newPage();
+    await page.goto(shopUrl);
+    // A student who never typed an id: the page made one up.
+    await page.evaluate('localStorage.clear()');
+    await page.reload();
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    const student = await page.inputValue('#student');
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const summary = await page.locator('#order-summary').textContent();
+
+    await page.reload();
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    expect(await page.inputValue('#student')).toBe(student);
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    expect(await page.locator('#order-summary').textContent()).toBe(summary);
+    expect(db.orders().filter((o) => o.studentId === student)).toHaveLength(1);
+  }, 30_000);
+
+  it('does not show the answer of an order’s checkout once the student moved on to another order', async () => {
+    const page = await browser.newPage();
+    await page.goto(shopUrl);
+    await page.fill('#student', 'switching-student');
+    await page.dispatchEvent('#student', 'change');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    // The first order's checkout is slow to answer...
+    let letThrough!: () => void;
+    const slow = new Promise<void>((resolve) => (letThrough = resolve));
+    await page.route('**/api/checkout', async (route) => {
+      await slow;
+      await route.continue();
+    });
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Paying/ }).waitFor();
+    // ...and meanwhile the student opens another order.
+    await page.click('button[data-deal="d-textbook"]');
+    await page.locator('#order-summary', { hasText: /Textbook/ }).waitFor();
+
+    const [answer] = await Promise.all([page.waitForResponse('**/api/checkout'), letThrough()]);
+    expect(answer.status()).toBe(201);
+    // Once the page has read the answer (its body is in, and the page's queued tasks ran), what it shows
+    // is still about the textbook order, which is not paid.
+    await answer.finished();
+    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 0)));
+    expect(await page.locator('#result').textContent()).not.toMatch(/^Paid/);
+    const textbook = db
+      .orders()
+      .find((o) => o.studentId === 'switching-student' && o.dealId === 'd-textbook');
+    expect(textbook?.status).toBe('created');
   }, 30_000);
 
   it('says so when the shop is not answering, and keeps watching a pending payment through it', async () => {

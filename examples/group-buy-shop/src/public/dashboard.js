@@ -41,6 +41,7 @@ async function tick() {
     const stats = await (await fetch('/api/stats')).json();
     $('who').textContent = `${stats.shop} shop (${stats.instance})`;
     set('checkouts', stats.perSecond.checkouts);
+    set('shed', stats.perSecond.shed);
     set('bank', stats.perSecond.bank, stats.bankRate > 0 && stats.perSecond.bank > stats.bankRate * 1.05);
     set('limit', stats.bankRate || 'none set');
     set('breaker', stats.payments.breaker, stats.payments.breaker === 'open');

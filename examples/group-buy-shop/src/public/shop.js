@@ -9,6 +9,9 @@ const NOT_ANSWERING = 'Shop not answering: try again in a moment.';
 
 const student = $('student');
 student.value = localStorage.getItem('student') || `student-${Math.random().toString(36).slice(2, 8)}`;
+// The id stands in for the session cookie: a made-up one is kept too, or a reload would make the student
+// someone else, whose "join the deal again" opens a new order instead of showing theirs.
+localStorage.setItem('student', student.value);
 student.addEventListener('change', () => localStorage.setItem('student', student.value));
 
 async function api(path, init = {}) {
@@ -107,6 +110,9 @@ async function pay() {
     headers,
     body: JSON.stringify({ orderId, source: $('card').value }),
   });
+  // The student opened another order meanwhile: this answer is not about the order the page shows (and
+  // a decline must not give that order a new key).
+  if (state.order?.id !== orderId) return;
   // Not answered: the click may still have reached the shop, so the next one keeps its key.
   if (!response) return show('busy', NOT_ANSWERING);
   const status = body.status;

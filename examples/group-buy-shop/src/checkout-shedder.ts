@@ -1,0 +1,28 @@
+import { type Admission, LoadShedder, type LoadShedderOptions, type Refusal } from '@floodgate/http';
+import type { Meter } from './meter.js';
+import type { MeterName } from './payments.js';
+
+/**
+ * The floodgate shop's load shedder in front of checkout, shared by the Express and the Fastify shop:
+ * each checkout it turns away (503 + `Retry-After`, nothing charged) counts as `shed` on the dashboard.
+ * Counted here rather than from the response, because only the shedder knows a 503 is its own (the
+ * idempotency layer answers 503 too when its store fails).
+ *
+ * @example
+ * const shedder = new CheckoutShedder({ gate, breaker, maxWaitMs: 4000 }, meter);
+ * app.post('/api/checkout', loadShedding({ shedder, priority: 'critical' }), checkout);
+ */
+export class CheckoutShedder extends LoadShedder {
+  readonly #meter: Meter<MeterName>;
+
+  constructor(options: LoadShedderOptions, meter: Meter<MeterName>) {
+    super(options);
+    this.#meter = meter;
+  }
+
+  override admit(priority?: string, cost?: number): Admission | Refusal {
+    const admission = super.admit(priority, cost);
+    if (!admission.admitted) this.#meter.mark('shed');
+    return admission;
+  }
+}
