@@ -37,6 +37,10 @@ export interface IdempotencyStore {
   /**
    * Stores the response for `ttlMs` and ends the lease, if `lease` still owns the key: a request whose
    * lease expired and was taken over must not overwrite the new owner's outcome.
+   *
+   * A lease owns its key from `begin` until it is completed, released or expires. A `complete` or
+   * `release` by a lease that no longer owns the key changes nothing, also when its lease expired and
+   * nobody has taken the key over yet (the key is free then, as for `begin`).
    */
   complete(key: string, lease: string, response: StoredResponse, ttlMs: number): void | Promise<void>;
   /** Ends the lease without storing anything (a retryable outcome: 5xx, 429, aborted). */

@@ -62,6 +62,33 @@ describe('MemoryIdempotencyStore', () => {
     ).toBe(201);
   });
 
+  it('a lease that expired owns nothing: its late complete is ignored even when nobody took the key over', () => {
+    // As in Redis, where the key expires with the lease: the outcome must not depend on whether some
+    // begin came between the expiry and the late complete.
+    const { store, advance } = setup();
+    const slow = store.begin('k', 'fp', 1000);
+    if (!slow.acquired) throw new Error('expected a lease');
+    advance(1000);
+    store.complete('k', slow.lease, response, 5000);
+    expect(store.begin('k', 'fp', 1000).acquired).toBe(true);
+  });
+
+  it('when full, drops expired entries before a live stored response, wherever they sit', () => {
+    const { store, advance } = setup(2);
+    const stored = store.begin('stored', 'fp', 1000);
+    if (!stored.acquired) throw new Error('expected a lease');
+    store.complete('stored', stored.lease, response, 60_000);
+    // A request that crashed, begun after the response was stored: behind it in insertion order.
+    expect(store.begin('crashed', 'fp', 1000).acquired).toBe(true);
+    advance(1000);
+    expect(store.begin('fresh', 'fp', 1000).acquired).toBe(true);
+    expect(store.begin('stored', 'fp', 1000)).toEqual({
+      acquired: false,
+      record: { state: 'completed', fingerprint: 'fp', response },
+    });
+    expect(store.size).toBe(2);
+  });
+
   it('release frees the key without storing', () => {
     const { store } = setup();
     const begun = store.begin('k', 'fp', 1000);

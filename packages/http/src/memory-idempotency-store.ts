@@ -39,6 +39,8 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #clock: () => number;
   readonly #entries = new Map<string, Entry>();
   readonly #waiters = new Map<string, Set<() => void>>();
+  /** No entry expires before this (a lower bound, kept as entries are written): see #makeRoom. */
+  #nextExpiry = Number.POSITIVE_INFINITY;
   #closed = false;
 
   constructor(options: MemoryIdempotencyStoreOptions = {}) {
@@ -82,6 +84,7 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       this.#entries.delete(key);
     }
     this.#makeRoom(now);
+    if (now + leaseMs < this.#nextExpiry) this.#nextExpiry = now + leaseMs;
     const lease = randomUUID();
     this.#entries.set(key, {
       fingerprint,
@@ -96,11 +99,16 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
   complete(key: string, lease: string, response: StoredResponse, ttlMs: number): void {
     const entry = this.#entries.get(key);
     if (entry === undefined || entry.lease !== lease) return;
-    // Re-insert so Map order stays close to expiry order for the sweep in #makeRoom.
+    const now = this.#clock();
+    // An expired lease owns nothing, taken over or not: the key is free (as in Redis, where it expired
+    // away), so a late complete is ignored rather than stored depending on whether a begin came first.
+    if (entry.leaseExpiresAt <= now) return;
+    // Re-insert so Map order is the order of completion: #makeRoom evicts the oldest stored response first.
     this.#entries.delete(key);
     entry.lease = undefined;
     entry.response = response;
-    entry.expiresAt = this.#clock() + ttlMs;
+    entry.expiresAt = now + ttlMs;
+    if (entry.expiresAt < this.#nextExpiry) this.#nextExpiry = entry.expiresAt;
     this.#entries.set(key, entry);
     this.#wake(key);
   }
@@ -156,6 +164,18 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   #makeRoom(now: number): void {
     if (this.#entries.size < this.maxKeys) return;
+    // Expired entries go before any live stored response, wherever they sit in Map order (a crashed
+    // request's lease begun after a response was stored sits behind it). One pass drops them all; until
+    // the earliest expiry left nothing can have expired, so a full store under a flood of fresh keys does
+    // not scan every entry on every begin.
+    if (now >= this.#nextExpiry) {
+      let next = Number.POSITIVE_INFINITY;
+      for (const [key, entry] of this.#entries) {
+        if (entry.expiresAt <= now) this.#entries.delete(key);
+        else if (entry.expiresAt < next) next = entry.expiresAt;
+      }
+      this.#nextExpiry = next;
+    }
     for (const [key, entry] of this.#entries) {
       if (this.#entries.size < this.maxKeys) return;
       const leased = entry.lease !== undefined && entry.leaseExpiresAt > now;
