@@ -20,10 +20,30 @@ export interface RateLimitMiddleware extends RequestHandler {
   close(): Promise<void>;
 }
 
-function apply(result: RateLimitResult, res: Response, next: NextFunction): void {
+declare global {
+  namespace Express {
+    interface Request {
+      /** The outcome of the last floodgate rate limit this request went through (`remaining`, `action`...). */
+      floodgateRateLimit?: RateLimitResult;
+    }
+  }
+}
+
+function apply(
+  core: RateLimit<Request>,
+  result: RateLimitResult,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): void {
+  req.floodgateRateLimit = result;
   if (result.headers.length > 0) setHeaders(res, result.headers);
-  if (result.action === 'deny' && result.answer !== undefined) sendAnswer(res, result.answer);
-  else next();
+  if (result.action === 'deny' && result.answer !== undefined) {
+    sendAnswer(res, result.answer);
+    return;
+  }
+  if (core.settlesResponses) core.settleOnClose(req, result, res);
+  next();
 }
 
 /**
@@ -54,10 +74,10 @@ function middlewareOf(core: RateLimit<Request>): RateLimitMiddleware {
       // Anything `apply` throws (writing the answer) reaches the error handler too, never an unhandled
       // rejection with the request left hanging.
       Promise.resolve(result)
-        .then((settled) => apply(settled, res, next))
+        .then((settled) => apply(core, settled, req, res, next))
         .then(undefined, (error: unknown) => next(error));
     } else {
-      apply(result as RateLimitResult, res, next);
+      apply(core, result as RateLimitResult, req, res, next);
     }
   };
   return Object.assign(middleware, {

@@ -31,6 +31,7 @@ export interface FastifyRateLimitOptions extends RateLimitOptions<FastifyRequest
 
 /** What the hooks of one plugin registration share. */
 interface HookParts {
+  readonly core: RateLimit<FastifyRequest>;
   readonly sender: RefusalSender;
   readonly replyFields: ReplyFields;
 }
@@ -40,13 +41,14 @@ function apply(
   request: FastifyRequest,
   reply: FastifyReply,
   done: HookHandlerDoneFunction,
-  { sender, replyFields }: HookParts,
+  { core, sender, replyFields }: HookParts,
 ): void {
   request.floodgateRateLimit = result;
   if (result.action === 'deny' && result.answer !== undefined) {
     sender.send(reply, result.answer, result.headers);
     return;
   }
+  if (core.settlesResponses) core.settleOnClose(request, result, reply.raw);
   const headers = result.headers;
   // The RateLimit fields are lower-case and never set-cookie: storing them where `reply.header()` would is
   // what it does, without its per-call checks (see ReplyFields).
@@ -59,7 +61,8 @@ function apply(
   done();
 }
 
-function hookOf(core: RateLimit<FastifyRequest>, parts: HookParts) {
+function hookOf(parts: HookParts) {
+  const core = parts.core;
   return function floodgateRateLimit(
     request: FastifyRequest,
     reply: FastifyReply,
@@ -95,7 +98,7 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
   // Each hook has its own sender: its cache holds the refusal of one core.
   const sender = new RefusalSender(denials, replyFields);
   const core = new RateLimit<FastifyRequest>(coreOptions, { clientAddress: socketAddressReader() });
-  const shared = hookOf(core, { sender, replyFields });
+  const shared = hookOf({ core, sender, replyFields });
   const derived: RateLimit<FastifyRequest>[] = [];
   fastify.decorateRequest('floodgateRateLimit', null);
   // Each route gets its own prepared hook at registration: nothing is looked up per request.
@@ -106,7 +109,11 @@ const setup: FastifyPluginCallback<FastifyRateLimitOptions> = (fastify, options,
     if (config !== undefined && Object.keys(config).length > 0) {
       const routeCore = core.derive(config);
       derived.push(routeCore);
-      routeHook = hookOf(routeCore, { sender: new RefusalSender(denials, replyFields), replyFields });
+      routeHook = hookOf({
+        core: routeCore,
+        sender: new RefusalSender(denials, replyFields),
+        replyFields,
+      });
     }
     route[hook] = appendHook(route[hook], routeHook as never);
   });

@@ -57,6 +57,7 @@ export { MemoryIdempotencyStore, memoryIdempotencyStore } from './memory-idempot
 export type { HttpAnswer, ProblemAnswerOptions, ProblemDetails } from './problem.js';
 export { PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
 export type {
+  ClosingResponse,
   RateLimitAdapter,
   RateLimitOptions,
   RateLimitPolicy,

@@ -351,4 +351,112 @@ describe('RateLimit', () => {
       expect.objectContaining({ option: 'windowMs', message: expect.stringMatching(/got `1000`/) }),
     );
   });
+
+  describe('settle: skipFailedRequests and skipSuccessfulRequests', () => {
+    /** A response as settleOnClose reads it: closes when the test says. */
+    class FakeResponse {
+      closed = false;
+      writableEnded = false;
+      statusCode = 200;
+      #listeners: Array<() => void> = [];
+      once(_event: 'close', listener: () => void) {
+        this.#listeners.push(listener);
+      }
+      end(statusCode: number) {
+        this.statusCode = statusCode;
+        this.writableEnded = true;
+        this.close();
+      }
+      close() {
+        this.closed = true;
+        for (const listener of this.#listeners.splice(0)) listener();
+      }
+    }
+    const remaining = (limit: RateLimit<Req>) => sync(limit.check(req())).outcomes[0]?.decision.remaining;
+
+    it('gives back what a failed request took, also one whose connection closed before its answer ended', () => {
+      const { limit } = clocked({ limit: 5, windowMs: 60_000, skipFailedRequests: true, cost: 2 });
+      expect(limit.settlesResponses).toBe(true);
+      const served = new FakeResponse();
+      limit.settleOnClose(req(), sync(limit.check(req())), served);
+      served.end(200);
+      const failed = new FakeResponse();
+      limit.settleOnClose(req(), sync(limit.check(req())), failed);
+      failed.end(500);
+      const dropped = new FakeResponse();
+      limit.settleOnClose(req(), sync(limit.check(req())), dropped);
+      dropped.close(); // the client went away before the answer ended: a failure
+      expect(remaining(limit)).toBe(1); // 5 - 2 (served) - 2 (this check)
+    });
+
+    it('settles at once when the response had already closed (an async store answered late)', () => {
+      const { limit } = clocked({ limit: 2, windowMs: 60_000, skipSuccessfulRequests: true });
+      const response = new FakeResponse();
+      response.end(204);
+      limit.settleOnClose(req(), sync(limit.check(req())), response);
+      expect(remaining(limit)).toBe(1);
+    });
+
+    it('a requestWasSuccessful that throws is reported and leaves the request counted', () => {
+      const onError = vi.fn();
+      const boom = new Error('boom');
+      const { limit } = clocked({
+        limit: 2,
+        windowMs: 60_000,
+        skipFailedRequests: true,
+        requestWasSuccessful: () => {
+          throw boom;
+        },
+        onError,
+      });
+      const response = new FakeResponse();
+      limit.settleOnClose(req(), sync(limit.check(req())), response);
+      expect(() => response.end(500)).not.toThrow();
+      expect(onError).toHaveBeenCalledWith(boom);
+      expect(remaining(limit)).toBe(0);
+    });
+
+    it('gives back to every policy, never settles refusals or skips, and is off without the options', () => {
+      const { limit } = clocked({
+        skipFailedRequests: true,
+        skip: (r) => r.path === '/health',
+        policies: [
+          { name: 'a', limit: 3, windowMs: 60_000 },
+          { name: 'b', limit: 1, windowMs: 60_000, key: () => 'all' },
+        ],
+      });
+      const failed = new FakeResponse();
+      limit.settleOnClose(req(), sync(limit.check(req())), failed);
+      failed.end(503);
+      const served = sync(limit.check(req()));
+      expect(served.outcomes.map((o) => o.decision.remaining)).toEqual([2, 0]);
+      const refused = sync(limit.check(req()));
+      expect(refused.action).toBe('deny');
+      const response = new FakeResponse();
+      limit.settleOnClose(req(), refused, response);
+      limit.settleOnClose(req(), sync(limit.check(req('203.0.113.9', { path: '/health' }))), response);
+      response.end(500);
+      // Neither the refusal nor the skip gave anything back: b is still empty.
+      expect(sync(limit.check(req())).action).toBe('deny');
+
+      const { limit: plain } = clocked({ limit: 2, windowMs: 60_000 });
+      expect(plain.settlesResponses).toBe(false);
+      const ignored = new FakeResponse();
+      plain.settleOnClose(req(), sync(plain.check(req())), ignored);
+      ignored.end(500);
+      expect(remaining(plain)).toBe(0);
+    });
+
+    it('validates the options', () => {
+      expect(() => new RateLimit<Req>({ limit: 1, skipFailedRequests: 'yes' as never })).toThrow(
+        /`skipFailedRequests`/,
+      );
+      expect(() => new RateLimit<Req>({ limit: 1, skipSuccessfulRequests: 1 as never })).toThrow(
+        /`skipSuccessfulRequests`/,
+      );
+      expect(() => new RateLimit<Req>({ limit: 1, requestWasSuccessful: true as never })).toThrow(
+        /`requestWasSuccessful`/,
+      );
+    });
+  });
 });

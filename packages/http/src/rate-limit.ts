@@ -17,6 +17,16 @@ import {
   rejectUnknownKeys,
 } from './validate.js';
 
+/** The part of Node's `ServerResponse` {@link RateLimit.settleOnClose} reads. */
+export interface ClosingResponse {
+  once(event: 'close', listener: () => void): unknown;
+  /** True once the response has closed (Node's `res.closed`). */
+  readonly closed?: boolean;
+  /** True once the response was ended (its status is then final). */
+  readonly writableEnded: boolean;
+  readonly statusCode: number;
+}
+
 /** One quota: a token bucket per key. */
 export interface RateLimitPolicy<Req> {
   /**
@@ -104,6 +114,25 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
    * @default false
    */
   readonly passOnStoreError?: boolean;
+  /**
+   * Gives a request's tokens back once its response counts as failed (`requestWasSuccessful` answers
+   * false, or the connection closed before the response ended): only successful requests are counted.
+   * express-rate-limit's option of the same name.
+   * @default false
+   */
+  readonly skipFailedRequests?: boolean;
+  /**
+   * Gives a request's tokens back once its response counts as successful: only failures are counted, as
+   * for a login limit that counts wrong passwords. express-rate-limit's option of the same name.
+   * @default false
+   */
+  readonly skipSuccessfulRequests?: boolean;
+  /**
+   * Whether a finished response counts as successful, for `skipFailedRequests`/`skipSuccessfulRequests`.
+   * What it throws goes to `onError`, and the request stays counted.
+   * @default (request, statusCode) => statusCode < 400
+   */
+  readonly requestWasSuccessful?: (request: Req, statusCode: number) => boolean;
   /** Called for every request over a limit (also in dry-run), e.g. for metrics. What it throws goes to `onError`. */
   readonly onLimit?: (request: Req, result: RateLimitResult) => void;
   /**
@@ -137,6 +166,9 @@ const KNOWN = [
   'ipv6Subnet',
   'statusCode',
   'passOnStoreError',
+  'skipFailedRequests',
+  'skipSuccessfulRequests',
+  'requestWasSuccessful',
   'onLimit',
   'onError',
   'maxKeys',
@@ -165,6 +197,8 @@ export interface RateLimitResult {
   readonly answer?: HttpAnswer;
   /** Each consulted policy's decision. */
   readonly outcomes: readonly PolicyOutcome[];
+  /** What the request cost each policy that let it through (absent when nothing was taken). */
+  readonly cost?: number;
 }
 
 interface Policy<Req> {
@@ -211,6 +245,11 @@ const requestIp = (request: KeyableRequest): string | undefined => request.ip;
 export class RateLimit<Req extends KeyableRequest> {
   readonly headers: RateLimitHeaders;
   readonly dryRun: boolean;
+  /**
+   * True with `skipFailedRequests` or `skipSuccessfulRequests`: the adapter must call {@link settle} once
+   * the response of an allowed request has ended or its connection closed.
+   */
+  readonly settlesResponses: boolean;
   readonly #policies: readonly Policy<Req>[];
   readonly #cost: number | ((request: Req) => number);
   readonly #skip: ((request: Req) => boolean | Promise<boolean>) | undefined;
@@ -219,6 +258,9 @@ export class RateLimit<Req extends KeyableRequest> {
   readonly #subnet: number | false;
   readonly #statusCode: number;
   readonly #passOnStoreError: boolean;
+  readonly #skipFailed: boolean;
+  readonly #skipSuccessful: boolean;
+  readonly #wasSuccessful: ((request: Req, statusCode: number) => boolean) | undefined;
   readonly #onLimit: ((request: Req, result: RateLimitResult) => void) | undefined;
   readonly #onError: (error: unknown) => void;
   readonly #options: RateLimitOptions<Req>;
@@ -345,6 +387,19 @@ export class RateLimit<Req extends KeyableRequest> {
       options.passOnStoreError === undefined
         ? false
         : checkBoolean('passOnStoreError', options.passOnStoreError);
+    this.#skipFailed =
+      options.skipFailedRequests === undefined
+        ? false
+        : checkBoolean('skipFailedRequests', options.skipFailedRequests);
+    this.#skipSuccessful =
+      options.skipSuccessfulRequests === undefined
+        ? false
+        : checkBoolean('skipSuccessfulRequests', options.skipSuccessfulRequests);
+    this.#wasSuccessful =
+      options.requestWasSuccessful === undefined
+        ? undefined
+        : checkFunction('requestWasSuccessful', options.requestWasSuccessful);
+    this.settlesResponses = this.#skipFailed || this.#skipSuccessful;
     this.#onLimit = options.onLimit === undefined ? undefined : checkFunction('onLimit', options.onLimit);
     this.#onError = errorReporter(options.onError);
     const only = policies.length === 1 ? (policies[0] as Policy<Req>) : undefined;
@@ -396,11 +451,11 @@ export class RateLimit<Req extends KeyableRequest> {
     }
     if (isPromise(decision)) {
       return decision.then(
-        (settled) => this.#result(request, [{ policy: 0, decision: settled, key }]),
+        (settled) => this.#result(request, [{ policy: 0, decision: settled, key }], this.#cost as number),
         (error: unknown) => this.#storeFailed(error),
       );
     }
-    return this.#result(request, [{ policy: 0, decision, key }]);
+    return this.#result(request, [{ policy: 0, decision, key }], this.#cost as number);
   }
 
   #afterSkip(request: Req): MaybePromise<RateLimitResult> {
@@ -468,7 +523,7 @@ export class RateLimit<Req extends KeyableRequest> {
       const taken = this.#take(request, cost, i, outcomes, address, key);
       if (taken !== undefined) return taken;
     }
-    return this.#result(request, outcomes);
+    return this.#result(request, outcomes, cost);
   }
 
   /** Takes from policy `i`; answers undefined to continue synchronously with the next policy. */
@@ -514,10 +569,10 @@ export class RateLimit<Req extends KeyableRequest> {
     if (!decision.allowed) {
       // In dry run the request is served all the same, so what the other policies took stays spent.
       if (!this.dryRun) this.#refund(outcomes, cost);
-      return this.#result(request, outcomes);
+      return this.#result(request, outcomes, cost);
     }
     if (i + 1 < this.#policies.length) return this.#from(request, cost, i + 1, outcomes, address);
-    return this.#result(request, outcomes);
+    return this.#result(request, outcomes, cost);
   }
 
   /**
@@ -537,7 +592,7 @@ export class RateLimit<Req extends KeyableRequest> {
     }
   }
 
-  #result(request: Req, outcomes: readonly PolicyOutcome[]): RateLimitResult {
+  #result(request: Req, outcomes: readonly PolicyOutcome[], cost: number): RateLimitResult {
     // Wall-clock time only feeds the legacy X-RateLimit-Reset; skip the call otherwise.
     const nowMs = this.headers.legacyHeaders ? Date.now() : 0;
     let denied: PolicyOutcome | undefined;
@@ -546,7 +601,7 @@ export class RateLimit<Req extends KeyableRequest> {
       if (!outcome.decision.allowed) denied = outcome;
     }
     if (denied === undefined) {
-      return { action: 'allow', limited: false, headers: this.#allowed(outcomes, nowMs), outcomes };
+      return { action: 'allow', limited: false, headers: this.#allowed(outcomes, nowMs), outcomes, cost };
     }
     let result: RateLimitResult;
     if (this.dryRun) {
@@ -556,6 +611,7 @@ export class RateLimit<Req extends KeyableRequest> {
         limited: true,
         headers: this.headers.format(outcomes, nowMs).filter(([name]) => name !== 'retry-after'),
         outcomes,
+        cost,
       };
     } else {
       const refusal = this.#refusal(outcomes, denied, nowMs);
@@ -621,6 +677,42 @@ export class RateLimit<Req extends KeyableRequest> {
         retryAfterMs,
       }),
     };
+  }
+
+  /**
+   * Settles an allowed request once its response is over, for `skipFailedRequests` and
+   * `skipSuccessfulRequests`: gives back what it took when its outcome is one not to count. `statusCode`
+   * is the status of a response that ended, `undefined` when the connection closed first (a failure).
+   * Adapters call it once per request when {@link settlesResponses} is true; it never throws.
+   */
+  settle(request: Req, result: RateLimitResult, statusCode: number | undefined): void {
+    if (result.action !== 'allow' || result.cost === undefined || !this.settlesResponses) return;
+    let successful = false;
+    if (statusCode !== undefined) {
+      try {
+        successful =
+          this.#wasSuccessful === undefined
+            ? statusCode < 400
+            : this.#wasSuccessful(request, statusCode) === true;
+      } catch (error) {
+        this.#onError(error);
+        return;
+      }
+    }
+    if (successful ? this.#skipSuccessful : this.#skipFailed) this.#refund(result.outcomes, result.cost);
+  }
+
+  /**
+   * For adapters on Node's `http` (Express, Fastify): {@link settle}s an allowed request when its response
+   * closes, with its status if the response ended and as a failure if the connection closed first. Does
+   * nothing unless {@link settlesResponses}.
+   */
+  settleOnClose(request: Req, result: RateLimitResult, response: ClosingResponse): void {
+    if (!this.settlesResponses || result.action !== 'allow' || result.cost === undefined) return;
+    const settle = () =>
+      this.settle(request, result, response.writableEnded ? response.statusCode : undefined);
+    if (response.closed === true) settle();
+    else response.once('close', settle);
   }
 
   /**

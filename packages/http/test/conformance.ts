@@ -267,6 +267,44 @@ export const cases: readonly Case[] = [
     },
   },
   {
+    name: 'rate limit: skipFailedRequests gives back what a 4xx, 5xx or a throwing handler took',
+    app: { rateLimit: { name: 'ok-only', limit: 2, windowMs: 60_000, skipFailedRequests: true } },
+    async run(client) {
+      expect((await client.request(checkout(undefined, { status: 400 }))).status).toBe(400);
+      expect((await client.request(checkout(undefined, { status: 503 }))).status).toBe(503);
+      expect((await client.request(checkout(undefined, { error: true }))).status).toBe(500);
+      const [first, second, third] = await burst(client, 3, checkout(undefined, {}));
+      expect(first?.status).toBe(201);
+      // Each answer shows the bucket as the request found it; the failures before were given back.
+      expect(first?.headers.ratelimit).toBe('"ok-only";r=1;t=30');
+      expect(second?.status).toBe(201);
+      expectProblem(third as CaseResponse, 429, 'ERR_RATE_LIMITED');
+    },
+  },
+  {
+    name: 'rate limit: skipSuccessfulRequests counts only failures; requestWasSuccessful decides which',
+    app: {
+      rateLimit: {
+        name: 'failures',
+        limit: 2,
+        windowMs: 60_000,
+        skipSuccessfulRequests: true,
+        // A 402 (the card declined) is the failure counted here, not other 4xx.
+        requestWasSuccessful: (_req, statusCode) => statusCode !== 402,
+      },
+    },
+    async run(client) {
+      for (const status of [201, 400, 201, 422]) {
+        expect((await client.request(checkout(undefined, { status }))).status).toBe(status);
+      }
+      expect((await client.request(checkout(undefined, { status: 402 }))).headers.ratelimit).toBe(
+        '"failures";r=1;t=30',
+      );
+      expect((await client.request(checkout(undefined, { status: 402 }))).status).toBe(402);
+      expectProblem(await client.request(checkout(undefined, { status: 201 })), 429, 'ERR_RATE_LIMITED');
+    },
+  },
+  {
     name: 'rate limit: per-route cost and opt-out share one quota',
     app: {
       rateLimit: { limit: 10, windowMs: 60_000 },
