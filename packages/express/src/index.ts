@@ -3,8 +3,11 @@ export type {
   HttpAnswer,
   IdempotencyStore,
   KeyGenerator,
+  RateLimitAllowed,
+  RateLimitDenied,
   RateLimitPolicy,
   RateLimitResult,
+  RateLimitSkipped,
   StandardHeaders,
 } from '@floodgate/http';
 export {

@@ -59,9 +59,12 @@ export { PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './proble
 export type {
   ClosingResponse,
   RateLimitAdapter,
+  RateLimitAllowed,
+  RateLimitDenied,
   RateLimitOptions,
   RateLimitPolicy,
   RateLimitResult,
+  RateLimitSkipped,
 } from './rate-limit.js';
 export { RATE_LIMIT_OPTION_NAMES, RateLimit } from './rate-limit.js';
 export { invalidOption } from './validate.js';

@@ -178,10 +178,8 @@ const KNOWN = [
 /** The option names every adapter's rate-limit entry point accepts from the core. */
 export const RATE_LIMIT_OPTION_NAMES: readonly string[] = KNOWN;
 
-/** The outcome of one request. */
-export interface RateLimitResult {
-  /** `skip`: not counted (skip, allow list, store error passed on); `deny` only when not in dry-run. */
-  readonly action: 'allow' | 'deny' | 'skip';
+/** What every outcome of one request has. */
+interface RateLimitOutcome {
   /** True when a policy refused, also in dry-run. */
   readonly limited: boolean;
   /**
@@ -189,17 +187,40 @@ export interface RateLimitResult {
    * list may be shared with other answers that read the same (frozen; copy before changing).
    */
   readonly headers: ReadonlyArray<readonly [string, string]>;
-  /**
-   * The refusal to send when `action` is `deny`. While refusals read the same (same policy, numbers and
-   * seconds), one frozen answer and its fields are handed out again, so a flood of refused requests
-   * formats them once; copy before changing.
-   */
-  readonly answer?: HttpAnswer;
   /** Each consulted policy's decision. */
   readonly outcomes: readonly PolicyOutcome[];
-  /** What the request cost each policy that let it through (absent when nothing was taken). */
-  readonly cost?: number;
 }
+
+/** Let through and counted (in dry run also when `limited`). */
+export interface RateLimitAllowed extends RateLimitOutcome {
+  readonly action: 'allow';
+  readonly answer?: undefined;
+  /** What the request cost each policy (what `skipFailedRequests` gives back). */
+  readonly cost: number;
+}
+
+/** Refused: send {@link RateLimitDenied.answer} (429, or 503 when the store failed). */
+export interface RateLimitDenied extends RateLimitOutcome {
+  readonly action: 'deny';
+  /**
+   * The refusal to send. While refusals read the same (same policy, numbers and seconds), one frozen
+   * answer and its fields are handed out again, so a flood of refused requests formats them once; copy
+   * before changing.
+   */
+  readonly answer: HttpAnswer;
+}
+
+/** Not counted: `skip`, the allow list, or a store error passed on (`passOnStoreError`, dry run). */
+export interface RateLimitSkipped extends RateLimitOutcome {
+  readonly action: 'skip';
+  readonly answer?: undefined;
+}
+
+/**
+ * The outcome of one request, told apart by `action`: after `result.action === 'deny'`, TypeScript knows
+ * `result.answer` is there.
+ */
+export type RateLimitResult = RateLimitAllowed | RateLimitDenied | RateLimitSkipped;
 
 interface Policy<Req> {
   readonly limiter: KeyedLimiterLike;
@@ -207,7 +228,7 @@ interface Policy<Req> {
   readonly owned: boolean;
 }
 
-const SKIP: RateLimitResult = Object.freeze({ action: 'skip', limited: false, headers: [], outcomes: [] });
+const SKIP: RateLimitSkipped = Object.freeze({ action: 'skip', limited: false, headers: [], outcomes: [] });
 
 type MaybePromise<T> = T | Promise<T>;
 
@@ -686,7 +707,7 @@ export class RateLimit<Req extends KeyableRequest> {
    * Adapters call it once per request when {@link settlesResponses} is true; it never throws.
    */
   settle(request: Req, result: RateLimitResult, statusCode: number | undefined): void {
-    if (result.action !== 'allow' || result.cost === undefined || !this.settlesResponses) return;
+    if (result.action !== 'allow' || !this.settlesResponses) return;
     let successful = false;
     if (statusCode !== undefined) {
       try {
@@ -708,7 +729,7 @@ export class RateLimit<Req extends KeyableRequest> {
    * nothing unless {@link settlesResponses}.
    */
   settleOnClose(request: Req, result: RateLimitResult, response: ClosingResponse): void {
-    if (!this.settlesResponses || result.action !== 'allow' || result.cost === undefined) return;
+    if (!this.settlesResponses || result.action !== 'allow') return;
     const settle = () =>
       this.settle(request, result, response.writableEnded ? response.statusCode : undefined);
     if (response.closed === true) settle();
