@@ -3,8 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { type BankSim, startBankSim } from '@floodgate/bank-sim';
 import type { RequestHandler } from 'express';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createShopApp, DASHBOARD_PATH } from './app.js';
+import { createShopApp } from './app.js';
 import { ShopDb } from './db.js';
+import { DASHBOARD_PATH } from './pages.js';
 import type { PaymentIntent, Payments, PayOutcome } from './payments.js';
 
 class ScriptedPayments implements Payments {

@@ -1,17 +1,9 @@
 import { randomUUID } from 'node:crypto';
+import { json, problem, type ShopAnswer } from './answer.js';
 import type { OrderStatus, ShopDb } from './db.js';
 import type { Meter } from './meter.js';
 import type { MeterName, Payments, PayOutcome } from './payments.js';
 import type { RecentDeclines } from './recent-declines.js';
-
-/** An HTTP answer, independent of the framework that sends it (the Express and Fastify shops share it). */
-export interface CheckoutAnswer {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  readonly body: object;
-  /** Send as `application/problem+json`. */
-  readonly problem: boolean;
-}
 
 export interface CheckoutContext {
   readonly db: ShopDb;
@@ -32,20 +24,6 @@ export interface CheckoutContext {
  * answered (`coalesceTimeoutMs`); a decline is remembered a little longer (see {@link RecentDeclines}).
  */
 export const COALESCE_TIMEOUT_MS = 15_000;
-
-function json(status: number, body: object, headers: Record<string, string> = {}): CheckoutAnswer {
-  return { status, headers, body, problem: false };
-}
-
-function problem(
-  status: number,
-  title: string,
-  detail: string,
-  extra: object = {},
-  headers: Record<string, string> = {},
-): CheckoutAnswer {
-  return { status, headers, body: { type: 'about:blank', title, status, detail, ...extra }, problem: true };
-}
 
 /**
  * Which checkout answers the idempotency layer stores and replays for a key: a paid order only (201, or
@@ -71,7 +49,7 @@ export async function checkoutOrder(
   student: string,
   rawBody: unknown,
   arrivedAt?: number,
-): Promise<CheckoutAnswer> {
+): Promise<ShopAnswer> {
   const { db, payments, meter, lockOrders, declines } = context;
   const body = (rawBody ?? {}) as { orderId?: unknown; source?: unknown };
   if (
@@ -136,7 +114,7 @@ export async function checkoutOrder(
  * with other details is in flight or done, 400 when the payment refused what the student sent; anything
  * else is the shop's fault and goes to the framework's error handler (500, logged).
  */
-function answerForError(orderId: string, error: unknown): CheckoutAnswer {
+function answerForError(orderId: string, error: unknown): ShopAnswer {
   const code = (error as { code?: unknown } | null)?.code;
   if (code === 'ERR_PAYMENT_MISMATCH') {
     return problem(
@@ -207,7 +185,7 @@ export function settleOrder(db: ShopDb, meter: Meter<MeterName>, orderId: string
 }
 
 /** The answer for a payment outcome: never "failed" while the bank may have charged. */
-function answerFor(orderId: string, outcome: PayOutcome): CheckoutAnswer {
+function answerFor(orderId: string, outcome: PayOutcome): ShopAnswer {
   const retryAfter = (ms: number) => ({ 'retry-after': String(Math.max(1, Math.ceil(ms / 1000))) });
   switch (outcome.status) {
     case 'paid':

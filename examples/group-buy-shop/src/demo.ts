@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
 import { startBankSim } from '@floodgate/bank-sim';
-import { createShopApp, DASHBOARD_PATH, settleOrder } from './app.js';
+import { createShopApp, settleOrder } from './app.js';
 import { DEFAULT_BANK_RATE, SHOP_KINDS, type ShopKind } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
+import { DASHBOARD_PATH } from './pages.js';
 import type { MeterName } from './payments.js';
 import { appPartsOf, buildShop } from './shops.js';
 

@@ -1,110 +1,123 @@
-import { randomUUID } from 'node:crypto';
 import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '@floodgate/fastify';
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
-import { COALESCE_TIMEOUT_MS, checkoutOrder, isStoredCheckoutAnswer } from './checkout.js';
-import { type ShopDb, UnknownDealError } from './db.js';
-import type { FloodgatePaymentParts } from './floodgate-shop.js';
-import type { Meter } from './meter.js';
-import type { MeterName } from './payments.js';
-import { RecentDeclines } from './recent-declines.js';
-
-export interface FastifyShopOptions {
-  readonly db: ShopDb;
-  readonly meter: Meter<MeterName>;
-  /** The floodgate shop's way to the bank (see `floodgatePaymentParts`). */
-  readonly parts: FloodgatePaymentParts;
-}
-
-const studentOf = (request: FastifyRequest) => {
-  const student = request.headers['x-student-id'];
-  return typeof student === 'string' && /^[\w.-]{1,64}$/.test(student) ? student : undefined;
-};
+import type { LoadShedder } from '@floodgate/http';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { contentTypeOf, type ShopAnswer, serialize } from './answer.js';
+import { CHECKOUT_IDEMPOTENCY, CHECKOUT_PRIORITY, checkoutRateLimit } from './checkout-guards.js';
+import { jsonBodyParser, readJsonBody } from './json-body.js';
+import { type ShopPage, ShopPages } from './pages.js';
+import { ShopApi, type ShopApiOptions } from './shop-api.js';
 
 /**
- * The shop's API on Fastify 5 with the @floodgate/fastify plugins: the same deals, orders and checkout as
- * the Express app (the checkout logic is shared), with the per-student rate limit and idempotency
- * configured per route, and load shedding after them as in the Express shop. The storefront pages are the
- * Express app's.
+ * What the Fastify shop is built from: the API's options (it is the floodgate shop, so its page sends an
+ * `Idempotency-Key` and orders are not locked), and the load shedding in front of checkout.
+ */
+export interface FastifyShopOptions extends Omit<ShopApiOptions, 'lockOrders' | 'pageSendsIdempotencyKey'> {
+  /**
+   * The load shedding in front of checkout: the floodgate parts' `shedder` (see `floodgatePaymentParts`),
+   * which counts each checkout it turns away as `shed` on the dashboard.
+   */
+  readonly shedder: LoadShedder;
+  /**
+   * Monotonic clock in ms for the per-student rate limit and the recent declines (tests inject one).
+   * @default performance.now
+   */
+  readonly clock?: () => number;
+}
+
+function send(reply: FastifyReply, answer: ShopAnswer): FastifyReply {
+  return reply
+    .code(answer.status)
+    .headers(answer.headers)
+    .type(contentTypeOf(answer))
+    .send(serialize(answer));
+}
+
+function sendPage(reply: FastifyReply, page: ShopPage): FastifyReply {
+  return reply.code(200).headers(page.headers).send(page.body);
+}
+
+/** The path of a request, without its query (Express's `req.path`). */
+const pathOf = (request: FastifyRequest) => request.url.split('?', 1)[0] ?? request.url;
+
+/**
+ * The floodgate shop on Fastify 5 with the @floodgate/fastify plugins: the same routes and answers as the
+ * Express app (`app.ts`; both serve `ShopApi`, read bodies with `json-body.ts` and serve `ShopPages`),
+ * with the checkout's guards (`checkout-guards.ts`) configured per route, in the Express shop's order.
  *
  * @example
  * const parts = floodgatePaymentParts({ db, meter, bankUrl, bankRate: 300 });
- * const app = await createFastifyShop({ db, meter, parts });
+ * const app = await createFastifyShop({ db, meter, payments: parts.payments, shedder: parts.shedder });
  * await app.listen({ port: 3000 });
  */
 export async function createFastifyShop(options: FastifyShopOptions): Promise<FastifyInstance> {
-  const { db, meter, parts } = options;
-  const app = Fastify();
+  const { shedder, clock } = options;
+  const api = new ShopApi({ ...options, lockOrders: false, pageSendsIdempotencyKey: true });
+  const pages = new ShopPages();
+  const app = Fastify({
+    // A URL Fastify cannot decode (`/api/orders/%E0`) is the client's 400, answered as every other one.
+    frameworkErrors: (error, _request, reply) => send(reply, api.error(error, error.statusCode)),
+  });
 
-  app.get('/api/deals', async () => db.deals());
-  app.get<{ Params: { id: string } }>('/api/orders/:id', async (request, reply) => {
-    const order = db.order(request.params.id);
-    return order ?? reply.code(404).send({ status: 'not_found' });
+  // Bodies are read as the Express shop reads them (body-parser), not by Fastify's JSON parser: every
+  // media type reaches this one parser, which reads JSON and leaves anything else unread.
+  const parser = jsonBodyParser();
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (request, _payload, done) => {
+    readJsonBody(parser, request.raw).then(
+      (body) => done(null, body),
+      (error: Error) => done(error),
+    );
   });
-  app.post<{ Params: { id: string } }>('/api/deals/:id/join', async (request, reply) => {
-    const student = studentOf(request);
-    if (!student) return reply.code(401).send({ detail: 'Send the `X-Student-Id` header.' });
-    try {
-      const order = db.joinDeal(request.params.id, student, `ord_${randomUUID()}`);
-      return reply.code(201).send({ order, deal: db.deal(order.dealId) });
-    } catch (error) {
-      if (error instanceof UnknownDealError) return reply.code(404).send({ detail: error.message });
-      throw error;
-    }
+  app.setNotFoundHandler((request, reply) => send(reply, api.notFound(request.method, pathOf(request))));
+  app.setErrorHandler((error, _request, reply) => {
+    // Fastify's own errors about the request (`FST_ERR_*` with a 4xx) are the client's, like body-parser's.
+    const { code, statusCode } = error as { code?: unknown; statusCode?: unknown };
+    const own = typeof code === 'string' && code.startsWith('FST_') && typeof statusCode === 'number';
+    return send(reply, api.error(error, own ? statusCode : undefined));
   });
+
+  app.get('/api/config', (_request, reply) => send(reply, api.config()));
+  app.get('/api/products', (_request, reply) => send(reply, api.products()));
+  app.get('/api/deals', (_request, reply) => send(reply, api.deals()));
+  app.post<{ Params: { id: string } }>('/api/deals/:id/join', (request, reply) =>
+    send(reply, api.join(request.headers, request.params.id)),
+  );
+  app.get<{ Params: { id: string } }>('/api/orders/:id', (request, reply) =>
+    send(reply, api.order(request.params.id)),
+  );
+  app.get('/api/stats', async (_request, reply) => send(reply, await api.stats()));
+  for (const path of pages.paths) {
+    const page = pages.page(path) as ShopPage;
+    app.get(path, (_request, reply) => sendPage(reply, page));
+  }
 
   // Protection is per route: registered after the routes above, with `global: false`, the plugins only
-  // touch routes that ask for them in `config.floodgate`.
-  await app.register(floodgateRateLimit, {
-    global: false,
-    name: 'checkout',
-    limit: 10,
-    windowMs: 10_000,
-    key: studentOf,
-  });
-  await app.register(floodgateIdempotency, {
-    scope: studentOf,
-    inFlight: 'coalesce',
-    coalesceTimeoutMs: COALESCE_TIMEOUT_MS,
-    shouldStore: isStoredCheckoutAnswer,
-  });
-  // Shedding comes after idempotency, as in the Express shop ([perStudent, idempotent, shed]): in
-  // `preHandler`, after the idempotency plugin's, so a re-click of an order already paid or being paid is
-  // answered from its key instead of "busy, nothing was charged". Its 503 goes through `reply.send()`
-  // (`denials: 'reply'`): the idempotency plugin sees it and frees the key. The shedder comes with the
-  // parts, as in the Express shop: it counts what it sheds for the dashboard.
-  await app.register(floodgateLoadShedding, {
-    global: false,
-    hook: 'preHandler',
-    denials: 'reply',
-    shedder: parts.shedder,
-  });
+  // touch routes that ask for them in `config.floodgate`. All three run in `preHandler`, after the body
+  // was read, in the Express shop's order ([perStudent, idempotent, shed], after its body parser): a
+  // malformed body is answered 400 before any of them, as there. Shedding comes after idempotency, so a
+  // re-click of an order already paid or being paid is answered from its key instead of "busy, nothing
+  // was charged"; its 503 goes through `reply.send()` (`denials: 'reply'`), so the idempotency plugin
+  // sees it and frees the key.
+  await app.register(floodgateRateLimit, { ...checkoutRateLimit(clock), global: false, hook: 'preHandler' });
+  await app.register(floodgateIdempotency, CHECKOUT_IDEMPOTENCY);
+  await app.register(floodgateLoadShedding, { global: false, hook: 'preHandler', denials: 'reply', shedder });
 
-  const declines = new RecentDeclines({ holdMs: COALESCE_TIMEOUT_MS + 5000 });
   const arrivals = new WeakMap<FastifyRequest, number>();
-  const context = { db, meter, payments: parts.payments, lockOrders: false, declines };
   app.post(
     '/api/checkout',
     {
       config: {
-        floodgate: { rateLimit: {}, idempotency: true, loadShedding: { priority: 'critical' } },
+        floodgate: { rateLimit: {}, idempotency: true, loadShedding: { priority: CHECKOUT_PRIORITY } },
       },
-      // The route's own hook runs before the plugins' (they append theirs to the route): every checkout
-      // counts, as in the Express shop, and its arrival is noted before idempotency can hold it (a repeat
-      // of a click that was declined meanwhile gets that decline: see RecentDeclines).
-      onRequest: (request, _reply, done) => {
-        meter.mark('checkouts');
-        arrivals.set(request, declines.now());
+      // The route's own hook, after the body was read and before the plugins' `preHandler` hooks: every
+      // checkout counts, as in the Express shop, and its arrival is noted before idempotency can hold it.
+      preValidation: (request, _reply, done) => {
+        arrivals.set(request, api.checkoutArrived());
         done();
       },
     },
-    async (request, reply) => {
-      const student = studentOf(request);
-      if (!student) return reply.code(401).send({ detail: 'Send the `X-Student-Id` header.' });
-      const answer = await checkoutOrder(context, student, request.body, arrivals.get(request));
-      reply.code(answer.status).headers(answer.headers);
-      if (answer.problem) reply.type('application/problem+json');
-      return reply.send(answer.body);
-    },
+    async (request, reply) =>
+      send(reply, await api.checkout(request.headers, request.body, arrivals.get(request))),
   );
   return app;
 }

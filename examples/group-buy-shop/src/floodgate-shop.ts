@@ -3,17 +3,14 @@ import { idempotency, loadShedding, rateLimit } from '@floodgate/express';
 import { createPaymentClient, ietfGateway, sqliteLedger } from '@floodgate/payment-retry';
 import type { RedisStore } from '@floodgate/redis';
 import { type Gate, gate } from '@floodgate/token-bucket';
-import type { Request } from 'express';
-import { COALESCE_TIMEOUT_MS, isStoredCheckoutAnswer } from './checkout.js';
+import { CHECKOUT_IDEMPOTENCY, CHECKOUT_PRIORITY, checkoutRateLimit } from './checkout-guards.js';
 import { CheckoutShedder } from './checkout-shedder.js';
 import { FloodgatePayments } from './floodgate-payments.js';
-import type { PaymentsContext } from './payments.js';
+import type { Payments, PaymentsContext } from './payments.js';
 import type { ShopWiring, WiringOptions } from './shops.js';
 
 /** How long a checkout may wait for its turn at the bank before the shop answers 503 at once. */
 const MAX_WAIT_MS = 4000;
-
-const studentOf = (req: Request) => req.get('x-student-id');
 
 /** What the floodgate shop pays with, whatever serves its HTTP: the Express wiring and the Fastify example. */
 export interface FloodgatePaymentParts {
@@ -120,25 +117,37 @@ export async function floodgateShop(context: WiringOptions): Promise<ShopWiring>
   return floodgateWiring(floodgatePaymentParts({ ...context, store }));
 }
 
+/** What {@link floodgateWiring} needs of the parts: the payments (a test's own may stand in), the shedder. */
+export type FloodgateCheckoutParts = Pick<FloodgatePaymentParts, 'shedder' | 'close'> & {
+  readonly payments: Payments;
+};
+
+export interface FloodgateWiringOptions {
+  /**
+   * Monotonic clock in ms for the per-student rate limit (tests inject one).
+   * @default performance.now
+   */
+  readonly clock?: () => number;
+}
+
 /**
  * The floodgate shop's checkout around its way to the bank (see {@link floodgateShop}); closing the
  * wiring closes the parts. Tests build it from parts they keep, to reach the gate or the breaker.
  */
-export function floodgateWiring(parts: FloodgatePaymentParts): ShopWiring {
+export function floodgateWiring(
+  parts: FloodgateCheckoutParts,
+  options: FloodgateWiringOptions = {},
+): ShopWiring {
   const { payments, shedder, close } = parts;
-  const perStudent = rateLimit({ name: 'checkout', limit: 10, windowMs: 10_000, key: studentOf });
-  const idempotent = idempotency({
-    scope: studentOf,
-    inFlight: 'coalesce',
-    coalesceTimeoutMs: COALESCE_TIMEOUT_MS,
-    shouldStore: isStoredCheckoutAnswer,
-  });
-  const shed = loadShedding({ shedder, priority: 'critical' });
+  const perStudent = rateLimit(checkoutRateLimit(options.clock));
+  const idempotent = idempotency(CHECKOUT_IDEMPOTENCY);
+  const shed = loadShedding({ shedder, priority: CHECKOUT_PRIORITY });
 
   return {
     payments,
     // Idempotency before shedding: a re-click of an order already paid (or being paid) is answered from
-    // its key, not refused as "busy, nothing was charged". fastify-app.ts keeps the same order.
+    // its key, not refused as "busy, nothing was charged". fastify-app.ts takes the same guards
+    // (checkout-guards.ts) in the same order.
     checkoutMiddleware: [perStudent, idempotent, shed],
     lockOrders: false,
     // The page makes one key per order and sends it with every click of "Pay".

@@ -1,9 +1,10 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createShopApp, DASHBOARD_PATH, settleOrder } from './app.js';
+import { createShopApp, settleOrder } from './app.js';
 import { readShopConfig } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
+import { DASHBOARD_PATH } from './pages.js';
 import type { MeterName } from './payments.js';
 import { appPartsOf, buildShop } from './shops.js';
 
