@@ -150,23 +150,11 @@ export interface ApiCase {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 const PROBLEM = 'application/problem+json; charset=utf-8';
-/** The problem+json a @floodgate adapter writes on Node's response itself (429, and Express's 400/422/503). */
+/** The problem+json the @floodgate adapters send (429, idempotency's 400/422, shedding's 503), the same on both. */
 const RAW_PROBLEM = 'application/problem+json';
 const HTML = 'text/html; charset=utf-8';
 const JS = 'text/javascript; charset=utf-8';
 const CSS = 'text/css; charset=utf-8';
-
-/**
- * The one difference left: the answers @floodgate/fastify sends through `reply.send()` (idempotency's
- * 400/422, load shedding's 503 with `denials: 'reply'`) get Fastify's `; charset=utf-8`, while
- * @floodgate/express writes the same answers on Node's response without it. Same media type and bytes;
- * the adapters are in `packages/`, outside this example, so the table pins each as it is.
- */
-const adapterCharset = {
-  why: "@floodgate/fastify's reply.send() path adds `; charset=utf-8`; @floodgate/express writes the refusal raw without it",
-  express: { contentType: RAW_PROBLEM },
-  fastify: { contentType: PROBLEM },
-} as const;
 
 // ---- shapes ----
 
@@ -589,11 +577,10 @@ export const cases: readonly ApiCase[] = [
     request: ({ other = '' }) => pay(other, CARDS.ok, 'k-paid'),
     expect: () => ({
       status: 422,
-      contentType: PROBLEM,
+      contentType: RAW_PROBLEM,
       headers: rateLimited(),
       body: problemOf(422, 'Unprocessable Entity', { code: 'ERR_IDEMPOTENCY_KEY_REUSED' }),
     }),
-    differs: adapterCharset,
     after: (shop) => expect(shop.payments.calls).toHaveLength(1),
   },
   {
@@ -707,11 +694,10 @@ export const cases: readonly ApiCase[] = [
     request: ({ orderId }) => checkout({ orderId }),
     expect: () => ({
       status: 400,
-      contentType: PROBLEM,
+      contentType: RAW_PROBLEM,
       headers: rateLimited(),
       body: problemOf(400, 'Bad Request', { code: 'ERR_IDEMPOTENCY_KEY_MISSING', header: 'Idempotency-Key' }),
     }),
-    differs: adapterCharset,
     after: (shop) => expect(shop.payments.calls).toHaveLength(0),
   },
 
@@ -828,7 +814,7 @@ export const cases: readonly ApiCase[] = [
     request: ({ orderId = '' }) => pay(orderId),
     expect: () => ({
       status: 503,
-      contentType: PROBLEM,
+      contentType: RAW_PROBLEM,
       headers: { ...rateLimited(), 'retry-after': '3' },
       body: problemOf(503, 'Service Unavailable', {
         code: 'ERR_LOAD_SHED',
@@ -836,7 +822,6 @@ export const cases: readonly ApiCase[] = [
         retryAfter: 3,
       }),
     }),
-    differs: adapterCharset,
     after: async (shop, { orderId = '' }) => {
       expect(shop.meter.total('shed')).toBe(1);
       expect(shop.payments.calls).toHaveLength(0);

@@ -71,6 +71,20 @@ describe('floodgateIdempotency (fastify)', () => {
     await other.close();
   });
 
+  it('replays the stored content type unchanged (Fastify adds a charset only to a string it is given)', async () => {
+    app = Fastify();
+    await app.register(floodgateIdempotency, { global: true });
+    app.post('/export', async (_request, reply) => reply.type('text/csv').send(Buffer.from('a,b\n1,2\n')));
+    const post = () =>
+      app?.inject({ method: 'POST', url: '/export', headers: { 'idempotency-key': 'csv' }, payload: {} });
+    const first = await post();
+    const replay = await post();
+    expect(first?.headers['content-type']).toBe('text/csv');
+    expect(replay?.headers['idempotent-replayed']).toBe('true');
+    expect(replay?.headers['content-type']).toBe('text/csv');
+    expect(replay?.body).toBe('a,b\n1,2\n');
+  });
+
   it('does not store a streamed reply (frees the key)', async () => {
     app = Fastify();
     await app.register(floodgateIdempotency, { global: true });

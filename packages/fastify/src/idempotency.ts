@@ -10,6 +10,7 @@ import {
 } from '@floodgate/http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import { answerBody } from './answer-body.js';
 import { appendHook } from './config.js';
 import { pluginOptions } from './registration-options.js';
 
@@ -67,7 +68,10 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
         reply.raw,
       );
       if (start.kind === 'answer') {
-        return reply.code(start.answer.status).headers(start.answer.headers).send(start.answer.body);
+        return reply
+          .code(start.answer.status)
+          .headers(start.answer.headers)
+          .send(answerBody(start.answer.body));
       }
       if (start.kind === 'proceed') tickets.set(request, start.ticket);
       return;

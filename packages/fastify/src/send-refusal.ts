@@ -1,5 +1,6 @@
 import { type HttpAnswer, InvalidOptionError } from '@floodgate/http';
 import type { FastifyReply } from 'fastify';
+import { answerBody } from './answer-body.js';
 import { type ReplyFieldMap, ReplyFields } from './reply-fields.js';
 
 /**
@@ -56,7 +57,7 @@ export class RefusalSender {
         const field = first[i] as readonly [string, string];
         reply.header(field[0], field[1]);
       }
-      reply.code(answer.status).headers(answer.headers).send(answer.body);
+      reply.code(answer.status).headers(answer.headers).send(answerBody(answer.body));
       return;
     }
     reply.hijack();
