@@ -52,6 +52,58 @@ describe('requestFingerprint', () => {
     expect(canonicalJson(undefined)).toBe('undefined');
   });
 
+  it('fingerprints a body nested 10 000 levels deep (JSON parsers take it; a 500 before)', () => {
+    const deep = (depth: number, leaf: number) =>
+      JSON.parse(`${'[{"a":'.repeat(depth)}${leaf}${'}]'.repeat(depth)}`) as unknown;
+    const f = requestFingerprint({ method: 'POST', url: '/checkout', body: deep(10_000, 1) });
+    expect(requestFingerprint({ method: 'POST', url: '/checkout', body: deep(10_000, 1) })).toBe(f);
+    expect(requestFingerprint({ method: 'POST', url: '/checkout', body: deep(10_000, 2) })).not.toBe(f);
+    expect(canonicalJson(deep(2, 1))).toBe('[{"a":[{"a":1}]}]');
+  });
+
+  it('keeps a `__proto__` key of a parsed body as a key: two such payloads are told apart', () => {
+    // JSON.parse (express.json()) makes `__proto__` an own property, not the prototype.
+    const one = JSON.parse('{"__proto__":{"amount":1},"b":1}') as unknown;
+    const two = JSON.parse('{"__proto__":{"amount":2},"b":1}') as unknown;
+    expect(canonicalJson(one)).toBe('{"__proto__":{"amount":1},"b":1}');
+    expect(requestFingerprint({ method: 'POST', url: '/', body: one })).not.toBe(
+      requestFingerprint({ method: 'POST', url: '/', body: two }),
+    );
+    expect(canonicalJson(JSON.parse('{"__proto__":1}'))).not.toBe(canonicalJson({}));
+  });
+
+  it('canonicalJson writes what JSON.stringify writes, keys sorted', () => {
+    class Point {
+      constructor(
+        readonly y: number,
+        readonly x: { b: number; a: number },
+      ) {}
+    }
+    const value = {
+      z: [undefined, () => 1, Symbol('s'), Number.NaN, -0, 1e21, new Number(3), new String('s'), null],
+      skipped: undefined,
+      f: () => 1,
+      point: new Point(1, { b: 2, a: 1 }),
+      at: { toJSON: (key: string) => `key ${key}` },
+      '\ud800': '\udfff',
+    };
+    // Sorted by UTF-16 code units, as Array.prototype.sort does: a lone surrogate sorts after `z`.
+    expect(canonicalJson(value)).toBe(
+      '{"at":"key at","point":{"y":1,"x":{"a":1,"b":2}},' +
+        '"z":[null,null,null,null,0,1e+21,3,"s",null],"\\ud800":"\\udfff"}',
+    );
+    // Array-index keys first, as in the first version's output (fingerprints in a store outlive a deploy).
+    expect(canonicalJson({ b: 1, '10': 1, a: 1, '2': 1, '01': 1 })).toBe('{"2":1,"10":1,"01":1,"a":1,"b":1}');
+    expect(canonicalJson(() => 1)).toBe('undefined');
+    expect(() => canonicalJson({ a: 1n })).toThrow(TypeError);
+  });
+
+  it('canonicalJson throws a TypeError for a cycle, as JSON.stringify does', () => {
+    const cycle: Record<string, unknown> = {};
+    cycle.self = { cycle };
+    expect(() => canonicalJson(cycle)).toThrow(TypeError);
+  });
+
   it('property: key order never changes the fingerprint', () => {
     fc.assert(
       fc.property(fc.jsonValue(), fc.nat(10), (body, seed) => {

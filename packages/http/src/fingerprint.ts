@@ -15,19 +15,104 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return proto === Object.prototype || proto === null;
 }
 
+/** What JSON.stringify skips in an object and writes as `null` in an array. */
+function isUnwritable(value: unknown): boolean {
+  return value === undefined || typeof value === 'function' || typeof value === 'symbol';
+}
+
+/** A value as JSON.stringify sees it: after `toJSON(key)`, primitive wrappers unwrapped. */
+function jsonValueOf(value: unknown, key: string): unknown {
+  let v = value;
+  if ((typeof v === 'object' && v !== null) || typeof v === 'bigint') {
+    const toJSON = (v as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') v = toJSON.call(v, key);
+  }
+  if (v instanceof Number) return Number(v);
+  if (v instanceof String) return String(v);
+  if (v instanceof Boolean || v instanceof BigInt) return v.valueOf();
+  return v;
+}
+
+/** Whether `name` is an array index ("0" to "4294967294"): JavaScript orders such keys first. */
+function isArrayIndex(name: string): boolean {
+  const index = Number(name) >>> 0;
+  return index !== 4_294_967_295 && String(index) === name;
+}
+
+/**
+ * The canonical member order: the order of a plain object whose keys were inserted sorted, which is what
+ * the first version wrote (and what stores hold fingerprints of): array indices first, ascending (where
+ * `Object.keys` already has them), then the other names sorted.
+ */
+function sortedNames(names: string[]): string[] {
+  let indices = 0;
+  while (indices < names.length && isArrayIndex(names[indices] as string)) indices += 1;
+  if (indices === 0) return names.sort();
+  return names.slice(0, indices).concat(names.slice(indices).sort());
+}
+
+/** Still to write: a value, literal text, or the end of a container (which leaves the cycle check). */
+type Pending = { readonly value: unknown } | string | { readonly close: object; readonly text: string };
+
 /**
  * JSON with object keys sorted at every depth, so `{"a":1,"b":2}` and `{"b":2,"a":1}` are the same
- * payload. Array order is kept: it is meaningful.
+ * payload. Array order is kept: it is meaningful. Otherwise what JSON.stringify writes (`toJSON`, skipped
+ * members, `null` for NaN; a TypeError for a BigInt or a cycle).
+ *
+ * Written with a stack of its own, not JSON.stringify and a replacer: that recursed once per level, and a
+ * request body a few thousand levels deep (6 KB of `[`, which JSON parsers take) overflowed the call
+ * stack, a 500 on every idempotent route. Members are written by reading them, never copied into a new
+ * object, where a parsed `__proto__` key would have set the copy's prototype and vanished from the payload.
  */
 export function canonicalJson(value: unknown): string {
-  return (
-    JSON.stringify(value, (_key, inner: unknown) => {
-      if (!isPlainObject(inner)) return inner;
-      const sorted: Record<string, unknown> = {};
-      for (const name of Object.keys(inner).sort()) sorted[name] = inner[name];
-      return sorted;
-    }) ?? 'undefined'
-  );
+  const top = jsonValueOf(value, '');
+  if (isUnwritable(top)) return 'undefined';
+  let out = '';
+  const open = new Set<object>();
+  const stack: Pending[] = [{ value: top }];
+  while (stack.length > 0) {
+    const pending = stack.pop() as Pending;
+    if (typeof pending === 'string') {
+      out += pending;
+      continue;
+    }
+    if ('close' in pending) {
+      open.delete(pending.close);
+      out += pending.text;
+      continue;
+    }
+    const v = pending.value;
+    if (typeof v !== 'object' || v === null) {
+      // Primitives as JSON.stringify writes them (it throws for a BigInt); unwritable ones in an array.
+      out += isUnwritable(v) ? 'null' : (JSON.stringify(v) as string);
+      continue;
+    }
+    if (open.has(v)) throw new TypeError('Converting circular structure to JSON');
+    open.add(v);
+    if (Array.isArray(v)) {
+      out += '[';
+      stack.push({ close: v, text: ']' });
+      for (let i = v.length - 1; i >= 0; i -= 1) {
+        stack.push({ value: jsonValueOf(v[i], String(i)) });
+        if (i > 0) stack.push(',');
+      }
+      continue;
+    }
+    let names = Object.keys(v);
+    if (isPlainObject(v)) names = sortedNames(names);
+    const members: Array<readonly [string, unknown]> = [];
+    for (const name of names) {
+      const member = jsonValueOf((v as Record<string, unknown>)[name], name);
+      if (!isUnwritable(member)) members.push([name, member]);
+    }
+    out += '{';
+    stack.push({ close: v, text: '}' });
+    for (let i = members.length - 1; i >= 0; i -= 1) {
+      const [name, member] = members[i] as readonly [string, unknown];
+      stack.push({ value: member }, `${i > 0 ? ',' : ''}${JSON.stringify(name)}:`);
+    }
+  }
+  return out;
 }
 
 /**

@@ -26,6 +26,17 @@ describe('parseIdempotencyKey', () => {
     expect(parseIdempotencyKey(['"one"'])).toBe('one');
   });
 
+  it('strips only HTTP whitespace (SP, HTAB) around the field: a no-break space is part of the value', () => {
+    expect(parseIdempotencyKey(' \t"k"\t ')).toBe('k');
+    expect(parseIdempotencyKey('\tk ')).toBe('k');
+    // Node hands an obs-text byte 0xA0 over as U+00A0, which String.prototype.trim() removes: `k<NBSP>`
+    // was the key `k`, and replayed k's stored answer.
+    expect(reasonOf('"order-1"\u00a0')).toBe('malformed');
+    expect(reasonOf('order-1\u00a0')).toBe('malformed');
+    expect(reasonOf('\u00a0order-1')).toBe('malformed');
+    expect(reasonOf('\u00a0')).toBe('malformed');
+  });
+
   it('answers undefined when absent', () => {
     expect(parseIdempotencyKey(undefined)).toBeUndefined();
   });

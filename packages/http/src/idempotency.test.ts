@@ -151,6 +151,27 @@ describe('Idempotency', () => {
     await ticket.abandon();
   });
 
+  it('takes a body nested 10 000 levels deep (valid JSON, 60 KB) and replays it; start never rejected', async () => {
+    // Fingerprinting such a body overflowed the call stack: start() rejected, a 500 from both adapters.
+    const deep = () => JSON.parse(`${'['.repeat(10_000)}1${']'.repeat(10_000)}`) as unknown;
+    const idem = new Idempotency();
+    const ticket = await proceed(idem, request({ body: deep() }));
+    await ticket.finish(created);
+    expect(await idem.start(request({ body: deep() }))).toMatchObject({ kind: 'answer', replayed: true });
+    await idem.close();
+  });
+
+  it('answers 422 for the same key with a payload that differs only under a parsed `__proto__` key', async () => {
+    // express.json() keeps `__proto__` as an own key; it used to vanish from the fingerprint, so the
+    // second payload was replayed the first one's answer.
+    const idem = new Idempotency();
+    const ticket = await proceed(idem, request({ body: JSON.parse('{"__proto__":{"amount":1},"a":1}') }));
+    await ticket.finish(created);
+    const other = await idem.start(request({ body: JSON.parse('{"__proto__":{"amount":2},"a":1}') }));
+    expect(other).toMatchObject({ kind: 'answer', replayed: false, answer: { status: 422 } });
+    await idem.close();
+  });
+
   it('scopes keys: another user reusing the key is processed as a new request, never replayed', async () => {
     const idem = new Idempotency();
     await (await proceed(idem)).finish(created);
