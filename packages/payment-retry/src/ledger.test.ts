@@ -199,6 +199,46 @@ describe.each(ledgers)('%s', (_name, make) => {
     expect(await ledger.createSending?.(record({ idempotencyKey: 'g1', generation: 1 }))).toBe(false);
   });
 
+  it('inserts a new payment with nothing counted or settled, whatever the record passed in says', async () => {
+    const stale = {
+      attempts: 7,
+      reference: 'stale-ref',
+      declineReason: 'stale-reason',
+      firstSentAt: 3,
+      unknownSince: 4,
+    };
+    expect(await ledger.create(record({ ...stale, state: 'unknown' }))).toBe(true);
+    expect(await ledger.get('key-1')).toMatchObject({
+      state: 'created',
+      attempts: 0,
+      reference: null,
+      declineReason: null,
+      firstSentAt: null,
+      unknownSince: null,
+    });
+    // createSending keeps the record's firstSentAt (it is create + the move to sending), nothing else.
+    const other = { idempotencyKey: 'key-2', scope: 'other', state: 'paid' as const };
+    expect(await ledger.createSending?.(record({ ...stale, ...other }))).toBe(true);
+    expect(await ledger.get('key-2')).toMatchObject({
+      state: 'sending',
+      attempts: 0,
+      reference: null,
+      declineReason: null,
+      firstSentAt: 3,
+      unknownSince: null,
+    });
+  });
+
+  it('lists unresolved payments oldest first by createdAt, also when inserted out of that order', async () => {
+    // Two processes' wall clocks, or one stepped back: insertion order is not age.
+    await ledger.create(record({ idempotencyKey: 'late', scope: 'late', createdAt: 30 }));
+    await ledger.create(record({ idempotencyKey: 'early', scope: 'early', createdAt: 10 }));
+    await ledger.create(record({ idempotencyKey: 'tie', scope: 'tie', createdAt: 30 }));
+    expect((await ledger.unresolved()).map((r) => r.idempotencyKey)).toEqual(['early', 'late', 'tie']);
+    expect((await ledger.unresolved(1)).map((r) => r.idempotencyKey)).toEqual(['early']);
+    expect(await ledger.unresolved(0)).toEqual([]);
+  });
+
   it('lists unresolved payments oldest first', async () => {
     await ledger.create(record({ idempotencyKey: 'a', scope: 'a', createdAt: 1 }));
     await ledger.create(record({ idempotencyKey: 'b', scope: 'b', createdAt: 2 }));
@@ -339,6 +379,29 @@ describe('MemoryLedger', () => {
     expect(ledger.create(record({ idempotencyKey: 'g1', generation: 1 }))).toBe(false);
     expect(ledger.create(record({ idempotencyKey: 'g2', generation: 2 }))).toBe(true);
     expect(ledger.create(record({ idempotencyKey: 'g3', generation: 3 }))).toBe(true);
+  });
+
+  it("never answers another order's payment as an order's latest once a forgotten key is used again", () => {
+    // Found by the model (ledger.model.test.ts). Through the ledger's API only: the client never creates
+    // a generation over a paid one, nor one order's key for another.
+    const ledger = new MemoryLedger({ maxPaid: 1 });
+    const order = (orderId: string, key: string, generation = 0) =>
+      record({ idempotencyKey: key, scope: orderId, orderId, generation, state: 'sending', firstSentAt: 1 });
+    const pay = (key: string) => ledger.transition(key, 'paid', { reference: `ref-${key}` });
+    ledger.createSending(order('o-1', 'reused'));
+    pay('reused');
+    ledger.createSending(order('o-1', 'o-1-g1', 1));
+    ledger.createSending(order('o-2', 'o-2-g0'));
+    pay('o-1-g1'); // forgets `reused`, which o-1-g1 was created over
+    ledger.createSending(order('o-3', 'o-3-g0'));
+    ledger.createSending(order('o-3', 'reused', 1)); // the forgotten key, now o-3's
+    pay('o-2-g0'); // forgets o-1-g1, o-1's latest: o-1 holds nothing any more
+    expect(ledger.get('o-1-g1')).toBeUndefined();
+    expect(ledger.latest('o-1')).toBeUndefined();
+    expect(ledger.latest('o-3')).toMatchObject({ idempotencyKey: 'reused', generation: 1 });
+    // o-1 paid generation 1 last: its next payment must derive that key again, not generation 0's.
+    expect(ledger.create(order('o-1', 'o-1-g0-again'))).toBe(false);
+    expect(ledger.create(order('o-1', 'o-1-g1', 1))).toBe(true);
   });
 
   it.each<[string, Record<string, unknown>, string]>([

@@ -93,8 +93,10 @@ export interface PaymentLedger {
   latest(scope: string): Awaitable<PaymentRecord | undefined>;
   get(idempotencyKey: string): Awaitable<PaymentRecord | undefined>;
   /**
-   * Inserts a new payment (state `created`). Atomic: answers false, inserting nothing, when a record
-   * with the same key or the same scope and generation exists (another caller or process won the race).
+   * Inserts a new payment (state `created`; no attempts, reference, decline reason, `firstSentAt` or
+   * `unknownSince`, whatever the record says). Atomic: answers false, inserting nothing, when a record
+   * with the same key exists, or one of the same scope with the same or a later generation (another
+   * caller or process won the race: a newer generation is never joined by a second live one).
    */
   create(record: PaymentRecord): Awaitable<boolean>;
   /**
@@ -120,7 +122,10 @@ export interface PaymentLedger {
   /** Appends an attempt and counts it in the payment's `attempts`. */
   recordAttempt(attempt: AttemptRecord): Awaitable<void>;
   attempts(idempotencyKey: string): Awaitable<readonly AttemptRecord[]>;
-  /** Every payment in an unresolved state (created, sending, unknown, reconciling), oldest first. */
+  /**
+   * Every payment in an unresolved state (created, sending, unknown, reconciling), oldest first: by
+   * `createdAt`, ties in the order they were inserted. At most `limit` of them (all when omitted).
+   */
   unresolved(limit?: number): Awaitable<readonly PaymentRecord[]>;
   close(): Awaitable<void>;
 }

@@ -10,8 +10,10 @@ export interface MemoryLedgerOptions {
   /**
    * The most `paid` payments kept; past it the oldest are forgotten. A forgotten order paid again derives
    * the same key, so the bank replays its answer, as long as the bank still remembers the key (Stripe:
-   * 24 h): bound it only where that holds. Unresolved and declined payments are never forgotten. An
-   * integer >= 1, or `Infinity`.
+   * 24 h): bound it only where that holds. Unresolved and declined payments are never forgotten. Only
+   * for derived keys: a forgotten order paid under a caller's own `intent.idempotencyKey` is no longer
+   * known as paid, so a later `pay()` with another key of the caller's is charged again (with every paid
+   * payment kept it is refused as a mismatch). An integer >= 1, or `Infinity`.
    * @default Infinity
    */
   readonly maxPaid?: number;
@@ -34,9 +36,12 @@ export class MemoryLedger implements PaymentLedger {
   readonly #attempts = new Map<string, AttemptRecord[]>();
   /**
    * With `maxPaid`: for a payment that replaced an earlier generation of its order (paid again after a
-   * decline), that earlier record, by the new one's key. Forgetting the new one makes it the latest again.
+   * decline), that earlier record. Forgetting the new one makes it the latest again. Keyed by the record
+   * itself, not its key: a forgotten key may be created again (even for another order), and the chain
+   * through the forgotten record must not jump to the new one's. Weak: a link lives as long as a record
+   * still held can reach it.
    */
-  readonly #previous = new Map<string, Mutable<PaymentRecord>>();
+  #previous = new WeakMap<Mutable<PaymentRecord>, Mutable<PaymentRecord>>();
   /**
    * Scope -> generation of a paid payment forgotten as its order's latest, when the next `pay()` would
    * not derive that generation by itself (a gap below it). It must derive that same generation's key, so
@@ -92,11 +97,21 @@ export class MemoryLedger implements PaymentLedger {
       if (record.generation < forgotten) return false;
       this.#forgotten.delete(record.scope);
     }
-    const stored: Mutable<PaymentRecord> = { ...record, state };
+    // A new payment, as the SQLite ledger inserts it: nothing counted or settled yet, whatever the record
+    // passed in says; `firstSentAt` only when it goes in already `sending`.
+    const stored: Mutable<PaymentRecord> = {
+      ...record,
+      state,
+      attempts: 0,
+      reference: null,
+      declineReason: null,
+      firstSentAt: state === 'sending' ? record.firstSentAt : null,
+      unknownSince: null,
+    };
     this.#byKey.set(record.idempotencyKey, stored);
     this.#latest.set(record.scope, stored);
     if (latest !== undefined && this.#maxPaid !== Number.POSITIVE_INFINITY) {
-      this.#previous.set(record.idempotencyKey, latest);
+      this.#previous.set(stored, latest);
     }
     return true;
   }
@@ -134,17 +149,19 @@ export class MemoryLedger implements PaymentLedger {
   unresolved(limit = Number.POSITIVE_INFINITY): readonly PaymentRecord[] {
     const out: PaymentRecord[] = [];
     for (const record of this.#byKey.values()) {
-      if (out.length >= limit) break;
       if (UNRESOLVED_STATES.includes(record.state)) out.push(record);
     }
-    return out;
+    // Oldest first by `createdAt`, as the SQLite ledger answers (insertion order breaks ties: the sort is
+    // stable). Insertion order alone differs once a wall clock steps back, and so would what `limit` keeps.
+    out.sort((a, b) => a.createdAt - b.createdAt);
+    return out.length > limit ? out.slice(0, Math.max(0, limit)) : out;
   }
 
   close(): void {
     this.#byKey.clear();
     this.#latest.clear();
     this.#attempts.clear();
-    this.#previous.clear();
+    this.#previous = new WeakMap();
     this.#forgotten.clear();
     this.#paid = [];
     this.#paidHead = 0;
@@ -166,12 +183,11 @@ export class MemoryLedger implements PaymentLedger {
     // A paid record that is not its order's latest (a later generation was created over it through the
     // ledger's own API; the client never does that) keeps its link, so the chain stays walkable.
     if (record === undefined || this.#latest.get(record.scope) !== record) return;
-    let previous = this.#previous.get(oldest);
-    this.#previous.delete(oldest);
+    let previous = this.#previous.get(record);
     // The order's latest record goes: its latest is again the highest generation still kept (declined
     // ones are never forgotten). Records forgotten before are skipped.
     while (previous !== undefined && this.#byKey.get(previous.idempotencyKey) !== previous) {
-      previous = this.#previous.get(previous.idempotencyKey);
+      previous = this.#previous.get(previous);
     }
     if (previous === undefined) this.#latest.delete(record.scope);
     else this.#latest.set(record.scope, previous);
