@@ -809,12 +809,32 @@ describe('options', () => {
     expect(bank.requests).toHaveLength(0);
   });
 
+  it('refuses a caller idempotency key when the ledger forgets paid payments (maxPaid), sending nothing', async () => {
+    // Paid under a key of the caller's and then forgotten, an order would be charged again under the
+    // caller's next key: only keys derived from the order are derived again and replayed by the bank.
+    const { bank, client } = await setup(paid, { ledger: new MemoryLedger({ maxPaid: 10 }) });
+    await expect(client.pay({ ...intent, idempotencyKey: 'caller-key-1' })).rejects.toMatchObject({
+      code: 'ERR_INVALID_OPTION',
+      option: 'intent.idempotencyKey',
+    });
+    expect(bank.requests).toHaveLength(0);
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid' });
+  });
+
+  it('takes a well-formed non-ASCII order id (a surrogate pair is not a lone surrogate)', async () => {
+    const { client } = await setup(paid);
+    expect(await client.pay({ ...intent, orderId: 'order-\u{1F6D2}-42' })).toMatchObject({ status: 'paid' });
+  });
+
   it.each<[string, unknown, string]>([
     ['orderId', { ...intent, orderId: '' }, 'intent.orderId'],
     ['amount', { ...intent, amount: 12.5 }, 'intent.amount'],
     ['amount', { ...intent, amount: 0 }, 'intent.amount'],
     ['currency', { ...intent, currency: 'EURO' }, 'intent.currency'],
+    ['orderId', { ...intent, orderId: 'o\uD800-1' }, 'intent.orderId'],
     ['payer', { ...intent, payer: '' }, 'intent.payer'],
+    ['payer', { ...intent, payer: 'tok_\uDC00' }, 'intent.payer'],
+    ['merchant', { ...intent, merchant: '\uD800' }, 'intent.merchant'],
     ['fields', { ...intent, fields: [] }, 'intent.fields'],
     ['intent', null, 'intent'],
   ])('rejects an intent with a bad %s, sending nothing', async (_name, bad, option) => {

@@ -43,6 +43,13 @@ import type {
  * go, or rejects with a `code` of `ERR_QUEUE_FULL` / `ERR_RATE_LIMITED` (and `retryAfterMs`) without
  * running it.
  */
+/**
+ * A UTF-16 surrogate not part of a pair. SQLite stores text as UTF-8 and gives such a string back with
+ * U+FFFD in its place, so the next click would no longer match the ledger's record (and `recover()` would
+ * send the damaged fields under the same key): refused up front instead.
+ */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 export interface Limiter {
   run<T>(fn: (signal: AbortSignal) => Promise<T>, options?: { signal?: AbortSignal }): Promise<T>;
 }
@@ -599,8 +606,13 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   #normalize(intent: PaymentIntent): NormalizedIntent {
     if (!isObject(intent)) throw new InvalidOptionError('intent', 'an object', intent);
     const { orderId, amount, currency, payer, fields, merchant = this.#merchant, idempotencyKey } = intent;
-    if (typeof orderId !== 'string' || orderId === '' || orderId.length > 255) {
-      throw new InvalidOptionError('intent.orderId', 'a string of 1..255 characters', orderId);
+    if (
+      typeof orderId !== 'string' ||
+      orderId === '' ||
+      orderId.length > 255 ||
+      LONE_SURROGATE.test(orderId)
+    ) {
+      throw new InvalidOptionError('intent.orderId', 'a well-formed string of 1..255 characters', orderId);
     }
     if (typeof amount !== 'number' || !Number.isSafeInteger(amount) || amount <= 0) {
       throw new InvalidOptionError('intent.amount', 'an integer > 0 (minor units)', amount);
@@ -608,16 +620,25 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     if (typeof currency !== 'string' || !/^[A-Za-z]{3}$/.test(currency)) {
       throw new InvalidOptionError('intent.currency', 'a three-letter ISO 4217 code', currency);
     }
-    if (typeof payer !== 'string' || payer === '') {
-      throw new InvalidOptionError('intent.payer', 'a non-empty string', payer);
+    if (typeof payer !== 'string' || payer === '' || LONE_SURROGATE.test(payer)) {
+      throw new InvalidOptionError('intent.payer', 'a non-empty well-formed string', payer);
     }
     if (fields !== undefined && !isObject(fields)) {
       throw new InvalidOptionError('intent.fields', 'a plain object', fields);
     }
-    if (typeof merchant !== 'string' || merchant === '') {
-      throw new InvalidOptionError('intent.merchant', 'a non-empty string', merchant);
+    if (typeof merchant !== 'string' || merchant === '' || LONE_SURROGATE.test(merchant)) {
+      throw new InvalidOptionError('intent.merchant', 'a non-empty well-formed string', merchant);
     }
-    if (idempotencyKey !== undefined) assertIdempotencyKey(idempotencyKey, this.gateway.maxKeyLength);
+    if (idempotencyKey !== undefined) {
+      assertIdempotencyKey(idempotencyKey, this.gateway.maxKeyLength);
+      if (this.ledger.forgetsPaid === true) {
+        throw new InvalidOptionError(
+          'intent.idempotencyKey',
+          'absent with a ledger that forgets paid payments (memoryLedger maxPaid): a forgotten order paid under a key of yours would be charged again under your next one',
+          idempotencyKey,
+        );
+      }
+    }
     const upper = currency.toUpperCase();
     const fieldsJson = fields === undefined ? '{}' : canonicalJson(fields);
     return {

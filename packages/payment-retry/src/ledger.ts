@@ -90,6 +90,13 @@ export type Awaitable<T> = T | Promise<T>;
  */
 export interface PaymentLedger {
   /** The latest generation recorded for a scope, or undefined. */
+  /**
+   * True when the ledger may forget paid payments (`memoryLedger({ maxPaid })`). The client then refuses
+   * a caller's own `intent.idempotencyKey`: an order forgotten after it was paid under such a key would be
+   * charged again under the caller's next key, while a key derived from the order is derived again and
+   * the bank replays its answer.
+   */
+  readonly forgetsPaid?: boolean;
   latest(scope: string): Awaitable<PaymentRecord | undefined>;
   get(idempotencyKey: string): Awaitable<PaymentRecord | undefined>;
   /**

@@ -10,10 +10,10 @@ export interface MemoryLedgerOptions {
   /**
    * The most `paid` payments kept; past it the oldest are forgotten. A forgotten order paid again derives
    * the same key, so the bank replays its answer, as long as the bank still remembers the key (Stripe:
-   * 24 h): bound it only where that holds. Unresolved and declined payments are never forgotten. Only
-   * for derived keys: a forgotten order paid under a caller's own `intent.idempotencyKey` is no longer
-   * known as paid, so a later `pay()` with another key of the caller's is charged again (with every paid
-   * payment kept it is refused as a mismatch). An integer >= 1, or `Infinity`.
+   * 24 h): bound it only where that holds. Unresolved and declined payments are never forgotten. With a
+   * finite bound the client refuses a caller's own `intent.idempotencyKey`: a forgotten order paid under
+   * one is no longer known as paid, so the caller's next key would be charged again. An integer >= 1, or
+   * `Infinity`.
    * @default Infinity
    */
   readonly maxPaid?: number;
@@ -57,11 +57,14 @@ export class MemoryLedger implements PaymentLedger {
   #paidHead = 0;
   readonly #keepAttempts: boolean;
   readonly #maxPaid: number;
+  /** True with a finite `maxPaid`: see {@link PaymentLedger.forgetsPaid}. */
+  readonly forgetsPaid: boolean;
 
   constructor(options: MemoryLedgerOptions = {}) {
     checkOptions('options', options, ['keepAttempts', 'maxPaid']);
     this.#keepAttempts = booleanOption('keepAttempts', options.keepAttempts, true);
     this.#maxPaid = options.maxPaid ?? Number.POSITIVE_INFINITY;
+    this.forgetsPaid = this.#maxPaid !== Number.POSITIVE_INFINITY;
     if (
       typeof this.#maxPaid !== 'number' ||
       !(Number.isSafeInteger(this.#maxPaid) || this.#maxPaid === Number.POSITIVE_INFINITY) ||
