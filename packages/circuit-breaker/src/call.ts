@@ -35,6 +35,13 @@ export class Call implements CallContext {
   fallback: ((error: unknown, ...args: never[]) => unknown) | undefined;
   resolve!: (value: unknown) => void;
   reject!: (error: unknown) => void;
+  /**
+   * When the caller's signal aborted, on the breaker's clock: what tells a call abandoned early from one
+   * abandoned after `slowCallDurationMs`, however long the function then takes to reject. Only kept when
+   * the breaker has a slow-call rule (`clock` given).
+   */
+  abandonedAt: number | undefined = undefined;
+  readonly #clock: (() => number) | undefined;
   #controller: AbortController | undefined = undefined;
   #abortReason: unknown = undefined;
   #listening = false;
@@ -46,8 +53,16 @@ export class Call implements CallContext {
     callerSignal: AbortSignal | undefined,
     args: unknown[] | undefined,
     fallback: ((error: unknown, ...args: never[]) => unknown) | undefined,
+    clock?: () => number,
   ) {
     this.start = start;
+    this.#clock = clock;
+    // With a slow-call rule the moment of the abort matters, so listen from the start; otherwise only
+    // once the function reads `ctx.signal`.
+    if (clock !== undefined && callerSignal !== undefined) {
+      callerSignal.addEventListener('abort', this, { once: true });
+      this.#listening = true;
+    }
     this.epoch = epoch;
     this.probe = probe;
     this.callerSignal = callerSignal;
@@ -64,7 +79,7 @@ export class Call implements CallContext {
       if (this.#abortReason !== undefined) controller.abort(this.#abortReason);
       else if (caller !== undefined) {
         if (caller.aborted) controller.abort(caller.reason);
-        else if (!this.done) {
+        else if (!this.done && !this.#listening) {
           caller.addEventListener('abort', this, { once: true });
           this.#listening = true;
         }
@@ -76,6 +91,7 @@ export class Call implements CallContext {
   /** The caller's signal aborted: pass it on to this call only. */
   handleEvent(): void {
     this.#listening = false;
+    if (this.#clock !== undefined) this.abandonedAt = this.#clock();
     this.#controller?.abort(this.callerSignal?.reason);
   }
 

@@ -676,6 +676,34 @@ describe('cancellation', () => {
     await early;
     expect(quick.stats().totals).toMatchObject({ failures: 0, slow: 0, ignored: 1 });
     expect(quick.state).toBe('closed');
+
+    // Given up early by a function that takes long to clean up: measured to the abort, still ignored.
+    const { b: tidy } = breaker({ volumeThreshold: 1, timeoutMs: 10_000, slowCallDurationMs: 100 });
+    const slowToReject = ({ signal }: CallContext) =>
+      new Promise<never>((_, reject) =>
+        signal.addEventListener('abort', () => setTimeout(() => reject(signal.reason), 300)),
+      );
+    const tidied = swallow(tidy.execute(slowToReject, { signal: deadline(10) }));
+    await vi.advanceTimersByTimeAsync(310);
+    await tidied;
+    expect(tidy.stats().totals).toMatchObject({ failures: 0, ignored: 1 });
+    expect(tidy.state).toBe('closed');
+    // The same when the function never reads ctx.signal (it has its own way of giving up).
+    const own = new AbortController();
+    const unread = swallow(
+      tidy.execute(
+        () => new Promise<never>((_, reject) => setTimeout(() => reject(new Error('late')), 300)),
+        {
+          signal: own.signal,
+        },
+      ),
+    );
+    await vi.advanceTimersByTimeAsync(10);
+    own.abort();
+    await vi.advanceTimersByTimeAsync(300);
+    await unread;
+    expect(tidy.stats().totals).toMatchObject({ failures: 0, ignored: 2 });
+    expect(getEventListeners(own.signal, 'abort')).toHaveLength(0);
   });
 
   it('refuses a call whose signal is already aborted, without calling it or counting it', async () => {

@@ -42,7 +42,7 @@ export interface StateChange {
 
 /** Options of one `execute()` call. */
 export interface ExecuteOptions<T> {
-  /** The caller's signal: aborting it aborts this call's `ctx.signal` (the breaker does not reject on it: the function decides). A rejection that arrives after it aborted is `ignored`, unless the call had run longer than `slowCallDurationMs`. Already aborted: the call is refused with its reason. */
+  /** The caller's signal: aborting it aborts this call's `ctx.signal` (the breaker does not reject on it: the function decides). A rejection that arrives after it aborted is `ignored`, unless it aborted more than `slowCallDurationMs` after the call started. Already aborted: the call is refused with its reason. */
   readonly signal?: AbortSignal | undefined;
   /** This call's timeout instead of the breaker's `timeoutMs` (`false`: none). */
   readonly timeoutMs?: number | false | undefined;
@@ -445,7 +445,15 @@ export class CircuitBreaker<
     }
 
     const start = this.#o.clock();
-    const call = new Call(start, this.#epoch, probe, signal, args, fallback);
+    const call = new Call(
+      start,
+      this.#epoch,
+      probe,
+      signal,
+      args,
+      fallback,
+      Number.isFinite(this.#o.slowCallDurationMs) ? this.#o.clock : undefined,
+    );
     this.#inFlight++;
     this.#calls++;
     const promise = new Promise<unknown>((resolve, reject) => {
@@ -634,12 +642,14 @@ export class CircuitBreaker<
   #onRejected(call: Call, error: unknown): void {
     if (call.done) return;
     const now = this.#o.clock();
-    // The caller gave up. Early, that says nothing about the gateway: ignored. After the call had run
-    // longer than `slowCallDurationMs`, the gateway had not answered within what the operator calls slow,
-    // and ignoring it would let a hung gateway stay "healthy" whenever callers' deadlines are shorter
-    // than `timeoutMs`; so it is classified like any rejection (an AbortError is a failure) and is slow.
+    // The caller gave up. Early, that says nothing about the gateway: ignored. Given up after the call had
+    // run longer than `slowCallDurationMs` (measured to the abort, not to the function's late rejection),
+    // the gateway had not answered within what the operator calls slow, and ignoring it would let a hung
+    // gateway stay "healthy" whenever callers' deadlines are shorter than `timeoutMs`; so it is
+    // classified like any rejection (an AbortError is a failure) and is slow.
+    const abandonedAt = call.abandonedAt ?? now;
     const kind =
-      call.callerSignal?.aborted === true && !(now - call.start > this.#o.slowCallDurationMs)
+      call.callerSignal?.aborted === true && !(abandonedAt - call.start > this.#o.slowCallDurationMs)
         ? K_IGNORED
         : this.#classify(error, true);
     this.#settle(call, kind, error, now, 1);

@@ -31,7 +31,7 @@ export interface CircuitBreakerOptions<TArgs extends unknown[] = unknown[], TRes
   readonly errorThresholdPercentage?: number;
   /**
    * Ms above which a call counts as slow (whatever its outcome). Infinity turns the slow-call rule off.
-   * A call whose caller aborts it after this long is classified like any rejection instead of ignored,
+   * A call whose caller aborts it after this long (measured to the abort) is classified like any rejection instead of ignored,
    * so set it below callers' deadlines that are shorter than `timeoutMs`, or a hung gateway is never
    * counted against.
    * @default Infinity
