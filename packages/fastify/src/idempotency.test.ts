@@ -85,6 +85,23 @@ describe('floodgateIdempotency (fastify)', () => {
     expect(replay?.body).toBe('a,b\n1,2\n');
   });
 
+  it('replays an empty answer as it went out, with no content type', async () => {
+    app = Fastify();
+    await app.register(floodgateIdempotency, { global: true });
+    app.post('/ack', async (_request, reply) => reply.code(201).send());
+    const post = () =>
+      app?.inject({ method: 'POST', url: '/ack', headers: { 'idempotency-key': 'ack' }, payload: {} });
+    const first = await post();
+    const replay = await post();
+    expect(replay?.headers['idempotent-replayed']).toBe('true');
+    expect([replay?.statusCode, replay?.headers['content-type'], replay?.body]).toEqual([
+      201,
+      first?.headers['content-type'],
+      '',
+    ]);
+    expect(first?.headers['content-type']).toBeUndefined();
+  });
+
   it('does not store a streamed reply (frees the key)', async () => {
     app = Fastify();
     await app.register(floodgateIdempotency, { global: true });
