@@ -98,6 +98,17 @@ describe('requestFingerprint', () => {
     expect(() => canonicalJson({ a: 1n })).toThrow(TypeError);
   });
 
+  it('canonicalJson unwraps boxed primitives by their internal slot, as JSON.stringify does', () => {
+    const values: unknown[] = [
+      [new Number(1), new String('s'), new Boolean(false), Object(1n) as unknown],
+      { date: new Date(0), fake: Object.create(Number.prototype) },
+    ];
+    // JSON.stringify throws for the boxed BigInt as for a BigInt; compare without it.
+    expect(() => canonicalJson(values)).toThrow(TypeError);
+    const writable = [values[0] as unknown[], values[1]].map((v) => (Array.isArray(v) ? v.slice(0, 3) : v));
+    expect(canonicalJson(writable)).toBe(JSON.stringify(writable));
+  });
+
   it('canonicalJson throws a TypeError for a cycle, as JSON.stringify does', () => {
     const cycle: Record<string, unknown> = {};
     cycle.self = { cycle };

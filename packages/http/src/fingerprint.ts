@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { isBigIntObject, isBooleanObject, isNumberObject, isStringObject } from 'node:util/types';
 
 /** What a request fingerprint is made of. */
 export interface FingerprintInput {
@@ -27,9 +28,13 @@ function jsonValueOf(value: unknown, key: string): unknown {
     const toJSON = (v as { toJSON?: unknown }).toJSON;
     if (typeof toJSON === 'function') v = toJSON.call(v, key);
   }
-  if (v instanceof Number) return Number(v);
-  if (v instanceof String) return String(v);
-  if (v instanceof Boolean || v instanceof BigInt) return v.valueOf();
+  // By internal slot, as JSON.stringify tells them: an object that only inherits from Number.prototype is
+  // an object. ToNumber/ToString for the first two, the slot's own value for the others (ES2024 25.5.2.2).
+  if (typeof v !== 'object' || v === null) return v;
+  if (isNumberObject(v)) return Number(v);
+  if (isStringObject(v)) return String(v);
+  if (isBooleanObject(v)) return Boolean.prototype.valueOf.call(v);
+  if (isBigIntObject(v)) return BigInt.prototype.valueOf.call(v);
   return v;
 }
 
@@ -63,6 +68,8 @@ type Pending = { readonly value: unknown } | string | { readonly close: object; 
  * request body a few thousand levels deep (6 KB of `[`, which JSON parsers take) overflowed the call
  * stack, a 500 on every idempotent route. Members are written by reading them, never copied into a new
  * object, where a parsed `__proto__` key would have set the copy's prototype and vanished from the payload.
+ * One difference from JSON.stringify is left, visible only to a `toJSON` with side effects: the members
+ * of a container are read (their `toJSON` called) when it is opened, not one by one as they are written.
  */
 export function canonicalJson(value: unknown): string {
   const top = jsonValueOf(value, '');
