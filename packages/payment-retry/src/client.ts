@@ -39,17 +39,17 @@ import type {
 } from './types.js';
 
 /**
- * Anything that admits calls to the bank, like @floodgate/token-bucket's `Gate`: runs `fn` when it may
- * go, or rejects with a `code` of `ERR_QUEUE_FULL` / `ERR_RATE_LIMITED` (and `retryAfterMs`) without
- * running it.
- */
-/**
  * A UTF-16 surrogate not part of a pair. SQLite stores text as UTF-8 and gives such a string back with
  * U+FFFD in its place, so the next click would no longer match the ledger's record (and `recover()` would
  * send the damaged fields under the same key): refused up front instead.
  */
 const LONE_SURROGATE = /\p{Cs}/u;
 
+/**
+ * Anything that admits calls to the bank, like @floodgate/token-bucket's `Gate`: runs `fn` when it may
+ * go, or rejects with a `code` of `ERR_QUEUE_FULL` / `ERR_RATE_LIMITED` (and `retryAfterMs`) without
+ * running it.
+ */
 export interface Limiter {
   run<T>(fn: (signal: AbortSignal) => Promise<T>, options?: { signal?: AbortSignal }): Promise<T>;
 }

@@ -89,7 +89,6 @@ export type Awaitable<T> = T | Promise<T>;
  * answer synchronously or with a promise.
  */
 export interface PaymentLedger {
-  /** The latest generation recorded for a scope, or undefined. */
   /**
    * True when the ledger may forget paid payments (`memoryLedger({ maxPaid })`). The client then refuses
    * a caller's own `intent.idempotencyKey`: an order forgotten after it was paid under such a key would be
@@ -97,6 +96,7 @@ export interface PaymentLedger {
    * the bank replays its answer.
    */
   readonly forgetsPaid?: boolean;
+  /** The latest generation recorded for a scope, or undefined. */
   latest(scope: string): Awaitable<PaymentRecord | undefined>;
   get(idempotencyKey: string): Awaitable<PaymentRecord | undefined>;
   /**
