@@ -37,16 +37,6 @@ describe('rateLimit (express)', () => {
     expect(() => rateLimit({} as never)).toThrow(/Expected `limit`/);
   });
 
-  it('puts the outcome on req.floodgateRateLimit, as Fastify puts it on request.floodgateRateLimit', async () => {
-    const app = express();
-    app.get('/', rateLimit({ name: 'per-ip', limit: 3 }), (req: Request, res: Response) => {
-      const outcome = req.floodgateRateLimit;
-      res.json({ action: outcome?.action, remaining: outcome?.outcomes[0]?.decision.remaining });
-    });
-    const res = await request(app).get('/');
-    expect(res.body).toEqual({ action: 'allow', remaining: 2 });
-  });
-
   it('a throwing key generator reaches the error handler (no hang, no unhandled rejection)', async () => {
     const sync = rateLimit({
       limit: 5,

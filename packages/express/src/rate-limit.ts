@@ -20,15 +20,6 @@ export interface RateLimitMiddleware extends RequestHandler {
   close(): Promise<void>;
 }
 
-declare global {
-  namespace Express {
-    interface Request {
-      /** The outcome of the last floodgate rate limit this request went through (`remaining`, `action`...). */
-      floodgateRateLimit?: RateLimitResult;
-    }
-  }
-}
-
 function apply(
   core: RateLimit<Request>,
   result: RateLimitResult,
@@ -36,7 +27,8 @@ function apply(
   res: Response,
   next: NextFunction,
 ): void {
-  req.floodgateRateLimit = result;
+  // No `req.floodgateRateLimit` as on Fastify: a property added to Express's request costs ~17k
+  // instructions per request (3% of a hello-world route, bench/README.md session 10).
   if (result.headers.length > 0) setHeaders(res, result.headers);
   if (result.action === 'deny' && result.answer !== undefined) {
     sendAnswer(res, result.answer);
