@@ -30,7 +30,7 @@ function apply(
   // No `req.floodgateRateLimit` as on Fastify: a property added to Express's request costs ~17k
   // instructions per request (3% of a hello-world route, bench/README.md session 10).
   if (result.headers.length > 0) setHeaders(res, result.headers);
-  if (result.action === 'deny' && result.answer !== undefined) {
+  if (result.action === 'deny') {
     sendAnswer(res, result.answer);
     return;
   }

@@ -44,7 +44,7 @@ function apply(
   { core, sender, replyFields }: HookParts,
 ): void {
   request.floodgateRateLimit = result;
-  if (result.action === 'deny' && result.answer !== undefined) {
+  if (result.action === 'deny') {
     sender.send(reply, result.answer, result.headers);
     return;
   }
