@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import express5, { type Express, type NextFunction, type Request, type Response } from 'express';
 // Express 4 (the peer range allows it), installed under an alias (types: ./express4.d.ts).
 import express4 from 'express4';
-import { afterEach, describe, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AppSpec,
   type CaseResponse,
@@ -11,8 +11,9 @@ import {
   cases,
   Holds,
   requestHeaders,
+  setupCases,
 } from '../../http/test/conformance.js';
-import { idempotency, loadShedder, loadShedding, rateLimit } from '../src/index.js';
+import { InvalidOptionError, idempotency, loadShedder, loadShedding, rateLimit } from '../src/index.js';
 
 /** The Express majors the middleware supports, each run through the whole table. */
 const versions = [
@@ -127,6 +128,24 @@ for (const version of versions) {
           await close();
         };
         await testCase.run(client, holds);
+      });
+    }
+  });
+}
+
+for (const version of versions) {
+  describe(`@floodgate/express conformance on ${version.name}: set-ups refused`, () => {
+    for (const testCase of setupCases) {
+      it(testCase.name, () => {
+        let error: unknown;
+        try {
+          buildApp(testCase.app, new Holds(), version.express);
+        } catch (thrown) {
+          error = thrown;
+        }
+        expect(error).toBeInstanceOf(InvalidOptionError);
+        expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option: testCase.error.option });
+        expect((error as Error).message).toMatch(testCase.error.message);
       });
     }
   });

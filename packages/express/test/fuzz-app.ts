@@ -1,18 +1,16 @@
 /**
- * The fuzz app (packages/http/test/fuzz.ts) the Express way, and a socket client that sends a
- * `FuzzRequest` exactly: method, target, repeated fields and body bytes as generated.
+ * The fuzz app (packages/http/test/fuzz.ts) the Express way, answering over a real socket (fuzz.ts's
+ * `socketClient` sends each `FuzzRequest` exactly as generated).
  */
-import { request as httpRequest, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express5, { type NextFunction, type Request, type Response } from 'express';
 import {
-  bodyBytes,
   type FuzzClient,
   type FuzzControls,
   type FuzzOptions,
-  type FuzzRequest,
-  type FuzzResponse,
   outcomeOf,
+  socketClient,
 } from '../../http/test/fuzz.js';
 import { idempotency, loadShedding, rateLimit } from '../src/index.js';
 
@@ -59,7 +57,7 @@ export async function startExpressApp(
   });
   const { port } = server.address() as AddressInfo;
   return {
-    client: { request: (request) => send(port, request) },
+    client: socketClient(port),
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -67,32 +65,4 @@ export async function startExpressApp(
       await idempotent.close();
     },
   };
-}
-
-/** One request on its own connection, fields as a raw list so a repeated field goes out repeated. */
-function send(port: number, request: FuzzRequest): Promise<FuzzResponse> {
-  return new Promise((resolve, reject) => {
-    const fields: string[] = ['host', `127.0.0.1:${port}`];
-    for (const [name, value] of request.headers) fields.push(name, value);
-    const body = request.body === undefined ? undefined : bodyBytes(request.body);
-    if (body !== undefined)
-      fields.push('content-type', 'application/json', 'content-length', String(body.length));
-    const outgoing = httpRequest(
-      { host: '127.0.0.1', port, method: request.method, path: request.path, headers: fields, agent: false },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('error', reject);
-        res.on('end', () => {
-          const headers: Record<string, string> = {};
-          for (const [name, value] of Object.entries(res.headers)) {
-            if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
-          }
-          resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks).toString('utf8') });
-        });
-      },
-    );
-    outgoing.on('error', reject);
-    outgoing.end(body);
-  });
 }

@@ -16,6 +16,7 @@ export {
   byUser,
   IdempotencyKeyError,
   InvalidCostError,
+  InvalidKeyError,
   InvalidOptionError,
   LoadShedder,
   loadShedder,

@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { afterEach, describe, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
   type AppSpec,
   type CaseResponse,
@@ -8,8 +8,14 @@ import {
   cases,
   Holds,
   requestHeaders,
+  setupCases,
 } from '../../http/test/conformance.js';
-import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '../src/index.js';
+import {
+  floodgateIdempotency,
+  floodgateLoadShedding,
+  floodgateRateLimit,
+  InvalidOptionError,
+} from '../src/index.js';
 
 /** Builds the conformance app the idiomatic Fastify way: plugins, per-route `config.floodgate`. */
 export async function buildApp(spec: AppSpec, holds: Holds): Promise<FastifyInstance> {
@@ -122,3 +128,20 @@ for (const transport of ['inject', 'socket'] as const) {
     }
   });
 }
+
+describe('@floodgate/fastify conformance: set-ups refused', () => {
+  for (const testCase of setupCases) {
+    it(testCase.name, async () => {
+      const error: unknown = await buildApp(testCase.app, new Holds()).then(
+        async (app) => {
+          await app.close();
+          return undefined;
+        },
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(InvalidOptionError);
+      expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option: testCase.error.option });
+      expect((error as Error).message).toMatch(testCase.error.message);
+    });
+  }
+});

@@ -1,7 +1,8 @@
 /**
- * The fuzz app (packages/http/test/fuzz.ts) the Fastify way, as the shop registers its plugins, and an
- * inject() client.
+ * The fuzz app (packages/http/test/fuzz.ts) the Fastify way, as the shop registers its plugins, answering
+ * through inject() or over a real socket (fuzz.ts's `socketClient`, the one the Express app answers on).
  */
+import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import {
   bodyBytes,
@@ -11,6 +12,7 @@ import {
   type FuzzRequest,
   type FuzzResponse,
   outcomeOf,
+  socketClient,
 } from '../../http/test/fuzz.js';
 import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '../src/index.js';
 
@@ -19,12 +21,19 @@ export interface RunningApp {
   close(): Promise<void>;
 }
 
+/** How the fuzz reaches the app: light-my-request's inject(), or Node's parser on a real socket. */
+export type FastifyTransport = 'inject' | 'socket';
+
 /**
  * The shop's registration (fastify-app.ts): the rate limit in onRequest, idempotency in preHandler and
  * load shedding in preHandler after it, its 503 through `reply.send()` so the idempotency plugin frees
  * the key.
  */
-export async function startFastifyApp(options: FuzzOptions, controls: FuzzControls): Promise<RunningApp> {
+export async function startFastifyApp(
+  options: FuzzOptions,
+  controls: FuzzControls,
+  transport: FastifyTransport = 'inject',
+): Promise<RunningApp> {
   const app: FastifyInstance = Fastify({ trustProxy: options.trustProxy, bodyLimit: options.bodyLimit });
   await app.register(floodgateRateLimit, { global: false, ...options.rateLimit });
   await app.register(floodgateIdempotency, options.idempotency);
@@ -45,8 +54,20 @@ export async function startFastifyApp(options: FuzzOptions, controls: FuzzContro
       return reply.code(outcomeOf(request.headers)).header('location', `/orders/${order}`).send({ order });
     },
   });
-  await app.ready();
-  return { client: injectClient(app), close: () => app.close() };
+  if (transport === 'inject') {
+    await app.ready();
+    return { client: injectClient(app), close: () => app.close() };
+  }
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  return {
+    client: socketClient(port),
+    async close() {
+      // A request still held in the handler when a scenario fails must not keep app.close() waiting.
+      app.server.closeAllConnections();
+      await app.close();
+    },
+  };
 }
 
 /**

@@ -100,4 +100,28 @@ describe('key generators', () => {
     expect(bearer({ headers: { authorization: 'Basic abc' } })).toBeUndefined();
     expect(() => byApiKey({ header: '' })).toThrow(/`header`/);
   });
+
+  it('byApiKey strips only HTTP whitespace (SP, HTAB): a key ending in a no-break space is another key', () => {
+    const key = byApiKey();
+    const k = key({ headers: { 'x-api-key': 'secret-123' } });
+    expect(key({ headers: { 'x-api-key': ' \tsecret-123\t ' } })).toBe(k);
+    // Node hands an obs-text byte 0xA0 over as U+00A0, which String.prototype.trim() removes.
+    for (const space of ['\u00a0', '\u0085', '\u2003', '\u3000', '\ufeff']) {
+      const name = `U+${space.charCodeAt(0).toString(16)}`;
+      expect(key({ headers: { 'x-api-key': `secret-123${space}` } }), name).not.toBe(k);
+      expect(key({ headers: { 'x-api-key': `${space}secret-123` } }), name).not.toBe(k);
+    }
+    // Nothing but a no-break space is a key of its own too, not "no key" (the address).
+    expect(key({ headers: { 'x-api-key': '\u00a0' } })).toMatch(/^key:/);
+  });
+
+  it('byApiKey reads a Bearer token after SP or HTAB only, like the field itself', () => {
+    const bearer = byApiKey({ header: 'authorization' });
+    const k = bearer({ headers: { authorization: 'Bearer secret-123' } });
+    expect(bearer({ headers: { authorization: 'bearer \t secret-123 ' } })).toBe(k);
+    expect(bearer({ headers: { authorization: 'Bearer secret-123\u00a0' } })).not.toBe(k);
+    // `Bearer<NBSP>x` is no Bearer scheme at all: the request falls back to its address.
+    expect(bearer({ headers: { authorization: 'Bearer\u00a0secret-123' } })).toBeUndefined();
+    expect(bearer({ headers: { authorization: '\u00a0Bearer secret-123' } })).toBeUndefined();
+  });
 });

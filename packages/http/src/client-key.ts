@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
+import { trimOws } from './field-value.js';
 import { checkInteger, checkObject, fail, rejectUnknownKeys } from './validate.js';
 
 /** The request fields the built-in key generators read; Express and Fastify requests both have them. */
@@ -9,8 +10,13 @@ export interface KeyableRequest {
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 
-/** Returns the bucket key of a request, or `undefined` to fall back to the client address. */
-export type KeyGenerator<Req> = (request: Req) => string | undefined | Promise<string | undefined>;
+/**
+ * Returns the bucket key of a request, or `undefined` to fall back to the client address. A number (a user
+ * id, as @fastify/rate-limit's `keyGenerator` may answer) keys the bucket of its decimal string.
+ */
+export type KeyGenerator<Req> = (
+  request: Req,
+) => string | number | undefined | Promise<string | number | undefined>;
 
 /**
  * The rate-limit key of a client address: IPv4 as is, IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as the IPv4
@@ -149,6 +155,9 @@ export function byUser<Req>(
   };
 }
 
+// RFC 9110 §11.4 puts 1*SP between scheme and credentials; HTAB is taken too, as around the field.
+const BEARER_SCHEME = /^bearer[ \t]+/i;
+
 /** Options of {@link byApiKey}. */
 export interface ByApiKeyOptions {
   /**
@@ -160,7 +169,9 @@ export interface ByApiKeyOptions {
 
 /**
  * Key generator: an API key from a request header. The key is hashed (SHA-256, 16 bytes) so a secret
- * never sits in a store such as Redis; requests without one fall back to the client address.
+ * never sits in a store such as Redis; requests without one fall back to the client address. Only SP and
+ * HTAB around the value are dropped (HTTP's whitespace): any other character, a no-break space included,
+ * is part of the key.
  *
  * @throws {InvalidOptionError} when `header` is not a non-empty string.
  * @example
@@ -175,10 +186,16 @@ export function byApiKey(options: ByApiKeyOptions = {}): (request: KeyableReques
   const bearer = name === 'authorization';
   return function apiKeyOf(request) {
     const raw = request.headers[name];
-    let value = typeof raw === 'string' ? raw.trim() : undefined;
-    if (value !== undefined && bearer)
-      value = /^bearer\s+/i.test(value) ? value.replace(/^bearer\s+/i, '') : undefined;
-    if (value === undefined || value === '' || value.length > 4096) return undefined;
+    if (typeof raw !== 'string') return undefined;
+    // Only SP and HTAB surround a field value (RFC 9110 §5.5); `trim()` and `\s` would also take a
+    // trailing U+00A0 (the byte 0xA0 as Node decodes it) and give `k<0xA0>` the bucket of `k`.
+    let value = trimOws(raw);
+    if (bearer) {
+      const scheme = BEARER_SCHEME.exec(value);
+      if (scheme === null) return undefined;
+      value = value.slice(scheme[0].length);
+    }
+    if (value === '' || value.length > 4096) return undefined;
     return `key:${createHash('sha256').update(value).digest('base64url').slice(0, 22)}`;
   };
 }

@@ -80,3 +80,24 @@ export class InvalidCostError extends FloodgateHttpError {
     this.maxCost = maxCost;
   }
 }
+
+/**
+ * A `key` function answered what cannot name a bucket: not a string, a finite number or `undefined`.
+ * `RateLimit.check` rejects with it, for the framework's error handler (a mistake in the app, not a
+ * store that is down: answering 503 `ERR_STORE_UNAVAILABLE` for it would send every client away).
+ */
+export class InvalidKeyError extends FloodgateHttpError {
+  /** What the key function answered. */
+  readonly key: unknown;
+
+  constructor(key: unknown) {
+    const kind = key === null ? 'null' : Array.isArray(key) ? 'an array' : typeof key;
+    super(
+      `Expected \`key\` to return a string, a finite number or undefined, got ${
+        typeof key === 'number' ? `\`${String(key)}\` (number)` : kind
+      }`,
+      'ERR_INVALID_KEY',
+    );
+    this.key = key;
+  }
+}

@@ -1,4 +1,5 @@
 import { IdempotencyKeyError } from './errors.js';
+import { trimOws } from './field-value.js';
 
 /** Longest accepted key, in characters: Stripe's limit, the strictest common gateway one is Adyen's 64. */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
@@ -30,6 +31,7 @@ export function parseIdempotencyKey(value: unknown): string | undefined {
   if (typeof value !== 'string') {
     throw new IdempotencyKeyError('not-a-string', 'The Idempotency-Key header must be a string');
   }
+  // Only SP and HTAB are whitespace around a field (trimOws): `k<NBSP>` is not the key `k`.
   const field = trimOws(value);
   if (field === '' || field === '""') {
     throw new IdempotencyKeyError('empty', 'The Idempotency-Key header must not be empty');
@@ -50,23 +52,6 @@ export function parseIdempotencyKey(value: unknown): string | undefined {
   if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) throw tooLong();
   if (key === '') throw new IdempotencyKeyError('empty', 'The Idempotency-Key header must not be empty');
   return key;
-}
-
-/**
- * The field value without HTTP's optional whitespace: SP and HTAB only (RFC 9110 §5.5). Not
- * `String.prototype.trim()`, which also strips U+00A0: Node hands the obs-text byte 0xA0 over as that
- * character, and `k<0xA0>` would have been the key `k`.
- */
-function trimOws(value: string): string {
-  let start = 0;
-  let end = value.length;
-  while (start < end && isOws(value.charCodeAt(start))) start += 1;
-  while (end > start && isOws(value.charCodeAt(end - 1))) end -= 1;
-  return start === 0 && end === value.length ? value : value.slice(start, end);
-}
-
-function isOws(code: number): boolean {
-  return code === 0x20 || code === 0x09;
 }
 
 function tooLong(): IdempotencyKeyError {

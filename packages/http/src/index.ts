@@ -5,6 +5,7 @@ export {
   FloodgateHttpError,
   IdempotencyKeyError,
   InvalidCostError,
+  InvalidKeyError,
   InvalidOptionError,
   StoreUnavailableError,
 } from './errors.js';

@@ -1,7 +1,7 @@
 import type { BucketSpec, LimiterStore, StoreDecision } from '@floodgate/token-bucket';
 import { keyedLimiter, memoryStore } from '@floodgate/token-bucket';
 import { describe, expect, it, vi } from 'vitest';
-import { InvalidCostError, InvalidOptionError } from './errors.js';
+import { InvalidCostError, InvalidKeyError, InvalidOptionError } from './errors.js';
 import { RateLimit, type RateLimitOptions, type RateLimitResult } from './rate-limit.js';
 
 interface Req {
@@ -215,6 +215,113 @@ describe('RateLimit', () => {
     }
     expect(message).toContain('`{ url }` (object)');
     expect(message).not.toContain('s3cret');
+  });
+
+  it('detail: the text of every refusal, its code, policy and retryAfter kept; a route override may change it', () => {
+    const { limit } = clocked({
+      name: 'login',
+      limit: 1,
+      detail: 'Too many sign-in attempts; try again later',
+    });
+    sync(limit.check(req()));
+    const denied = sync(limit.check(req()));
+    expect(denied.action).toBe('deny');
+    expect(JSON.parse(denied.answer?.body as string)).toEqual({
+      type: 'about:blank',
+      title: 'Too Many Requests',
+      status: 429,
+      detail: 'Too many sign-in attempts; try again later',
+      code: 'ERR_RATE_LIMITED',
+      policy: 'login',
+      retryAfter: 60,
+    });
+    // A detail-only override spends from the same bucket (already empty) and answers with its own text.
+    const route = limit.derive({ detail: 'Slow down "here"' });
+    expect(JSON.parse(sync(route.check(req())).answer?.body as string).detail).toBe('Slow down "here"');
+    expect(() => new RateLimit<Req>({ limit: 1, detail: '' })).toThrow(
+      'Expected `detail` to be a non-empty string, got `""` (string)',
+    );
+    expect(() => new RateLimit<Req>({ limit: 1, detail: { error: 'x' } as never })).toThrow(
+      InvalidOptionError,
+    );
+  });
+
+  it('detail: the default text when it is not set', () => {
+    const { limit } = clocked({ limit: 1 });
+    sync(limit.check(req()));
+    expect(JSON.parse(sync(limit.check(req())).answer?.body as string).detail).toBe(
+      'Too many requests; retry after the time given in Retry-After',
+    );
+  });
+
+  it("an option named as express-rate-limit or @fastify/rate-limit name it fails with floodgate's name for it", () => {
+    const cases: Array<[Record<string, unknown>, string, RegExp]> = [
+      [{ limit: 1, max: 5 }, 'max', /it is `limit` here/],
+      [{ limit: 1, timeWindow: 1000 }, 'timeWindow', /it is `windowMs` here, in milliseconds/],
+      [{ limit: 1, keyGenerator: () => 'k' }, 'keyGenerator', /it is `key` here/],
+      [{ limit: 1, message: 'slow down' }, 'message', /`detail` here/],
+      [{ limit: 1, skipOnError: true }, 'skipOnError', /it is `passOnStoreError` here/],
+      [{ limit: 1, requestPropertyName: 'rateLimit' }, 'requestPropertyName', /request\.floodgateRateLimit/],
+      [{ policies: [{ limit: 1, max: 2 }] }, 'max', /it is `limit` here/],
+    ];
+    for (const [options, option, hint] of cases) {
+      let error: unknown;
+      try {
+        new RateLimit<Req>(options as never);
+      } catch (thrown) {
+        error = thrown;
+      }
+      expect(error).toBeInstanceOf(InvalidOptionError);
+      expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option });
+      expect((error as Error).message).toMatch(new RegExp(`^Unknown option \`${option}\` for `));
+      expect((error as Error).message).toMatch(hint);
+      expect((error as Error).message).toMatch(/; expected one of `name`/);
+    }
+    // A typo of no other library's name gets no hint; nor does a name inherited from Object.prototype.
+    expect(() => new RateLimit<Req>({ limit: 1, limt: 2 } as never)).toThrow(
+      /^Unknown option `limt` for rateLimit\(\); expected one of/,
+    );
+    expect(() => new RateLimit<Req>({ limit: 1, toString: 2 } as never)).toThrow(
+      /^Unknown option `toString` for rateLimit\(\); expected one of/,
+    );
+  });
+
+  it('a key function answering a number keys its decimal string, as @fastify/rate-limit allows', () => {
+    const { limit } = clocked({ limit: 1, key: (r) => (r.user === undefined ? undefined : Number(r.user)) });
+    expect(sync(limit.check(req('203.0.113.1', { user: '7' }))).action).toBe('allow');
+    // Same user from another address: the same bucket, and the string '7' is that bucket too.
+    expect(sync(limit.check(req('203.0.113.2', { user: '7' }))).action).toBe('deny');
+    const { limit: byString } = clocked({ limit: 1, key: () => '7' });
+    expect(sync(byString.check(req())).outcomes[0]?.key).toBe('7');
+    expect(sync(limit.check(req('203.0.113.3', { user: '8' }))).outcomes[0]?.key).toBe('8');
+  });
+
+  it('a key function answering what names no bucket rejects with InvalidKeyError, never a 503, and gives back what was taken', async () => {
+    const onError = vi.fn();
+    for (const bad of [null, true, { id: 7 }, Number.NaN, Number.POSITIVE_INFINITY, ['7']]) {
+      const { limit } = clocked({
+        policies: [
+          { name: 'global', limit: 1, key: () => 'global' },
+          { name: 'per-user', limit: 5, key: (r) => (r.user === 'bad' ? (bad as never) : 'good') },
+        ],
+        onError,
+      });
+      const error = await Promise.resolve(limit.check(req('203.0.113.9', { user: 'bad' }))).then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(InvalidKeyError);
+      expect(error).toMatchObject({ code: 'ERR_INVALID_KEY', key: bad });
+      expect((error as Error).message).toMatch(
+        /^Expected `key` to return a string, a finite number or undefined, got /,
+      );
+      // The one global token the refused request took was given back.
+      expect(sync(limit.check(req())).action).toBe('allow');
+      expect(onError).not.toHaveBeenCalled();
+    }
+    // An asynchronous key function answering the same rejects alike.
+    const { limit } = clocked({ limit: 1, key: async () => ({}) as never });
+    await expect(limit.check(req())).rejects.toBeInstanceOf(InvalidKeyError);
   });
 
   it('rejects (for the framework error handler) when a cost function misbehaves', async () => {

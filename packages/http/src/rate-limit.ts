@@ -1,10 +1,11 @@
 import type { LimiterStore } from '@floodgate/token-bucket';
 import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
 import { errorReporter } from './error-reporter.js';
-import { InvalidCostError } from './errors.js';
+import { InvalidCostError, InvalidKeyError } from './errors.js';
 import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardHeaders } from './headers.js';
 import { LastRefusal, type Refusal } from './last-refusal.js';
 import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
+import { PEER_RATE_LIMIT_OPTIONS } from './peer-options.js';
 import { type HttpAnswer, PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
 import { RecentFields } from './recent-fields.js';
 import {
@@ -43,7 +44,8 @@ export interface RateLimitPolicy<Req> {
   readonly windowMs?: number;
   /**
    * The bucket key of a request; `undefined` falls back to the client address. Use a constant
-   * (`() => 'global'`) for one bucket shared by all.
+   * (`() => 'global'`) for one bucket shared by all. A finite number keys the bucket of its decimal
+   * string (a user id); anything else makes `check` reject with `InvalidKeyError`.
    * @default the client address as the framework sees it (trust-proxy applied), IPv6 grouped by `ipv6Subnet`
    */
   readonly key?: KeyGenerator<Req>;
@@ -109,6 +111,15 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
    */
   readonly statusCode?: number;
   /**
+   * The human-readable text of a refusal: the `detail` member of its problem+json body, which keeps its
+   * `code`, `policy` and `retryAfter` (express-rate-limit's `message`, the message @fastify/rate-limit's
+   * `errorResponseBuilder` writes). Set once: every refusal of this limit (or of a route's `.with()` /
+   * `config.floodgate.rateLimit` override) carries it. A store failure's 503 keeps its own.
+   * @default 'Too many requests; retry after the time given in Retry-After'
+   * @example rateLimit({ name: 'login', limit: 5, windowMs: 900_000, detail: 'Too many sign-in attempts; try again later' })
+   */
+  readonly detail?: string;
+  /**
    * When a store fails: `true` lets the request through (fail open); `false` answers 503 + `Retry-After`.
    * A store may also decide itself (a Redis store in fail-open mode answers instead of throwing).
    * @default false
@@ -165,6 +176,7 @@ const KNOWN = [
   'partitionKey',
   'ipv6Subnet',
   'statusCode',
+  'detail',
   'passOnStoreError',
   'skipFailedRequests',
   'skipSuccessfulRequests',
@@ -236,6 +248,8 @@ function isPromise<T>(value: MaybePromise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | undefined)?.then === 'function';
 }
 
+const DEFAULT_DETAIL = 'Too many requests; retry after the time given in Retry-After';
+
 /** The largest Structured Field integer (RFC 9651 §3.3.1): `q`, `r`, `w` and `t` must not exceed it. */
 const MAX_SF_INTEGER = 999_999_999_999_999;
 
@@ -305,7 +319,7 @@ export class RateLimit<Req extends KeyableRequest> {
     this.#adapter = adapter;
     this.#clientAddress = adapter.clientAddress ?? requestIp;
     checkObject('options', options);
-    rejectUnknownKeys(options, KNOWN, 'rateLimit()');
+    rejectUnknownKeys(options, KNOWN, 'rateLimit()', PEER_RATE_LIMIT_OPTIONS);
     // Checked whether or not a policy uses them (every policy may bring its own limiter): a bad value is
     // a mistake all the same, and it would start to matter the day a policy drops its limiter.
     const maxKeys = options.maxKeys === undefined ? undefined : checkInteger('maxKeys', options.maxKeys, 1);
@@ -331,7 +345,8 @@ export class RateLimit<Req extends KeyableRequest> {
     for (const [index, spec] of specs.entries()) {
       const where = options.policies === undefined ? '' : `policies[${index}].`;
       checkObject(`${where || 'options'}`, spec);
-      if (options.policies !== undefined) rejectUnknownKeys(spec, POLICY_KEYS, `policies[${index}]`);
+      if (options.policies !== undefined)
+        rejectUnknownKeys(spec, POLICY_KEYS, `policies[${index}]`, PEER_RATE_LIMIT_OPTIONS);
       let limiter: KeyedLimiterLike;
       let owned = false;
       if (spec.limiter !== undefined) {
@@ -375,10 +390,12 @@ export class RateLimit<Req extends KeyableRequest> {
       ...(options.partitionKey === undefined ? {} : { partitionKey: options.partitionKey }),
     });
     this.#policies = policies;
+    const detail = options.detail ?? DEFAULT_DETAIL;
+    if (typeof detail !== 'string' || detail === '') fail('detail', 'a non-empty string', detail);
     this.#denyPrefix = quotas.map((quota) => {
       const { body } = problemAnswer(options.statusCode ?? 429, {
         code: 'ERR_RATE_LIMITED',
-        detail: 'Too many requests; retry after the time given in Retry-After',
+        detail,
         extensions: { policy: quota.name },
       });
       return `${(body as string).slice(0, -1)},"retryAfter":`;
@@ -519,7 +536,7 @@ export class RateLimit<Req extends KeyableRequest> {
   ): MaybePromise<RateLimitResult> {
     for (let i = index; i < this.#policies.length; i += 1) {
       const policy = this.#policies[i] as Policy<Req>;
-      let key: MaybePromise<string | undefined>;
+      let key: MaybePromise<string | number | undefined>;
       if (policy.key === undefined) key = undefined;
       else {
         try {
@@ -554,9 +571,19 @@ export class RateLimit<Req extends KeyableRequest> {
     i: number,
     outcomes: PolicyOutcome[],
     address: string | undefined,
-    generated: string | undefined,
+    answered: string | number | undefined,
   ): MaybePromise<RateLimitResult> | undefined {
     const policy = this.#policies[i] as Policy<Req>;
+    let generated = answered;
+    if (typeof generated !== 'string' && generated !== undefined) {
+      // Anything else would reach the store, which refuses it: that reads as a store failure (503 for
+      // every client) when it is the app's mistake.
+      if (typeof generated === 'number' && Number.isFinite(generated)) generated = String(generated);
+      else {
+        this.#refund(outcomes, cost);
+        return Promise.reject(new InvalidKeyError(generated));
+      }
+    }
     const key = generated ?? address ?? addressKey(this.#clientAddress(request), this.#subnet);
     let decision: MaybePromise<DecisionLike>;
     try {

@@ -40,13 +40,23 @@ export function fail(option: string, expected: string, value: unknown): never {
 /** An HTTP token (RFC 9110 §5.6.2): a field name or a method. */
 export const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-/** Rejects option keys the entry point does not know: a typo must fail at start-up, not be ignored. */
-export function rejectUnknownKeys(options: object, known: readonly string[], where: string): void {
+/**
+ * Rejects option keys the entry point does not know: a typo must fail at start-up, not be ignored.
+ * `hints` says what to use instead of a name another library uses (``Unknown option `max` for
+ * rateLimit(); it is `limit` here; expected one of ...``).
+ */
+export function rejectUnknownKeys(
+  options: object,
+  known: readonly string[],
+  where: string,
+  hints?: Readonly<Record<string, string>>,
+): void {
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
+      const hint = hints !== undefined && Object.hasOwn(hints, key) ? `; ${hints[key]}` : '';
       throw new InvalidOptionError(
         key,
-        `Unknown option \`${key}\` for ${where}; expected one of ${known.map((k) => `\`${k}\``).join(', ')}`,
+        `Unknown option \`${key}\` for ${where}${hint}; expected one of ${known.map((k) => `\`${k}\``).join(', ')}`,
       );
     }
   }

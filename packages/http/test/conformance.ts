@@ -106,6 +106,12 @@ export class Holds {
     return entry.promise;
   }
 
+  /** Counts an arrival at `name` without waiting (a store telling the case a duplicate parked). */
+  arrive(name: string): void {
+    this.#entry(name).arrived += 1;
+    for (const wake of this.#arrivedWaiters.splice(0)) wake();
+  }
+
   /** Resolves once `count` handlers wait on `name`. */
   async arrived(name: string, count = 1): Promise<void> {
     while (this.#entry(name).arrived < count) {
@@ -268,6 +274,37 @@ export const cases: readonly Case[] = [
     },
   },
   {
+    name: 'rate limit: `detail` is the text of a 429 problem+json (code, policy, retryAfter kept), also per route',
+    app: {
+      rateLimit: {
+        name: 'per-ip',
+        limit: 1,
+        windowMs: 60_000,
+        detail: 'Too many requests from you; slow down',
+      },
+      // A detail-only override spends from the same bucket.
+      routes: { '/search': { rateLimit: { detail: 'Searching too fast, "really"' } } },
+    },
+    async run(client) {
+      expect((await client.request({ path: '/' })).status).toBe(200);
+      const refused = await client.request({ path: '/' });
+      expectProblem(refused, 429, 'ERR_RATE_LIMITED');
+      expect(json(refused)).toEqual({
+        type: 'about:blank',
+        title: 'Too Many Requests',
+        status: 429,
+        detail: 'Too many requests from you; slow down',
+        code: 'ERR_RATE_LIMITED',
+        policy: 'per-ip',
+        retryAfter: 60,
+      });
+      const search = await client.request({ path: '/search' });
+      expectProblem(search, 429, 'ERR_RATE_LIMITED');
+      expect(json(search).detail).toBe('Searching too fast, "really"');
+      expect(search.headers['retry-after']).toBe('60');
+    },
+  },
+  {
     name: 'rate limit: skipFailedRequests gives back what a 4xx, 5xx or a throwing handler took',
     app: { rateLimit: { name: 'ok-only', limit: 2, windowMs: 60_000, skipFailedRequests: true } },
     async run(client) {
@@ -377,6 +414,47 @@ export const cases: readonly Case[] = [
       expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(200);
       expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(429);
       expect((await client.request({ path: '/', headers: xff('198.51.100.2') })).status).toBe(200);
+    },
+  },
+  {
+    name: 'client key: byApiKey trims only SP and HTAB, so a key ending in a no-break space (0xA0) is another key',
+    app: { trustProxy: true, rateLimit: { limit: 1, windowMs: 60_000, key: byApiKey() } },
+    async run(client) {
+      const withKey = (key: string) => ({ path: '/', headers: { 'x-api-key': key, ...xff('198.51.100.1') } });
+      expect((await client.request(withKey('k1'))).status).toBe(200);
+      // The byte 0xA0 on the wire; Node hands it over as U+00A0, which String.prototype.trim() removes.
+      expect((await client.request(withKey('k1\u00a0'))).status).toBe(200);
+      expect((await client.request(withKey('\u00a0k1'))).status).toBe(200);
+      expect((await client.request(withKey('k1\u00a0'))).status).toBe(429);
+    },
+  },
+  {
+    name: 'client key: a key answering a number (a user id, as @fastify/rate-limit allows) buckets per user; one naming no bucket goes to the error handler, not a 503',
+    app: {
+      trustProxy: true,
+      rateLimit: {
+        limit: 1,
+        windowMs: 60_000,
+        key: (req) => {
+          const user = byUserHeader(req);
+          if (user === 'broken') return { user } as never;
+          return user === undefined ? undefined : Number(user);
+        },
+      },
+    },
+    async run(client) {
+      const as = (user: string, address: string) => ({
+        path: '/',
+        headers: { 'x-user': user, ...xff(address) },
+      });
+      expect((await client.request(as('7', '198.51.100.1'))).status).toBe(200);
+      expect((await client.request(as('7', '198.51.100.2'))).status).toBe(429);
+      expect((await client.request(as('8', '198.51.100.1'))).status).toBe(200);
+      // The framework's own 500 (the app's mistake), never 503 ERR_STORE_UNAVAILABLE for everyone.
+      const broken = await client.request(as('broken', '198.51.100.3'));
+      expect(broken.status).toBe(500);
+      expect(broken.body).not.toContain('ERR_STORE_UNAVAILABLE');
+      expect((await client.request({ path: '/', headers: xff('198.51.100.3') })).status).toBe(200);
     },
   },
   // ---- skip / allow lists, dry run ----
@@ -493,14 +571,30 @@ export const cases: readonly Case[] = [
   },
   {
     name: 'idempotency: coalescing duplicates wait and all get the first answer; the handler runs once',
-    app: { idempotency: { scope: byUserHeader, inFlight: 'coalesce' } },
+    app: {
+      idempotency: { scope: byUserHeader, inFlight: 'coalesce' },
+      // The store tells the case when a duplicate parks behind the first, so no sleep has to guess it.
+      idempotencyStore: (holds) => {
+        const inner = new MemoryIdempotencyStore();
+        return {
+          begin: (key, fingerprint, leaseMs) => inner.begin(key, fingerprint, leaseMs),
+          complete: (key, lease, response, ttlMs) => inner.complete(key, lease, response, ttlMs),
+          release: (key, lease) => inner.release(key, lease),
+          waitForChange: (key, signal) => {
+            const change = inner.waitForChange(key, signal);
+            holds.arrive('parked');
+            return change;
+          },
+          close: () => inner.close(),
+        };
+      },
+    },
     async run(client, holds) {
       const body = { amount: 5, hold: 'c' };
       const first = client.request(checkout('co', body, { 'x-user': 'a' }));
       await holds.arrived('c');
       const duplicates = [1, 2, 3].map(() => client.request(checkout('co', body, { 'x-user': 'a' })));
-      // Give the duplicates time to reach the server and start waiting.
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await holds.arrived('parked', 3);
       holds.release('c');
       const original = await first;
       for (const duplicate of await Promise.all(duplicates)) {
@@ -713,6 +807,36 @@ export const cases: readonly Case[] = [
       });
       expectProblem(twice, 400, 'ERR_IDEMPOTENCY_KEY_INVALID');
       expect(holds.checkouts).toBe(0);
+    },
+  },
+];
+
+/**
+ * Set-ups both adapters must refuse alike: building the app fails (Express: the middleware factory
+ * throws; Fastify: `register()`, or the route definition for a route's override) with this error.
+ */
+export interface SetupCase {
+  readonly name: string;
+  readonly app: AppSpec;
+  /** What the `InvalidOptionError` carries. */
+  readonly error: { readonly option: string; readonly message: RegExp };
+}
+
+export const setupCases: readonly SetupCase[] = [
+  {
+    name: "set-up: @fastify/rate-limit's and express-rate-limit's `max` fails naming floodgate's `limit`",
+    app: { rateLimit: { max: 100, windowMs: 60_000 } as never },
+    error: { option: 'max', message: /^Unknown option `max` for rateLimit\(\); it is `limit` here/ },
+  },
+  {
+    name: "set-up: a route's `message` override fails naming floodgate's `detail`",
+    app: {
+      rateLimit: { limit: 10, windowMs: 60_000 },
+      routes: { '/search': { rateLimit: { message: 'slow down' } as never } },
+    },
+    error: {
+      option: 'message',
+      message: /^Unknown option `message` for rateLimit\(\); the text of a refusal is `detail` here/,
     },
   },
 ];

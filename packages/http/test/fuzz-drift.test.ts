@@ -11,10 +11,11 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startExpressApp } from '../../express/test/fuzz-app.js';
+import { type RunningApp, startExpressApp } from '../../express/test/fuzz-app.js';
 import { startFastifyApp } from '../../fastify/test/fuzz-app.js';
 import {
   FuzzControls,
+  type FuzzOptions,
   fuzzOptions,
   fuzzParameters,
   LeakWatch,
@@ -31,7 +32,9 @@ function summary(observation: Observation): string {
   return `${label}${replayed ? ' replayed' : ''} ratelimit=${response.headers.ratelimit}${body}`;
 }
 
-async function answers(start: typeof startExpressApp, scenario: Scenario): Promise<string[]> {
+type Start = (options: FuzzOptions, controls: FuzzControls) => Promise<RunningApp>;
+
+async function answers(start: Start, scenario: Scenario): Promise<string[]> {
   const controls = new FuzzControls();
   const app = await start(fuzzOptions(controls, scenario.variant), controls);
   try {

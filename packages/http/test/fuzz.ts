@@ -1,8 +1,9 @@
 /**
  * Property-based fuzzing of both adapters through their public surface. Each adapter's `fuzz.test.ts`
- * builds the same app (`fuzzOptions`): a checkout route guarded like the shop's (a rate limit of several
- * policies keyed by user, API key, bearer token and address; idempotency, coalescing or 409; load shedding
- * behind a breaker), then `runScenario` sends it generated hostile requests and checks every answer
+ * builds the same app (`fuzzOptions`; Express on a real socket, Fastify through inject() and on a real
+ * socket, both sockets reached by `socketClient`): a checkout route guarded like the shop's (a rate
+ * limit of several policies keyed by user, API key, bearer token and address; idempotency, coalescing or
+ * 409; load shedding behind a breaker), then `runScenario` sends it generated hostile requests and checks every answer
  * against what the READMEs document for that input. `fuzz-drift.test.ts` sends the same scenarios to
  * Express and Fastify and compares the answers.
  *
@@ -11,6 +12,7 @@
  * `FLOODGATE_FUZZ_SEED=random FLOODGATE_FUZZ_RUNS=2000 npx vitest run packages/express/test/fuzz.test.ts`;
  * fast-check prints the seed and path of a failure to replay it.
  */
+import { request as httpRequest } from 'node:http';
 import {
   byApiKey,
   byUser,
@@ -760,6 +762,53 @@ export interface FuzzResponse {
 
 export interface FuzzClient {
   request(request: FuzzRequest): Promise<FuzzResponse>;
+}
+
+/**
+ * A client for an app listening on 127.0.0.1:`port` that sends a `FuzzRequest` exactly: method, target,
+ * repeated fields and body bytes as generated, each request on its own connection (`agent: false`, so
+ * nothing is left open between scenarios). Fields go as a raw list so a repeated field goes out
+ * repeated, and Node writes them as latin1, so a generated obs-text byte reaches the server as that byte.
+ */
+export function socketClient(port: number): FuzzClient {
+  return {
+    request: (request) =>
+      new Promise((resolve, reject) => {
+        const fields: string[] = ['host', `127.0.0.1:${port}`];
+        for (const [name, value] of request.headers) fields.push(name, value);
+        const body = request.body === undefined ? undefined : bodyBytes(request.body);
+        if (body !== undefined)
+          fields.push('content-type', 'application/json', 'content-length', String(body.length));
+        // Without a length Node frames a POST, PATCH, PURGE... as chunked: an empty body, but a body,
+        // and Fastify answers one without Content-Type with its own 415 (Express ignores it). A request
+        // without a body says `Content-Length: 0`, as RFC 9110 §8.6 has user agents do for a POST.
+        else if (request.method !== 'GET' && request.method !== 'HEAD') fields.push('content-length', '0');
+        const outgoing = httpRequest(
+          {
+            host: '127.0.0.1',
+            port,
+            method: request.method,
+            path: request.path,
+            headers: fields,
+            agent: false,
+          },
+          (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (chunk: Buffer) => chunks.push(chunk));
+            res.on('error', reject);
+            res.on('end', () => {
+              const headers: Record<string, string> = {};
+              for (const [name, value] of Object.entries(res.headers)) {
+                if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+              }
+              resolve({ status: res.statusCode ?? 0, headers, body: Buffer.concat(chunks).toString('utf8') });
+            });
+          },
+        );
+        outgoing.on('error', reject);
+        outgoing.end(body);
+      }),
+  };
 }
 
 /** What a request came to, as the checks and the drift comparison read it. */
