@@ -25,6 +25,9 @@ describe('resolveOptions', () => {
       faults: defaultFaults,
     });
     expect(resolveOptions({ rate: Number.POSITIVE_INFINITY }).burst).toBe(1000);
+    // The default burst is the rate, but never below the one request a bucket must hold.
+    expect(resolveOptions({ rate: 40 }).burst).toBe(40);
+    expect(resolveOptions({ rate: 0.5 }).burst).toBe(1);
   });
 
   it.each([

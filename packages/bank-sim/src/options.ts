@@ -59,9 +59,10 @@ export interface Faults {
    */
   readonly outages: readonly OutageWindow[];
   /**
-   * What an outage looks like: `'refuse'` stops listening (connections get ECONNREFUSED, open ones
-   * are closed), `'reset'` accepts connections and resets them, `'status'` answers `503` with a
-   * `Retry-After` of the time left.
+   * What an outage looks like: `'refuse'` stops listening (new connections get ECONNREFUSED, idle
+   * keep-alive ones are closed, requests in flight still get their answer), `'reset'` resets payment and
+   * status requests (`/_stats` and `/_faults` stay up), `'status'` answers `503` with a `Retry-After` of the
+   * time left.
    * @default 'refuse'
    */
   readonly outageMode: 'refuse' | 'reset' | 'status';
@@ -98,7 +99,7 @@ export interface BankSimOptions {
   /**
    * The flow limit's bucket size: how many requests may arrive back to back.
    * So at most `burst + rate × t` requests are admitted in any span of t seconds.
-   * @default rate (or 1000 when rate is Infinity)
+   * @default rate, at least 1 (1000 when rate is Infinity)
    */
   readonly burst?: number;
   /**

@@ -940,6 +940,57 @@ describe('real timers', () => {
 });
 
 describe('options', () => {
+  it('defaults as documented: 10 s timeout, volume 10, 30 s open, 3 probes of which 2 close it', async () => {
+    // No jitter (random() = 0), so open times are exact; every other option at its default.
+    const b = circuitBreaker({ random: () => 0 });
+    const changes: StateChange[] = [];
+    b.on('stateChange', (change) => changes.push(change));
+    expect(b.name).toBe('circuit');
+    const hung = swallow(b.execute(() => new Promise(() => {})));
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(b.inFlight).toBe(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await hung).toBeInstanceOf(CircuitTimeoutError); // timeoutMs 10_000
+    for (let i = 0; i < 8; i++) await swallow(b.execute(fail500));
+    expect(b.state).toBe('closed'); // 9 counted calls, all failed: below volumeThreshold 10
+    await swallow(b.execute(fail500));
+    expect(changes).toEqual([expect.objectContaining({ to: 'open', openForMs: 30_000, failureRate: 100 })]);
+    vi.advanceTimersByTime(30_000);
+    expect(b.state).toBe('half-open');
+    const probes = [deferred(), deferred(), deferred()];
+    const calls = probes.map((probe) => b.execute(() => probe.promise));
+    await expect(b.execute(ok)).rejects.toBeInstanceOf(CircuitOpenError); // halfOpenMaxCalls 3
+    probes[0]?.resolve('ok');
+    await calls[0];
+    expect(b.state).toBe('half-open');
+    probes[1]?.resolve('ok');
+    await calls[1];
+    expect(b.state).toBe('closed'); // halfOpenSuccessThreshold min(2, 3)
+    probes[2]?.resolve('ok');
+    await calls[2];
+    b.close();
+  });
+
+  it('defaults halfOpenSuccessThreshold to min(2, halfOpenMaxCalls) and maxResetTimeoutMs to max(300 s, resetTimeoutMs)', async () => {
+    // halfOpenMaxCalls 1 alone is valid: the threshold follows it down to 1.
+    const { b, changes } = breaker({ volumeThreshold: 1, halfOpenMaxCalls: 1, resetBackoffFactor: 1000 });
+    await swallow(b.execute(fail500));
+    vi.advanceTimersByTime(1000);
+    await b.execute(ok);
+    expect(b.state).toBe('closed');
+    // The backoff (1000 × 1000) is capped at 300_000 by default.
+    await swallow(b.execute(fail500));
+    vi.advanceTimersByTime(1000);
+    await swallow(b.execute(fail500));
+    expect(changes.at(-1)).toMatchObject({ to: 'open', openForMs: 300_000 });
+    // A resetTimeoutMs above 300 s raises the default cap with it instead of being refused.
+    const long = circuitBreaker({ resetTimeoutMs: 600_000, resetJitter: 0, volumeThreshold: 1 });
+    await swallow(long.execute(fail500));
+    expect(long.retryAfterMs).toBe(600_000);
+    long.close();
+    b.close();
+  });
+
   const bad: Array<[string, unknown]> = [
     ['timeoutMs', 0],
     ['timeoutMs', 'fast'],
@@ -1000,6 +1051,16 @@ describe('options', () => {
     async function chargeCard() {}
     expect(circuitBreaker(chargeCard).name).toBe('chargeCard');
     expect(circuitBreaker({ name: 'bank' }).name).toBe('bank');
+  });
+
+  it('circuitBreaker(undefined, options) keeps the options, as new CircuitBreaker(undefined, options) does', () => {
+    // `circuitBreaker(action?, options?)` in the README: from JavaScript, or with an action that may be absent.
+    const made = circuitBreaker(undefined as never, { name: 'bank', volumeThreshold: 3 });
+    expect(made.name).toBe('bank');
+    expect(new CircuitBreaker(undefined as never, { name: 'bank' }).name).toBe('bank');
+    expect(() => circuitBreaker(undefined as never, { volumeTreshold: 3 } as never)).toThrow(
+      InvalidOptionError,
+    );
   });
 });
 

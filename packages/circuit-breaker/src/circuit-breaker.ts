@@ -897,7 +897,8 @@ export function circuitBreaker(
   options?: CircuitBreakerOptions,
 ): CircuitBreaker {
   if (typeof actionOrOptions === 'function') return new CircuitBreaker(actionOrOptions, options);
-  return new CircuitBreaker(actionOrOptions);
+  // `circuitBreaker(undefined, options)` (an action that may be absent) keeps its options, as the class does.
+  return new CircuitBreaker(options === undefined ? actionOrOptions : options);
 }
 
 /**

@@ -70,8 +70,9 @@ export interface CircuitBreakerOptions<TArgs extends unknown[] = unknown[], TRes
    */
   readonly resetBackoffFactor?: number;
   /**
-   * Cap on any open time: the backoff, and a `Retry-After` the gateway asked for.
-   * @default 300_000
+   * Cap on any open time: the backoff, and a `Retry-After` the gateway asked for. At least
+   * `resetTimeoutMs`.
+   * @default max(300_000, resetTimeoutMs)
    */
   readonly maxResetTimeoutMs?: number;
   /**
@@ -89,8 +90,9 @@ export interface CircuitBreakerOptions<TArgs extends unknown[] = unknown[], TRes
   readonly halfOpenMaxCalls?: number;
   /**
    * How many probes must succeed (and not be slow) to close the breaker; it opens again as soon as that
-   * can no longer happen. An `ignored` probe counts neither way and frees its slot.
-   * @default 2
+   * can no longer happen. An `ignored` probe counts neither way and frees its slot. At most
+   * `halfOpenMaxCalls`.
+   * @default min(2, halfOpenMaxCalls)
    */
   readonly halfOpenSuccessThreshold?: number;
   /**

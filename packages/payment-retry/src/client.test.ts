@@ -397,6 +397,18 @@ describe('PaymentClient.pay', () => {
     ).rejects.toBeInstanceOf(IdempotencyKeyInvalidError);
   });
 
+  it('refuses the same order, paid, under another caller-given key (a second charge), sending nothing', async () => {
+    const { bank, client } = await setup(paid);
+    await client.pay({ ...intent, idempotencyKey: 'my-key-1' });
+    await expect(client.pay({ ...intent, idempotencyKey: 'my-key-2' })).rejects.toMatchObject({
+      code: 'ERR_PAYMENT_MISMATCH',
+      orderId: 'o-1',
+    });
+    // Without a key of its own the order's recorded key is used: the paid answer, nothing sent.
+    expect(await client.pay(intent)).toMatchObject({ status: 'paid', idempotencyKey: 'my-key-1' });
+    expect(bank.requests).toHaveLength(1);
+  });
+
   it('classifies a refused connection as not sent and stays pending, never declined', async () => {
     const { bank, client, ledger } = await setup(paid, { retry: { maxAttempts: 3 } });
     const { url } = bank;

@@ -683,7 +683,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     deadlineMs: number,
     signal: AbortSignal | undefined,
   ): Promise<PaymentOutcome> {
-    // Two rounds: a lost race for the insert (another process created this generation) re-reads it.
+    // Up to three rounds: a lost race for the insert (another process created this generation) re-reads it.
     for (let round = 0; round < 3; round++) {
       // A ledger that answers synchronously (the memory ledger) is not awaited on the hot path: each await
       // of a plain value is a microtask turn, and together they were a measurable share of a payment.
@@ -1429,7 +1429,7 @@ function sleep(ms: number, cancel: PaymentCancel): Promise<void> {
  *   gateway: ietfGateway({ origin: 'https://bank.example' }),
  *   ledger: sqliteLedger({ path: 'payments.db' }),
  *   limiter: gate({ rate: 300, concurrency: 64, maxQueue: 1000, maxWaitMs: 2000 }),
- *   breaker: circuitBreaker(undefined, {}),
+ *   breaker: circuitBreaker({ name: 'bank' }),
  * });
  * @throws {InvalidOptionError} for a missing, malformed or unknown option.
  */

@@ -123,6 +123,7 @@ describe('PaymentLedger against the reference model (test/ledger-model.ts)', () 
     expect(seen.staleMovedAnyway).toBeGreaterThan(0);
     expect(seen.orphanAttempts).toBeGreaterThan(180);
     expect(seen.unresolvedCut).toBeGreaterThan(15);
+    expect(seen.badLimits).toBeGreaterThan(10);
     expect(seen.reopens).toBeGreaterThan(150);
     expect(seen.clicks.created).toBeGreaterThan(200);
     expect(seen.clicks.paid).toBeGreaterThan(100);

@@ -249,6 +249,27 @@ describe.each(ledgers)('%s', (_name, make) => {
     expect((await ledger.unresolved()).map((r) => r.idempotencyKey)).toEqual(['a', 'c']);
     expect((await ledger.unresolved(1)).map((r) => r.idempotencyKey)).toEqual(['a']);
   });
+
+  it.each([
+    [-1, '`-1` (number)'],
+    [1.5, '`1.5` (number)'],
+    [Number.NaN, '`NaN` (number)'],
+    ['2', '`2` (string)'],
+  ])(
+    'refuses unresolved(%s) with InvalidOptionError naming `limit`, as every ledger does',
+    async (limit, shown) => {
+      await ledger.create(record({ idempotencyKey: 'a', scope: 'a' }));
+      // Once [] from the memory ledger and every payment from SQLite for -1, and a SQLite error for 1.5.
+      const refused = (async () => ledger.unresolved(limit as number))();
+      await expect(refused).rejects.toThrow(InvalidOptionError);
+      await expect(refused).rejects.toMatchObject({
+        code: 'ERR_INVALID_OPTION',
+        option: 'limit',
+        message: `Expected \`limit\` to be an integer >= 0 or Infinity, got ${shown}`,
+      });
+      expect(await ledger.unresolved(Number.POSITIVE_INFINITY)).toHaveLength(1);
+    },
+  );
 });
 
 describe('SqliteLedger', () => {

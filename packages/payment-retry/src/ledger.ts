@@ -131,7 +131,10 @@ export interface PaymentLedger {
   attempts(idempotencyKey: string): Awaitable<readonly AttemptRecord[]>;
   /**
    * Every payment in an unresolved state (created, sending, unknown, reconciling), oldest first: by
-   * `createdAt`, ties in the order they were inserted. At most `limit` of them (all when omitted).
+   * `createdAt`, ties in the order they were inserted. At most `limit` of them (all when omitted or
+   * `Infinity`, none for 0).
+   * @throws {InvalidOptionError} (`ERR_INVALID_OPTION`, `option: 'limit'`) when `limit` is not an integer
+   * >= 0 or `Infinity` (a `-1` or a `1.5`), in both built-in ledgers; a custom ledger should do the same.
    */
   unresolved(limit?: number): Awaitable<readonly PaymentRecord[]>;
   close(): Awaitable<void>;

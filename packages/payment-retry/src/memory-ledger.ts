@@ -1,7 +1,7 @@
 import { InvalidOptionError } from './errors.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord, PaymentState, RecordPatch } from './ledger.js';
 import { canTransition, UNRESOLVED_STATES } from './ledger.js';
-import { booleanOption, checkOptions } from './options.js';
+import { booleanOption, checkOptions, unresolvedLimit } from './options.js';
 
 /** Options of {@link memoryLedger}. */
 export interface MemoryLedgerOptions {
@@ -149,7 +149,8 @@ export class MemoryLedger implements PaymentLedger {
     return [...(this.#attempts.get(idempotencyKey) ?? [])];
   }
 
-  unresolved(limit = Number.POSITIVE_INFINITY): readonly PaymentRecord[] {
+  unresolved(limit?: number): readonly PaymentRecord[] {
+    const most = unresolvedLimit(limit);
     const out: PaymentRecord[] = [];
     for (const record of this.#byKey.values()) {
       if (UNRESOLVED_STATES.includes(record.state)) out.push(record);
@@ -157,7 +158,7 @@ export class MemoryLedger implements PaymentLedger {
     // Oldest first by `createdAt`, as the SQLite ledger answers (insertion order breaks ties: the sort is
     // stable). Insertion order alone differs once a wall clock steps back, and so would what `limit` keeps.
     out.sort((a, b) => a.createdAt - b.createdAt);
-    return out.length > limit ? out.slice(0, Math.max(0, limit)) : out;
+    return out.length > most ? out.slice(0, most) : out;
   }
 
   close(): void {

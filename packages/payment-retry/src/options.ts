@@ -62,3 +62,21 @@ export function integerAtLeast(option: string, value: unknown, min: number, fall
   }
   return value;
 }
+
+/**
+ * The `limit` of `PaymentLedger.unresolved(limit)`: an integer >= 0 or `Infinity`; `undefined` is every
+ * payment. Both built-in ledgers check it the same way, so a `-1` or a `1.5` is a caller's mistake in
+ * either, not "everything" in one and "nothing" in the other.
+ * @throws {InvalidOptionError} naming `limit` and the value.
+ */
+export function unresolvedLimit(limit: unknown): number {
+  if (limit === undefined) return Number.POSITIVE_INFINITY;
+  if (
+    typeof limit !== 'number' ||
+    !(Number.isSafeInteger(limit) || limit === Number.POSITIVE_INFINITY) ||
+    limit < 0
+  ) {
+    throw new InvalidOptionError('limit', 'an integer >= 0 or Infinity', limit);
+  }
+  return limit;
+}

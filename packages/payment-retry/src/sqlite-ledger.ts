@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { InvalidOptionError } from './errors.js';
 import type { AttemptRecord, PaymentLedger, PaymentRecord, PaymentState, RecordPatch } from './ledger.js';
 import { canTransition, UNRESOLVED_STATES } from './ledger.js';
-import { booleanOption, checkOptions, delayMs } from './options.js';
+import { booleanOption, checkOptions, delayMs, unresolvedLimit } from './options.js';
 import { assertSqliteDriverRuns } from './sqlite-driver.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
@@ -384,9 +384,10 @@ export class SqliteLedger implements PaymentLedger {
     }));
   }
 
-  unresolved(limit = -1): readonly PaymentRecord[] {
-    // SQLite reads a negative LIMIT as "no limit".
-    return this.#unresolved.all(Number.isFinite(limit) ? limit : -1).map(toRecord);
+  unresolved(limit?: number): readonly PaymentRecord[] {
+    const most = unresolvedLimit(limit);
+    // SQLite reads a negative LIMIT as "no limit": only `Infinity` (or no limit) becomes -1.
+    return this.#unresolved.all(most === Number.POSITIVE_INFINITY ? -1 : most).map(toRecord);
   }
 
   /**

@@ -26,7 +26,8 @@
  * - `latest(scope)` is the payment of the highest generation the ledger holds for the scope.
  * - `unresolved(limit)` lists every payment in created/sending/unknown/reconciling, oldest first: by
  *   `createdAt`, ties in insertion order; at most `limit` of them (none for 0, all when omitted or
- *   `Infinity`).
+ *   `Infinity`). Any other `limit` (negative, fractional, NaN, not a number) throws `InvalidOptionError`
+ *   (`ERR_INVALID_OPTION`, `option: 'limit'`, the value in the message) in both ledgers, changing nothing.
  * - The SQLite ledger keeps everything committed across a close and reopen of its file (a restart), and
  *   two connections to one file see one ledger. The memory ledger's `close` forgets everything (a restart
  *   of a process that keeps payments in memory).
@@ -145,6 +146,8 @@ export interface Seen {
   evictedLatest: number;
   floorsSet: number;
   unresolvedCut: number;
+  /** `unresolved(limit)` calls with a limit both ledgers must refuse. */
+  badLimits: number;
   staleRefused: number;
   staleMovedAnyway: number;
   clicks: Record<ClickOutcome['kind'] | 'replayed', number>;
@@ -168,6 +171,7 @@ export function emptySeen(): Seen {
     evictedLatest: 0,
     floorsSet: 0,
     unresolvedCut: 0,
+    badLimits: 0,
     staleRefused: 0,
     staleMovedAnyway: 0,
     clicks: { paid: 0, drive: 0, created: 0, replayed: 0, declined: 0, mismatch: 0, conflict: 0 },
@@ -187,6 +191,22 @@ export function addSeen(total: Seen, run: Seen): void {
       total[name] += run[name];
     }
   }
+}
+
+/** The model's answer to a `limit` that is not an integer >= 0 or `Infinity`. */
+export class BadLimit extends Error {
+  readonly code = 'ERR_INVALID_OPTION';
+  readonly option = 'limit';
+  constructor(readonly limit: unknown) {
+    super(`bad limit ${String(limit)}`);
+  }
+}
+
+/** What a ledger threw, in the terms the contract names: class, `code`, `option` and the value shown. */
+function thrown(error: unknown): unknown {
+  if (!(error instanceof Error)) return { threw: error };
+  const { code, option } = error as { code?: unknown; option?: unknown };
+  return { threw: error.name, code, option, message: error.message };
 }
 
 /** The reference ledger: answers synchronously, with copies. Its wall clock is `now`. */
@@ -302,6 +322,8 @@ export class LedgerModel {
   }
 
   unresolved(limit = Number.POSITIVE_INFINITY): readonly PaymentRecord[] {
+    const valid = Number.isSafeInteger(limit) ? limit >= 0 : limit === Number.POSITIVE_INFINITY;
+    if (!valid) throw new BadLimit(limit);
     const all = [...this.#held.values()]
       .filter((held) => UNRESOLVED_STATES.includes(held.record.state))
       .sort((a, b) => a.record.createdAt - b.record.createdAt || a.seq - b.seq)
@@ -465,7 +487,34 @@ export class Checked {
   }
 
   async unresolved(limit?: number): Promise<readonly PaymentRecord[]> {
-    const expected = this.model.unresolved(limit);
+    let expected: readonly PaymentRecord[];
+    try {
+      expected = this.model.unresolved(limit);
+    } catch (error) {
+      if (!(error instanceof BadLimit)) throw error;
+      this.model.seen.badLimits++;
+      // Both ledgers refuse it alike: InvalidOptionError naming `limit` and showing the value.
+      const shown = typeof limit === 'number' ? `\`${String(limit)}\` (number)` : String(limit);
+      for (const [name, ledger] of this.#each()) {
+        let answer: unknown;
+        try {
+          answer = (await ledger.unresolved(limit)).length;
+        } catch (refusal) {
+          answer = thrown(refusal);
+        }
+        expectEqual(
+          answer,
+          {
+            threw: 'InvalidOptionError',
+            code: 'ERR_INVALID_OPTION',
+            option: 'limit',
+            message: `Expected \`limit\` to be an integer >= 0 or Infinity, got ${shown}`,
+          },
+          `${name}.unresolved(${limit}) in ${this.label}`,
+        );
+      }
+      return [];
+    }
     for (const [name, ledger] of this.#each()) {
       const actual = (await ledger.unresolved(limit)).map((record) => ({ ...record }));
       expectEqual(actual, expected, `${name}.unresolved(${limit}) in ${this.label}`);
@@ -1044,7 +1093,18 @@ export function ledgerCommands(options: LedgerCommandOptions): fc.Arbitrary<Iter
       fc
         .tuple(
           via,
-          fc.option(fc.oneof(fc.nat({ max: 4 }), fc.constant(Number.POSITIVE_INFINITY)), { nil: undefined }),
+          fc.option(
+            fc.oneof(
+              { weight: 6, arbitrary: fc.nat({ max: 4 }) },
+              { weight: 2, arbitrary: fc.constant(Number.POSITIVE_INFINITY) },
+              // Limits both ledgers must refuse alike (they once differed: [] and everything for -1).
+              {
+                weight: 1,
+                arbitrary: fc.constantFrom(-1, -0.5, 1.5, Number.NaN, Number.NEGATIVE_INFINITY, 2 ** 53),
+              },
+            ),
+            { nil: undefined },
+          ),
         )
         .map(([v, limit]) => new Unresolved(v, limit)),
       3,

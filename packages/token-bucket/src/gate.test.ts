@@ -353,6 +353,22 @@ describe('gate', () => {
 });
 
 describe('gate with a store', () => {
+  it("defaults as documented: burst 1, and the store key 'gate'", async () => {
+    const store = new AsyncStore();
+    const keys: string[] = [];
+    const consume = store.consume.bind(store);
+    store.consume = (key, cost, spec, options) => {
+      keys.push(key);
+      return consume(key, cost, spec, options);
+    };
+    const g = gate({ rate: 10, concurrency: 1, maxQueue: 1, maxWaitMs: 1000, store, clock });
+    expect(g.spec).toEqual({ capacity: 1, refillPerMs: 10 / 1000 });
+    expect(g.stats()).toMatchObject({ burst: 1, rate: 10 });
+    await g.run(async () => 'sent');
+    expect(keys).toEqual(['gate']);
+    await g.close();
+  });
+
   it('shares the rate through the store key', async () => {
     const store = new AsyncStore();
     const a = gate({ rate: 10, concurrency: 10, maxQueue: 10, maxWaitMs: 1000, store, key: 'bank', clock });

@@ -197,6 +197,21 @@ describe('MemoryStore', () => {
     expect(() => store.refund('a', 1, spec)).toThrow(ClosedError);
   });
 
+  it('defaults as documented: maxKeys 100_000, operations remembered 60 s, at most 10_000 of them', () => {
+    now = 0;
+    const store = memoryStore({ clock });
+    expect(store.maxKeys).toBe(100_000);
+    const first = store.consume('a', 1, spec, { operationId: 'op' });
+    now = 59_999;
+    expect(store.consume('a', 1, spec, { operationId: 'op' })).toEqual({ ...first, replayed: true });
+    now = 60_000;
+    expect(store.consume('a', 1, spec, { operationId: 'op' }).replayed).toBeUndefined();
+    // 10_000 operations are remembered; the 10_001st forgets the oldest (op-0), not the next (op-1).
+    for (let i = 0; i < 10_001; i++) store.consume('b', 0, spec, { operationId: `op-${i}` });
+    expect(store.consume('b', 0, spec, { operationId: 'op-1' }).replayed).toBe(true);
+    expect(store.consume('b', 0, spec, { operationId: 'op-0' }).replayed).toBeUndefined();
+  });
+
   it('validates its options', () => {
     expect(() => memoryStore({ maxKeys: 0 })).toThrow('`maxKeys`');
     expect(() => memoryStore({ operationTtlMs: -1 })).toThrow('`operationTtlMs`');

@@ -52,7 +52,7 @@ const SWEEP_ON_INSERT = 2;
 const SWEEP_WHEN_FULL = 64;
 
 /**
- * The in-process {@link LimiterStore}: synchronous, bounded, and lean (about 60 heap bytes per live key
+ * The in-process {@link LimiterStore}: synchronous, bounded, and lean (about 30 heap bytes per live key
  * besides the key string; see bench/README.md).
  *
  * Each bucket is one float, the time at which it will be full again (`fullAt`), in a `Float64Array`

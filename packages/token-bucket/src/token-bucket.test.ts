@@ -75,6 +75,13 @@ describe('TokenBucket options', () => {
     expect(() => tokenBucket(options as never)).toThrow(message);
   });
 
+  it('defaults as documented: starts full, maxQueue 1024, maxCatchUpMs 20', () => {
+    const bucket = tokenBucket({ capacity: 4, refillRate: 1, clock });
+    expect(bucket.tokens).toBe(4);
+    expect(bucket.maxQueue).toBe(1024);
+    expect(bucket.maxCatchUpMs).toBe(20);
+  });
+
   it('exposes its spec for headers', () => {
     const bucket = new TokenBucket({ capacity: 10, refillRate: { tokens: 10, perMs: 60_000 }, clock });
     expect(bucket.spec).toEqual({ capacity: 10, refillPerMs: 10 / 60_000 });
