@@ -8,7 +8,7 @@ import { ShopApi, type ShopApiOptions } from './shop-api.js';
 export { settleOrder } from './checkout.js';
 
 /** What the Express shop is built from: the API's options, and what runs in front of checkout. */
-export interface ShopAppOptions extends ShopApiOptions {
+export interface ShopAppOptions extends Omit<ShopApiOptions, 'framework'> {
   /** Handlers run before the checkout (rate limit, idempotency, load shedding), in order. @default [] */
   readonly checkoutMiddleware?: readonly RequestHandler[];
 }
@@ -32,7 +32,7 @@ function sendPage(res: Response, page: ShopPage): void {
  * app.listen(3000);
  */
 export function createShopApp(options: ShopAppOptions): Express {
-  const api = new ShopApi(options);
+  const api = new ShopApi({ ...options, framework: 'express' });
   const pages = new ShopPages();
   const app = express();
   app.disable('x-powered-by');

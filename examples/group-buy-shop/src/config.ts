@@ -10,9 +10,19 @@ export const DEFAULT_BANK_RATE = 300;
 export const SHOP_KINDS = ['naive', 'careful', 'floodgate'] as const;
 export type ShopKind = (typeof SHOP_KINDS)[number];
 
+/**
+ * The HTTP frameworks a shop can be served by: `app.ts` (Express 5) and `fastify-app.ts` (Fastify 5). The
+ * Fastify app is the floodgate shop only: the naive and careful shops' checkout guards are Express
+ * middleware (express-rate-limit among them).
+ */
+export const FRAMEWORKS = ['express', 'fastify'] as const;
+export type Framework = (typeof FRAMEWORKS)[number];
+
 /** How one shop process is started (flags, each with an environment fallback). */
 export interface ShopConfig {
   readonly shop: ShopKind;
+  /** Which app serves it (`--framework`, env `SHOP_FRAMEWORK`); `fastify` only with `--shop floodgate`. */
+  readonly framework: Framework;
   readonly host: string;
   readonly port: number;
   /** SQLite file; created with its schema on first run. */
@@ -28,6 +38,37 @@ function fail(message: string): never {
   throw new TypeError(message);
 }
 
+/**
+ * `value` as a framework, for a command line's `--${name}`.
+ * @throws {TypeError} naming the option and the value when it is not one of {@link FRAMEWORKS}.
+ */
+export function parseFramework(value: string, name = 'framework'): Framework {
+  const framework = value as Framework;
+  if (!FRAMEWORKS.includes(framework))
+    fail(`Expected \`--${name}\` to be one of ${FRAMEWORKS.join(', ')}, got \`${value}\``);
+  return framework;
+}
+
+/**
+ * Checks that `framework` can serve `shop`.
+ * @throws {TypeError} naming both options when it cannot (Fastify serves the floodgate shop only).
+ */
+export function checkFrameworkServes(framework: Framework, shop: ShopKind): void {
+  if (framework === 'fastify' && shop !== 'floodgate') {
+    fail(
+      `Expected \`--shop\` to be \`floodgate\` with \`--framework fastify\` (the Fastify app is the floodgate shop only), got \`${shop}\``,
+    );
+  }
+}
+
+/**
+ * A script's flags as typed after `pnpm start --`: pnpm 10 hands that `--` on to the script (npm drops
+ * it), and `parseArgs` would read every flag after it as a positional argument and refuse them all.
+ */
+export function flagsOf(args: readonly string[]): string[] {
+  return args[0] === '--' ? args.slice(1) : [...args];
+}
+
 function positiveNumber(name: string, value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0)
@@ -41,10 +82,11 @@ function positiveNumber(name: string, value: string): number {
  */
 export function readShopConfig(args: readonly string[], env: NodeJS.ProcessEnv = process.env): ShopConfig {
   const { values } = parseArgs({
-    args: [...args],
+    args: flagsOf(args),
     strict: true,
     options: {
       shop: { type: 'string', default: env.SHOP ?? 'floodgate' },
+      framework: { type: 'string', default: env.SHOP_FRAMEWORK ?? 'express' },
       host: { type: 'string', default: env.HOST ?? '127.0.0.1' },
       port: { type: 'string', default: env.PORT ?? '3000' },
       db: { type: 'string', default: env.SHOP_DB ?? 'shop.db' },
@@ -57,12 +99,15 @@ export function readShopConfig(args: readonly string[], env: NodeJS.ProcessEnv =
   const shop = values.shop as ShopKind;
   if (!SHOP_KINDS.includes(shop))
     fail(`Expected \`--shop\` to be one of ${SHOP_KINDS.join(', ')}, got \`${values.shop}\``);
+  const framework = parseFramework(values.framework);
+  checkFrameworkServes(framework, shop);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     fail(`Expected \`--port\` to be an integer from 0 to 65535, got \`${values.port}\``);
   }
   return {
     shop,
+    framework,
     host: values.host,
     port,
     db: values.db,

@@ -11,7 +11,8 @@ import { ShopApi, type ShopApiOptions } from './shop-api.js';
  * What the Fastify shop is built from: the API's options (it is the floodgate shop, so its page sends an
  * `Idempotency-Key` and orders are not locked), and the load shedding in front of checkout.
  */
-export interface FastifyShopOptions extends Omit<ShopApiOptions, 'lockOrders' | 'pageSendsIdempotencyKey'> {
+export interface FastifyShopOptions
+  extends Omit<ShopApiOptions, 'framework' | 'lockOrders' | 'pageSendsIdempotencyKey'> {
   /**
    * The load shedding in front of checkout: the floodgate parts' `shedder` (see `floodgatePaymentParts`),
    * which counts each checkout it turns away as `shed` on the dashboard.
@@ -51,7 +52,12 @@ const pathOf = (request: FastifyRequest) => request.url.split('?', 1)[0] ?? requ
  */
 export async function createFastifyShop(options: FastifyShopOptions): Promise<FastifyInstance> {
   const { shedder, clock } = options;
-  const api = new ShopApi({ ...options, lockOrders: false, pageSendsIdempotencyKey: true });
+  const api = new ShopApi({
+    ...options,
+    framework: 'fastify',
+    lockOrders: false,
+    pageSendsIdempotencyKey: true,
+  });
   const pages = new ShopPages();
   const app = Fastify({
     // A URL Fastify cannot decode (`/api/orders/%E0`) is the client's 400, answered as every other one.

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { SHOP_KINDS, type ShopKind } from './config.js';
+import { FRAMEWORKS, flagsOf, parseFramework, SHOP_KINDS, type ShopKind } from './config.js';
 import { findings, formatTable, machineLine } from './festival/report.js';
 import { runFestival } from './festival/run-festival.js';
 
@@ -24,6 +24,8 @@ prints a side-by-side table and writes report.json + report.html.
   --faults on|off     realistic bank faults                     (default on)
   --seed N            same seed, same students and faults       (default 1)
   --shops a,b,c       which shops, in order                     (default ${SHOP_KINDS.join(',')})
+  --framework NAME    the floodgate shop's app: ${FRAMEWORKS.join('|')}  (default $SHOP_FRAMEWORK or express;
+                      the naive and careful shops are Express apps either way)
   --crash on|off      also SIGKILL the floodgate shop mid-surge (default on)
   --instances N       floodgate shop processes sharing the limit through Redis (default 1)
   --redis URL         Redis for --instances > 1                 (default $REDIS_URL)
@@ -53,6 +55,7 @@ function onOff(name: string, value: string): boolean {
 let parsed: ReturnType<typeof parse>;
 function parse() {
   return parseArgs({
+    args: flagsOf(process.argv.slice(2)),
     strict: true,
     options: {
       students: { type: 'string', default: '1000' },
@@ -61,6 +64,7 @@ function parse() {
       faults: { type: 'string', default: 'on' },
       seed: { type: 'string', default: '1' },
       shops: { type: 'string', default: SHOP_KINDS.join(',') },
+      framework: { type: 'string', default: process.env.SHOP_FRAMEWORK ?? 'express' },
       crash: { type: 'string', default: 'on' },
       instances: { type: 'string', default: '1' },
       redis: { type: 'string' },
@@ -85,6 +89,14 @@ for (const shop of shops) {
   if (!SHOP_KINDS.includes(shop))
     fail(`Expected \`--shops\` to list ${SHOP_KINDS.join(', ')}, got \`${shop}\``);
 }
+let framework: ReturnType<typeof parseFramework>;
+try {
+  framework = parseFramework(values.framework);
+} catch (error) {
+  fail((error as Error).message);
+}
+if (framework !== 'express' && !shops.includes('floodgate'))
+  fail(`\`--framework ${framework}\` serves the floodgate shop only, but \`--shops\` is \`${values.shops}\``);
 const instances = number('instances', values.instances, 1);
 const redisUrl = values.redis ?? (instances > 1 ? process.env.REDIS_URL : undefined);
 if (instances > 1 && !redisUrl)
@@ -100,6 +112,7 @@ const report = await runFestival({
   faults: onOff('faults', values.faults),
   seed: number('seed', values.seed, 0),
   shops,
+  framework,
   crash: onOff('crash', values.crash),
   instances,
   redisUrl,

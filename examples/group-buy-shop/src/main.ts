@@ -1,57 +1,62 @@
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createShopApp, settleOrder } from './app.js';
-import { readShopConfig } from './config.js';
+import { settleOrder } from './checkout.js';
+import { readShopConfig, type ShopConfig } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
 import { DASHBOARD_PATH } from './pages.js';
 import type { MeterName } from './payments.js';
-import { appPartsOf, buildShop } from './shops.js';
+import { createShopServer } from './shop-server.js';
 
-// Runs one shop process: `tsx src/main.ts --shop floodgate --port 3000 --bank-url http://127.0.0.1:4000`.
-// Started by the festival as a child process (it reports its URL over IPC), or by hand to click around.
+// Runs one shop process: `tsx src/main.ts --shop floodgate --framework fastify --port 3000 --bank-url
+// http://127.0.0.1:4000`. Started by the festival as a child process (it reports its URL over IPC), or by
+// hand to click around.
 
 // ms since this process started (performance.now()'s origin) at each step of start-up: the festival
 // reports where a restart after SIGKILL spends its time.
 const startup: Record<string, number> = { modulesLoadedMs: performance.now() };
-const config = readShopConfig(process.argv.slice(2));
+let config: ShopConfig;
+try {
+  config = readShopConfig(process.argv.slice(2));
+} catch (error) {
+  // A bad flag stops the process before it opens a database or a port: the message names the option.
+  console.error(`main: ${(error as Error).message}`);
+  process.exit(2);
+}
 const db = new ShopDb(config.db);
 const meter = new Meter<MeterName>();
-const wiring = await buildShop(config.shop, {
+const shop = await createShopServer({
+  shop: config.shop,
+  framework: config.framework,
   db,
   meter,
   bankUrl: config.bankUrl,
   bankRate: config.bankRate,
   redisUrl: config.redisUrl,
+  instance: config.instance,
   onSettled: (orderId, outcome) => settleOrder(db, meter, orderId, outcome),
 });
 
 startup.shopBuiltMs = performance.now();
 // After a crash, before the first checkout comes in: the orders the last process left mid-payment follow
 // the payment ledger (database reads only, a few ms; nothing can race them yet).
-if (wiring.payments.syncOrders) await wiring.payments.syncOrders();
+if (shop.payments.syncOrders) await shop.payments.syncOrders();
 startup.ordersSyncedMs = performance.now();
-
-const app = createShopApp({
-  db,
-  meter,
-  ...appPartsOf(wiring),
-  bankUrl: config.bankUrl,
-  instance: config.instance,
-});
 
 // A festival opens thousands of connections at once: a short accept queue (Node's default is 511) drops
 // them, and a dropped SYN is retried only after a second or more.
-const server = createServer(app);
+const { server } = shop;
 server.listen({ port: config.port, host: config.host, backlog: 4096 });
 server.keepAliveTimeout = 30_000;
 server.once('listening', () => {
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host}:${port}`;
   const dashboard = `${url}${DASHBOARD_PATH}`;
-  console.error(`${config.shop} shop (${config.instance}) listening on ${url} (dashboard ${dashboard})`);
+  console.error(
+    `${config.shop} shop (${config.instance}, ${shop.framework}) listening on ${url} (dashboard ${dashboard})`,
+  );
   startup.listeningMs = performance.now();
-  process.send?.({ type: 'ready', url, port, dashboard, startedAt: performance.timeOrigin, startup });
+  const ready = { type: 'ready', url, port, dashboard, framework: shop.framework };
+  process.send?.({ ...ready, startedAt: performance.timeOrigin, startup });
   void recoverInBackground();
 });
 
@@ -61,7 +66,7 @@ server.once('listening', () => {
 // shares the payment being recovered instead of starting another (see FloodgatePayments.recover).
 async function recoverInBackground(): Promise<void> {
   try {
-    const recovered = wiring.payments.recover ? await wiring.payments.recover() : 0;
+    const recovered = shop.payments.recover ? await shop.payments.recover() : 0;
     startup.recoveredMs = performance.now();
     console.error(`${config.shop} shop (${config.instance}) recovered ${recovered} payments`);
     process.send?.({ type: 'recovered', recovered, startup });
@@ -80,7 +85,7 @@ async function shutdown(): Promise<void> {
   closing = true;
   server.close();
   server.closeAllConnections();
-  await wiring.close();
+  await shop.close();
   db.close();
   process.exit(0);
 }

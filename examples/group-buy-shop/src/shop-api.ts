@@ -3,6 +3,7 @@ import { type IncomingHttpHeaders, STATUS_CODES } from 'node:http';
 import { json, problem, type ShopAnswer } from './answer.js';
 import { completeSeconds, fetchBankStats } from './bank-stats.js';
 import { type CheckoutContext, COALESCE_TIMEOUT_MS, checkoutOrder } from './checkout.js';
+import type { Framework } from './config.js';
 import { type ShopDb, UnknownDealError } from './db.js';
 import { Meter } from './meter.js';
 import type { MeterName, Payments } from './payments.js';
@@ -11,6 +12,8 @@ import { studentOf } from './student.js';
 
 /** What the shop's API is built from. Everything with a lifetime (db, payments) is owned by the caller. */
 export interface ShopApiOptions {
+  /** Which framework serves this API (`GET /api/config` says so): each adapter sets its own. */
+  readonly framework: Framework;
   readonly db: ShopDb;
   readonly payments: Payments;
   /**
@@ -53,7 +56,7 @@ export interface ShopApiOptions {
  * (the 401 and 404 bodies, which errors are the client's, the dashboard's numbers) is decided here once.
  *
  * @example
- * const api = new ShopApi({ db, payments });
+ * const api = new ShopApi({ framework: 'express', db, payments });
  * app.get('/api/deals', (_req, res) => send(res, api.deals()));
  */
 export class ShopApi {
@@ -81,9 +84,10 @@ export class ShopApi {
 
   /** `GET /api/config`: what the page needs to know about this shop. */
   config(): ShopAnswer {
-    const { payments, instance, pageSendsIdempotencyKey } = this.#options;
+    const { payments, instance, pageSendsIdempotencyKey, framework } = this.#options;
     return json(200, {
       shop: payments.name,
+      framework,
       instance: instance ?? 'shop',
       sendsIdempotencyKey: pageSendsIdempotencyKey ?? false,
       bankRate: payments.status().bankRate,

@@ -215,6 +215,14 @@ const statsShape = (
   bank: extra.bank === undefined ? null : extra.bank,
 });
 
+const configOf = (framework: AppName) => ({
+  shop: 'floodgate',
+  framework,
+  instance: INSTANCE,
+  sendsIdempotencyKey: true,
+  bankRate: BANK_RATE,
+});
+
 /** The per-student rate limit's fields on every answer that passed it. */
 const rateLimited = (remaining = expect.any(String)) => ({
   'ratelimit-policy': '"checkout";q=10;w=10',
@@ -292,11 +300,12 @@ export const cases: readonly ApiCase[] = [
   {
     name: 'GET /api/config: what the page needs (the floodgate page sends an Idempotency-Key)',
     request: gets('/api/config'),
-    expect: () => ({
-      status: 200,
-      contentType: JSON_TYPE,
-      body: { shop: 'floodgate', instance: INSTANCE, sendsIdempotencyKey: true, bankRate: BANK_RATE },
-    }),
+    expect: () => ({ status: 200, contentType: JSON_TYPE, body: configOf('express') }),
+    differs: {
+      why: 'it names the framework that answered, so a caller (the festival) can tell which app it started',
+      express: { body: configOf('express') },
+      fastify: { body: configOf('fastify') },
+    },
   },
   {
     name: 'GET /api/stats: the dashboard feed, without a bank configured',

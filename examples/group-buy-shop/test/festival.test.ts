@@ -2,6 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Framework } from '../src/config.js';
 import type { FestivalReport } from '../src/festival/report.js';
 import { type FestivalOptions, runFestival } from '../src/festival/run-festival.js';
 
@@ -30,16 +31,30 @@ afterAll(async () => {
   await rm(outDir, { recursive: true, force: true });
 });
 
-describe('the festival, floodgate shop', () => {
+// The same acceptance for the floodgate shop on either framework: the app in front of the checkout must
+// not change what is charged.
+describe.each<[Framework, string]>([
+  ['express', 'floodgate'],
+  ['fastify', 'floodgate (fastify)'],
+])('the festival, floodgate shop on %s', (framework, label) => {
   let report: FestivalReport;
 
   beforeAll(async () => {
-    report = await runFestival({ ...base(join(outDir, 'floodgate')), crash: true });
+    report = await runFestival({ ...base(join(outDir, framework)), framework, crash: true });
   }, 90_000);
+
+  it('runs the app it was asked for, before and after the SIGKILL', () => {
+    // Each run checks every shop process's `GET /api/config` against the framework it asked for.
+    expect(report.settings.framework).toBe(framework);
+    expect(report.runs.map((r) => [r.label, r.framework])).toEqual([
+      [label, framework],
+      [`${label} + SIGKILL`, framework],
+    ]);
+  });
 
   it('charges no order twice and loses none', () => {
     const run = report.runs[0];
-    expect(run?.label).toBe('floodgate');
+    expect(run?.label).toBe(label);
     expect(run?.ordersChargedTwice).toBe(0);
     expect(run?.extraCharges).toBe(0);
     expect(run?.lostOrders).toBe(0);
@@ -80,11 +95,9 @@ describe('the festival, floodgate shop', () => {
   });
 
   it('writes the JSON and HTML report', async () => {
-    const json = JSON.parse(
-      await readFile(join(outDir, 'floodgate', 'report.json'), 'utf8'),
-    ) as FestivalReport;
-    expect(json.runs.map((r) => r.label)).toEqual(['floodgate', 'floodgate + SIGKILL']);
-    const html = await readFile(join(outDir, 'floodgate', 'report.html'), 'utf8');
+    const json = JSON.parse(await readFile(join(outDir, framework, 'report.json'), 'utf8')) as FestivalReport;
+    expect(json.runs.map((r) => r.label)).toEqual([label, `${label} + SIGKILL`]);
+    const html = await readFile(join(outDir, framework, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).toContain('Requests at the bank against its limit');
   });

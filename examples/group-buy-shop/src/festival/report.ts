@@ -1,9 +1,12 @@
+import type { Framework } from '../config.js';
 import type { FestivalSettings, RunReport } from './run.js';
 
 /** The festival's result: the settings it ran with and one report per shop. */
 export interface FestivalReport {
   readonly createdAt: string;
   readonly settings: Omit<FestivalSettings, 'onProgress' | 'outDir'> & {
+    /** The floodgate shop's framework (the naive and careful shops are Express apps). */
+    readonly framework: Framework;
     readonly instances: number;
     readonly redisUrl: string | undefined;
   };
@@ -260,7 +263,7 @@ svg{width:100%;height:auto;font-size:11px;fill:#5b6670}
 </style></head><body>
 <h1>Shopping festival</h1>
 <p>${s.students} students arriving within ${seconds(s.arrivalMs)}, a bank limited to ${s.bankRate} payments/s,
-faults ${s.faults ? 'on' : 'off'}, seed ${s.seed}${s.instances > 1 ? `, ${s.instances} floodgate shop processes sharing the limit through Redis` : ''}.
+faults ${s.faults ? 'on' : 'off'}, seed ${s.seed}, the floodgate shop on ${s.framework === 'fastify' ? 'Fastify' : 'Express'}${s.instances > 1 ? `, ${s.instances} floodgate shop processes sharing the limit through Redis` : ''}.
 The same surge ran against each shop; the bank's own ground truth decides what was charged.</p>
 <table>${header}${body}</table>
 <ul>${report.runs.map((r) => `<li>${escapeHtml(findings(r))}</li>`).join('')}</ul>

@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
-import type { ShopKind } from '../config.js';
+import type { Framework, ShopKind } from '../config.js';
 import { ProgressBar } from './progress.js';
 import { type FestivalReport, renderHtml } from './report.js';
 import { type FestivalSettings, type RunReport, type RunSpec, runOne } from './run.js';
@@ -9,6 +9,12 @@ import { type FestivalSettings, type RunReport, type RunSpec, runOne } from './r
 export interface FestivalOptions extends Omit<FestivalSettings, 'onProgress' | 'onShopsReady'> {
   /** The shops to compare, in order. */
   readonly shops: readonly ShopKind[];
+  /**
+   * The floodgate shop's framework. The naive and careful shops are Express apps whatever it says: their
+   * checkout guards are Express middleware.
+   * @default 'express'
+   */
+  readonly framework?: Framework;
   /** Also run the floodgate shop once more with a SIGKILL mid-surge. */
   readonly crash: boolean;
   /** Floodgate shop processes sharing the bank's limit (needs `redisUrl` when > 1). */
@@ -24,10 +30,14 @@ export function plannedRuns(options: FestivalOptions): RunSpec[] {
   for (const shop of options.shops) {
     const floodgate = shop === 'floodgate';
     const instances = floodgate ? options.instances : 1;
+    const framework = floodgate ? (options.framework ?? 'express') : 'express';
+    // The Express shop keeps its plain label, so reports from before `--framework` compare as they were.
+    const on = framework === 'express' ? '' : ` (${framework})`;
     const suffix = instances > 1 ? ` ×${instances}` : '';
     runs.push({
       shop,
-      label: `${shop}${suffix}`,
+      framework,
+      label: `${shop}${on}${suffix}`,
       crash: false,
       instances,
       redisUrl: floodgate ? options.redisUrl : undefined,
@@ -35,7 +45,8 @@ export function plannedRuns(options: FestivalOptions): RunSpec[] {
     if (floodgate && options.crash) {
       runs.push({
         shop,
-        label: `${shop}${suffix} + SIGKILL`,
+        framework,
+        label: `${shop}${on}${suffix} + SIGKILL`,
         crash: true,
         instances,
         redisUrl: options.redisUrl,
@@ -83,6 +94,7 @@ export async function runFestival(options: FestivalOptions): Promise<FestivalRep
       seed: options.seed,
       arrivalMs: options.arrivalMs,
       drainTimeoutMs: options.drainTimeoutMs,
+      framework: options.framework ?? 'express',
       instances: options.instances,
       redisUrl: options.redisUrl,
     },

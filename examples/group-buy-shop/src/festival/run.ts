@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { BankSimOptions, BankStats, Faults } from '@floodgate/bank-sim';
 import { Pool } from 'undici';
-import type { ShopKind } from '../config.js';
+import type { Framework, ShopKind } from '../config.js';
 import { type OrderStatus, type PaymentAttempt, ShopDb } from '../db.js';
 import { type Service, type ServiceMessage, startService } from './processes.js';
 import { perSecond, quantile } from './stats.js';
@@ -12,6 +12,8 @@ import { dealOf, runSurge, type StudentOutcome, type StudentRecord, studentName 
 /** One column of the festival table. */
 export interface RunSpec {
   readonly shop: ShopKind;
+  /** The app that serves the shop: `fastify` for the floodgate shop only. */
+  readonly framework: Framework;
   /** Column heading, e.g. `floodgate + SIGKILL`. */
   readonly label: string;
   /** Kill the first shop process with SIGKILL mid-surge and start it again. */
@@ -77,6 +79,8 @@ export interface DoubleChargeSources {
 export interface RunReport {
   readonly label: string;
   readonly shop: ShopKind;
+  /** The framework that answered, as every shop process of the run said in `GET /api/config`. */
+  readonly framework: Framework;
   readonly crash: boolean;
   readonly instances: number;
   readonly students: number;
@@ -206,6 +210,23 @@ function dashboardOf(shop: Service): string {
   return dashboard;
 }
 
+/**
+ * What a shop process says it is (`GET /api/config`), checked against what the run asked for: a run that
+ * asked for Fastify and got Express (a flag lost on the way) would compare the wrong app.
+ * @throws {Error} when the process does not answer, or answers as another framework.
+ */
+async function shopConfigOf(shop: Service, spec: RunSpec): Promise<{ sendsIdempotencyKey: boolean }> {
+  const config = await getJson<{ framework?: string; sendsIdempotencyKey: boolean }>(
+    `${shop.url}/api/config`,
+  );
+  if (config?.framework !== spec.framework) {
+    throw new Error(
+      `Shop ${shop.url} (${spec.label}) answered as \`${config?.framework}\`, expected \`${spec.framework}\``,
+    );
+  }
+  return config;
+}
+
 /** Starts one shop process, on `port` (0: any). */
 function startShop(spec: RunSpec, settings: FestivalSettings, bankUrl: string, index: number, port = 0) {
   const instance = `${spec.shop}-${index + 1}`;
@@ -213,6 +234,9 @@ function startShop(spec: RunSpec, settings: FestivalSettings, bankUrl: string, i
   const args = [
     '--shop',
     spec.shop,
+    // Always said, so a `SHOP_FRAMEWORK` in the festival's environment cannot change a shop's app.
+    '--framework',
+    spec.framework,
     '--port',
     String(port),
     '--db',
@@ -347,9 +371,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
     for (const s of started) dbFiles.push(s.db);
     shops.push(...(await Promise.all(started.map((s) => s.service))));
     settings.onShopsReady?.({ label: spec.label, dashboards: shops.map(dashboardOf) });
-    const config = (await getJson<{ sendsIdempotencyKey: boolean }>(`${shops[0]?.url}/api/config`)) ?? {
-      sendsIdempotencyKey: false,
-    };
+    const [config] = await Promise.all(shops.map((shop) => shopConfigOf(shop, spec)));
 
     // Count from the first student on, and let the faults begin with the surge.
     await fetch(`${bank.url}/_stats/reset`, { method: 'POST' });
@@ -370,7 +392,7 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
       students: settings.students,
       arrivalMs: settings.arrivalMs,
       seed: settings.seed,
-      sendsIdempotencyKey: config.sendsIdempotencyKey,
+      sendsIdempotencyKey: config?.sendsIdempotencyKey ?? false,
       orders,
       onStudentDone: () => progress('surge', ++done),
     });
@@ -392,6 +414,8 @@ export async function runOne(spec: RunSpec, settings: FestivalSettings): Promise
       const restarted = await again.service;
       restartMs = Date.now() - killedAt;
       shops[0] = restarted;
+      // The restarted process must be the same app as the one killed.
+      await shopConfigOf(restarted, spec);
       recovery = Promise.all([exited, restarted.message('recovered')]).then(([exitedAt, message]) =>
         restartTimings(killedAt, exitedAt, restarted.ready, message),
       );
@@ -593,6 +617,7 @@ function summarize(input: SummaryInput): RunReport {
   return {
     label: spec.label,
     shop: spec.shop,
+    framework: spec.framework,
     crash: spec.crash,
     instances: spec.instances,
     students: settings.students,

@@ -1,0 +1,138 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BankSim, startBankSim } from '@floodgate/bank-sim';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Service, startService } from '../src/festival/processes.js';
+
+// The three entry points as a user starts them: `main` (through the festival's own process starter, as
+// the festival runs it), and `main`, `demo` and `festival` refusing a bad `--framework` before they open
+// a database, a port or a report folder.
+
+const packageDir = fileURLToPath(new URL('../', import.meta.url));
+const rootTsconfig = fileURLToPath(new URL('../../../tsconfig.json', import.meta.url));
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'shop-command-line-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Runs `src/<script>` with tsx to its end: its exit code and what it wrote on stderr. */
+function run(script: string, args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join('src', script), ...args], {
+      cwd: packageDir,
+      env: { ...process.env, SHOP_FRAMEWORK: undefined, TSX_TSCONFIG_PATH: rootTsconfig },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    child.once('error', reject);
+    // 'close', not 'exit': stderr has been read to its end.
+    child.once('close', (code) => resolve({ code, stderr }));
+  });
+}
+
+describe('a bad --framework', () => {
+  it('stops main before it opens its database, naming the option and the value', async () => {
+    const db = join(dir, 'shop.db');
+    const { code, stderr } = await run('main.ts', ['--framework', 'koa', '--db', db, '--port', '0']);
+    expect(code).toBe(2);
+    expect(stderr).toBe('main: Expected `--framework` to be one of express, fastify, got `koa`\n');
+    expect(existsSync(db)).toBe(false);
+  });
+
+  it('stops main when Fastify is asked to serve a shop it does not', async () => {
+    const db = join(dir, 'shop.db');
+    const { code, stderr } = await run('main.ts', ['--shop', 'naive', '--framework', 'fastify', '--db', db]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('Expected `--shop` to be `floodgate` with `--framework fastify`');
+    expect(stderr).toContain('got `naive`');
+    expect(existsSync(db)).toBe(false);
+  });
+
+  it('stops the demo before its bank or database', async () => {
+    const db = join(dir, 'demo.db');
+    const { code, stderr } = await run('demo.ts', ['--', '--framework', 'express ', '--db', db]);
+    expect(code).toBe(2);
+    expect(stderr).toBe('demo: Expected `--framework` to be one of express, fastify, got `express `\n');
+    expect(existsSync(db)).toBe(false);
+  });
+
+  it('stops the festival before its report folder, with its usage', async () => {
+    const out = join(dir, 'report');
+    const { code, stderr } = await run('festival.ts', ['--', '--framework', 'koa', '--out', out]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^festival: Expected `--framework` to be one of express, fastify, got `koa`\n/);
+    expect(stderr).toContain('--framework NAME');
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('main --framework', () => {
+  let bank: BankSim;
+  let shop: Service | undefined;
+  beforeEach(async () => {
+    bank = await startBankSim({ rate: 50, latencyMs: 0 });
+  });
+  afterEach(async () => {
+    await shop?.stop();
+    shop = undefined;
+    await bank.close();
+  });
+
+  /** `main.ts` as the festival starts it; the answers below come from the app it serves. */
+  const startMain = async (args: readonly string[]) => {
+    shop = await startService('main.ts', [
+      '--port',
+      '0',
+      '--db',
+      join(dir, 'shop.db'),
+      '--bank-url',
+      bank.url,
+      '--bank-rate',
+      '50',
+      ...args,
+    ]);
+    return shop;
+  };
+
+  for (const [framework, args] of [
+    ['express', []],
+    ['fastify', ['--framework', 'fastify']],
+  ] as const) {
+    it(`serves the floodgate shop on ${framework}, which takes a checkout to the bank`, async () => {
+      const { url, ready } = await startMain(args);
+      expect(ready.framework).toBe(framework);
+      const config = await (await fetch(`${url}/api/config`)).json();
+      expect(config).toEqual({
+        shop: 'floodgate',
+        framework,
+        instance: 'shop-1',
+        sendsIdempotencyKey: true,
+        bankRate: 50,
+      });
+
+      const student = { 'x-student-id': 'ann' };
+      const joined = await fetch(`${url}/api/deals/d-kettle/join`, { method: 'POST', headers: student });
+      expect(joined.status).toBe(201);
+      const { order } = (await joined.json()) as { order: { id: string } };
+      const paid = await fetch(`${url}/api/checkout`, {
+        method: 'POST',
+        headers: { ...student, 'content-type': 'application/json', 'idempotency-key': '"k-1"' },
+        body: JSON.stringify({ orderId: order.id }),
+      });
+      expect(paid.status).toBe(201);
+      expect(await paid.json()).toMatchObject({ status: 'paid' });
+      expect(bank.stats().charges).toBe(1);
+    });
+  }
+});
