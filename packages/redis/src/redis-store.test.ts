@@ -207,6 +207,8 @@ describeRedis('RedisStore against Redis', () => {
       [() => s.consume(42 as unknown as string, 1, slow), 'key'],
       [() => s.consume('k', -1, slow), 'cost'],
       [() => s.consume('k', Number.NaN, slow), 'cost'],
+      // Above capacity: the memory store refuses it the same way (a bucket never holds that much).
+      [() => s.consume('k', slow.capacity + 1, slow), 'cost'],
       [() => s.consume('k', 1, { capacity: 0.5, refillPerMs: 1 }), 'spec.capacity'],
       [() => s.consume('k', 1, { capacity: 1, refillPerMs: 0 }), 'spec.refillPerMs'],
       [() => s.consume('k', 1, null as never), 'spec'],

@@ -246,6 +246,11 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     try {
       if (this.#closed) throw new ClosedError('RedisStore');
       this.#checkCall(key, cost, spec);
+      if (cost > spec.capacity) {
+        // As the memory store: a bucket can never hold more than its capacity, so such a cost is the
+        // caller's mistake, not a denial to retry after an infinite wait.
+        throw new InvalidOptionError('cost', `a number between 0 and capacity (${spec.capacity})`, cost);
+      }
       operation = this.#consumeOperation(key, cost, options);
     } catch (error) {
       return Promise.reject(error);
