@@ -1,7 +1,7 @@
 // Every package README promises "a 10-line example that runs" on its first screen. This runs each one as a
 // reader would (the first ```js/```ts block, read from the README at test time, in its own Node process)
 // and checks what it prints against its own `// comments`; the server examples get real HTTP requests.
-import { access } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adminClient, deleteKeys, describeRedis, REDIS_URL } from '../packages/redis/test/redis-available.js';
@@ -63,6 +63,39 @@ describe('finding the example in a README', () => {
   it('fails naming the README when there is no example', () => {
     expect(() => firstExampleBlock('# x\n\n```sh\nnpm i x\n```\n', 'packages/x/README.md')).toThrow(
       'packages/x/README.md has no ```js or ```ts block',
+    );
+  });
+});
+
+// The house standard for a package README's first screen: what it is for, install, a 10-line example.
+const PACKAGES = [
+  'bank-sim',
+  'circuit-breaker',
+  'express',
+  'fastify',
+  'http',
+  'payment-retry',
+  'redis',
+  'token-bucket',
+];
+const MAX_EXAMPLE_LINES = 10;
+// A terminal's first screen; the example must have ended by then.
+const FIRST_SCREEN_LINES = 40;
+
+describe('the example is on the first screen and 10 lines long', () => {
+  it('covers every package', async () => {
+    const dirs = await readdir(join(import.meta.dirname, '..', 'packages'));
+    expect(dirs.sort()).toEqual(PACKAGES);
+  });
+
+  it.each(PACKAGES)('%s', async (pkg) => {
+    const { code } = await readmeExample(pkg);
+    const lines = code.split('\n').filter((line) => line.trim() !== '');
+    expect(lines.length, code).toBeLessThanOrEqual(MAX_EXAMPLE_LINES);
+    const readme = await readFile(join(import.meta.dirname, '..', 'packages', pkg, 'README.md'), 'utf8');
+    const endsAt = readme.slice(0, readme.indexOf(code) + code.length).split('\n').length;
+    expect(endsAt, `packages/${pkg}/README.md: the example ends on line ${endsAt}`).toBeLessThanOrEqual(
+      FIRST_SCREEN_LINES,
     );
   });
 });
