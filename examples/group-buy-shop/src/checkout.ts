@@ -197,7 +197,9 @@ function answerFor(orderId: string, outcome: PayOutcome): ShopAnswer {
       return json(
         202,
         { status: 'pending', orderId, detail: 'Payment pending: we will confirm it shortly.' },
-        { location: `/api/orders/${orderId}` },
+        outcome.retryAfterMs === undefined
+          ? { location: `/api/orders/${orderId}` }
+          : { location: `/api/orders/${orderId}`, ...retryAfter(outcome.retryAfterMs) },
       );
     case 'failed':
       return problem(502, 'Bad Gateway', outcome.message, { status: 'failed', orderId });

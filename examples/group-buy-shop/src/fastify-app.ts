@@ -1,8 +1,8 @@
 import { floodgateIdempotency, floodgateLoadShedding, floodgateRateLimit } from '@floodgate/fastify';
-import type { LoadShedder } from '@floodgate/http';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { contentTypeOf, type ShopAnswer, serialize } from './answer.js';
-import { CHECKOUT_IDEMPOTENCY, CHECKOUT_PRIORITY, checkoutRateLimit } from './checkout-guards.js';
+import { CHECKOUT_IDEMPOTENCY, checkoutPriority, checkoutRateLimit } from './checkout-guards.js';
+import type { CheckoutShedder } from './checkout-shedder.js';
 import { jsonBodyParser, readJsonBody } from './json-body.js';
 import { type ShopPage, ShopPages } from './pages.js';
 import { ShopApi, type ShopApiOptions } from './shop-api.js';
@@ -15,9 +15,10 @@ export interface FastifyShopOptions
   extends Omit<ShopApiOptions, 'framework' | 'lockOrders' | 'pageSendsIdempotencyKey'> {
   /**
    * The load shedding in front of checkout: the floodgate parts' `shedder` (see `floodgatePaymentParts`),
-   * which counts each checkout it turns away as `shed` on the dashboard.
+   * which counts each checkout it turns away as `shed` on the dashboard and admits the checkouts that
+   * answer without the bank (`RECOVERING_PRIORITY`).
    */
-  readonly shedder: LoadShedder;
+  readonly shedder: CheckoutShedder;
   /**
    * Monotonic clock in ms for the per-student rate limit and the recent declines (tests inject one).
    * @default performance.now
@@ -106,14 +107,23 @@ export async function createFastifyShop(options: FastifyShopOptions): Promise<Fa
   // sees it and frees the key.
   await app.register(floodgateRateLimit, { ...checkoutRateLimit(clock), global: false, hook: 'preHandler' });
   await app.register(floodgateIdempotency, CHECKOUT_IDEMPOTENCY);
-  await app.register(floodgateLoadShedding, { global: false, hook: 'preHandler', denials: 'reply', shedder });
+  // The class comes from the body (an order being recovered is never shed), so it is the plugin's
+  // function: a route's `config` names a fixed class only.
+  const priorityOf = checkoutPriority(options.payments);
+  await app.register(floodgateLoadShedding, {
+    global: false,
+    hook: 'preHandler',
+    denials: 'reply',
+    shedder,
+    priority: (request) => priorityOf(request.body),
+  });
 
   const arrivals = new WeakMap<FastifyRequest, number>();
   app.post(
     '/api/checkout',
     {
       config: {
-        floodgate: { rateLimit: {}, idempotency: true, loadShedding: { priority: CHECKOUT_PRIORITY } },
+        floodgate: { rateLimit: {}, idempotency: true, loadShedding: {} },
       },
       // The route's own hook, after the body was read and before the plugins' `preHandler` hooks: every
       // checkout counts, as in the Express shop, and its arrival is noted before idempotency can hold it.

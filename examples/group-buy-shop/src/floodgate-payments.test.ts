@@ -7,6 +7,7 @@ import {
   sqliteLedger,
 } from '@floodgate/payment-retry';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { holdingBank } from '../test/holding-bank.js';
 import { checkoutOrder, settleOrder } from './checkout.js';
 import { ShopDb } from './db.js';
 import { type FloodgatePaymentParts, floodgatePaymentParts } from './floodgate-shop.js';
@@ -34,11 +35,11 @@ afterEach(async () => {
 });
 
 /** A shop process's way to the bank, on the shared database (each call: a new process). */
-function startProcess(): FloodgatePaymentParts {
+function startProcess(bankUrl = bank.url): FloodgatePaymentParts {
   const parts = floodgatePaymentParts({
     db,
     meter,
-    bankUrl: bank.url,
+    bankUrl,
     bankRate: 50,
     onSettled: (orderId, outcome) => settleOrder(db, meter, orderId, outcome),
   });
@@ -84,32 +85,106 @@ async function payAndDie(orderId: string, amount: number): Promise<void> {
   await bankHasCharged;
 }
 
+const STILL_WAITING = Symbol('still waiting');
+
+/**
+ * What `promise` settled with before anything else could happen (its own microtasks only: no timer, no
+ * socket), or {@link STILL_WAITING}. No clock is involved: a checkout that waits for the bank cannot
+ * settle before the next turn of the event loop.
+ */
+function settledAtOnce<T>(promise: Promise<T>): Promise<T | typeof STILL_WAITING> {
+  return Promise.race([
+    promise,
+    new Promise<typeof STILL_WAITING>((resolve) => setImmediate(resolve, STILL_WAITING)),
+  ]);
+}
+
 describe('FloodgatePayments after a restart', () => {
-  it('shares the payment being recovered with a checkout of the same order: one charge', async () => {
+  it('answers a checkout of an order being recovered at once, pending, and recovery charges it once', async () => {
     const order = db.joinDeal('d-kettle', 'ann', 'ord_killed');
     db.setOrderStatus(order.id, 'paying');
     await payAndDie(order.id, order.amount);
     expect(bank.stats().charges).toBe(1);
 
-    const { payments } = startProcess();
+    // The restarted process's bank answers nothing until the test lets it: recovery stays in flight.
+    const held = await holdingBank(bank.url, { holdQueries: true });
+    closeAfter.push(held);
+    const { payments } = startProcess(held.url);
     expect(await payments.syncOrders()).toBe(1);
     // Paid at the bank, unknown to the shop: pending until recovery asks the bank.
     expect(db.order(order.id)?.status).toBe('pending');
+    expect(payments.recovering(order.id)).toBe(true);
+    const recovery = payments.recover();
+    await held.holding(1);
 
-    // The shop listens while recovery runs: the student clicks "Pay" again at once.
+    // The shop listens while recovery waits for the bank: the student clicks "Pay" again. The answer is
+    // the order's state, now, not the bank's answer whenever it comes.
     const context = { db, payments, meter, lockOrders: false };
-    const [found, answer] = await Promise.all([
-      payments.recover(),
-      checkoutOrder(context, 'ann', { orderId: order.id }),
-    ]);
+    const answer = await settledAtOnce(checkoutOrder(context, 'ann', { orderId: order.id }));
+    expect(answer).toMatchObject({
+      status: 202,
+      body: { status: 'pending', orderId: order.id },
+      headers: { location: `/api/orders/${order.id}`, 'retry-after': '1' },
+    });
+    // Another card for it is refused at once too (a second tab): one payment per order.
+    const otherCard = await settledAtOnce(
+      checkoutOrder(context, 'ann', { orderId: order.id, source: 'tok_visa_other' }),
+    );
+    expect(otherCard).toMatchObject({ status: 409, body: { code: 'ERR_PAYMENT_MISMATCH' } });
+    // Neither click sent anything: the one request at the bank is recovery's.
+    expect(held.held).toBe(1);
+    expect(held.arrived).toBe(0);
+    expect(db.order(order.id)?.status).toBe('pending');
 
-    expect(found).toBe(1);
-    expect(answer.status).toBe(201);
+    held.release();
+    expect(await recovery).toBe(1);
     expect(db.order(order.id)?.status).toBe('paid');
+    expect(payments.recovering(order.id)).toBe(false);
+    expect(await checkoutOrder(context, 'ann', { orderId: order.id })).toMatchObject({
+      status: 200,
+      body: { status: 'paid' },
+    });
     const stats = bank.stats();
     expect(stats.charges).toBe(1);
     expect(stats.ordersCharged).toBe(1);
     expect(stats.extraCharges).toBe(0);
+  });
+
+  it('takes the next click of an order recovery found declined to the bank, as any declined order', async () => {
+    const order = db.joinDeal('d-kettle', 'ann', 'ord_declined_in_flight');
+    db.setOrderStatus(order.id, 'paying');
+    // The killed process's payment: the card has no funds, and the answer never reached the shop.
+    let declined!: () => void;
+    const bankHasAnswered = new Promise<void>((resolve) => (declined = resolve));
+    killedProcessClient({
+      run: (fn, options) =>
+        new Promise((_resolve, reject) => {
+          void fn(new AbortController().signal).finally(declined);
+          options?.signal?.addEventListener('abort', () => reject(options.signal?.reason), { once: true });
+        }),
+    })
+      .pay({
+        orderId: order.id,
+        amount: order.amount,
+        currency: 'EUR',
+        payer: 'tok_decline_insufficient_funds',
+      })
+      .catch(() => {});
+    await bankHasAnswered;
+
+    const { payments } = startProcess();
+    await payments.syncOrders();
+    expect(payments.recovering(order.id)).toBe(true);
+    expect(await payments.recover()).toBe(1);
+
+    expect(db.order(order.id)?.status).toBe('declined');
+    expect(payments.recovering(order.id)).toBe(false);
+    // Not "pending" for ever: the same card is a new payment, declined again; another card pays.
+    const context = { db, payments, meter, lockOrders: false };
+    const again = { orderId: order.id, source: 'tok_decline_insufficient_funds' };
+    expect((await checkoutOrder(context, 'ann', again)).status).toBe(402);
+    expect((await checkoutOrder(context, 'ann', { orderId: order.id, source: 'tok_ok' })).status).toBe(201);
+    expect(bank.stats().charges).toBe(1);
   });
 
   it('before listening, moves each order the killed process left paying to what the ledger says', async () => {

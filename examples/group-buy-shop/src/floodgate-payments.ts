@@ -15,6 +15,13 @@ function toPayOutcome(outcome: PaymentOutcome): PayOutcome {
 }
 
 /**
+ * How soon the page may ask again about an order whose payment is being recovered: it watches a pending
+ * order once a second (`src/public/shop.js`), as the festival's students do.
+ */
+const RECOVERING_RETRY_AFTER_MS = 1000;
+const RECOVERING: PayOutcome = { status: 'pending', retryAfterMs: RECOVERING_RETRY_AFTER_MS };
+
+/**
  * The floodgate shop's payments: @floodgate/payment-retry with a durable SQLite ledger (in the shop's own
  * database), a key derived from the order (so a re-click, a retry or a restart reuses it), the bank's flow
  * limit as a token-bucket gate and a circuit breaker in front of the bank.
@@ -25,6 +32,11 @@ export class FloodgatePayments implements Payments {
   readonly #client: PaymentClient;
   readonly #gate: Gate;
   readonly #breaker: CircuitBreaker;
+  /**
+   * The orders whose payment the killed process left in flight (found by `syncOrders()`), until the bank
+   * settled it, with the card it is paid with.
+   */
+  readonly #recovering = new Map<string, string>();
 
   constructor(
     context: PaymentsContext,
@@ -39,7 +51,9 @@ export class FloodgatePayments implements Payments {
     // follows. A checkout that waited for its payment records the same outcome again; the order's status
     // changes once, and the meter counts that change (checkout.ts), not the reports.
     this.#client.on('outcome', (outcome) => {
-      if (outcome.status !== 'pending') context.onSettled?.(outcome.orderId, toPayOutcome(outcome));
+      if (outcome.status === 'pending') return;
+      this.#recovering.delete(outcome.orderId);
+      context.onSettled?.(outcome.orderId, toPayOutcome(outcome));
     });
   }
 
@@ -76,8 +90,15 @@ export class FloodgatePayments implements Payments {
    * worst. The shop turns checkouts away before they get here (load shedding, 503). It rejects with the
    * client's `PaymentMismatchError` (`ERR_PAYMENT_MISMATCH`) and `InvalidOptionError`
    * (`ERR_INVALID_OPTION`), which the checkout answers 409 and 400.
+   *
+   * An order whose payment is being recovered (see {@link recovering}) is answered `pending` at once, with
+   * no request: recovery drives that payment with its original key, and a click that waited for it held
+   * the student for as long as the bank's queue after a restart (seconds: the status query, then the
+   * charge re-sent, each behind everything else waiting at the gate). Paying it with another card still
+   * goes to the client, which rejects it at once (`ERR_PAYMENT_MISMATCH`).
    */
   async pay(intent: PaymentIntent, signal?: AbortSignal): Promise<PayOutcome> {
+    if (this.#recovering.get(intent.orderId) === intent.source) return RECOVERING;
     const outcome = await this.#client.pay(
       { orderId: intent.orderId, amount: intent.amount, currency: intent.currency, payer: intent.source },
       signal ? { signal } : {},
@@ -98,9 +119,10 @@ export class FloodgatePayments implements Payments {
   /**
    * After a restart, before taking checkouts: each order the last process left `paying` or `pending`
    * follows its payment in the ledger: paid or declined there, the same here; still unresolved, `pending`
-   * (`recover()` settles it); no payment at all, `created` again (the crash came before the ledger saw it,
-   * so nothing was sent and the student pays again). Ledger reads only: a few milliseconds, so the shop
-   * can do it before it listens and no checkout races it.
+   * and {@link recovering} until the bank settles it (`recover()` drives it); no payment at all, `created`
+   * again (the crash came before the ledger saw it, so nothing was sent and the student pays again).
+   * Ledger reads only: a few milliseconds, so the shop can do it before it listens and no checkout races
+   * it.
    */
   async syncOrders(): Promise<number> {
     const { db, onSettled } = this.#context;
@@ -111,23 +133,33 @@ export class FloodgatePayments implements Payments {
         onSettled?.(order.id, { status: 'paid', paymentId: record.reference ?? '' });
       else if (record?.state === 'declined') {
         onSettled?.(order.id, { status: 'declined', reason: record.declineReason ?? 'declined' });
-      } else if (record) db.setOrderStatus(order.id, 'pending');
-      else db.setOrderStatus(order.id, 'created');
+      } else if (record) {
+        db.setOrderStatus(order.id, 'pending');
+        this.#recovering.set(order.id, record.payer);
+      } else db.setOrderStatus(order.id, 'created');
     }
     return orders.length;
   }
 
   /**
    * After a restart, while the shop takes checkouts: drives every payment the ledger left unresolved to
-   * paid or declined with its original key (the client's `recover()`); each settlement reaches its order
-   * through the client's `outcome` event, like any background settlement. A checkout of an order being
-   * recovered cannot charge it again: the client shares one call per order between `pay()` and
-   * `recover()`, a `pay()` that comes first re-drives the ledger's unresolved record with its key, and a
-   * new key is only ever made after the bank declined.
+   * paid or declined with its original key (the client's `recover()`; what is still unknown at its
+   * deadline goes on in the client's reconciler); each settlement reaches its order through the client's
+   * `outcome` event, like any background settlement. A checkout of an order being recovered cannot charge
+   * it again: it is answered `pending` without reaching the client (see {@link pay}), and the client would
+   * in any case share one call per order and make a new key only after the bank declined.
    */
   async recover(): Promise<number> {
     const summary = await this.#client.recover();
     return summary.found;
+  }
+
+  /**
+   * Whether the order's payment is being recovered: `syncOrders()` found it unresolved in the ledger and
+   * the bank has not settled it since (recovery, then the client's reconciler, drive it).
+   */
+  recovering(orderId: string): boolean {
+    return this.#recovering.has(orderId);
   }
 
   async close(): Promise<void> {

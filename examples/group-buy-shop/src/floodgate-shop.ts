@@ -3,7 +3,7 @@ import { idempotency, loadShedding, rateLimit } from '@floodgate/express';
 import { createPaymentClient, ietfGateway, sqliteLedger } from '@floodgate/payment-retry';
 import type { RedisStore } from '@floodgate/redis';
 import { type Gate, gate } from '@floodgate/token-bucket';
-import { CHECKOUT_IDEMPOTENCY, CHECKOUT_PRIORITY, checkoutRateLimit } from './checkout-guards.js';
+import { CHECKOUT_IDEMPOTENCY, checkoutPriority, checkoutRateLimit } from './checkout-guards.js';
 import { CheckoutShedder } from './checkout-shedder.js';
 import { FloodgatePayments } from './floodgate-payments.js';
 import type { Payments, PaymentsContext } from './payments.js';
@@ -141,7 +141,8 @@ export function floodgateWiring(
   const { payments, shedder, close } = parts;
   const perStudent = rateLimit(checkoutRateLimit(options.clock));
   const idempotent = idempotency(CHECKOUT_IDEMPOTENCY);
-  const shed = loadShedding({ shedder, priority: CHECKOUT_PRIORITY });
+  const priorityOf = checkoutPriority(payments);
+  const shed = loadShedding({ shedder, priority: (req) => priorityOf(req.body) });
 
   return {
     payments,

@@ -15,7 +15,8 @@ export interface PaymentIntent {
 /**
  * How a checkout ended, as the shop will tell the student.
  * - `paid`, `declined`: the bank's definitive answer.
- * - `pending`: the bank may have charged and we do not know yet; reconciliation goes on.
+ * - `pending`: the bank may have charged and we do not know yet; reconciliation goes on. `retryAfterMs`,
+ *   when given, is how soon the page may ask about the order again (the 202's `Retry-After`).
  * - `failed`: the shop gave up and tells the student to try again (what today's shops say even when the
  *   bank did charge: the root of "I paid seven times").
  * - `busy`: turned away before anything was sent; nothing can have been charged. (None of the three
@@ -27,7 +28,7 @@ export interface PaymentIntent {
 export type PayOutcome =
   | { readonly status: 'paid'; readonly paymentId: string }
   | { readonly status: 'declined'; readonly reason: string }
-  | { readonly status: 'pending' }
+  | { readonly status: 'pending'; readonly retryAfterMs?: number }
   | { readonly status: 'failed'; readonly message: string }
   | { readonly status: 'busy'; readonly retryAfterMs: number }
   | { readonly status: 'in-progress'; readonly retryAfterMs: number };
@@ -64,10 +65,17 @@ export interface Payments {
   syncOrders?(): Promise<number>;
   /**
    * After a restart, while the shop already takes checkouts: settles what a crash left unknown (a
-   * checkout of an order being recovered must share its payment, never start another). Resolves with how
-   * many payments it looked at.
+   * checkout of an order being recovered must never start another payment, see `recovering`). Resolves
+   * with how many payments it looked at.
    */
   recover?(): Promise<number>;
+  /**
+   * Whether the order's payment is being recovered after a restart: the killed process left it in flight
+   * and the bank has not settled it yet. A checkout of such an order does not wait for the bank: it is
+   * answered `pending` at once (another card: rejected at once with `ERR_PAYMENT_MISMATCH`), so the load
+   * shedding in front of checkout lets it through (`checkoutPriority` in `checkout-guards.ts`).
+   */
+  recovering?(orderId: string): boolean;
   close(): Promise<void>;
 }
 

@@ -57,9 +57,12 @@ const coded = (code: string) => Object.assign(new Error(`scripted ${code}`), { c
 export class CardPayments implements Payments {
   readonly name = 'floodgate' as const;
   readonly calls: PaymentIntent[] = [];
+  /** Orders whose payment is being recovered after a restart: pending at once, whatever the card. */
+  readonly recoveringOrders = new Set<string>();
 
   async pay(intent: PaymentIntent): Promise<PayOutcome> {
     this.calls.push(intent);
+    if (this.recoveringOrders.has(intent.orderId)) return { status: 'pending', retryAfterMs: 1000 };
     switch (intent.source) {
       case CARDS.ok:
         return { status: 'paid', paymentId: `pay_${this.calls.length}` };
@@ -80,6 +83,10 @@ export class CardPayments implements Payments {
 
   status(): PaymentsStatus {
     return { breaker: 'closed', queued: 0, active: 0, bankRate: BANK_RATE };
+  }
+
+  recovering(orderId: string): boolean {
+    return this.recoveringOrders.has(orderId);
   }
 
   async close(): Promise<void> {}
@@ -837,6 +844,27 @@ export const cases: readonly ApiCase[] = [
       // The 503 freed its key: the same click is taken once the bank is back.
       shop.breaker.state = 'closed';
       expect((await shop.client.request(pay(orderId))).status).toBe(201);
+    },
+  },
+  {
+    name: 'POST /api/checkout of an order being recovered while the shop sheds: 202 + Retry-After, not shed',
+    given: async (shop) => {
+      const given = await givenOrder()(shop);
+      shop.payments.recoveringOrders.add(given.orderId ?? '');
+      shop.breaker.state = 'open';
+      return given;
+    },
+    request: ({ orderId = '' }) => pay(orderId),
+    expect: ({ orderId }) => ({
+      status: 202,
+      contentType: JSON_TYPE,
+      headers: { ...rateLimited(), location: `/api/orders/${orderId}`, 'retry-after': '1' },
+      body: { status: 'pending', orderId, detail: expect.any(String) },
+    }),
+    after: (shop, { orderId = '' }) => {
+      // It sends nothing to the bank, so it holds no place there: not shed, not counted as shed.
+      expect(shop.meter.total('shed')).toBe(0);
+      expect(shop.db.order(orderId)?.status).toBe('pending');
     },
   },
 ];

@@ -7,6 +7,10 @@ export interface HoldingBank {
   readonly url: string;
   /** How many payments (`POST`) have reached it, held or not. */
   readonly arrived: number;
+  /** How many requests it is holding now. */
+  readonly held: number;
+  /** Resolves once it holds `count` requests at the same time. */
+  holding(count: number): Promise<void>;
   /** Lets every held payment through to the bank, and the ones that come later too. */
   release(): void;
   close(): Promise<void>;
@@ -23,17 +27,29 @@ async function bodyOf(request: IncomingMessage): Promise<string> {
 
 /**
  * Forwards to `bankUrl`, holding every payment until `release()`: a test decides when the bank answers,
- * so a second click can be made while the first is in flight without any timing. Status queries pass.
+ * so a second click can be made while the first is in flight without any timing. Status queries pass,
+ * unless `holdQueries` (then nothing the shop asks is answered before `release()`).
  */
-export async function holdingBank(bankUrl: string): Promise<HoldingBank> {
+export async function holdingBank(
+  bankUrl: string,
+  options: { readonly holdQueries?: boolean } = {},
+): Promise<HoldingBank> {
   let arrived = 0;
   let held: Array<() => void> | undefined = [];
+  const waiting: Array<{ count: number; resolve: () => void }> = [];
+  const hold = () =>
+    new Promise<void>((resolve) => {
+      held?.push(resolve);
+      const count = held?.length ?? 0;
+      for (const waiter of waiting.filter((w) => count >= w.count)) {
+        waiting.splice(waiting.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+    });
   const server = createServer(async (request, response) => {
     const body = await bodyOf(request);
-    if (request.method === 'POST') {
-      arrived++;
-      if (held) await new Promise<void>((resolve) => held?.push(resolve));
-    }
+    if (request.method === 'POST') arrived++;
+    if (held && (request.method === 'POST' || options.holdQueries)) await hold();
     const headers: Record<string, string> = {};
     for (const name of FORWARDED_REQUEST) {
       const value = request.headers[name];
@@ -62,6 +78,13 @@ export async function holdingBank(bankUrl: string): Promise<HoldingBank> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     get arrived() {
       return arrived;
+    },
+    get held() {
+      return held?.length ?? 0;
+    },
+    holding(count) {
+      if ((held?.length ?? 0) >= count) return Promise.resolve();
+      return new Promise<void>((resolve) => waiting.push({ count, resolve }));
     },
     release,
     async close() {
