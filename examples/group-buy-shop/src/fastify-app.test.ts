@@ -5,7 +5,7 @@ import { type HoldingBank, holdingBank } from '../test/holding-bank.js';
 import { settleOrder } from './checkout.js';
 import { ShopDb } from './db.js';
 import { createFastifyShop } from './fastify-app.js';
-import { type FloodgatePaymentParts, floodgatePaymentParts } from './floodgate-shop.js';
+import { type FloodgatePaymentParts, floodgatePaymentParts } from './floodgate-payment-parts.js';
 import { Meter } from './meter.js';
 import type { MeterName } from './payments.js';
 

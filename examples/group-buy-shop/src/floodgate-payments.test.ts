@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { holdingBank } from '../test/holding-bank.js';
 import { checkoutOrder, settleOrder } from './checkout.js';
 import { ShopDb } from './db.js';
-import { type FloodgatePaymentParts, floodgatePaymentParts } from './floodgate-shop.js';
+import { type FloodgatePaymentParts, floodgatePaymentParts } from './floodgate-payment-parts.js';
 import { Meter } from './meter.js';
 import type { MeterName } from './payments.js';
 

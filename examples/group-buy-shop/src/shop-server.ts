@@ -47,7 +47,7 @@ export async function createShopServer(options: ShopServerOptions): Promise<Shop
   if (options.framework === 'fastify') {
     const [{ createFastifyShop }, { floodgatePaymentParts, sharedBankBucket }] = await Promise.all([
       import('./fastify-app.js'),
-      import('./floodgate-shop.js'),
+      import('./floodgate-payment-parts.js'),
     ]);
     const store = options.redisUrl ? await sharedBankBucket(options.redisUrl) : undefined;
     const parts = floodgatePaymentParts({ ...options, store });
