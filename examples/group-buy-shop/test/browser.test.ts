@@ -84,7 +84,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await page.goto(shopUrl);
     await page.fill('#student', 'browser-student');
     await page.dispatchEvent('#student', 'change');
-    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
     await page.click('button[data-deal="d-kettle"]');
     await page.waitForSelector('#checkout:not([hidden])');
     await page.click('#pay');
@@ -115,7 +115,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await page.goto(shopUrl);
     await page.fill('#student', 'broke-student');
     await page.dispatchEvent('#student', 'change');
-    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
     await page.click('button[data-deal="d-textbook"]');
     await page.waitForSelector('#checkout:not([hidden])');
     const chargesBefore = bank.stats().charges;
@@ -142,14 +142,14 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     // A student who never typed an id: the page made one up.
     await page.evaluate('localStorage.clear()');
     await page.reload();
-    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
     const student = await page.inputValue('#student');
     await page.click('button[data-deal="d-kettle"]');
     await page.waitForSelector('#checkout:not([hidden])');
     const summary = await page.locator('#order-summary').textContent();
 
     await page.reload();
-    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
     expect(await page.inputValue('#student')).toBe(student);
     await page.click('button[data-deal="d-kettle"]');
     await page.waitForSelector('#checkout:not([hidden])');
@@ -162,7 +162,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await page.goto(shopUrl);
     await page.fill('#student', 'switching-student');
     await page.dispatchEvent('#student', 'change');
-    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
     await page.click('button[data-deal="d-kettle"]');
     await page.waitForSelector('#checkout:not([hidden])');
     // The first order's checkout is slow to answer...
@@ -198,7 +198,7 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await page.goto(shopUrl);
     await page.fill('#student', 'offline-student');
     await page.dispatchEvent('#student', 'change');
-    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop');
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
     await page.click('button[data-deal="d-headphones"]');
     await page.waitForSelector('#checkout:not([hidden])');
     const orderId = db.orders('created').find((o) => o.studentId === 'offline-student')?.id as string;

@@ -180,7 +180,9 @@ async function start() {
     return;
   }
   state.config = config;
-  $('shop-kind').textContent = `${config.shop} shop`;
+  // Which framework serves it: the same page and API run on the Express and the Fastify shop.
+  const framework = { express: 'Express', fastify: 'Fastify' }[config.framework] ?? config.framework;
+  $('shop-kind').textContent = `${config.shop} shop on ${framework}`;
   await loadDeals();
 }
 
