@@ -217,7 +217,7 @@ export function readSource(file: string): string | undefined {
 let cachedOptions: ts.CompilerOptions | undefined;
 
 /** The root tsconfig's options: @floodgate/* resolve to each package's src, as the build's dts step sees them. */
-function rootCompilerOptions(): ts.CompilerOptions {
+export function rootCompilerOptions(): ts.CompilerOptions {
   if (cachedOptions === undefined) {
     const parsed = ts.getParsedCommandLineOfConfigFile(join(repo, 'tsconfig.json'), undefined, {
       ...ts.sys,

@@ -202,27 +202,49 @@ export interface BankSimOptions {
 
 /** Options with every default filled in. */
 export interface ResolvedOptions {
+  /** Port it listens on; 0 picks a free one. */
   readonly port: number;
+  /** Address it listens on. */
   readonly host: string;
+  /** Payment requests admitted per second; `Infinity` is no limit. */
   readonly rate: number;
+  /** The flow limit's bucket size. */
   readonly burst: number;
+  /** Status of a request over the flow limit. */
   readonly throttleStatus: 429 | 503;
+  /** Which IETF RateLimit fields payment answers carry, if any. */
   readonly rateLimitHeaders: false | 'draft-7' | 'draft-8';
+  /** Whether status checks take flow-limit tokens too. */
   readonly limitStatusChecks: boolean;
+  /** Service time of one payment at a teller, in ms. */
   readonly latencyMs: number;
+  /** Up to this many ms (seeded, uniform) added to each service time. */
   readonly latencyJitterMs: number;
+  /** Payments processed at the same time. */
   readonly tellers: number;
+  /** The most payments waiting for a teller. */
   readonly maxQueued: number;
+  /** What an overloaded gateway does: answer 503 or reset the connection. */
   readonly overloadMode: 'status' | 'reset';
+  /** The most idempotency keys remembered. */
   readonly maxKeys: number;
+  /** How long a completed idempotency record is kept, in ms. */
   readonly keyTtlMs: number;
+  /** Longest accepted idempotency key, in characters. */
   readonly maxKeyLength: number;
+  /** Status for the same key with a different payload. */
   readonly mismatchStatus: 422 | 400;
+  /** Largest accepted request body, in bytes. */
   readonly maxBodyBytes: number;
+  /** How many distinct order ids are checked for double charges. */
   readonly maxTrackedOrders: number;
+  /** How many seconds of per-second series `stats()` keeps. */
   readonly seriesSeconds: number;
+  /** Seed of every random draw (faults, jitter). */
   readonly seed: number;
+  /** The faults injected from the start, every field filled in. */
   readonly faults: Faults;
+  /** Monotonic clock in ms, for the flow limit, the stats windows and the series. */
   readonly clock: () => number;
 }
 

@@ -2,16 +2,25 @@
 export interface BankStatsSecond {
   /** Seconds since the start (or the last `resetStats()`); 0 is the first second. */
   readonly second: number;
+  /** `POST /payments` requests received. */
   readonly requests: number;
+  /** Requests that took a flow-limit token. */
   readonly admitted: number;
+  /** Requests refused by the flow limit. */
   readonly throttled: number;
+  /** Charges, duplicates included. */
   readonly charges: number;
+  /** 402 declines. */
   readonly declines: number;
+  /** Stored answers replayed for a repeated key. */
   readonly replays: number;
+  /** 409s: the same key while its first request was processing. */
   readonly conflicts: number;
+  /** The same key with a different payload (422, or 400 by `mismatchStatus`). */
   readonly mismatches: number;
   /** Injected faults of every kind. */
   readonly faults: number;
+  /** Requests refused because the teller queue (or the key store) was full. */
   readonly overloaded: number;
 }
 
@@ -83,6 +92,7 @@ export interface BankStats {
   readonly down: boolean;
   /** The flow limit: rate (per second) and burst. */
   readonly rate: number;
+  /** The flow limit's bucket size: requests that may arrive back to back. */
   readonly burst: number;
   /** One entry per second, oldest first (at most `seriesSeconds`); the last one is the current, partial second. */
   readonly series: readonly BankStatsSecond[];

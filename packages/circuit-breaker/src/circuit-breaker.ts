@@ -28,9 +28,13 @@ export type TransitionReason = OpenReason | 'reset-timeout' | 'half-open-success
 
 /** Payload of the `stateChange` event (also of `open`, `halfOpen` and `close`). */
 export interface StateChange {
+  /** The breaker's `name`. */
   readonly name: string;
+  /** The state it left. */
   readonly from: CircuitState;
+  /** The state it entered. */
   readonly to: CircuitState;
+  /** Why it changed state. */
   readonly reason: TransitionReason;
   /** When `to` is `open`: ms it will stay open (backoff, jitter and any `Retry-After` hold applied). */
   readonly openForMs: number;
@@ -54,16 +58,21 @@ export interface ExecuteOptions<T> {
 export interface CircuitBreakerTotals {
   /** Calls that ran the wrapped function. */
   readonly calls: number;
+  /** `success` outcomes. */
   readonly successes: number;
   /** `failure` outcomes, timeouts not included. */
   readonly failures: number;
+  /** Calls that exceeded `timeoutMs`. */
   readonly timeouts: number;
+  /** `throttled` outcomes (429, or 503 with `Retry-After`). */
   readonly throttled: number;
+  /** `ignored` outcomes, counted neither for nor against the gateway (nothing sent, a 409). */
   readonly ignored: number;
   /** Calls slower than `slowCallDurationMs` (also counted under their outcome). */
   readonly slow: number;
   /** Calls refused because the breaker was open (or half-open with every probe slot taken). */
   readonly rejected: number;
+  /** Calls a fallback answered instead of failing. */
   readonly fallbacks: number;
   /** Times the breaker opened. */
   readonly opened: number;
@@ -71,10 +80,15 @@ export interface CircuitBreakerTotals {
 
 /** The counted calls of the rolling window since the breaker last closed: what the rules decide on. */
 export interface CircuitBreakerWindow {
+  /** `success` outcomes in the window. */
   readonly successes: number;
+  /** `failure` outcomes in the window, timeouts not included. */
   readonly failures: number;
+  /** Timeouts in the window. */
   readonly timeouts: number;
+  /** `throttled` outcomes in the window. */
   readonly throttled: number;
+  /** Calls in the window slower than `slowCallDurationMs`. */
   readonly slow: number;
   /** successes + failures + timeouts + throttled (`ignored` outcomes are not counted). */
   readonly calls: number;
@@ -86,7 +100,9 @@ export interface CircuitBreakerWindow {
 
 /** A snapshot for an exporter (OpenTelemetry observable gauges/counters, prom-client collect()). */
 export interface CircuitBreakerStats {
+  /** The breaker's `name`. */
   readonly name: string;
+  /** The state now. */
   readonly state: CircuitState;
   /** Calls running the wrapped function right now. */
   readonly inFlight: number;
@@ -94,7 +110,9 @@ export interface CircuitBreakerStats {
   readonly retryAfterMs: number;
   /** Openings in a row without a close (drives the backoff); 0 when closed. */
   readonly consecutiveOpens: number;
+  /** The rolling window the opening rules decide on. */
   readonly window: CircuitBreakerWindow;
+  /** Counters since the breaker was created. */
   readonly totals: CircuitBreakerTotals;
   /** Latency percentiles of the window, in ms; only with the `latencyPercentiles` option. */
   readonly latency?: LatencyPercentiles;
@@ -104,14 +122,21 @@ export interface CircuitBreakerStats {
 export interface CircuitBreakerEvents {
   /** Every transition; also emitted as `open`, `halfOpen` or `close`. */
   stateChange: [change: StateChange];
+  /** The breaker opened: calls are refused for `change.openForMs`. */
   open: [change: StateChange];
+  /** The breaker turned half-open: probe calls are let through. */
   halfOpen: [change: StateChange];
+  /** The breaker closed: calls flow again. */
   close: [change: StateChange];
   /** A `success` outcome: `value` is the result, or the error (a 402 decline counts as healthy). */
   success: [value: unknown, latencyMs: number];
+  /** A `failure` outcome: what the call threw, or its result classified as a failure. */
   failure: [error: unknown, latencyMs: number];
+  /** A call exceeded `timeoutMs`; its `ctx.signal` was aborted with `error`. */
   timeout: [error: CircuitTimeoutError, latencyMs: number];
+  /** A `throttled` outcome, with the wait the gateway asked for, in ms. */
   throttled: [value: unknown, latencyMs: number, retryAfterMs: number];
+  /** An `ignored` outcome, counted neither for nor against the gateway. */
   ignored: [value: unknown, latencyMs: number];
   /** A call slower than `slowCallDurationMs`, after its outcome event. */
   slow: [latencyMs: number];

@@ -12,9 +12,13 @@ const BINS = 280;
 export interface LatencyPercentiles {
   /** How many calls the percentiles are computed from. */
   readonly count: number;
+  /** Median latency, in ms. */
   readonly p50: number;
+  /** 90th percentile, in ms. */
   readonly p90: number;
+  /** 95th percentile, in ms. */
   readonly p95: number;
+  /** 99th percentile, in ms. */
   readonly p99: number;
   /** Upper bound of the bin holding the slowest call. */
   readonly max: number;

@@ -27,6 +27,7 @@ export interface ExpressIdempotencyOptions extends IdempotencyOptions {
 
 /** The idempotency middleware, with its core for inspection and clean-up. */
 export interface IdempotencyMiddleware extends RequestHandler {
+  /** The framework-agnostic state machine the middleware drives (its `store`, `header`...). */
   readonly core: Idempotency;
   /** Closes the store when the middleware created it (the default memory store). */
   close(): Promise<void>;

@@ -23,6 +23,7 @@ export interface ExpressLoadSheddingOptions extends LoadShedderOptions {
 
 /** The load-shedding middleware, with its shedder. */
 export interface LoadSheddingMiddleware extends RequestHandler {
+  /** The shedder that decides, given or made from the options: share it with other routes. */
   readonly shedder: LoadShedder;
 }
 

@@ -8,12 +8,20 @@ export type RouteRateLimitConfig = false | Partial<RateLimitOptions<FastifyReque
 export type RouteIdempotencyConfig = boolean | Omit<IdempotencyOptions, 'store'>;
 
 /** Per-route load shedding: `false` turns it off; `priority` sets the route's class. */
-export type RouteLoadSheddingConfig = false | { readonly priority?: string };
+export type RouteLoadSheddingConfig =
+  | false
+  | {
+      /** The route's priority class, one of the shedder's `priorities`. @default the plugin's `priority` */
+      readonly priority?: string;
+    };
 
 /** floodgate's part of a route's `config`: one key, so it never collides with other plugins' keys. */
 export interface FloodgateRouteConfig {
+  /** The route's rate limit: `false` (off) or options over `floodgateRateLimit`'s. */
   readonly rateLimit?: RouteRateLimitConfig;
+  /** The route's idempotency: on, off, or options over `floodgateIdempotency`'s. @default the plugin's `global` */
   readonly idempotency?: RouteIdempotencyConfig;
+  /** The route's load shedding: `false` (off) or its priority class. */
   readonly loadShedding?: RouteLoadSheddingConfig;
 }
 

@@ -7,6 +7,7 @@ import { checkInteger, checkObject, fail, rejectUnknownKeys } from './validate.j
 export interface KeyableRequest {
   /** The client address as the framework reports it, honouring its trust-proxy setting. */
   readonly ip?: string | undefined;
+  /** Request headers, lower-case names (Node's `IncomingHttpHeaders`); a repeated header is an array. */
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
 }
 

@@ -51,7 +51,9 @@ export type IdempotencyKeyProblem = 'missing' | 'empty' | 'too-long' | 'malforme
  * Answered with 503 and `Retry-After`, never a 500.
  */
 export class StoreUnavailableError extends FloodgateHttpError {
+  /** HTTP status the request is answered with. */
   readonly statusCode = 503;
+  /** Ms after which a retry may find the store back, for `Retry-After` (rounded up to seconds). */
   readonly retryAfterMs: number;
 
   constructor(message: string, retryAfterMs: number, options?: { cause?: unknown }) {

@@ -3,6 +3,7 @@ import { isBigIntObject, isBooleanObject, isNumberObject, isStringObject } from 
 
 /** What a request fingerprint is made of. */
 export interface FingerprintInput {
+  /** The request method, e.g. `POST`: the same key and body sent with another method is another payload. */
   readonly method: string;
   /** Path and query string: the same key sent to another endpoint is another payload. */
   readonly url: string;

@@ -14,10 +14,15 @@ export type StandardHeaders = 'draft-8' | 'draft-7' | 'draft-6' | false;
 
 /** The fields of a limiter decision the headers are made of (a `Decision` of @floodgate/token-bucket). */
 export interface DecisionLike {
+  /** Whether the request was let through. */
   readonly allowed: boolean;
+  /** The bucket capacity (burst), for the quota fields. */
   readonly limit: number;
+  /** Tokens left after this request. */
   readonly remaining: number;
+  /** Ms until the request could be let through; 0 when it was. */
   readonly retryAfterMs: number;
+  /** Ms until the bucket is full again. */
   readonly resetAfterMs: number;
 }
 
@@ -33,7 +38,9 @@ export interface QuotaPolicy {
 
 /** One policy's outcome for one request. */
 export interface PolicyOutcome {
+  /** Index of the policy in the rate limit's `policies`. */
   readonly policy: number;
+  /** The policy's limiter decision for this request. */
   readonly decision: DecisionLike;
   /** The bucket key; only ever sent as a keyed hash (`pk`), never raw. */
   readonly key: string;
@@ -103,7 +110,9 @@ export function sfString(value: string): string {
  * // [['ratelimit-policy', '"per-user";q=100;w=60'], ['ratelimit', '"per-user";r=42;t=17']]
  */
 export class RateLimitHeaders {
+  /** The standard RateLimit fields it sends (`false`: none). */
   readonly standardHeaders: StandardHeaders;
+  /** Whether it also sends the `X-RateLimit-*` fields. */
   readonly legacyHeaders: boolean;
   readonly #policies: readonly QuotaPolicy[];
   readonly #policyItems: readonly string[];

@@ -1,10 +1,12 @@
 /** A response as an idempotency store keeps it (JSON-serialisable, so a Redis store can hold it too). */
 export interface StoredResponse {
+  /** HTTP status of the stored response. */
   readonly status: number;
   /** Allow-listed response headers, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
   /** The body, in `encoding`. */
   readonly body: string;
+  /** How `body` is encoded: `base64` for a binary body. */
   readonly encoding: 'utf8' | 'base64';
 }
 
@@ -12,16 +14,33 @@ export interface StoredResponse {
 export type IdempotencyRecord =
   | {
       readonly state: 'in-flight';
+      /** The fingerprint of the request that holds the key; a duplicate must match it. */
       readonly fingerprint: string;
       /** Milliseconds until the lease expires and another request may take the key over. */
       readonly leaseRemainingMs: number;
     }
-  | { readonly state: 'completed'; readonly fingerprint: string; readonly response: StoredResponse };
+  | {
+      readonly state: 'completed';
+      /** The fingerprint of the request whose response is stored. */
+      readonly fingerprint: string;
+      /** The response a duplicate with the same fingerprint is answered with. */
+      readonly response: StoredResponse;
+    };
 
 /** Outcome of {@link IdempotencyStore.begin}. */
 export type BeginResult =
-  | { readonly acquired: true /** Proof of ownership for complete/release. */; readonly lease: string }
-  | { readonly acquired: false; readonly record: IdempotencyRecord };
+  | {
+      /** The key was free and is now leased to the caller. */
+      readonly acquired: true;
+      /** Proof of ownership for complete/release. */
+      readonly lease: string;
+    }
+  | {
+      /** The key is taken. */
+      readonly acquired: false;
+      /** What the store holds for it. */
+      readonly record: IdempotencyRecord;
+    };
 
 /**
  * Where idempotency keys live. The short in-flight lease (a crashed request frees the key when it
@@ -50,5 +69,6 @@ export interface IdempotencyStore {
    * expired) or when `signal` aborts. Without it, coalescing duplicates poll `begin`.
    */
   waitForChange?(key: string, signal: AbortSignal): Promise<void>;
+  /** Releases the store's timers and connections; the middleware closes only a store it made. */
   close(): void | Promise<void>;
 }

@@ -129,6 +129,7 @@ export function isStorableStatus(status: number): boolean {
 
 /** The request fields the idempotency state machine reads. */
 export interface IdempotencyRequest {
+  /** The request method; only `methods` are made idempotent. */
   readonly method: string;
   /** Path and query string. */
   readonly url: string;
@@ -146,14 +147,19 @@ export interface IdempotencyRequest {
 
 /** What emits `close` when the client goes away: a Node `ServerResponse` (Express `res`, Fastify `reply.raw`). */
 export interface ClosingConnection {
+  /** Listens once for the connection's `close`. */
   once(event: 'close', listener: () => void): unknown;
+  /** Stops listening for `close`. */
   off(event: 'close', listener: () => void): unknown;
 }
 
 /** A response as the adapter captured it. */
 export interface CapturedResponse {
+  /** HTTP status the handler answered. */
   readonly status: number;
+  /** Response headers as the handler set them; only the allow-listed `replayHeaders` are stored. */
   readonly headers: Readonly<Record<string, string | number | readonly string[] | undefined>>;
+  /** The response body; `undefined` when there was none. */
   readonly body: string | Uint8Array | undefined;
 }
 
@@ -162,15 +168,26 @@ export type IdempotencyStart =
   /** Not concerned (method, or no key and not required): handle it normally, store nothing. */
   | { readonly kind: 'pass' }
   /** Answer this at once (replay, 400, 409, 422, 503); `replayed` is true for a replay. */
-  | { readonly kind: 'answer'; readonly answer: HttpAnswer; readonly replayed: boolean }
+  | {
+      readonly kind: 'answer';
+      /** The answer to send. */
+      readonly answer: HttpAnswer;
+      /** Whether it replays a stored response (`Idempotent-Replayed: true`). */
+      readonly replayed: boolean;
+    }
   /** Handle the request, then hand its response to `ticket.finish()` (or `ticket.abandon()`). */
-  | { readonly kind: 'proceed'; readonly ticket: IdempotencyTicket };
+  | {
+      readonly kind: 'proceed';
+      /** The key's ownership while the request runs. */
+      readonly ticket: IdempotencyTicket;
+    };
 
 /**
  * Ownership of a key while its request runs. Exactly one of `finish`/`abandon` takes effect; neither
  * throws nor rejects.
  */
 export class IdempotencyTicket {
+  /** The idempotency key this ticket holds. */
   readonly key: string;
   readonly #owner: Idempotency;
   readonly #lease: string;
@@ -212,9 +229,13 @@ export class IdempotencyTicket {
  * @throws {InvalidOptionError} at construction on an unknown or invalid option.
  */
 export class Idempotency {
+  /** Where keys, leases and stored responses live (the `store` option, or the memory store it made). */
   readonly store: IdempotencyStore;
+  /** Request header carrying the key, lower case. @default 'idempotency-key' */
   readonly header: string;
+  /** Whether a request of one of `methods` without a key is answered 400. @default true */
   readonly required: boolean;
+  /** What a duplicate of a request in flight gets: 409 (`conflict`) or the first outcome (`coalesce`). */
   readonly inFlight: 'conflict' | 'coalesce';
   readonly #methods: ReadonlySet<string>;
   readonly #coalesceTimeoutMs: number;

@@ -6,9 +6,18 @@ import type { DecisionLike } from './headers.js';
  * a decision per key, refunds, and the bucket shape for the policy headers.
  */
 export interface KeyedLimiterLike {
-  readonly spec: { readonly capacity: number; readonly refillPerMs: number };
+  /** The bucket shape, for the quota and window of the policy headers. */
+  readonly spec: {
+    /** The bucket size: the policy's quota. */
+    readonly capacity: number;
+    /** Tokens added per ms. */
+    readonly refillPerMs: number;
+  };
+  /** Takes `cost` tokens from `key`'s bucket if it holds them, without waiting. */
   tryTake(key: string, cost: number): DecisionLike | Promise<DecisionLike>;
+  /** Gives `cost` tokens back to `key`'s bucket (`skipFailedRequests`, a later policy's denial). */
   refund(key: string, cost: number): void | Promise<void>;
+  /** Releases the limiter's resources; called on a limiter the rate limit made. */
   close?(): void | Promise<void>;
 }
 

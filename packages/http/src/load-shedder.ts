@@ -14,6 +14,7 @@ export type ShedReason = 'overloaded' | 'queue-full' | 'wait-too-long' | 'breake
 
 /** A shedding verdict of a custom check. */
 export interface ShedVerdict {
+  /** Why the request is shed. */
   readonly reason: ShedReason;
   /** When to come back; the shedder's `retryAfterMs` when absent. */
   readonly retryAfterMs?: number;
@@ -24,14 +25,17 @@ export interface ShedVerdict {
  * whether a call of this cost would be shed right now, and optionally how long it would wait.
  */
 export interface GateLike {
+  /** Whether a call of `cost` would be shed now; the object form adds when to retry and the wait, in ms. */
   wouldShed(
     cost?: number,
   ): boolean | { readonly shed: boolean; readonly retryAfterMs?: number; readonly waitMs?: number };
+  /** How long a call of `cost` would wait for its turn now, in ms. */
   estimatedWaitMs?(cost?: number): number;
 }
 
 /** What the shedder reads of a @floodgate/circuit-breaker `CircuitBreaker`. */
 export interface BreakerLike {
+  /** The breaker's state: requests are shed while it is `open`. */
   readonly state: string;
   /** When present: ms until the breaker will try again (half-open). */
   readonly retryAfterMs?: number;
@@ -94,15 +98,21 @@ export const LOAD_SHEDDER_OPTION_NAMES: readonly string[] = KNOWN;
 
 /** Admission of one request. `release()` must run when it ends (idempotent). */
 export interface Admission {
+  /** The request may proceed. */
   readonly admitted: true;
+  /** Ends the request's admission; call it once the request ends (more calls do nothing). */
   release(): void;
 }
 
 /** Refusal of one request, with the 503 to send. */
 export interface Refusal {
+  /** The request was shed. */
   readonly admitted: false;
+  /** Why it was shed. */
   readonly reason: ShedReason;
+  /** When the client may come back, in ms (sent as `Retry-After`, rounded up to seconds). */
   readonly retryAfterMs: number;
+  /** The 503 problem+json answer to send. */
   readonly answer: HttpAnswer;
 }
 
@@ -127,7 +137,9 @@ const DETAIL: Record<ShedReason, string> = {
  * try { await handle(); } finally { admission.release(); }
  */
 export class LoadShedder {
+  /** Most requests in flight through this shedder at once. @default Infinity */
   readonly maxConcurrent: number;
+  /** Priority class of requests that name none. @default 'normal' */
   readonly defaultPriority: string;
   readonly #gate: GateLike | undefined;
   readonly #breaker: BreakerLike | undefined;

@@ -35,6 +35,7 @@ interface Entry {
  * const store = memoryIdempotencyStore({ maxKeys: 50_000 });
  */
 export class MemoryIdempotencyStore implements IdempotencyStore {
+  /** Most keys held; past it the oldest completed one is dropped. */
   readonly maxKeys: number;
   readonly #clock: () => number;
   readonly #entries = new Map<string, Entry>();

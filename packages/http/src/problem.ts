@@ -7,9 +7,13 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 export interface ProblemDetails {
   /** A URI reference naming the problem type; `about:blank` means "the status code says it all". */
   readonly type: string;
+  /** Short summary of the problem type, the same for every occurrence. */
   readonly title: string;
+  /** The HTTP status code, as sent. */
   readonly status: number;
+  /** Human-readable explanation of this occurrence. */
   readonly detail?: string;
+  /** A URI reference naming this occurrence. */
   readonly instance?: string;
   readonly [extension: string]: unknown;
 }
@@ -19,9 +23,11 @@ export interface ProblemDetails {
  * byte-identical answers.
  */
 export interface HttpAnswer {
+  /** HTTP status to answer. */
   readonly status: number;
   /** Header names in lower case. */
   readonly headers: Readonly<Record<string, string>>;
+  /** The body, as it is sent. */
   readonly body: string | Uint8Array;
 }
 

@@ -20,11 +20,13 @@ import {
 
 /** The part of Node's `ServerResponse` {@link RateLimit.settleOnClose} reads. */
 export interface ClosingResponse {
+  /** Listens once for the response's `close`. */
   once(event: 'close', listener: () => void): unknown;
   /** True once the response has closed (Node's `res.closed`). */
   readonly closed?: boolean;
   /** True once the response was ended (its status is then final). */
   readonly writableEnded: boolean;
+  /** The response status, read when the response has ended. */
   readonly statusCode: number;
 }
 
@@ -206,6 +208,7 @@ interface RateLimitOutcome {
 /** Let through and counted (in dry run also when `limited`). */
 export interface RateLimitAllowed extends RateLimitOutcome {
   readonly action: 'allow';
+  /** Nothing to answer: the request goes on. */
   readonly answer?: undefined;
   /** What the request cost each policy (what `skipFailedRequests` gives back). */
   readonly cost: number;
@@ -225,6 +228,7 @@ export interface RateLimitDenied extends RateLimitOutcome {
 /** Not counted: `skip`, the allow list, or a store error passed on (`passOnStoreError`, dry run). */
 export interface RateLimitSkipped extends RateLimitOutcome {
   readonly action: 'skip';
+  /** Nothing to answer: the request goes on. */
   readonly answer?: undefined;
 }
 
@@ -258,12 +262,6 @@ function windowLabel(windowMs: number): string {
   return `${Math.max(1, Math.ceil((windowMs - 1) / 1000))}s`;
 }
 
-/**
- * Framework-agnostic rate limiting with one or several token-bucket policies. Answers synchronously with
- * a synchronous store (the memory default), so the adapters add no promise per request on that path.
- *
- * @throws {InvalidOptionError} at construction on an unknown or invalid option.
- */
 /** What a framework adapter tells the core about its requests. */
 export interface RateLimitAdapter<Req> {
   /**
@@ -277,8 +275,16 @@ export interface RateLimitAdapter<Req> {
 
 const requestIp = (request: KeyableRequest): string | undefined => request.ip;
 
+/**
+ * Framework-agnostic rate limiting with one or several token-bucket policies. Answers synchronously with
+ * a synchronous store (the memory default), so the adapters add no promise per request on that path.
+ *
+ * @throws {InvalidOptionError} at construction on an unknown or invalid option.
+ */
 export class RateLimit<Req extends KeyableRequest> {
+  /** Writes the RateLimit fields of the `standardHeaders` and `legacyHeaders` options. */
   readonly headers: RateLimitHeaders;
+  /** Whether it counts and sends headers but never blocks (the `dryRun` option). */
   readonly dryRun: boolean;
   /**
    * True with `skipFailedRequests` or `skipSuccessfulRequests`: the adapter must call {@link settle} once

@@ -51,6 +51,7 @@ const LONE_SURROGATE = /\p{Cs}/u;
  * running it.
  */
 export interface Limiter {
+  /** Runs `fn` when the bank may take the call; aborting `options.signal` gives up waiting. */
   run<T>(fn: (signal: AbortSignal) => Promise<T>, options?: { signal?: AbortSignal }): Promise<T>;
 }
 
@@ -59,6 +60,7 @@ export interface Limiter {
  * rejects with `code: 'ERR_CIRCUIT_OPEN'` (and `retryAfterMs`) without running `fn` while open.
  */
 export interface Breaker {
+  /** Runs `fn` unless the breaker is open; `fn`'s outcome counts for or against the bank. */
   execute<T>(
     fn: (context: { signal: AbortSignal }) => Promise<T>,
     options?: { signal?: AbortSignal },
@@ -69,7 +71,9 @@ export interface Breaker {
  * Tokens that retries spend, like @floodgate/token-bucket's `TokenBucket` (its `tryTake`/`refund`).
  */
 export interface RetryBudget {
+  /** Takes `cost` tokens if the budget holds them, without waiting: no tokens, no retry. */
   tryTake(cost: number): { readonly allowed: boolean; readonly remaining: number };
+  /** Gives `amount` tokens back (a payment settled). */
   refund(amount: number): void;
 }
 
@@ -96,11 +100,11 @@ export interface RetryOptions {
    * @default tokenBucket({ capacity: 500, refillRate: 1 }) from @floodgate/token-bucket
    */
   readonly budget?: RetryBudget | false;
-  /** @default 5 */
+  /** Budget tokens a retry costs. @default 5 */
   readonly retryCost?: number;
-  /** @default 10 */
+  /** Budget tokens a retry after a timeout or a lost answer costs. @default 10 */
   readonly timeoutRetryCost?: number;
-  /** @default 1 */
+  /** Budget tokens a payment settled on its first request gives back. @default 1 */
   readonly successReward?: number;
 }
 
@@ -159,11 +163,11 @@ export interface PaymentClientOptions {
   readonly limiter?: Limiter;
   /** Fails fast while the bank is sick, e.g. a `circuitBreaker()`. @default none */
   readonly breaker?: Breaker;
-  /** @default see RetryOptions */
+  /** Retry policy: attempts, backoff, retry budget. @default see RetryOptions */
   readonly retry?: RetryOptions;
-  /** @default see TimeoutOptions */
+  /** Per-request and per-payment time limits. @default see TimeoutOptions */
   readonly timeouts?: TimeoutOptions;
-  /** @default see PoolOptions */
+  /** The HTTP connection pool to the gateway. @default see PoolOptions */
   readonly pool?: PoolOptions;
   /**
    * Send through this undici dispatcher (an Agent, a MockAgent, a proxy) instead of an own Pool. The
@@ -289,7 +293,9 @@ function functionOption(name: string, value: unknown, method: string): void {
  * await client.close();
  */
 export class PaymentClient extends EventEmitter<PaymentClientEvents> {
+  /** The adapter that builds the bank's requests and reads its answers. */
   readonly gateway: GatewayAdapter;
+  /** Where payments and their attempts are recorded: what `recover()` reads after a restart. */
   readonly ledger: PaymentLedger;
   readonly #merchant: string;
   readonly #limiter: Limiter | undefined;

@@ -32,7 +32,9 @@ export class InvalidOptionError extends PaymentRetryError {
  * Nothing was sent.
  */
 export class PaymentMismatchError extends PaymentRetryError {
+  /** The order paid again. */
   readonly orderId: string;
+  /** The key in conflict: the earlier payment's, or the caller-given one (`''` when neither is known). */
   readonly idempotencyKey: string;
 
   constructor(message: string, orderId: string, idempotencyKey: string) {
@@ -44,6 +46,7 @@ export class PaymentMismatchError extends PaymentRetryError {
 
 /** A caller-given idempotency key breaks the gateway adapter's rules (length, characters). */
 export class IdempotencyKeyInvalidError extends PaymentRetryError {
+  /** The gateway adapter's longest key, in characters. */
   readonly maxLength: number;
 
   constructor(key: unknown, maxLength: number) {

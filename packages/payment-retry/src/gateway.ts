@@ -7,7 +7,9 @@
 export interface ChargeInput {
   /** The idempotency key; the same on every attempt of this payment. */
   readonly idempotencyKey: string;
+  /** The merchant the payment is for. */
   readonly merchant: string;
+  /** The order's id in the shop. */
   readonly orderId: string;
   /** Integer, minor units. */
   readonly amount: number;
@@ -21,18 +23,23 @@ export interface ChargeInput {
 
 /** A request relative to the adapter's `origin`. */
 export interface GatewayRequest {
+  /** The HTTP method. */
   readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH';
   /** Path and query, starting with `/`. */
   readonly path: string;
+  /** Request headers; the charge's carry the idempotency key. */
   readonly headers: Readonly<Record<string, string>>;
+  /** The request body, already serialised (JSON, form...). */
   readonly body?: string;
 }
 
 /** What the gateway answered. The client reads the whole body (up to its size limit) before parsing. */
 export interface GatewayResponse {
+  /** The HTTP status. */
   readonly statusCode: number;
   /** Lower-case header names, as undici gives them. */
   readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The whole body, as text. */
   readonly body: string;
 }
 
@@ -51,24 +58,60 @@ export interface GatewayResponse {
  *   payload...): ask the status endpoint, or retry the same key when there is none.
  */
 export type ChargeResult =
-  | { readonly kind: 'paid'; readonly reference: string }
-  | { readonly kind: 'declined'; readonly reason: string }
-  | { readonly kind: 'rejected'; readonly reason: string }
+  | {
+      readonly kind: 'paid';
+      /** The bank's reference of the charge. */
+      readonly reference: string;
+    }
+  | {
+      readonly kind: 'declined';
+      /** The bank's reason, e.g. `insufficient_funds`. */
+      readonly reason: string;
+    }
+  | {
+      readonly kind: 'rejected';
+      /** Why the bank refused the request, for the ledger and logs. */
+      readonly reason: string;
+    }
   | {
       readonly kind: 'retry';
+      /** Why the bank did not decide: still processing, throttled, a 5xx, a gateway timeout. */
       readonly reason: 'conflict' | 'throttled' | 'server_error' | 'timeout';
+      /** The wait the bank asked for (`Retry-After`), in ms. */
       readonly retryAfterMs?: number | undefined;
     }
-  | { readonly kind: 'unknown'; readonly reason: string; readonly retryAfterMs?: number | undefined };
+  | {
+      readonly kind: 'unknown';
+      /** What left the outcome open, for the ledger and logs. */
+      readonly reason: string;
+      /** The wait the bank asked for (`Retry-After`), in ms. */
+      readonly retryAfterMs?: number | undefined;
+    };
 
 /** The bank's view of one idempotency key. */
 export type StatusResult =
-  | { readonly kind: 'paid'; readonly reference: string }
-  | { readonly kind: 'declined'; readonly reason: string }
-  | { readonly kind: 'processing'; readonly retryAfterMs?: number | undefined }
+  | {
+      readonly kind: 'paid';
+      /** The bank's reference of the charge. */
+      readonly reference: string;
+    }
+  | {
+      readonly kind: 'declined';
+      /** The bank's reason, e.g. `insufficient_funds`. */
+      readonly reason: string;
+    }
+  | {
+      readonly kind: 'processing';
+      /** When to ask again (`Retry-After`), in ms. */
+      readonly retryAfterMs?: number | undefined;
+    }
   /** The bank never saw the key: re-sending the charge with the same key is safe. */
   | { readonly kind: 'not_found' }
-  | { readonly kind: 'unknown'; readonly retryAfterMs?: number | undefined };
+  | {
+      readonly kind: 'unknown';
+      /** When to ask again (`Retry-After`), in ms. */
+      readonly retryAfterMs?: number | undefined;
+    };
 
 /**
  * One bank. Implement it to connect the client to a gateway other than the IETF-draft one
@@ -89,8 +132,10 @@ export interface GatewayAdapter {
   readonly keyRetentionMs?: number;
   /** Builds the charge; it must carry `input.idempotencyKey` in the gateway's idempotency header. */
   chargeRequest(input: ChargeInput): GatewayRequest;
+  /** Reads the answer to a charge: how the client must treat it (see {@link ChargeResult}). */
   parseCharge(response: GatewayResponse): ChargeResult;
   /** Optional status query for an idempotency key (or the order). Both or neither with parseStatus. */
   statusRequest?(input: ChargeInput): GatewayRequest;
+  /** Reads the answer to a status query. Both or neither with statusRequest. */
   parseStatus?(response: GatewayResponse): StatusResult;
 }

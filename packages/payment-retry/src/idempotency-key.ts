@@ -88,6 +88,8 @@ export function isValidIdempotencyKey(key: unknown, maxLength = 255): key is str
 }
 
 /**
+ * Asserts that `key` is an idempotency key a gateway whose longest key is `maxLength` accepts.
+ *
  * @throws {IdempotencyKeyInvalidError} when `key` is not valid under `maxLength` (see isValidIdempotencyKey).
  */
 export function assertIdempotencyKey(key: unknown, maxLength = 255): asserts key is string {

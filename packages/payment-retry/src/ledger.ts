@@ -28,15 +28,21 @@ export interface PaymentRecord {
   readonly idempotencyKey: string;
   /** `merchant` and `orderId` together; unique with `generation`. */
   readonly scope: string;
+  /** The merchant the payment is for. */
   readonly merchant: string;
+  /** The order's id in the shop. */
   readonly orderId: string;
   /** 0 for the first payment of an order; +1 after each definitive decline. */
   readonly generation: number;
+  /** Integer, minor units. */
   readonly amount: number;
+  /** Upper-case ISO 4217 code. */
   readonly currency: string;
+  /** The payment source (card token, account id...). */
   readonly payer: string;
   /** Canonical JSON of the caller's gateway fields (so a restart can rebuild the exact request). */
   readonly fields: string;
+  /** Where the payment stands; moves only as {@link canTransition} allows. */
   readonly state: PaymentState;
   /** Requests sent (or tried) to the bank for this payment: charges and status queries. */
   readonly attempts: number;
@@ -46,6 +52,7 @@ export interface PaymentRecord {
   readonly declineReason: string | null;
   /** Wall-clock ms. */
   readonly createdAt: number;
+  /** Wall-clock ms of the last change. */
   readonly updatedAt: number;
   /** Wall-clock ms of the first send: key retention counts from here. */
   readonly firstSentAt: number | null;
@@ -55,9 +62,13 @@ export interface PaymentRecord {
 
 /** The fields a transition may set besides the state. */
 export interface RecordPatch {
+  /** The bank's reference, when the payment is `paid`. */
   readonly reference?: string;
+  /** The bank's reason, when the payment is `declined`. */
   readonly declineReason?: string;
+  /** Wall-clock ms of the first send. */
   readonly firstSentAt?: number;
+  /** Wall-clock ms at which the outcome became unknown. */
   readonly unknownSince?: number;
   /**
    * An attempt to append (and count) in the same atomic write. It is recorded even when the move is not
@@ -68,16 +79,19 @@ export interface RecordPatch {
 
 /** One request to the bank, as recorded. */
 export interface AttemptRecord {
+  /** The key of the payment the request was for. */
   readonly idempotencyKey: string;
   /** 'charge' or 'status' (a status query). */
   readonly kind: 'charge' | 'status';
   /** `not_sent`, `unknown` (sent, no response) or `responded`. */
   readonly outcome: 'not_sent' | 'unknown' | 'responded';
+  /** The HTTP status the bank answered; null without a response. */
   readonly statusCode: number | null;
   /** Node/undici/floodgate error code when the attempt failed without a response. */
   readonly errorCode: string | null;
   /** Wall-clock ms. */
   readonly startedAt: number;
+  /** How long the request took, in ms. */
   readonly durationMs: number;
 }
 
@@ -98,6 +112,7 @@ export interface PaymentLedger {
   readonly forgetsPaid?: boolean;
   /** The latest generation recorded for a scope, or undefined. */
   latest(scope: string): Awaitable<PaymentRecord | undefined>;
+  /** The payment with this key, or undefined. */
   get(idempotencyKey: string): Awaitable<PaymentRecord | undefined>;
   /**
    * Inserts a new payment (state `created`; no attempts, reference, decline reason, `firstSentAt` or
@@ -128,6 +143,7 @@ export interface PaymentLedger {
   ): Awaitable<PaymentRecord | undefined>;
   /** Appends an attempt and counts it in the payment's `attempts`. */
   recordAttempt(attempt: AttemptRecord): Awaitable<void>;
+  /** The attempts recorded for a payment, oldest first. */
   attempts(idempotencyKey: string): Awaitable<readonly AttemptRecord[]>;
   /**
    * Every payment in an unresolved state (created, sending, unknown, reconciling), oldest first: by
@@ -137,5 +153,6 @@ export interface PaymentLedger {
    * >= 0 or `Infinity` (a `-1` or a `1.5`), in both built-in ledgers; a custom ledger should do the same.
    */
   unresolved(limit?: number): Awaitable<readonly PaymentRecord[]>;
+  /** Releases the ledger (closes its database); the client calls it only on a ledger it made. */
   close(): Awaitable<void>;
 }

@@ -46,8 +46,11 @@ export type PendingReason =
   | 'key_expired';
 
 interface OutcomeBase {
+  /** The order's id in the shop. */
   readonly orderId: string;
+  /** The merchant the payment was for. */
   readonly merchant: string;
+  /** The key the payment was sent with. */
   readonly idempotencyKey: string;
   /**
    * Tries made by this call: requests to the bank (charges and status queries) and refusals by the local
@@ -76,6 +79,7 @@ export interface DeclinedOutcome extends OutcomeBase {
  */
 export interface PendingOutcome extends OutcomeBase {
   readonly status: 'pending';
+  /** Why the outcome is not known yet. */
   readonly reason: PendingReason;
 }
 
@@ -84,21 +88,29 @@ export type PaymentOutcome = PaidOutcome | DeclinedOutcome | PendingOutcome;
 
 /** Emitted for every request to the bank. */
 export interface AttemptEvent {
+  /** The order's id in the shop. */
   readonly orderId: string;
+  /** The key the request carried. */
   readonly idempotencyKey: string;
+  /** A charge or a status query. */
   readonly kind: 'charge' | 'status';
   /** `not_sent`, `unknown` (sent, no response) or `responded`. */
   readonly outcome: 'not_sent' | 'unknown' | 'responded';
+  /** The HTTP status the bank answered; undefined without a response. */
   readonly statusCode: number | undefined;
   /** Error code when there was no response (`ECONNREFUSED`, `UND_ERR_HEADERS_TIMEOUT`, `ERR_CIRCUIT_OPEN`...). */
   readonly code: string | undefined;
+  /** How long the request took, in ms. */
   readonly durationMs: number;
 }
 
 /** Emitted before each wait between two requests of one payment. */
 export interface RetryEvent {
+  /** The order's id in the shop. */
   readonly orderId: string;
+  /** The key the retry will carry (the same as before). */
   readonly idempotencyKey: string;
+  /** The wait before the next request, in ms. */
   readonly delayMs: number;
   /** What the previous request met: `conflict`, `throttled`, `server_error`, `timeout`, `not_sent`, `unknown`, `processing`... */
   readonly reason: string;
@@ -108,6 +120,7 @@ export interface RetryEvent {
 
 /** Emitted when a payment that had been pending is settled. */
 export interface ReconciledEvent {
+  /** The settled outcome. */
   readonly outcome: PaidOutcome | DeclinedOutcome;
   /** ms from the moment the outcome became unknown to the bank's answer (wall clock). */
   readonly latencyMs: number;
@@ -118,16 +131,23 @@ export interface ReconciledEvent {
  * or full disk). The payment stays pending and is tried again after its back-off.
  */
 export interface ReconcileFailedEvent {
+  /** The key of the payment that stays pending. */
   readonly idempotencyKey: string;
+  /** What the ledger threw. */
   readonly error: unknown;
 }
 
 /** Events of a PaymentClient. */
 export interface PaymentClientEvents {
+  /** After every request to the bank. */
   attempt: [event: AttemptEvent];
+  /** Before each wait between two requests of one payment. */
   retry: [event: RetryEvent];
+  /** With every outcome the client reaches (what `pay()` resolves to). */
   outcome: [outcome: PaymentOutcome];
+  /** When a pending payment is settled. */
   reconciled: [event: ReconciledEvent];
+  /** When reconciling a pending payment failed on the ledger. */
   reconcileFailed: [event: ReconcileFailedEvent];
 }
 
@@ -135,21 +155,37 @@ export interface PaymentClientEvents {
 export interface PaymentClientMetrics {
   /** Requests to the bank by class. */
   readonly attempts: {
+    /** Requests that cannot have reached the bank (`not_sent`). */
     readonly notSent: number;
+    /** Requests sent that got no answer (`unknown`): the bank may have acted on them. */
     readonly sentNoResponse: number;
+    /** Requests the bank answered. */
     readonly responded: number;
   };
+  /** Waits between two requests of one payment (`retry` events). */
   readonly retries: number;
-  readonly outcomes: { readonly paid: number; readonly declined: number; readonly pending: number };
+  /** `pay()` outcomes by status. */
+  readonly outcomes: {
+    /** Payments settled as paid. */
+    readonly paid: number;
+    /** Payments settled as declined. */
+    readonly declined: number;
+    /** Payments left pending (the reconciler goes on with them). */
+    readonly pending: number;
+  };
   /** `pay()` calls that joined a payment already in flight for the same order. */
   readonly coalesced: number;
   /** Payments whose outcome is unknown right now and that this client is reconciling. */
   readonly outcomeUnknown: number;
   /** Retry budget tokens left, as of the last retry decision (undefined without a budget). */
   readonly retryBudgetRemaining: number | undefined;
+  /** The background reconciler's work on pending payments. */
   readonly reconciliation: {
+    /** Pending payments it settled (paid or declined). */
     readonly resolved: number;
+    /** Sum of their reconciliation latencies (unknown since → bank's answer), in ms: divide by `resolved`. */
     readonly latencyMsTotal: number;
+    /** The longest of those latencies, in ms. */
     readonly latencyMsMax: number;
   };
 }
@@ -158,7 +194,9 @@ export interface PaymentClientMetrics {
 export interface RecoverySummary {
   /** Unresolved payments found in the ledger. */
   readonly found: number;
+  /** Payments the bank had charged. */
   readonly paid: number;
+  /** Payments the bank had declined. */
   readonly declined: number;
   /** Still unknown: handed to the background reconciler. */
   readonly pending: number;

@@ -70,6 +70,7 @@ export interface RedisStoreEvents {
 export interface RedisStoreStats {
   /** True while Redis is not answering and the fail mode decides. */
   readonly degraded: boolean;
+  /** How decisions are answered while Redis is not (the `failMode` option). */
   readonly failMode: FailMode;
   /** Decisions (consumes and refunds) Redis answered. */
   readonly redisDecisions: number;

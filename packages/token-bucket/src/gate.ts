@@ -99,9 +99,13 @@ export interface GateStats {
   readonly queued: number;
   /** The rate, in tokens per second. */
   readonly rate: number;
+  /** The bucket size: calls that may start back to back. */
   readonly burst: number;
+  /** The most calls running at once (the `concurrency` option). */
   readonly concurrency: number;
+  /** The most calls waiting at once; the next is shed with `QueueFullError`. */
   readonly maxQueue: number;
+  /** The longest a call may wait to start, in ms; longer is shed with `RateLimitedError`. */
   readonly maxWaitMs: number;
   /** What a new call of cost 1 would wait now (see {@link Gate.estimatedWaitMs}). */
   readonly estimatedWaitMs: number;
@@ -168,8 +172,11 @@ const DURATION_WEIGHT = 0.2;
 export class Gate {
   /** The rate limit as a {@link BucketSpec} (capacity = burst), for RateLimit headers and reports. */
   readonly spec: BucketSpec;
+  /** The most calls running at once. */
   readonly concurrency: number;
+  /** The most calls waiting at once. */
   readonly maxQueue: number;
+  /** The longest a call may wait to start, in ms. */
   readonly maxWaitMs: number;
 
   private readonly clock: Clock;

@@ -4,7 +4,14 @@ import { InvalidOptionError } from './errors.js';
  * A refill rate: tokens per second, or `tokens` every `perMs` milliseconds
  * (`{ tokens: 100, perMs: 60_000 }` is 100 per minute).
  */
-export type RefillRate = number | { readonly tokens: number; readonly perMs: number };
+export type RefillRate =
+  | number
+  | {
+      /** Tokens added every `perMs`. */
+      readonly tokens: number;
+      /** The period `tokens` are added over, in ms. */
+      readonly perMs: number;
+    };
 
 /** A monotonic clock in milliseconds. Only differences between readings matter. */
 export type Clock = () => number;
