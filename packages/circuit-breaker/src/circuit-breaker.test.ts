@@ -1053,6 +1053,16 @@ describe('options', () => {
     expect(circuitBreaker({ name: 'bank' }).name).toBe('bank');
   });
 
+  it('refuses options in both places (one would be dropped silently), naming the first argument', () => {
+    for (const make of [
+      () => circuitBreaker({ name: 'a' } as never, { name: 'b' }),
+      () => new CircuitBreaker({ name: 'a' } as never, { name: 'b' }),
+    ]) {
+      expect(make).toThrow(InvalidOptionError);
+      expect(make).toThrow(/`action`/);
+    }
+  });
+
   it('circuitBreaker(undefined, options) keeps the options, as new CircuitBreaker(undefined, options) does', () => {
     // `circuitBreaker(action?, options?)` in the README: from JavaScript, or with an action that may be absent.
     const made = circuitBreaker(undefined as never, { name: 'bank', volumeThreshold: 3 });

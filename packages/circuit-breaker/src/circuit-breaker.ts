@@ -255,7 +255,17 @@ export class CircuitBreaker<
       options = maybeOptions;
     } else {
       options = actionOrOptions;
-      if (maybeOptions !== undefined) options = maybeOptions;
+      if (maybeOptions !== undefined) {
+        // Options in both places: one would be dropped without a word.
+        if (actionOrOptions !== undefined) {
+          throw new InvalidOptionError(
+            'action',
+            'a function, or undefined when options come second',
+            actionOrOptions,
+          );
+        }
+        options = maybeOptions;
+      }
     }
     const o = resolveOptions(options, action?.name || 'circuit');
     this.#o = o;
@@ -922,8 +932,9 @@ export function circuitBreaker(
   options?: CircuitBreakerOptions,
 ): CircuitBreaker {
   if (typeof actionOrOptions === 'function') return new CircuitBreaker(actionOrOptions, options);
-  // `circuitBreaker(undefined, options)` (an action that may be absent) keeps its options, as the class does.
-  return new CircuitBreaker(options === undefined ? actionOrOptions : options);
+  // `circuitBreaker(undefined, options)` (an action that may be absent) keeps its options, and options in
+  // both places are refused, as the class does.
+  return new CircuitBreaker(actionOrOptions as never, options);
 }
 
 /**
