@@ -329,6 +329,8 @@ export class RateLimit<Req extends KeyableRequest> {
     // Checked whether or not a policy uses them (every policy may bring its own limiter): a bad value is
     // a mistake all the same, and it would start to matter the day a policy drops its limiter.
     const maxKeys = options.maxKeys === undefined ? undefined : checkInteger('maxKeys', options.maxKeys, 1);
+    const detail = options.detail ?? DEFAULT_DETAIL;
+    if (typeof detail !== 'string' || detail === '') fail('detail', 'a non-empty string', detail);
     const clock =
       options.clock === undefined ? undefined : checkFunction<() => number>('clock', options.clock);
     let specs: readonly RateLimitPolicy<Req>[];
@@ -396,8 +398,6 @@ export class RateLimit<Req extends KeyableRequest> {
       ...(options.partitionKey === undefined ? {} : { partitionKey: options.partitionKey }),
     });
     this.#policies = policies;
-    const detail = options.detail ?? DEFAULT_DETAIL;
-    if (typeof detail !== 'string' || detail === '') fail('detail', 'a non-empty string', detail);
     this.#denyPrefix = quotas.map((quota) => {
       const { body } = problemAnswer(options.statusCode ?? 429, {
         code: 'ERR_RATE_LIMITED',
