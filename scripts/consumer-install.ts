@@ -10,7 +10,7 @@
 //       free port) must answer GET / without a 5xx;
 //   (c) type-checks a file importing every package, with `moduleResolution` node16 (ESM and CommonJS) and
 //       bundler, and `skipLibCheck: false`, so what our .d.ts import must come with the install.
-import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
@@ -18,13 +18,14 @@ import { createRequire } from 'node:module';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, sep } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { workspacePackages } from './package-dependencies.js';
-import { readmeExample } from './readme-example.js';
+import { forkExample, readmeExample } from './readme-example.js';
 
 const repo = fileURLToPath(new URL('../', import.meta.url));
 const requireFromRepo = createRequire(import.meta.url);
-const tsx = pathToFileURL(requireFromRepo.resolve('tsx')).href;
+/** Moves a server example off port 3000 and reports its port over IPC (as the repo's README test does). */
+const MOVE_PORT_PRELOAD = new URL('./readme-example-port.ts', import.meta.url).href;
 const tsc = requireFromRepo.resolve('typescript/bin/tsc');
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 /** Per README example: a cold tsx start on a loaded 2-core CI machine, then the example's own work. */
@@ -181,18 +182,6 @@ process.exitCode = failed ? 1 : 0;
  * Preloaded into each README example: a server asked for port 3000 listens on a free port instead, and
  * tells the parent which (the repo's preload also insists on workspace source, the opposite of here).
  */
-const FREE_PORT_PRELOAD = `import { Server } from 'node:net';
-
-const listen = Server.prototype.listen;
-Server.prototype.listen = function listenOnAnyPort(...args) {
-  const [first] = args;
-  if (first === 3000 || first === '3000') args[0] = 0;
-  else if (typeof first === 'object' && first !== null && Number(first.port) === 3000) args[0] = { ...first, port: 0 };
-  else return Reflect.apply(listen, this, args);
-  this.once('listening', () => process.send?.({ type: 'listening', port: this.address().port }));
-  return Reflect.apply(listen, this, args);
-};
-`;
 
 /** Whether something accepts TCP connections at the Redis URL. */
 function redisReachable(): Promise<boolean> {
@@ -239,24 +228,20 @@ async function runReadmeExample(consumer: string, dir: string, name: string): Pr
   }
   const file = join(consumer, `readme-${dir}.${example.lang === 'ts' ? 'mts' : 'mjs'}`);
   await writeFile(file, code);
-  await writeFile(join(consumer, 'free-port.mjs'), FREE_PORT_PRELOAD);
-  // tsx reads a tsconfig in the cwd (the consumer has none), not the repo's that a caller may name.
-  const env = { ...process.env, TSX_TSCONFIG_PATH: undefined };
-  const child = fork(file, [], {
+  // tsx reads a tsconfig in the cwd (the consumer has none), not the repo's that a caller may name. The
+  // preload only moves a server off port 3000; it does not touch module resolution.
+  const {
+    child,
+    stdout: printedOut,
+    stderr: printedErr,
+  } = forkExample(file, {
     cwd: consumer,
-    env,
-    execArgv: ['--import', tsx, '--import', './free-port.mjs'],
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-    stdout += chunk;
-  });
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
+    preload: MOVE_PORT_PRELOAD,
+    env: { ...process.env, TSX_TSCONFIG_PATH: undefined },
   });
   const outcome = await exampleOutcome(child);
+  const stdout = printedOut();
+  const stderr = printedErr();
   const printed = `\nstdout:\n${stdout}stderr:\n${stderr}`;
   if (outcome.kind === 'exited') {
     if (outcome.code !== 0 || stderr !== '') return `exited ${outcome.code}${printed}`;

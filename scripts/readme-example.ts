@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import type { ListeningMessage } from './readme-example-preload.ts';
+import type { ListeningMessage } from './readme-example-port.ts';
 
 const repo = fileURLToPath(new URL('../', import.meta.url));
 const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
@@ -62,28 +62,47 @@ export async function startExample(pkg: string, example: ExampleBlock): Promise<
     await symlink(join(repo, 'packages', pkg, 'node_modules'), join(dir, 'node_modules'), 'dir');
     const file = join(dir, example.lang === 'ts' ? 'example.mts' : 'example.mjs');
     await writeFile(file, example.code);
-    const child = fork(file, [], {
+    const forked = forkExample(file, {
       cwd: dir,
-      execArgv: ['--import', tsx, '--import', preload],
+      preload,
       env: { ...process.env, TSX_TSCONFIG_PATH: join(repo, 'tsconfig.json') },
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
-      child.once('close', (code, signal) => resolve({ code, signal }));
-    });
-    return { child, dir, stdout: () => stdout, stderr: () => stderr, exited };
+    return { ...forked, dir };
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+}
+
+/** A forked example: its process, what it printed so far, and its exit. */
+export type ForkedExample = Omit<ExampleRun, 'dir'>;
+
+/**
+ * Runs `file` (an example written out as .mjs/.mts) in its own Node process under tsx, with `preload`
+ * imported after tsx, and collects what it prints. Its IPC channel carries the preload's messages.
+ */
+export function forkExample(
+  file: string,
+  options: { cwd: string; preload: string; env: NodeJS.ProcessEnv },
+): ForkedExample {
+  const child = fork(file, [], {
+    cwd: options.cwd,
+    execArgv: ['--import', tsx, '--import', options.preload],
+    env: options.env,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
+    stdout += chunk;
+  });
+  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
 /** Kills the example if it still runs, waits for its exit, and removes its directory. */
