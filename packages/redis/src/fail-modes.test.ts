@@ -1,7 +1,8 @@
+import { EventEmitter } from 'node:events';
 import { StoreUnavailableError } from '@floodgate/token-bucket';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { describeRedis } from '../test/redis-available.js';
+import { adminClient, deleteKeys, describeRedis, testPrefix } from '../test/redis-available.js';
 import {
   freePort,
   type PrivateRedis,
@@ -186,5 +187,61 @@ describeFaults('Redis stopped, paused and flushed (a private redis-server)', () 
     await c.close();
     await b.close();
     await vi.waitFor(() => expect(a.stats().liveInstances).toBe(1));
+  });
+});
+
+describeRedis('a refund naming an operation while Redis cannot answer', () => {
+  it("'local-fallback' drops it: the local bucket gains nothing, and after recovery the retry is replayed", async () => {
+    const real = adminClient();
+    clients.push(real);
+    const prefix = testPrefix('fail-modes');
+    // The shared Redis, behind a switch: while `down`, every script call fails at once, as with a refused
+    // connection, and the records written before stay (a restarted private server would lose them).
+    let down = false;
+    const outage = () => Promise.reject(new Error('connect ECONNREFUSED (the test switched Redis off)'));
+    const client = Object.assign(new EventEmitter(), {
+      status: 'ready',
+      evalsha: (...args: Parameters<Redis['evalsha']>) => (down ? outage() : real.evalsha(...args)),
+      eval: (...args: Parameters<Redis['eval']>) => (down ? outage() : real.eval(...args)),
+      zrem: (...args: Parameters<Redis['zrem']>) => real.zrem(...args),
+    });
+    const s = store({
+      client: client as never,
+      prefix,
+      failMode: 'local-fallback',
+      timeoutMs: 2_000,
+      probeIntervalMs: 3_600_000, // no probe but the one a reconnect ('ready') allows
+    });
+    try {
+      expect(await s.consume('k', 2, spec, { operationId: 'pay' })).toMatchObject({
+        allowed: true,
+        remaining: 8,
+      });
+
+      down = true;
+      expect(await s.consume('k', 10, spec)).toMatchObject({ allowed: true, remaining: 0 }); // local, full
+      expect(s.degraded).toBe(true);
+      await s.refund('k', 2, spec, { operationId: 'pay' }); // the take that was granted, abandoned
+      // before the fix: the local bucket was credited with the 2 tokens Redis spent, and admitted them
+      expect((await s.consume('k', 1, spec)).allowed).toBe(false);
+      await s.refund('k', 1, spec); // a refund without operationId still goes to the local bucket
+      expect((await s.consume('k', 1, spec)).allowed).toBe(true);
+
+      down = false;
+      client.emit('ready');
+      // The record stayed in Redis: the retry is replayed (the operation spent once, used once), and the
+      // shared bucket still holds the 8 tokens it had.
+      expect(await s.consume('k', 2, spec, { operationId: 'pay' })).toMatchObject({
+        allowed: true,
+        remaining: 8,
+        replayed: true,
+      });
+      expect(s.degraded).toBe(false);
+      expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: true, remaining: 0 });
+      expect((await s.consume('k', 1, spec)).allowed).toBe(false);
+    } finally {
+      await s.close();
+      await deleteKeys(real, prefix);
+    }
   });
 });

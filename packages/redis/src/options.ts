@@ -48,7 +48,8 @@ export interface RedisStoreOptions {
    */
   readonly timeoutMs?: number;
   /**
-   * How long an `operationId` is remembered per key, so a retried consume does not spend twice.
+   * How long an `operationId` is remembered per key, so a retried consume does not spend twice; counted
+   * from when the grant's tokens are ready (a reservation's wait is added).
    * @default 600_000 (10 minutes)
    */
   readonly operationTtlMs?: number;

@@ -3,6 +3,7 @@ import { createServer, type Socket } from 'node:net';
 import { ClosedError, InvalidOptionError, type StoreDecision } from '@floodgate/token-bucket';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { expectedAnswers, OPERATION_CONTRACT, playContract } from '../../token-bucket/test/store-contract.js';
 import { adminClient, deleteKeys, describeRedis, REDIS_URL, testPrefix } from '../test/redis-available.js';
 import { RedisStore, redisStore } from './redis-store.js';
 
@@ -125,6 +126,27 @@ describeRedis('RedisStore against Redis', () => {
     // two tokens in debt now (the retry's and this one's): about 20 s at one token per 10 s, not 10 s
     expect((await s.consume(k, 1, slow)).retryAfterMs).toBeGreaterThan(15_000);
     await expect(s.refund(k, 1, slow, { operationId: '' })).rejects.toMatchObject({ option: 'operationId' });
+  });
+
+  describe('the operationId contract every store keeps (token-bucket/test/store-contract.ts)', () => {
+    it.each(OPERATION_CONTRACT)('$name', async ({ steps }) => {
+      const s = store();
+      expect(await playContract(s, key(), steps)).toEqual(expectedAnswers(steps));
+    });
+  });
+
+  it('keeps an operation record until operationTtlMs after its tokens are ready', async () => {
+    const s = store({ operationTtlMs: 1_000 });
+    const k = key();
+    await s.consume(k, 5, slow); // empty
+    const reserved = await s.consume(k, 1, slow, { operationId: 'op', maxWaitMs: 3_600_000 });
+    expect(reserved.waitMs).toBeGreaterThan(9_000); // one token per 10 s
+    // Before the fix the record expired after operationTtlMs even while its take still waited: its refund
+    // (which gives back only through a record) would then give nothing back.
+    const ttl = await admin.pttl(`${prefix}{${k}}:op:op`);
+    // 1_000 + waitMs when set, less the (real) milliseconds since: a second of slack, never more
+    expect(ttl).toBeGreaterThan(reserved.waitMs);
+    expect(ttl).toBeLessThanOrEqual(1_000 + reserved.waitMs);
   });
 
   it('coalesces concurrent decisions for one key into few script calls, granting exactly the capacity', async () => {

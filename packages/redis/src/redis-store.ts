@@ -261,8 +261,12 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
 
   /**
    * Gives back `cost` tokens taken or reserved and not used (the bucket never goes above capacity).
+   * With `operationId`, the tokens go back (and the record is deleted, in the same script call) only if
+   * the operation's record exists and was never replayed (see `RefundOptions`).
    * Refunds are best effort: while Redis is down they go to the local fallback or are dropped (counted
-   * in `fallbackDecisions`), and after {@link close} they do nothing; they reject only on bad arguments.
+   * in `fallbackDecisions`); one that names an operation is always dropped then, and its record in Redis
+   * stays, so a retry after recovery is replayed. After {@link close} they do nothing; they reject only
+   * on bad arguments.
    *
    * @throws {InvalidOptionError} `ERR_INVALID_OPTION` for a bad key, cost or spec (rejected promise).
    */
@@ -606,7 +610,15 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     this.#fallbackSinceDegraded += 1;
     const { operation, spec } = pending;
     if (operation.kind === 'refund') {
-      this.#local?.refund(pending.key, operation.cost, this.#localSpec(spec));
+      // A refund naming an operation is dropped, not given to the local bucket: its grant was most likely
+      // Redis's (the local fallback remembers no operations, so it cannot tell), and crediting a local
+      // bucket with tokens Redis spent lets this instance admit them twice. Its record in Redis, if any,
+      // stays: a retry after recovery is replayed, so the operation is spent once and used at most once.
+      // Queueing it for recovery instead would need bounded state and a flush for little gain (the tokens
+      // back late, or refused once a retry has replayed the record). A lost refund only makes it stricter.
+      if (operation.opKey === undefined) {
+        this.#local?.refund(pending.key, operation.cost, this.#localSpec(spec));
+      }
       pending.resolve(undefined);
     } else if (this.#failMode === 'fail-open') {
       pending.resolve({

@@ -113,6 +113,25 @@ describeRedis('the bucket script against the reference model', () => {
     expect(seen[3]?.retryAfterMs).toBe(Number.POSITIVE_INFINITY);
   });
 
+  it('marks a replayed operation record within the three numeric fields an earlier script parses', async () => {
+    const spec = { capacity: 5, refillPerMs: 0.001 };
+    const key = `${prefix}{mark}`;
+    const opKey = `${key}:op:x`;
+    const t0 = 1_700_000_000_000;
+    await run(key, spec, t0, [{ kind: 'consume', cost: 1, maxWaitMs: 0, operationId: 'x' }]);
+    const ttlBefore = await client.pttl(opKey);
+    await run(key, spec, t0, [{ kind: 'consume', cost: 1, maxWaitMs: 0, operationId: 'x' }]);
+    // A script from before the mark (still running on other instances during a rolling upgrade) matches
+    // '^(%S+) (%S+) (%S+)$' and reads each field with tonumber, which takes '+1000' as 1000. A fourth field
+    // would fail that match, and the script with it (an outage, for that instance).
+    const record = (await client.get(opKey)) ?? '';
+    expect(record).toMatch(/^\S+ \+\S+ \S+$/);
+    expect(record.split(' ').map(Number)).toEqual([4, 1000, t0]);
+    const ttlAfter = await client.pttl(opKey);
+    expect(ttlAfter).toBeGreaterThan(0); // the mark kept the record's TTL (KEEPTTL)
+    expect(ttlAfter).toBeLessThanOrEqual(ttlBefore);
+  });
+
   it('matches the model on random sequences of batches (consume, reserve, refund, operation ids)', async () => {
     const operation = (capacity: number) =>
       fc.oneof(

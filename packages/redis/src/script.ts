@@ -13,14 +13,22 @@ import type { BucketSpec, StoreDecision } from '@floodgate/token-bucket';
  *
  * Layout: KEYS[1] is a string "<tokens> <server ms of tokens>" (one SET ... PX writes state and expiry
  * together). A missing key is a full bucket: the key is deleted when full and otherwise expires when it
- * would be full again. KEYS[2..] are operation records
- * (idempotent spending), plain strings with their own TTL. Every key carries the same hash tag, so a call
- * touches one Cluster slot.
+ * would be full again. KEYS[2..] are operation records (idempotent spending): plain strings
+ * "<remaining> <resetAfterMs> <server ms the tokens are ready>" with a TTL of the operation TTL plus the
+ * grant's wait, so the refund of a take abandoned during a long wait still finds its record. Once a
+ * consume has replayed a record, its resetAfterMs carries a leading '+' (SET ... KEEPTTL): a mark rather
+ * than a fourth field because a script of an earlier version, still running on other instances during a
+ * rolling upgrade, parses exactly three fields and reads "+1234" as 1234. Every key carries the same hash
+ * tag, so a call touches one Cluster slot.
  *
  * ARGV: capacity, refillPerMs, operation TTL (ms), now ('' = server TIME; set only by the semantics tests),
  * then 4 per operation: kind ('c' consume, 'r' refund), cost, maxWaitMs, index in KEYS of the operation
- * record (0 = none; a refund with a record deletes it in the same step, so an abandoned operation is
- * decided afresh when retried rather than replayed as granted with tokens that went back). Reply: 5
+ * record (0 = none). A refund that names a record gives its tokens back and deletes it in the same step,
+ * so an abandoned operation is decided afresh when retried rather than replayed as granted with tokens
+ * that went back; but only a record that exists and was never replayed. A replay may be in use by a take
+ * that spent nothing (two takes of one id in flight, the first abandoned), so its tokens stay spent and
+ * the record stays; a missing record cannot say whether it was replayed, so it gives nothing back either
+ * (both strict, never minting; the same rule as the memory store's). Reply: 5
  * integers per consume (refunds answer nothing): allowed (0/1, 2 = replayed from the record), remaining,
  * retryAfterMs, resetAfterMs, waitMs, the durations in whole ms rounded up (a caller is never early; Redis
  * would truncate fractions anyway), retryAfterMs -1 meaning "never" (cost above capacity).
@@ -53,17 +61,30 @@ local changed = false
 for i = 5, #ARGV, 4 do
   local cost = tonumber(ARGV[i + 1])
   if ARGV[i] == 'r' then
-    tokens = tokens + cost
-    if tokens > capacity then tokens = capacity end
-    changed = true
+    local give = true
     local opIndex = tonumber(ARGV[i + 3])
-    if opIndex > 0 then redis.call('DEL', KEYS[opIndex]) end
+    if opIndex > 0 then
+      local record = redis.call('GET', KEYS[opIndex])
+      if record and not string.match(record, '^%S+ %+') then
+        redis.call('DEL', KEYS[opIndex])
+      else
+        give = false
+      end
+    end
+    if give then
+      tokens = tokens + cost
+      if tokens > capacity then tokens = capacity end
+      changed = true
+    end
   else
     local record = nil
     local opIndex = tonumber(ARGV[i + 3])
     if opIndex > 0 then record = redis.call('GET', KEYS[opIndex]) end
     if record then
       local remaining, reset, readyAt = string.match(record, '^(%S+) (%S+) (%S+)$')
+      if string.sub(reset, 1, 1) ~= '+' then
+        redis.call('SET', KEYS[opIndex], remaining .. ' +' .. reset .. ' ' .. readyAt, 'KEEPTTL')
+      end
       local wait = tonumber(readyAt) - now
       if wait < 0 then wait = 0 end
       out[#out + 1] = 2
@@ -102,7 +123,7 @@ for i = 5, #ARGV, 4 do
       out[#out + 1] = reset
       out[#out + 1] = math.ceil(wait)
       if allowed == 1 and opIndex > 0 then
-        redis.call('SET', KEYS[opIndex], remaining .. ' ' .. string.format('%d', reset) .. ' ' .. string.format(fmt, now + wait), 'PX', ARGV[3])
+        redis.call('SET', KEYS[opIndex], remaining .. ' ' .. string.format('%d', reset) .. ' ' .. string.format(fmt, now + wait), 'PX', string.format('%d', tonumber(ARGV[3]) + math.ceil(wait)))
       end
     end
   end

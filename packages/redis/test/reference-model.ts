@@ -15,6 +15,8 @@ interface OperationRecord {
   readonly remaining: number;
   readonly resetAfterMs: number;
   readonly readyAt: number;
+  /** A consume replayed it: a refund naming it gives nothing back (the replay may be using the tokens). */
+  replayed: boolean;
 }
 
 /** One bucket: a missing state means full. */
@@ -42,14 +44,21 @@ export class ModelBucket {
     let decision: StoreDecision | undefined;
     let changed = false;
     if (operation.kind === 'refund') {
-      tokens = Math.min(capacity, tokens + operation.cost);
-      changed = true;
-      // The operation is abandoned: forgotten with its tokens, so a retry is decided afresh.
-      if (operation.operationId !== undefined) this.#records.delete(operation.operationId);
+      const { operationId } = operation;
+      const record = operationId === undefined ? undefined : this.#records.get(operationId);
+      // Named: the tokens go back only through a record that exists and was never replayed, and the
+      // operation is forgotten with them, so a retry is decided afresh. A replayed or missing record gives
+      // nothing back and stays as it is.
+      if (operationId === undefined || (record !== undefined && !record.replayed)) {
+        tokens = Math.min(capacity, tokens + operation.cost);
+        changed = true;
+        if (operationId !== undefined) this.#records.delete(operationId);
+      }
     } else {
       const record =
         operation.operationId === undefined ? undefined : this.#records.get(operation.operationId);
       if (record !== undefined) {
+        record.replayed = true;
         return {
           allowed: true,
           limit: capacity,
@@ -92,6 +101,7 @@ export class ModelBucket {
           remaining: decision.remaining,
           resetAfterMs,
           readyAt: now + waitMs,
+          replayed: false,
         });
       }
     }

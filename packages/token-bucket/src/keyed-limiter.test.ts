@@ -135,6 +135,21 @@ describe('KeyedLimiter with the memory store', () => {
     await expect(first).resolves.toMatchObject({ allowed: true, waitMs: 1000 });
   });
 
+  it('two takes of one operationId in flight, the first aborted: the replay keeps its tokens spent', async () => {
+    const limiter = keyedLimiter({ capacity: 1, refillRate: 1, clock });
+    limiter.tryTake('k');
+    const controller = new AbortController();
+    const first = limiter.take('k', 1, { operationId: 'pay', signal: controller.signal });
+    const duplicate = limiter.take('k', 1, { operationId: 'pay' }); // replayed: spends nothing
+    controller.abort(new Error('client went away'));
+    await expect(first).rejects.toThrow('client went away');
+    // before the fix the abort gave the reservation back (retryAfterMs 1000): the duplicate would then go
+    // through on tokens nobody spent
+    expect(limiter.tryTake('k')).toMatchObject({ allowed: false, retryAfterMs: 2000 });
+    await vi.advanceTimersByTimeAsync(1000);
+    await expect(duplicate).resolves.toMatchObject({ allowed: true, waitMs: 1000, replayed: true });
+  });
+
   it('close() rejects sleeping takes and closes its own store', async () => {
     const limiter = keyedLimiter({ capacity: 1, refillRate: 1, clock });
     limiter.tryTake('k');

@@ -161,7 +161,9 @@ export class KeyedLimiter<S extends LimiterStore = MemoryStore> {
    * @throws {ClosedError} (rejection) When the limiter is closed, before or while waiting.
    * @throws The signal's reason (rejection) When `signal` aborts while waiting; the tokens are given back
    *   and the `operationId` is forgotten with them, so a retry with the same id is decided afresh. A call
-   *   that replayed an earlier grant of its `operationId` gives nothing back: it spent nothing.
+   *   that replayed an earlier grant of its `operationId` gives nothing back: it spent nothing. Nor does
+   *   the first grant once another take has replayed it (that take may be using the tokens): the store
+   *   refuses the refund and keeps the operation, so later retries are replayed.
    */
   async take(key: string, cost = 1, options?: KeyedTakeOptions): Promise<StoreDecision> {
     if (typeof key !== 'string') throw new InvalidOptionError('key', 'a string', key);

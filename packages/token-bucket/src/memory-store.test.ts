@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { expectedAnswers, OPERATION_CONTRACT, playContract } from '../test/store-contract.js';
 import { type BucketSpec, ClosedError, InvalidOptionError, MemoryStore, memoryStore } from './index.js';
 
 let now = 0;
@@ -178,6 +179,43 @@ describe('MemoryStore', () => {
     });
   });
 
+  it('a grant replayed and then evicted by maxOperations is not given back by its refund', () => {
+    now = 0;
+    const store = memoryStore({ clock, maxOperations: 2 });
+    store.consume('e', 2, spec, { operationId: 'pay' }); // take A
+    expect(store.consume('e', 2, spec, { operationId: 'pay' }).replayed).toBe(true); // take B, free
+    store.consume('e', 0, spec, { operationId: 'x' });
+    store.consume('e', 0, spec, { operationId: 'y' }); // forgets 'pay'
+    store.refund('e', 2, spec, { operationId: 'pay' }); // A abandoned: B may be using the tokens
+    expect(store.consume('e', 0, spec)).toMatchObject({ remaining: 3 });
+  });
+
+  it('remembers a reservation until operationTtlMs after its tokens are ready, so its refund still counts', () => {
+    now = 0;
+    const store = memoryStore({ clock, operationTtlMs: 1000 });
+    store.consume('w', 5, spec); // empty
+    expect(store.consume('w', 1, spec, { operationId: 'gone', maxWaitMs: 5000 }).waitMs).toBe(1000);
+    expect(store.consume('w', 1, spec, { operationId: 'again', maxWaitMs: 5000 }).waitMs).toBe(2000);
+    now = 1500; // past the TTL counted from the decisions, within it counted from when the tokens are ready
+    // Were they forgotten at 1000, the retry would reserve again and the refund (which goes back only
+    // through a record) would give nothing back: 1500 ms to wait below, not 500.
+    expect(store.consume('w', 1, spec, { operationId: 'again', maxWaitMs: 5000 })).toMatchObject({
+      replayed: true,
+      waitMs: 500,
+    });
+    store.refund('w', 1, spec, { operationId: 'gone' }); // abandoned during its wait
+    expect(store.consume('w', 1, spec)).toMatchObject({ allowed: false, retryAfterMs: 500 });
+  });
+
+  it('with maxOperations 0 replays nothing, and a refund naming an operation gives its tokens back', () => {
+    now = 0;
+    const store = memoryStore({ clock, maxOperations: 0 });
+    store.consume('z', 2, spec, { operationId: 'op' });
+    expect(store.consume('z', 2, spec, { operationId: 'op' })).toMatchObject({ remaining: 1 });
+    store.refund('z', 2, spec, { operationId: 'op' });
+    expect(store.consume('z', 0, spec)).toMatchObject({ remaining: 3 });
+  });
+
   it('bounds the remembered operations', () => {
     now = 0;
     const store = memoryStore({ clock, maxOperations: 2 });
@@ -258,6 +296,14 @@ describe('MemoryStore', () => {
         },
       ),
     );
+  });
+
+  describe('the operationId contract every store keeps (test/store-contract.ts)', () => {
+    it.each(OPERATION_CONTRACT)('$name', async ({ steps }) => {
+      now = 0;
+      const store = memoryStore({ clock });
+      expect(await playContract(store, 'k', steps)).toEqual(expectedAnswers(steps));
+    });
   });
 
   it('matches the reference exactly for one key', () => {

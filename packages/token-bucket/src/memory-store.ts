@@ -26,12 +26,15 @@ export interface MemoryStoreOptions {
    */
   readonly clock?: Clock;
   /**
-   * How long a decision is remembered for an `operationId` (idempotent spending).
+   * How long a decision is remembered for an `operationId` (idempotent spending), counted from when its
+   * tokens are ready (a reservation's wait is added).
    * @default 60_000
    */
   readonly operationTtlMs?: number;
   /**
-   * The most `operationId` decisions remembered at once; the oldest is forgotten first.
+   * The most `operationId` decisions remembered at once; the oldest is forgotten first. A refund naming an
+   * operation that was forgotten this way gives nothing back (see `RefundOptions`). With 0 nothing is
+   * remembered, so nothing is replayed, and a refund naming an operation gives its tokens back.
    * @default 10_000
    */
   readonly maxOperations?: number;
@@ -40,6 +43,8 @@ export interface MemoryStoreOptions {
 interface RememberedOperation {
   readonly decision: StoreDecision;
   readonly at: number;
+  /** Set once a consume has replayed this grant: from then on a refund naming it gives nothing back. */
+  replayed: boolean;
 }
 
 const OPTION_KEYS = ['maxKeys', 'clock', 'operationTtlMs', 'maxOperations'] as const;
@@ -131,13 +136,25 @@ export class MemoryStore implements LimiterStore {
 
   /**
    * Gives back `cost` tokens to the bucket of `key` (never above capacity). A forgotten key is full already.
-   * With `operationId`, that operation's record is forgotten too, so its retry is decided afresh.
+   * With `operationId`, only a grant the store still remembers and never replayed is given back, and its
+   * record is forgotten with it, so its retry is decided afresh (see {@link RefundOptions}).
    */
   refund(key: string, cost: number, spec: BucketSpec, options?: RefundOptions): void {
     if (this.closed) throw new ClosedError('MemoryStore');
     if (!(cost >= 0 && Number.isFinite(cost)))
       throw new InvalidOptionError('cost', 'a finite number >= 0', cost);
-    if (options?.operationId !== undefined) this.operations.delete(operationKey(key, options.operationId));
+    // With maxOperations 0 nothing is remembered, so nothing is ever replayed: a plain refund is safe.
+    if (options?.operationId !== undefined && this.maxOperations > 0) {
+      const id = operationKey(key, options.operationId);
+      const seen = this.operations.get(id);
+      // A replayed grant may be in use by the take that replayed it, which spent nothing: giving the tokens
+      // back would let that take through for free (two takes of one id in flight, the first aborted). Its
+      // record stays, so a retry is replayed too: the operation is spent once and used at most once. A
+      // record that is gone (evicted) cannot say whether it was replayed, so nothing is given back either:
+      // the limit is stricter for a while, never looser.
+      if (seen === undefined || seen.replayed) return;
+      this.operations.delete(id);
+    }
     const slot = this.slots.get(key);
     if (slot === undefined) return;
     this.fullAt[slot] = (this.fullAt[slot] as number) - cost / spec.refillPerMs;
@@ -172,8 +189,10 @@ export class MemoryStore implements LimiterStore {
     }
     const id = operationKey(key, operationId);
     const seen = this.operations.get(id);
-    if (seen !== undefined && now - seen.at < this.operationTtlMs) {
-      // Flagged: a replay spent nothing, so whoever abandons it must not refund it.
+    if (seen !== undefined && now - seen.at < this.operationTtlMs + seen.decision.waitMs) {
+      // Flagged: a replay spent nothing, so whoever abandons it must not refund it. Marked in the record
+      // too, so that the first grant's refund does not give back tokens this replay may be using.
+      seen.replayed = true;
       const { decision } = seen;
       return {
         ...decision,
@@ -298,15 +317,24 @@ export class MemoryStore implements LimiterStore {
     return freed;
   }
 
+  /**
+   * A grant is remembered until `operationTtlMs` after its tokens are ready (a reservation's wait added),
+   * so that the refund of a take abandoned during a long wait still finds it (see {@link refund}).
+   */
   private remember(id: string, decision: StoreDecision, now: number): void {
     if (this.maxOperations === 0) return;
     const operations = this.operations;
-    // Insertion order is expiry order (one TTL for all), so expired entries are at the front.
+    // Insertion order is nearly expiry order (one TTL, plus each grant's wait), so expired entries
+    // collect at the front; one that a longer wait keeps behind a live entry waits for its turn (lookups
+    // check expiry themselves, and maxOperations bounds the map either way).
     for (const [oldId, old] of operations) {
-      if (operations.size < this.maxOperations && now - old.at < this.operationTtlMs) break;
+      if (operations.size < this.maxOperations && now - old.at < this.operationTtlMs + old.decision.waitMs)
+        break;
       operations.delete(oldId);
     }
-    operations.set(id, { decision, at: now });
+    // Deleted first so the new record goes to the back: Map.set keeps an existing key's place.
+    operations.delete(id);
+    operations.set(id, { decision, at: now, replayed: false });
   }
 }
 

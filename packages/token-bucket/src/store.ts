@@ -49,11 +49,12 @@ export interface ConsumeOptions {
   readonly maxWaitMs?: number;
   /**
    * Idempotent spending: a consume with an operationId that was already granted for this key (within the
-   * store's operation TTL) returns the earlier decision, flagged `replayed`, and spends nothing. A denied
-   * operation is not remembered: it spent nothing, so its retry is decided afresh. Nor is an abandoned
-   * one: a refund that names the operation gives its tokens back and forgets it in the same step (see
-   * {@link RefundOptions}), so the operation is spent at most once and a retry after an abort is decided
-   * afresh, never replayed as granted with tokens that were given back.
+   * store's operation TTL, counted from when the grant's tokens are ready) returns the earlier decision,
+   * flagged `replayed`, and spends nothing. A denied operation is not remembered: it spent nothing, so its
+   * retry is decided afresh. Nor is an abandoned one: a refund that names the operation gives its tokens
+   * back and forgets it in the same step (see {@link RefundOptions}), so the operation is spent at most
+   * once and a retry after an abort is decided afresh, never replayed as granted with tokens that were
+   * given back. Once a grant has been replayed, a refund naming it gives nothing back.
    */
   readonly operationId?: string;
 }
@@ -64,6 +65,13 @@ export interface RefundOptions {
    * The operation whose tokens are given back: its record is forgotten in the same atomic step as the
    * refund, so a retry with the same id is decided afresh (and spends again) instead of replaying a
    * grant whose tokens went back. Refund only the first grant of an operation, never a `replayed` one.
+   *
+   * The tokens go back only through a record the store still holds and has never replayed. Once a
+   * consume has replayed the grant, that replay may be using the tokens (two takes of one id in flight,
+   * the first one abandoned): the refund then gives nothing back and the record stays, so the operation
+   * is spent once and used at most once. A record the store no longer holds (expired, evicted, never
+   * written) cannot say whether it was replayed, so nothing is given back either. Both err on the strict
+   * side: tokens are never minted.
    */
   readonly operationId?: string;
 }
@@ -79,7 +87,8 @@ export interface LimiterStore {
   ): StoreDecision | Promise<StoreDecision>;
   /**
    * Gives back tokens taken or reserved and not used (never above capacity). With `operationId`, also
-   * forgets that operation's record, atomically with the refund.
+   * forgets that operation's record, atomically with the refund; a grant that was replayed, or that the
+   * store no longer remembers, is not given back (see {@link RefundOptions}).
    */
   refund(key: string, cost: number, spec: BucketSpec, options?: RefundOptions): void | Promise<void>;
   /** Releases what the store holds (connections, memory). */
