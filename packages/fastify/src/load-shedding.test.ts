@@ -136,4 +136,40 @@ describe('floodgateLoadShedding (fastify)', () => {
     expect(shedder.inFlight).toBe(0);
     expect((await app.inject('/cheap')).statusCode).toBe(200);
   });
+
+  it('frees the slot when the client goes away before the answer (onRequestAbort), not when the handler ends', async () => {
+    const shedder = loadShedder({ maxConcurrent: 1, priorities: { only: 1 }, defaultPriority: 'only' });
+    app = Fastify();
+    await app.register(floodgateLoadShedding, { shedder });
+    let entered!: () => void;
+    const arrived = new Promise<void>((resolve) => {
+      entered = resolve;
+    });
+    let finish!: () => void;
+    const held = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    app.get('/slow', async () => {
+      entered();
+      await held; // still working when the client gives up
+      return 'late';
+    });
+    try {
+      const address = await app.listen({ port: 0, host: '127.0.0.1' });
+      const controller = new AbortController();
+      const pending = fetch(`${address}/slow`, { signal: controller.signal }).catch(() => undefined);
+      await arrived;
+      expect(shedder.inFlight).toBe(1);
+      expect((await fetch(`${address}/slow`)).status).toBe(503);
+      controller.abort();
+      await pending;
+      for (let i = 0; i < 50 && shedder.inFlight > 0; i += 1)
+        await new Promise((resolve) => setImmediate(resolve));
+      expect(shedder.inFlight).toBe(0);
+    } finally {
+      finish();
+      // fetch keeps its connections alive; closing them lets the server close at once.
+      app.server.closeAllConnections();
+    }
+  });
 });

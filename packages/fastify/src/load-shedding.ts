@@ -142,9 +142,9 @@ const plugin: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, opti
   }
 };
 /**
- * Fastify 5 plugin: answer 503 + `Retry-After` + problem+json in `onRequest` (before the body is read)
- * when the protected upstream is saturated or too many requests are in flight; routes pick their
- * priority class with `config: { floodgate: { loadShedding: { priority: 'low' } } }`.
+ * Fastify 5 plugin: answer 503 + `Retry-After` + problem+json in `onRequest` (before the body is read;
+ * `hook: 'preHandler'` sheds later) when the protected upstream is saturated or too many requests are in
+ * flight; routes pick their priority class with `config: { floodgate: { loadShedding: { priority: 'low' } } }`.
  *
  * @throws {InvalidOptionError} at registration on an unknown or invalid option or priority.
  * @example

@@ -85,6 +85,9 @@ describe('key generators', () => {
     const key = byUser((req: { user?: { id: number } }) => req.user?.id);
     expect(key({ user: { id: 7 } })).toBe('user:7');
     expect(key({})).toBeUndefined();
+    const named = byUser((req: { user?: string | null }) => req.user);
+    expect(named({ user: null })).toBeUndefined();
+    expect(named({ user: '' })).toBeUndefined();
     expect(() => byUser('id' as never)).toThrow(InvalidOptionError);
   });
 
@@ -98,6 +101,9 @@ describe('key generators', () => {
     const bearer = byApiKey({ header: 'Authorization' });
     expect(bearer({ headers: { authorization: 'Bearer secret-123' } })).toBe(k);
     expect(bearer({ headers: { authorization: 'Basic abc' } })).toBeUndefined();
+    // A key up to 4096 characters is hashed; a longer one counts as none (the client address keys it).
+    expect(key({ headers: { 'x-api-key': 'k'.repeat(4096) } })).toMatch(/^key:/);
+    expect(key({ headers: { 'x-api-key': 'k'.repeat(4097) } })).toBeUndefined();
     expect(() => byApiKey({ header: '' })).toThrow(/`header`/);
   });
 

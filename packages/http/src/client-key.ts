@@ -141,8 +141,10 @@ export function byAddress(options: ByAddressOptions = {}): (request: KeyableRequ
 
 /**
  * Key generator: the authenticated user. Anonymous requests (`getUserId` answers `undefined`) fall back to
- * the client address. Keys are prefixed `user:` so a user id can never collide with an address.
+ * the client address, as do `null` and `''`. Keys are prefixed `user:` so a user id can never collide with
+ * an address.
  *
+ * @throws {InvalidOptionError} when `getUserId` is not a function.
  * @example
  * rateLimit({ name: 'per-user', limit: 20, windowMs: 60_000, key: byUser((req) => req.user?.id) })
  */
@@ -170,7 +172,8 @@ export interface ByApiKeyOptions {
 
 /**
  * Key generator: an API key from a request header. The key is hashed (SHA-256, 16 bytes) so a secret
- * never sits in a store such as Redis; requests without one fall back to the client address. Only SP and
+ * never sits in a store such as Redis; requests without one (or with one over 4096 characters, or without
+ * the `Bearer` scheme on `authorization`) fall back to the client address. Only SP and
  * HTAB around the value are dropped (HTTP's whitespace): any other character, a no-break space included,
  * is part of the key.
  *

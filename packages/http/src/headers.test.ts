@@ -60,6 +60,18 @@ describe('RateLimitHeaders', () => {
     expect(new RateLimitHeaders([perUser]).partitionKey('x')).toBeUndefined();
   });
 
+  it('draft-8: partitionKey true is one random secret per process, so every formatter hashes a key alike', () => {
+    const a = new RateLimitHeaders([perUser], { partitionKey: true });
+    const b = new RateLimitHeaders([perUser], { partitionKey: true });
+    expect(a.partitionKey('203.0.113.9')).toMatch(/^:[A-Za-z0-9+/]{11}=:$/);
+    // A route's variant of a rate limit (its own formatter, the same buckets) tells a client the same pk.
+    expect(b.partitionKey('203.0.113.9')).toBe(a.partitionKey('203.0.113.9'));
+    expect(a.partitionKey('203.0.113.10')).not.toBe(a.partitionKey('203.0.113.9'));
+    // Not a fixed, guessable secret: not the one of a string any fleet may have chosen, such as ''.
+    const fleet = new RateLimitHeaders([perUser], { partitionKey: 'fleet-secret' });
+    expect(fleet.partitionKey('203.0.113.9')).not.toBe(a.partitionKey('203.0.113.9'));
+  });
+
   it('draft-7: one combined field for the tightest policy', () => {
     const h = new RateLimitHeaders([perUser, gateway], { standardHeaders: 'draft-7' });
     expect(

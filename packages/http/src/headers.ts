@@ -69,7 +69,16 @@ export interface RateLimitHeadersOptions {
 }
 
 const KNOWN = ['standardHeaders', 'legacyHeaders', 'partitionKey'] as const;
+
 const STANDARD: readonly StandardHeaders[] = ['draft-8', 'draft-7', 'draft-6', false];
+
+/**
+ * The secret of `partitionKey: true`, made on first use and kept for the life of the process: every
+ * formatter hashes a key to the same `pk`, so a route's variant of a rate limit (`.with()`, a route's
+ * `config`), which counts in the same buckets, tells a client the same partition. Not state: it never
+ * changes once made.
+ */
+let processSecret: Buffer | undefined;
 
 /**
  * Seconds for a window or a reset field: rounded up, so a client never comes back too early. One
@@ -147,7 +156,8 @@ export class RateLimitHeaders {
       (p, i) => `${this.#names[i]};q=${p.limit};w=${Math.max(1, fieldSeconds(p.windowMs))}`,
     );
     this.#singlePolicy = policies.map((p) => `${p.limit};w=${Math.max(1, fieldSeconds(p.windowMs))}`);
-    this.#secret = pk === false ? undefined : pk === true ? randomBytes(32) : Buffer.from(pk);
+    if (pk === true) processSecret ??= randomBytes(32);
+    this.#secret = pk === false ? undefined : pk === true ? processSecret : Buffer.from(pk);
     this.#allPolicies = this.#policyItems.join(', ');
   }
 

@@ -57,6 +57,9 @@ describe('parseIdempotencyKey', () => {
     expect(reasonOf('"tab\tinside"')).toBe('malformed');
     expect(reasonOf('bare space')).toBe('malformed');
     expect(reasonOf('"é"')).toBe('malformed');
+    // A Structured Field string with parameters, or a token with them: no parameters are defined for it.
+    expect(reasonOf('"k";p=1')).toBe('malformed');
+    expect(reasonOf('k;p=1')).toBe('malformed');
   });
 
   it('accepts exactly 255 characters', () => {

@@ -11,6 +11,19 @@ import {
 import type { IdempotencyStore } from './idempotency-store.js';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.js';
 
+// Counts the memory stores made, so a test can tell that a bad option threw before the default one was.
+const made = vi.hoisted(() => ({ stores: 0 }));
+vi.mock('./memory-idempotency-store.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('./memory-idempotency-store.js')>();
+  class CountedStore extends actual.MemoryIdempotencyStore {
+    constructor(...args: ConstructorParameters<typeof actual.MemoryIdempotencyStore>) {
+      super(...args);
+      made.stores += 1;
+    }
+  }
+  return { ...actual, MemoryIdempotencyStore: CountedStore };
+});
+
 const created: CapturedResponse = {
   status: 201,
   headers: { 'content-type': 'application/json', location: '/orders/1', 'set-cookie': ['a=b'] },
@@ -291,6 +304,24 @@ describe('Idempotency', () => {
     expect(() => new Idempotency({ ttl: 1 } as never)).toThrow(/Unknown option `ttl`/);
   });
 
+  it('validates every option before it makes its default store: a bad one throws with nothing built', () => {
+    const before = made.stores;
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ header: 'bad header' }, 'header'],
+      [{ methods: [] }, 'methods'],
+      [{ inFlight: 'wait' }, 'inFlight'],
+      [{ mismatchStatus: 200 }, 'mismatchStatus'],
+      [{ retryAfterMs: -1 }, 'retryAfterMs'],
+      [{ onError: 'log' }, 'onError'],
+    ];
+    for (const [options, option] of cases) {
+      expect(() => new Idempotency(options as never)).toThrow(expect.objectContaining({ option }));
+      expect(made.stores - before, `stores made before \`${option}\` threw`).toBe(0);
+    }
+    new Idempotency();
+    expect(made.stores).toBe(before + 1);
+  });
+
   it('coalescing never spins on a store whose waitForChange settles at once: it backs off on a timer', async () => {
     vi.useFakeTimers();
     const memory = new MemoryIdempotencyStore();
@@ -423,6 +454,86 @@ describe('Idempotency', () => {
     expect(() => new Idempotency({ methods: [''] })).toThrow(/`methods`/);
     expect(() => new Idempotency({ methods: [] })).toThrow(/`methods`/);
     expect(new Idempotency({ methods: ['put'], replayHeaders: ['ETag'] }).appliesTo('PUT')).toBe(true);
+  });
+
+  it('the same key on another route is 422, never that route run again nor the first route replayed', async () => {
+    const idem = new Idempotency();
+    const ticket = await proceed(idem);
+    await ticket.finish(created);
+    const other = await idem.start(request({ url: '/refunds' }));
+    expect(other.kind === 'answer' && other.answer.status).toBe(422);
+    expect(other.kind === 'answer' && JSON.parse(other.answer.body as string).code).toBe(
+      'ERR_IDEMPOTENCY_KEY_REUSED',
+    );
+  });
+
+  it('a store never sees the scope: it is hashed into the store key (an Authorization header is a credential)', async () => {
+    const memory = new MemoryIdempotencyStore();
+    const keys: string[] = [];
+    const store: IdempotencyStore = {
+      begin: (key, ...rest) => {
+        keys.push(key);
+        return memory.begin(key, ...rest);
+      },
+      complete: (...args) => memory.complete(...args),
+      release: (...args) => memory.release(...args),
+      close: () => memory.close(),
+    };
+    const idem = new Idempotency({ store });
+    const scope = defaultIdempotencyScope({ ip: '1.2.3.4', headers: { authorization: 'Bearer s3cret' } });
+    await (await proceed(idem, request({ scope }))).abandon();
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatch(/^[\w-]{22}:k1$/);
+    expect(keys[0]).not.toContain('s3cret');
+  });
+
+  it('a body JSON cannot write (a cycle, a BigInt) rejects start with its TypeError before the key is leased', async () => {
+    const idem = new Idempotency();
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await expect(idem.start(request({ body: cyclic }))).rejects.toThrow(TypeError);
+    await expect(idem.start(request({ body: { amount: 10n } }))).rejects.toThrow(TypeError);
+    // Nothing holds the key: the next request with it runs.
+    expect((await idem.start(request())).kind).toBe('proceed');
+  });
+
+  it("a coalescing duplicate's timers (its own and the memory store's) are unref'd and cleared", async () => {
+    vi.useFakeTimers();
+    const fakeSetTimeout = globalThis.setTimeout;
+    const timers: NodeJS.Timeout[] = [];
+    const spy = vi.spyOn(globalThis, 'setTimeout').mockImplementation(((
+      ...args: Parameters<typeof setTimeout>
+    ) => {
+      const timer = fakeSetTimeout(...args);
+      timers.push(timer);
+      return timer;
+    }) as typeof setTimeout);
+    try {
+      const idem = new Idempotency({ inFlight: 'coalesce' });
+      const ticket = await proceed(idem);
+      const dup = idem.start(request());
+      await vi.advanceTimersByTimeAsync(1);
+      // The wait's deadline and the memory store's lease-expiry wake-up: a waiting duplicate holds no process.
+      expect(timers).toHaveLength(2);
+      expect(timers.map((timer) => timer.hasRef())).toEqual([false, false]);
+      await ticket.finish(created);
+      expect(await dup).toMatchObject({ kind: 'answer', replayed: true });
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      // Before afterEach puts the real timers back, so the spy never restores a fake.
+      spy.mockRestore();
+    }
+  });
+
+  it('close() closes the store it made, never one passed in', async () => {
+    const own = new Idempotency();
+    await own.close();
+    // Its memory store is closed: begin fails, answered 503.
+    expect(await own.start(request())).toMatchObject({ kind: 'answer', answer: { status: 503 } });
+    const store = new MemoryIdempotencyStore();
+    const close = vi.spyOn(store, 'close');
+    await new Idempotency({ store }).close();
+    expect(close).not.toHaveBeenCalled();
   });
 
   it('resolveIdempotencyScope: no user (undefined, null, empty) falls back to the default, never one constant', () => {

@@ -53,7 +53,7 @@ export interface IdempotencyOptions {
    */
   readonly coalesceTimeoutMs?: number;
   /**
-   * Status for a key reused with another payload (Stripe answers 400).
+   * Status for a key reused with another payload (Stripe answers 400), from 400 to 499.
    * @default 422
    */
   readonly mismatchStatus?: number;
@@ -264,8 +264,6 @@ export class Idempotency {
         fail('store', 'an IdempotencyStore (begin, complete, release, close, optional waitForChange)', store);
       }
     }
-    this.#ownsStore = store === undefined;
-    this.store = store ?? new MemoryIdempotencyStore();
     const header = options.header ?? 'idempotency-key';
     if (typeof header !== 'string' || !TOKEN.test(header)) {
       fail('header', 'a header name', header);
@@ -298,6 +296,9 @@ export class Idempotency {
     this.#maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes ?? 1_048_576, 0);
     this.#retryAfterMs = checkInteger('retryAfterMs', options.retryAfterMs ?? 1000, 0);
     this.#onError = errorReporter(options.onError);
+    // Made last, once every option is known to be good: a bad one throws with nothing built.
+    this.#ownsStore = store === undefined;
+    this.store = store ?? new MemoryIdempotencyStore();
   }
 
   /** Whether requests with this method are concerned at all (cheap; no store access). */
@@ -325,7 +326,9 @@ export class Idempotency {
   }
 
   /**
-   * Decides what to do with a request. Never rejects: a store failure answers 503 + `Retry-After`.
+   * Decides what to do with a request. Never rejects for a store failure: that answers 503 +
+   * `Retry-After`. A body JSON cannot write (a cycle, a BigInt: never one a JSON parser made) rejects with
+   * JSON's `TypeError`, for the framework's error handler, before the key is leased.
    */
   async start(request: IdempotencyRequest): Promise<IdempotencyStart> {
     if (!this.appliesTo(request.method)) return { kind: 'pass' };
@@ -535,8 +538,9 @@ export function resolveIdempotencyScope(
 }
 
 /**
- * The default idempotency scope of a request: a hash of its `Authorization` header when it has one,
- * else its client address. Pass your own (`(req) => req.user.id`) when users authenticate otherwise.
+ * The default idempotency scope of a request: `auth:` and its `Authorization` header when it has one,
+ * else `ip:` and its client address. The state machine hashes the scope into the store key, so no
+ * credential reaches a store. Pass your own (`(req) => req.user.id`) when users authenticate otherwise.
  */
 export function defaultIdempotencyScope(request: {
   readonly ip?: string | undefined;

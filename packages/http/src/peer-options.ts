@@ -22,6 +22,14 @@ export const PEER_RATE_LIMIT_OPTIONS: Readonly<Record<string, string>> = Object.
   enableDraftSpec:
     "it is `standardHeaders` here (`'draft-6'` for separate RateLimit-* fields; `'draft-8'` is the default)",
   headers: 'it is `standardHeaders` and `legacyHeaders` here',
+  addHeaders: 'it is `standardHeaders` and `legacyHeaders` here, for all fields at once',
+  addHeadersOnExceeding: 'it is `standardHeaders` and `legacyHeaders` here, for all fields at once',
+  groupId: 'pass one `limiter` to the routes that share a quota',
+  ban: 'none here: a token bucket refuses until tokens refill, however often the client knocks',
+  onBanReach: 'none here: a token bucket refuses until tokens refill; `onLimit` hears of each refusal',
+  continueExceeding: 'none here: a token bucket refuses until tokens refill, however often the client knocks',
+  exponentialBackoff:
+    'none here: a token bucket refuses until tokens refill, however often the client knocks',
   requestPropertyName:
     'the outcome is `request.floodgateRateLimit` on Fastify; on Express, where a request property would cost every request, `onLimit` hears of refusals, or your own middleware calls `limiter.core.check(req)` instead of mounting the limiter',
   redis: 'pass `store: redisStore({ url, prefix })` from @floodgate/redis',

@@ -4,6 +4,19 @@ import { describe, expect, it, vi } from 'vitest';
 import { InvalidCostError, InvalidKeyError, InvalidOptionError } from './errors.js';
 import { RateLimit, type RateLimitOptions, type RateLimitResult } from './rate-limit.js';
 
+// Counts the limiters a RateLimit builds, so a test can tell that a bad option threw before any was.
+const built = vi.hoisted(() => ({ limiters: 0 }));
+vi.mock('./limiter.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('./limiter.js')>();
+  return {
+    ...actual,
+    createKeyedLimiter: (...args: Parameters<typeof actual.createKeyedLimiter>) => {
+      built.limiters += 1;
+      return actual.createKeyedLimiter(...args);
+    },
+  };
+});
+
 interface Req {
   ip?: string;
   headers: Record<string, string | undefined>;
@@ -182,6 +195,12 @@ describe('RateLimit', () => {
     expect(header(sync(own.check(req())), 'ratelimit')).toBe('"3-in-60s";r=2;t=20');
     const legacy = limit.derive({ standardHeaders: false, legacyHeaders: true });
     expect(header(sync(legacy.check(req())), 'x-ratelimit-remaining')).toBe('4');
+    // With partitionKey: true a variant names the bucket it shares with the same pk.
+    const { limit: keyed } = clocked({ limit: 10, partitionKey: true });
+    const pk = (result: RateLimitResult) => /;pk=(:[^:]+:)$/.exec(header(result, 'ratelimit') ?? '')?.[1];
+    const base = sync(keyed.check(req()));
+    expect(pk(base)).toBeDefined();
+    expect(pk(sync(keyed.derive({ cost: 2 }).check(req())))).toBe(pk(base));
   });
 
   it('validates options at construction', () => {
@@ -215,6 +234,109 @@ describe('RateLimit', () => {
     }
     expect(message).toContain('`{ url }` (object)');
     expect(message).not.toContain('s3cret');
+  });
+
+  it('validates every option before it builds a limiter: a bad one throws with nothing built', () => {
+    const before = built.limiters;
+    const cases: Array<[Record<string, unknown>, string, string]> = [
+      [{ limit: 5, statusCode: 200 }, 'statusCode', '`200` (number)'],
+      [{ limit: 5, statusCode: '429' }, 'statusCode', '`"429"` (string)'],
+      [{ limit: 5, standardHeaders: true }, 'standardHeaders', '`true` (boolean)'],
+      [{ limit: 5, partitionKey: '' }, 'partitionKey', '`""` (string)'],
+      [{ limit: 5, name: 'caf\u00e9' }, 'name', '`"caf\u00e9"` (string)'],
+      [{ limit: 5, cost: 6 }, 'cost', '`6` (number)'],
+      [{ limit: 5, skip: true }, 'skip', '`true` (boolean)'],
+      [{ limit: 5, allowList: [1] }, 'allowList', '`[1]` (array)'],
+      [{ limit: 5, ipv6Subnet: 129 }, 'ipv6Subnet', '`129` (number)'],
+      [{ limit: 5, dryRun: 'yes' }, 'dryRun', '`"yes"` (string)'],
+      [{ limit: 5, passOnStoreError: 1 }, 'passOnStoreError', '`1` (number)'],
+      [{ limit: 5, requestWasSuccessful: 'x' }, 'requestWasSuccessful', '`"x"` (string)'],
+      [{ limit: 5, onLimit: 'x' }, 'onLimit', '`"x"` (string)'],
+      [{ limit: 5, onError: 'x' }, 'onError', '`"x"` (string)'],
+      [{ limit: 5, store: {} }, 'store', '`{}` (object)'],
+      [
+        {
+          policies: [
+            { name: 'a', limit: 5 },
+            { name: 'b', limit: 5, key: 'x' },
+          ],
+        },
+        'policies[1].key',
+        '`"x"` (string)',
+      ],
+      [
+        {
+          policies: [
+            { name: 'a', limit: 5 },
+            { name: 'a', limit: 9 },
+          ],
+        },
+        'policies[1].name',
+        '`"a"` (string)',
+      ],
+      [
+        {
+          policies: [
+            { name: 'a', limit: 5 },
+            { name: 'b', limit: 0 },
+          ],
+        },
+        'policies[1].limit',
+        '`0` (number)',
+      ],
+    ];
+    for (const [options, option, value] of cases) {
+      let error: unknown;
+      try {
+        new RateLimit<Req>(options as never);
+      } catch (thrown) {
+        error = thrown;
+      }
+      expect(built.limiters - before, `limiters built before \`${option}\` threw`).toBe(0);
+      expect(error, option).toBeInstanceOf(InvalidOptionError);
+      expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option });
+      expect((error as Error).message).toMatch(
+        new RegExp(`^Expected \`${option.replace(/[[\].]/g, '\\$&')}\``),
+      );
+      expect((error as Error).message).toContain(`got ${value}`);
+    }
+    // The count does see a limiter being built.
+    new RateLimit<Req>({ limit: 5, statusCode: 503 });
+    expect(built.limiters).toBe(before + 1);
+  });
+
+  it("a policy with its own store keeps it: maxKeys and clock are the memory stores' (InvalidOptionError of ours)", async () => {
+    const memory = memoryStore();
+    const store: LimiterStore = {
+      consume: (key, cost, spec) => memory.consume(key, cost, spec),
+      refund: (key, cost, spec) => memory.refund(key, cost, spec),
+      close: () => {},
+    };
+    let now = 0;
+    const limit = new RateLimit<Req>({
+      maxKeys: 1,
+      clock: () => now,
+      policies: [
+        { name: 'local', limit: 1 },
+        { name: 'shared', limit: 1, store, key: () => 'everyone' },
+      ],
+    });
+    expect((await limit.check(req())).action).toBe('allow');
+    now += 60_000;
+    // The memory policy runs on the injected clock (full again); the store's bucket on its own (still empty).
+    const second = await limit.check(req());
+    expect(second.outcomes.map((o) => o.decision.allowed)).toEqual([true, false]);
+    await limit.close();
+    memory.close();
+    // A store that is none is named as the rate limit names its options, with this package's error class.
+    let error: unknown;
+    try {
+      new RateLimit<Req>({ policies: [{ name: 'a', limit: 1, store: { consume: 1 } as never }] });
+    } catch (thrown) {
+      error = thrown;
+    }
+    expect(error).toBeInstanceOf(InvalidOptionError);
+    expect(error).toMatchObject({ option: 'policies[0].store' });
   });
 
   it('detail: the text of every refusal, its code, policy and retryAfter kept; a route override may change it', () => {
@@ -263,6 +385,25 @@ describe('RateLimit', () => {
       [{ limit: 1, skipOnError: true }, 'skipOnError', /it is `passOnStoreError` here/],
       [{ limit: 1, requestPropertyName: 'rateLimit' }, 'requestPropertyName', /request\.floodgateRateLimit/],
       [{ policies: [{ limit: 1, max: 2 }] }, 'max', /it is `limit` here/],
+      // The @fastify/rate-limit options its README maps to floodgate's, and those it has no counterpart for.
+      [{ limit: 1, groupId: 'g' }, 'groupId', /pass one `limiter`/],
+      [{ limit: 1, addHeaders: {} }, 'addHeaders', /`standardHeaders` and `legacyHeaders`/],
+      [
+        { limit: 1, addHeadersOnExceeding: {} },
+        'addHeadersOnExceeding',
+        /`standardHeaders` and `legacyHeaders`/,
+      ],
+      [{ limit: 1, ban: 3 }, 'ban', /token bucket refuses until tokens refill/],
+      [
+        { limit: 1, continueExceeding: true },
+        'continueExceeding',
+        /token bucket refuses until tokens refill/,
+      ],
+      [
+        { limit: 1, exponentialBackoff: true },
+        'exponentialBackoff',
+        /token bucket refuses until tokens refill/,
+      ],
     ];
     for (const [options, option, hint] of cases) {
       let error: unknown;
@@ -381,6 +522,37 @@ describe('RateLimit', () => {
     }
   });
 
+  it('dry run: a key function that throws rejects too and gives back what earlier policies took; so does skip', async () => {
+    const shared = keyedLimiter({ capacity: 3, refillRate: { tokens: 3, perMs: 3_600_000 } });
+    const limit = new RateLimit<Req>({
+      dryRun: true,
+      policies: [
+        { name: 'global', limiter: shared, key: () => 'g' },
+        {
+          name: 'user',
+          limit: 10,
+          key: () => {
+            throw new Error('no user');
+          },
+        },
+      ],
+    });
+    await expect(limit.check(req())).rejects.toThrow('no user');
+    expect(shared.tryTake('g', 1)).toMatchObject({ allowed: true, remaining: 2 });
+    const skipping = new RateLimit<Req>({
+      limit: 5,
+      dryRun: true,
+      skip: () => {
+        throw new Error('skip broke');
+      },
+    });
+    let result: unknown;
+    expect(() => {
+      result = skipping.check(req());
+    }).not.toThrow();
+    await expect(result).rejects.toThrow('skip broke');
+  });
+
   it('dry run: a store failure lets the request through (reported) and gives back what the others took', async () => {
     const shared = keyedLimiter({ capacity: 3, refillRate: { tokens: 3, perMs: 3_600_000 } });
     const failing: LimiterStore = {
@@ -405,6 +577,47 @@ describe('RateLimit', () => {
     expect(shared.tryTake('g', 1)).toMatchObject({ allowed: true, remaining: 2 });
     const single = new RateLimit<Req>({ limit: 1, dryRun: true, store: failing });
     expect((await single.check(req())).action).toBe('skip');
+  });
+
+  it('an onLimit that throws goes to onError; the refusal is answered all the same', () => {
+    const onError = vi.fn();
+    const metricsDown = new Error('metrics down');
+    const { limit } = clocked({
+      limit: 1,
+      onLimit: () => {
+        throw metricsDown;
+      },
+      onError,
+    });
+    sync(limit.check(req()));
+    const refused = sync(limit.check(req()));
+    expect(refused.action === 'deny' && refused.answer.status).toBe(429);
+    expect(onError).toHaveBeenCalledWith(metricsDown);
+  });
+
+  it('close() closes the limiters it made, never a store or a limiter passed in', async () => {
+    const memory = memoryStore();
+    const store: LimiterStore = {
+      consume: (key, cost, spec) => memory.consume(key, cost, spec),
+      refund: (key, cost, spec) => memory.refund(key, cost, spec),
+      close: vi.fn(),
+    };
+    const limiter = keyedLimiter({ capacity: 5, refillRate: { tokens: 5, perMs: 1000 } });
+    const limit = new RateLimit<Req>({
+      policies: [
+        { name: 'own', limit: 5 },
+        { name: 'stored', limit: 5, store },
+        { name: 'given', limiter },
+      ],
+    });
+    expect((await limit.check(req())).action).toBe('allow');
+    await limit.close();
+    expect(store.close).not.toHaveBeenCalled();
+    // The limiter passed in still answers; one the rate limit made does not.
+    expect(limiter.tryTake('k').allowed).toBe(true);
+    expect(await limit.check(req())).toMatchObject({ action: 'deny', answer: { status: 503 } });
+    memory.close();
+    await limiter.close();
   });
 
   it('an onError that throws changes nothing: still a 503, never a throw nor an unhandled rejection', async () => {

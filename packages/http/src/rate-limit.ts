@@ -2,7 +2,13 @@ import type { LimiterStore } from '@floodgate/token-bucket';
 import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
 import { errorReporter } from './error-reporter.js';
 import { InvalidCostError, InvalidKeyError } from './errors.js';
-import { type DecisionLike, type PolicyOutcome, RateLimitHeaders, type StandardHeaders } from './headers.js';
+import {
+  type DecisionLike,
+  type PolicyOutcome,
+  type QuotaPolicy,
+  RateLimitHeaders,
+  type StandardHeaders,
+} from './headers.js';
 import { LastRefusal, type Refusal } from './last-refusal.js';
 import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
 import { PEER_RATE_LIMIT_OPTIONS } from './peer-options.js';
@@ -33,14 +39,19 @@ export interface ClosingResponse {
 /** One quota: a token bucket per key. */
 export interface RateLimitPolicy<Req> {
   /**
-   * Name sent in the draft-8 `RateLimit` fields (`"per-user"`).
+   * Name sent in the draft-8 `RateLimit` fields (`"per-user"`): 1 to 64 printable ASCII characters, unique
+   * among the policies.
    * @default `${limit}-in-${window}s`, as express-rate-limit's `identifier`
    */
   readonly name?: string;
-  /** Requests a client may burst: the bucket capacity. Required unless `limiter` is given. */
+  /**
+   * Requests a client may burst: the bucket capacity, an integer from 1 to 999999999999999 (the largest
+   * Structured Field integer). Required unless `limiter` is given.
+   */
   readonly limit?: number;
   /**
-   * Time an empty bucket takes to refill completely: on average `limit` requests per `windowMs`.
+   * Time an empty bucket takes to refill completely: on average `limit` requests per `windowMs`. From 1 ms
+   * to 999999999999999 s.
    * @default 60000
    */
   readonly windowMs?: number;
@@ -65,7 +76,9 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
   /** Several quotas checked together (e.g. per user and global); replaces the single-policy fields. */
   readonly policies?: readonly RateLimitPolicy<Req>[];
   /**
-   * Tokens a request costs, or a function of the request (expensive routes cost more).
+   * Tokens a request costs, or a function of the request (expensive routes cost more): a number above 0
+   * and at most the smallest policy's `limit` (a function answering another makes `check` reject with
+   * `InvalidCostError`).
    * @default 1
    */
   readonly cost?: number | ((request: Req) => number);
@@ -103,12 +116,12 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
    */
   readonly partitionKey?: boolean | string;
   /**
-   * Prefix length IPv6 clients are grouped by in the default key, or false.
+   * Prefix length IPv6 clients are grouped by in the default key (1 to 128), or false.
    * @default 56
    */
   readonly ipv6Subnet?: number | false;
   /**
-   * Status of a refused request.
+   * Status of a refused request, from 400 to 599.
    * @default 429
    */
   readonly statusCode?: number;
@@ -154,12 +167,14 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
    */
   readonly onError?: (error: unknown) => void;
   /**
-   * For the default memory stores: the most keys each policy tracks at once.
+   * For the default memory stores: the most keys each policy tracks at once. A policy with its own
+   * `store` or `limiter` is bounded there and ignores it (a bad value throws all the same).
    * @default 100000
    */
   readonly maxKeys?: number;
   /**
-   * For the default memory stores: a monotonic clock in milliseconds (tests inject one).
+   * For the default memory stores: a monotonic clock in milliseconds (tests inject one). A policy with its
+   * own `store` or `limiter` keeps that one's clock.
    * @default performance.now
    */
   readonly clock?: () => number;
@@ -257,6 +272,19 @@ const DEFAULT_DETAIL = 'Too many requests; retry after the time given in Retry-A
 /** The largest Structured Field integer (RFC 9651 §3.3.1): `q`, `r`, `w` and `t` must not exceed it. */
 const MAX_SF_INTEGER = 999_999_999_999_999;
 
+/** Checks a `store` as the rate limit names its options, before `keyedLimiter` would with its own error. */
+function checkStore(option: string, store: unknown): void {
+  const given = store as Partial<Record<keyof LimiterStore, unknown>> | null;
+  if (
+    typeof given !== 'object' ||
+    given === null ||
+    typeof given.consume !== 'function' ||
+    typeof given.refund !== 'function'
+  ) {
+    fail(option, 'a LimiterStore (consume, refund, close)', store);
+  }
+}
+
 /** `60s` for a default policy name; the window is capacity / refill rate, so float noise is shaved off. */
 function windowLabel(windowMs: number): string {
   return `${Math.max(1, Math.ceil((windowMs - 1) / 1000))}s`;
@@ -279,7 +307,8 @@ const requestIp = (request: KeyableRequest): string | undefined => request.ip;
  * Framework-agnostic rate limiting with one or several token-bucket policies. Answers synchronously with
  * a synchronous store (the memory default), so the adapters add no promise per request on that path.
  *
- * @throws {InvalidOptionError} at construction on an unknown or invalid option.
+ * @throws {InvalidOptionError} at construction on an unknown or invalid option, before any limiter is
+ *   built.
  */
 export class RateLimit<Req extends KeyableRequest> {
   /** Writes the RateLimit fields of the `standardHeaders` and `legacyHeaders` options. */
@@ -326,8 +355,10 @@ export class RateLimit<Req extends KeyableRequest> {
     this.#clientAddress = adapter.clientAddress ?? requestIp;
     checkObject('options', options);
     rejectUnknownKeys(options, KNOWN, 'rateLimit()', PEER_RATE_LIMIT_OPTIONS);
-    // Checked whether or not a policy uses them (every policy may bring its own limiter): a bad value is
-    // a mistake all the same, and it would start to matter the day a policy drops its limiter.
+    // Every option is checked before a limiter is built: a bad one throws with nothing allocated.
+    // maxKeys and clock are checked whether or not a policy uses them (every policy may bring its own
+    // store or limiter): a bad value is a mistake all the same, and it would start to matter the day a
+    // policy drops its store.
     const maxKeys = options.maxKeys === undefined ? undefined : checkInteger('maxKeys', options.maxKeys, 1);
     const detail = options.detail ?? DEFAULT_DETAIL;
     if (typeof detail !== 'string' || detail === '') fail('detail', 'a non-empty string', detail);
@@ -346,17 +377,14 @@ export class RateLimit<Req extends KeyableRequest> {
     } else {
       specs = [options];
     }
-    const quotas = [];
-    const policies: Policy<Req>[] = [];
+    const quotas: QuotaPolicy[] = [];
     const names = new Set<string>();
-    const shared: RateLimitPolicy<Req>[] = [];
     for (const [index, spec] of specs.entries()) {
       const where = options.policies === undefined ? '' : `policies[${index}].`;
       checkObject(`${where || 'options'}`, spec);
       if (options.policies !== undefined)
         rejectUnknownKeys(spec, POLICY_KEYS, `policies[${index}]`, PEER_RATE_LIMIT_OPTIONS);
-      let limiter: KeyedLimiterLike;
-      let owned = false;
+      let bucket: KeyedLimiterLike['spec'];
       if (spec.limiter !== undefined) {
         const given = spec.limiter as Partial<KeyedLimiterLike> | null;
         if (typeof given?.tryTake !== 'function' || typeof given.spec !== 'object') {
@@ -366,7 +394,7 @@ export class RateLimit<Req extends KeyableRequest> {
           if (spec[name] !== undefined)
             fail(`${where}${name}`, 'absent when `limiter` is given (the limiter has its own)', spec[name]);
         }
-        limiter = spec.limiter;
+        bucket = spec.limiter.spec;
       } else {
         // Both reach the RateLimit fields as Structured Field integers (`q`, `r`; `w`, `t` in seconds).
         if (spec.limit === undefined)
@@ -377,81 +405,121 @@ export class RateLimit<Req extends KeyableRequest> {
           );
         const limit = checkInteger(`${where}limit`, spec.limit, 1, MAX_SF_INTEGER);
         const windowMs = checkNumber(`${where}windowMs`, spec.windowMs ?? 60_000, 1, MAX_SF_INTEGER * 1000);
-        limiter = createKeyedLimiter({ capacity: limit, windowMs, store: spec.store, maxKeys, clock });
-        owned = true;
+        if (spec.store !== undefined) checkStore(`${where}store`, spec.store);
+        // The spec keyedLimiter makes of `{ tokens: limit, perMs: windowMs }`, read before it is built.
+        bucket = { capacity: limit, refillPerMs: limit / windowMs };
       }
       if (spec.key !== undefined) checkFunction(`${where}key`, spec.key);
-      const { capacity, refillPerMs } = limiter.spec;
+      const { capacity, refillPerMs } = bucket;
       const windowMs = capacity / refillPerMs;
       const name = spec.name ?? `${capacity}-in-${windowLabel(windowMs)}`;
       if (typeof name !== 'string') fail(`${where}name`, 'a string', name);
       if (names.has(name)) fail(`${where}name`, 'a name no other policy has', name);
       names.add(name);
       quotas.push({ name, limit: capacity, windowMs });
-      policies.push({ limiter, key: spec.key, owned });
-      shared.push(spec.key === undefined ? { name, limiter } : { name, limiter, key: spec.key });
     }
-    this.#shared = shared;
-    this.headers = new RateLimitHeaders(quotas, {
+    // Checks the header options and every policy name (printable ASCII) too.
+    const headers = new RateLimitHeaders(quotas, {
       ...(options.standardHeaders === undefined ? {} : { standardHeaders: options.standardHeaders }),
       ...(options.legacyHeaders === undefined ? {} : { legacyHeaders: options.legacyHeaders }),
       ...(options.partitionKey === undefined ? {} : { partitionKey: options.partitionKey }),
     });
-    this.#policies = policies;
-    this.#denyPrefix = quotas.map((quota) => {
-      const { body } = problemAnswer(options.statusCode ?? 429, {
-        code: 'ERR_RATE_LIMITED',
-        detail,
-        extensions: { policy: quota.name },
-      });
-      return `${(body as string).slice(0, -1)},"retryAfter":`;
-    });
-    this.#maxCost = Math.min(...quotas.map((q) => q.limit));
+    const maxCost = Math.min(...quotas.map((q) => q.limit));
     const cost = options.cost ?? 1;
-    if (typeof cost === 'number') checkNumber('cost', cost, Number.MIN_VALUE, this.#maxCost);
+    if (typeof cost === 'number') checkNumber('cost', cost, Number.MIN_VALUE, maxCost);
     else checkFunction('cost', cost);
-    this.#cost = cost;
-    this.#skip = options.skip === undefined ? undefined : checkFunction('skip', options.skip);
+    const skip =
+      options.skip === undefined
+        ? undefined
+        : checkFunction<RateLimitOptions<Req>['skip']>('skip', options.skip);
     const allow = options.allowList;
     if (allow !== undefined && typeof allow !== 'function') {
       if (!Array.isArray(allow) || allow.some((a) => typeof a !== 'string')) {
         fail('allowList', 'an array of addresses or a function', allow);
       }
     }
-    this.#allowSet = Array.isArray(allow) && allow.length > 0 ? new Set(allow) : undefined;
-    this.#allowFn =
-      typeof allow === 'function' ? (allow as (request: Req, key: string) => boolean) : undefined;
-    this.#subnet =
+    const subnet =
       options.ipv6Subnet === undefined || options.ipv6Subnet === false
         ? (options.ipv6Subnet ?? 56)
         : checkInteger('ipv6Subnet', options.ipv6Subnet, 1, 128);
-    this.dryRun = options.dryRun === undefined ? false : checkBoolean('dryRun', options.dryRun);
-    this.#statusCode = checkInteger('statusCode', options.statusCode ?? 429, 400, 599);
-    this.#passOnStoreError =
+    const dryRun = options.dryRun === undefined ? false : checkBoolean('dryRun', options.dryRun);
+    const statusCode = checkInteger('statusCode', options.statusCode ?? 429, 400, 599);
+    const passOnStoreError =
       options.passOnStoreError === undefined
         ? false
         : checkBoolean('passOnStoreError', options.passOnStoreError);
-    this.#skipFailed =
+    const skipFailed =
       options.skipFailedRequests === undefined
         ? false
         : checkBoolean('skipFailedRequests', options.skipFailedRequests);
-    this.#skipSuccessful =
+    const skipSuccessful =
       options.skipSuccessfulRequests === undefined
         ? false
         : checkBoolean('skipSuccessfulRequests', options.skipSuccessfulRequests);
-    this.#wasSuccessful =
+    const wasSuccessful =
       options.requestWasSuccessful === undefined
         ? undefined
-        : checkFunction('requestWasSuccessful', options.requestWasSuccessful);
-    this.settlesResponses = this.#skipFailed || this.#skipSuccessful;
-    this.#onLimit = options.onLimit === undefined ? undefined : checkFunction('onLimit', options.onLimit);
-    this.#onError = errorReporter(options.onError);
+        : checkFunction<RateLimitOptions<Req>['requestWasSuccessful']>(
+            'requestWasSuccessful',
+            options.requestWasSuccessful,
+          );
+    const onLimit =
+      options.onLimit === undefined
+        ? undefined
+        : checkFunction<RateLimitOptions<Req>['onLimit']>('onLimit', options.onLimit);
+    const onError = errorReporter(options.onError);
+
+    // Everything is valid: build the limiters.
+    const policies: Policy<Req>[] = [];
+    const shared: RateLimitPolicy<Req>[] = [];
+    for (const [index, spec] of specs.entries()) {
+      const { name, limit } = quotas[index] as QuotaPolicy;
+      const limiter =
+        spec.limiter ??
+        createKeyedLimiter({
+          capacity: limit,
+          windowMs: spec.windowMs ?? 60_000,
+          store: spec.store,
+          // They configure the memory stores made here; a store passed in is configured on its own.
+          maxKeys: spec.store === undefined ? maxKeys : undefined,
+          clock: spec.store === undefined ? clock : undefined,
+        });
+      policies.push({ limiter, key: spec.key, owned: spec.limiter === undefined });
+      shared.push(spec.key === undefined ? { name, limiter } : { name, limiter, key: spec.key });
+    }
+    this.#shared = shared;
+    this.headers = headers;
+    this.#policies = policies;
+    this.#denyPrefix = quotas.map((quota) => {
+      const { body } = problemAnswer(statusCode, {
+        code: 'ERR_RATE_LIMITED',
+        detail,
+        extensions: { policy: quota.name },
+      });
+      return `${(body as string).slice(0, -1)},"retryAfter":`;
+    });
+    this.#maxCost = maxCost;
+    this.#cost = cost;
+    this.#skip = skip;
+    this.#allowSet = Array.isArray(allow) && allow.length > 0 ? new Set(allow) : undefined;
+    this.#allowFn =
+      typeof allow === 'function' ? (allow as (request: Req, key: string) => boolean) : undefined;
+    this.#subnet = subnet;
+    this.dryRun = dryRun;
+    this.#statusCode = statusCode;
+    this.#passOnStoreError = passOnStoreError;
+    this.#skipFailed = skipFailed;
+    this.#skipSuccessful = skipSuccessful;
+    this.#wasSuccessful = wasSuccessful;
+    this.settlesResponses = skipFailed || skipSuccessful;
+    this.#onLimit = onLimit;
+    this.#onError = onError;
     const only = policies.length === 1 ? (policies[0] as Policy<Req>) : undefined;
     this.#simple =
       only !== undefined &&
       only.key === undefined &&
       typeof cost === 'number' &&
-      this.#skip === undefined &&
+      skip === undefined &&
       this.#allowSet === undefined &&
       this.#allowFn === undefined
         ? only.limiter
@@ -463,7 +531,8 @@ export class RateLimit<Req extends KeyableRequest> {
    * policies took) and formats the headers. Synchronous with synchronous stores and key generators.
    * Never throws or rejects for a store failure: that becomes a 503 answer or, with `passOnStoreError` or
    * in dry run, a skip. Never throws at all: what a `key`, `skip`, `cost` or `allowList` function throws
-   * (or an `InvalidCostError` for a bad cost) rejects, after what other policies took is given back.
+   * (or an `InvalidCostError` for a bad cost, an `InvalidKeyError` for a bad key) rejects, after what other
+   * policies took is given back.
    */
   check(request: Req): MaybePromise<RateLimitResult> {
     if (this.#simple !== undefined) return this.#checkSimple(request, this.#simple);
