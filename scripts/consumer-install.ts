@@ -387,6 +387,20 @@ async function main(): Promise<void> {
       if (check.code === 0) log(`  ${configs[index]}: no errors`);
       else failures.push(`(c) ${configs[index]}:\n${check.stdout}${check.stderr}`);
     });
+
+    log('(d) every command the packages declare (`bin`) runs from node_modules/.bin: --help');
+    for (const pkg of packages) {
+      const bins = typeof pkg.manifest.bin === 'string' ? { [pkg.dir]: pkg.manifest.bin } : pkg.manifest.bin;
+      for (const command of Object.keys(bins ?? {})) {
+        const help = await output(
+          join(consumer, 'node_modules', '.bin', command),
+          ['--help'],
+          consumer,
+        ).catch((error: unknown): Output => ({ code: null, stdout: '', stderr: String(error) }));
+        if (help.code === 0 && help.stdout.includes(`Usage: ${command}`)) log(`  ${command} --help: usage`);
+        else failures.push(`(d) ${command} --help exited ${help.code}:\n${help.stdout}${help.stderr}`);
+      }
+    }
   } finally {
     cleanUp();
   }

@@ -128,7 +128,13 @@ export interface WorkspacePackage {
   entries: string[];
 }
 
-/** Every `./dist/….js|cjs|d.ts` a manifest's `exports` and `bin` name, as `src/….ts`. */
+const DIST_TARGET = /^\.\/dist\/(.+?)\.(?:js|cjs|mjs|d\.ts|d\.cts|d\.mts)$/;
+
+/**
+ * Every `./dist/….js|cjs|d.ts` a manifest's `exports` and `bin` name, as `src/….ts`. A `bin` may name a
+ * committed launcher outside dist/ (bank-sim's, so a fresh clone can link it before the build): the dist
+ * files it imports are followed instead.
+ */
 function entryFiles(root: string, manifest: Manifest): string[] {
   const targets: string[] = [];
   const collect = (value: unknown): void => {
@@ -140,8 +146,15 @@ function entryFiles(root: string, manifest: Manifest): string[] {
   collect(manifest.bin);
   const entries = new Set<string>();
   for (const target of targets) {
-    const match = /^\.\/dist\/(.+?)\.(?:js|cjs|mjs|d\.ts|d\.cts|d\.mts)$/.exec(target);
+    const match = DIST_TARGET.exec(target);
     if (match !== null) entries.add(join(root, 'src', `${match[1]}.ts`));
+    else if (existsSync(join(root, target))) {
+      const launcher = readFileSync(join(root, target), 'utf8');
+      for (const [, imported] of launcher.matchAll(/import\s+['"]\.\.\/(dist\/[^'"]+)['"]/g)) {
+        const inner = DIST_TARGET.exec(`./${imported}`);
+        if (inner !== null) entries.add(join(root, 'src', `${inner[1]}.ts`));
+      }
+    }
   }
   return [...entries];
 }
