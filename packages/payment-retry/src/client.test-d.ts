@@ -17,7 +17,7 @@ describe('public types', () => {
     if (outcome.status === 'declined') expectTypeOf(outcome.reason).toEqualTypeOf<string>();
     if (outcome.status === 'pending') {
       expectTypeOf(outcome.reason).toEqualTypeOf<
-        'deadline' | 'max_attempts' | 'retry_budget' | 'aborted' | 'closed' | 'key_expired'
+        'deadline' | 'max_attempts' | 'retry_budget' | 'aborted' | 'closed' | 'key_expired' | 'ledger_error'
       >();
     }
     expectTypeOf<PaymentClient['pay']>().returns.toEqualTypeOf<Promise<PaymentOutcome>>();

@@ -1,8 +1,9 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { laterLedger, ManualBank, turns } from '../test/manual-bank.js';
 import { type StubAction, StubBank, type StubRequest } from '../test/stub-bank.js';
 import type { PaymentClient } from './client.js';
 import { createPaymentClient, type PaymentClientOptions } from './client.js';
@@ -67,6 +68,199 @@ async function setup(
   });
   return { bank, client, ledger };
 }
+
+/** A client paying a bank the test answers by hand (no socket, no timer): see ManualBank. */
+function manualSetup(options: Partial<PaymentClientOptions> = {}): {
+  bank: ManualBank;
+  client: PaymentClient;
+  ledger: PaymentLedger;
+} {
+  const manual = new ManualBank();
+  const ledger = (options.ledger as PaymentLedger | undefined) ?? new MemoryLedger();
+  client = createPaymentClient({
+    gateway: ietfGateway({ origin: 'http://bank.test' }),
+    merchant: 'shop',
+    dispatcher: manual.dispatcher,
+    reconcile: false,
+    random: () => 0.5,
+    ...options,
+    ledger,
+    retry: { baseDelayMs: 1, maxDelayMs: 5, ...options.retry },
+    timeouts: { paymentMs: 60_000, ...options.timeouts },
+  });
+  return { bank: manual, client, ledger };
+}
+
+const PAID = { id: 'pay_1', status: 'succeeded' };
+
+describe('concurrent pay() of one order', () => {
+  it.each([
+    ['answers at once', () => new MemoryLedger()],
+    ['answers on a later turn', () => laterLedger()],
+  ])('a mismatch carries the key of the payment in flight (ledger %s)', async (_name, makeLedger) => {
+    const { bank, client } = manualSetup({ ledger: makeLedger() });
+    const first = client.pay(intent);
+    // Called before the first call has read the ledger and derived its key.
+    await expect(client.pay({ ...intent, amount: 999 })).rejects.toMatchObject({
+      code: 'ERR_PAYMENT_MISMATCH',
+      orderId: 'o-1',
+      idempotencyKey: key0,
+    });
+    (await bank.until(1)).answer(201, PAID);
+    expect(await first).toMatchObject({ status: 'paid', idempotencyKey: key0 });
+    // With a key of the caller's in flight, that key.
+    const second = client.pay({ ...intent, orderId: 'o-2', idempotencyKey: 'caller-key-2' });
+    await expect(client.pay({ ...intent, orderId: 'o-2', payer: 'tok_other' })).rejects.toMatchObject({
+      code: 'ERR_PAYMENT_MISMATCH',
+      orderId: 'o-2',
+      idempotencyKey: 'caller-key-2',
+    });
+    (await bank.until(2)).answer(201, PAID);
+    expect(await second).toMatchObject({ status: 'paid', idempotencyKey: 'caller-key-2' });
+    expect(bank.charges).toHaveLength(2);
+  });
+
+  it('refuses another key of the caller while the order is in flight, as it does once paid', async () => {
+    const { bank, client } = manualSetup({ ledger: laterLedger() });
+    const first = client.pay({ ...intent, idempotencyKey: 'my-key-1' });
+    await expect(client.pay({ ...intent, idempotencyKey: 'my-key-2' })).rejects.toMatchObject({
+      code: 'ERR_PAYMENT_MISMATCH',
+      orderId: 'o-1',
+      idempotencyKey: 'my-key-1',
+    });
+    // The same key joins it, and so does no key (the order's recorded key is used).
+    const same = client.pay({ ...intent, idempotencyKey: 'my-key-1' });
+    const none = client.pay(intent);
+    (await bank.until(1)).answer(201, PAID);
+    for (const outcome of await Promise.all([first, same, none])) {
+      expect(outcome).toMatchObject({ status: 'paid', idempotencyKey: 'my-key-1' });
+    }
+    // A derived key in flight is refused to a caller's key the same way.
+    const derived = client.pay({ ...intent, orderId: 'o-2' });
+    await expect(client.pay({ ...intent, orderId: 'o-2', idempotencyKey: 'my-key-3' })).rejects.toMatchObject(
+      { code: 'ERR_PAYMENT_MISMATCH', orderId: 'o-2' },
+    );
+    (await bank.until(2)).answer(201, PAID);
+    expect(await derived).toMatchObject({ status: 'paid' });
+    expect(bank.charges.map((request) => request.headers['idempotency-key'])).toEqual([
+      '"my-key-1"',
+      `"${(await derived).idempotencyKey}"`,
+    ]);
+    expect(client.metrics().coalesced).toBe(2);
+  });
+
+  it.each([
+    ['answers at once', () => new MemoryLedger()],
+    ['answers on a later turn', () => laterLedger()],
+  ])(
+    'a call with a wrong payload does not fail a concurrent right one (ledger %s)',
+    async (_name, makeLedger) => {
+      const { bank, client } = manualSetup({ ledger: makeLedger() });
+      const paying = client.pay(intent);
+      (await bank.until(1)).answer(201, PAID);
+      await paying;
+      // The wrong one is refused by the ledger's paid record; the right one matches that record.
+      const wrong = client.pay({ ...intent, amount: 999 });
+      const right = client.pay(intent);
+      await expect(wrong).rejects.toMatchObject({ code: 'ERR_PAYMENT_MISMATCH', idempotencyKey: key0 });
+      expect(await right).toMatchObject({ status: 'paid', idempotencyKey: key0, attempts: 0 });
+      expect(bank.requests).toHaveLength(1);
+    },
+  );
+
+  it("a call that joins a payment in flight keeps its own signal: aborting ends that call's wait", async () => {
+    const { bank, client } = manualSetup({ ledger: laterLedger() });
+    const first = client.pay(intent);
+    const controller = new AbortController();
+    const joined = client.pay(intent, { signal: controller.signal });
+    const request = await bank.until(1);
+    controller.abort();
+    expect(await joined).toEqual({
+      status: 'pending',
+      orderId: 'o-1',
+      merchant: 'shop',
+      idempotencyKey: key0,
+      attempts: 0,
+      reason: 'aborted',
+    });
+    // The payment goes on for the call that sent it, and is charged once.
+    expect(request.aborted).toBe(false);
+    request.answer(201, PAID);
+    expect(await first).toMatchObject({ status: 'paid', idempotencyKey: key0 });
+    expect(bank.charges).toHaveLength(1);
+    // Aborted before it joins, a call ends at once; an abort after the outcome changes nothing.
+    const again = new AbortController();
+    const late = client.pay({ ...intent, orderId: 'o-2' }, { signal: again.signal });
+    const early = client.pay({ ...intent, orderId: 'o-2' }, { signal: AbortSignal.abort() });
+    expect(await early).toMatchObject({ status: 'pending', reason: 'aborted', attempts: 0 });
+    (await bank.until(2)).answer(201, PAID);
+    expect(await late).toMatchObject({ status: 'paid' });
+    again.abort();
+  });
+
+  it('a call that joins a payment in flight keeps its own deadline', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const { bank, client } = manualSetup();
+      const first = client.pay(intent);
+      const joined = client.pay(intent, { deadlineMs: 50 });
+      const request = await bank.until(1);
+      vi.advanceTimersByTime(49);
+      await turns();
+      let settled = false;
+      void joined.then(() => {
+        settled = true;
+      });
+      await turns();
+      expect(settled).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect(await joined).toMatchObject({ status: 'pending', reason: 'deadline', idempotencyKey: key0 });
+      request.answer(201, PAID);
+      expect(await first).toMatchObject({ status: 'paid', attempts: 1 });
+      expect(bank.charges).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a click that joins recover()'s payment of its order keeps its own signal", async () => {
+    const ledger = new MemoryLedger();
+    ledger.create({
+      idempotencyKey: key0,
+      scope: '["shop","o-1"]',
+      merchant: 'shop',
+      orderId: 'o-1',
+      generation: 0,
+      amount: 1250,
+      currency: 'EUR',
+      payer: 'tok_ok',
+      fields: '{}',
+      state: 'created',
+      attempts: 0,
+      reference: null,
+      declineReason: null,
+      createdAt: 1,
+      updatedAt: 1,
+      firstSentAt: null,
+      unknownSince: null,
+    });
+    const { bank, client } = manualSetup({ ledger });
+    const recovering = client.recover();
+    const request = await bank.until(1);
+    // Another card for the order is refused, naming the key recovery sends.
+    await expect(client.pay({ ...intent, payer: 'tok_other' })).rejects.toMatchObject({
+      code: 'ERR_PAYMENT_MISMATCH',
+      idempotencyKey: key0,
+    });
+    const controller = new AbortController();
+    const click = client.pay(intent, { signal: controller.signal });
+    controller.abort();
+    expect(await click).toMatchObject({ status: 'pending', reason: 'aborted', idempotencyKey: key0 });
+    request.answer(201, PAID);
+    expect(await recovering).toEqual({ found: 1, paid: 1, declined: 0, pending: 0 });
+    expect(bank.charges).toHaveLength(1);
+  });
+});
 
 describe('PaymentClient.pay', () => {
   it('charges once with the derived key, records it, and answers paid', async () => {
@@ -559,6 +753,170 @@ describe('close() with a ledger that answers asynchronously', () => {
   });
 });
 
+describe('a ledger that throws', () => {
+  const busy = () => Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+
+  it('after the bank charged: pending, not a rejection, and reconciled without a second charge', async () => {
+    const ledger = new MemoryLedger();
+    const transition = ledger.transition.bind(ledger);
+    let failures = 1;
+    ledger.transition = (key, to, patch) => {
+      if (to === 'paid' && failures-- > 0) throw busy();
+      return transition(key, to, patch);
+    };
+    const { bank, client } = manualSetup({ ledger });
+    const failed: { idempotencyKey: string; error: unknown }[] = [];
+    client.on('reconcileFailed', (event) => failed.push(event));
+    const paying = client.pay(intent);
+    (await bank.until(1)).answer(201, PAID);
+    expect(await paying).toEqual({
+      status: 'pending',
+      orderId: 'o-1',
+      merchant: 'shop',
+      idempotencyKey: key0,
+      attempts: 1,
+      reason: 'ledger_error',
+    });
+    expect(failed).toEqual([
+      { idempotencyKey: key0, error: expect.objectContaining({ code: 'SQLITE_BUSY' }) },
+    ]);
+    expect(client.pendingCount).toBe(1);
+    // The reconciler asks the bank about the key, and records its answer.
+    const reconciling = client.reconcileNow();
+    const status = await bank.until(2);
+    expect(status.method).toBe('GET');
+    status.answer(200, { status: 'succeeded', id: 'pay_1' });
+    expect(await reconciling).toEqual({ resolved: 1, pending: 0 });
+    expect(ledger.get(key0)).toMatchObject({ state: 'paid', reference: 'pay_1' });
+    expect(bank.charges).toHaveLength(1);
+  });
+
+  it('after an answer was lost: pending, and the next click asks before it charges', async () => {
+    const ledger = new MemoryLedger();
+    const recordAttempt = ledger.recordAttempt.bind(ledger);
+    let failures = 1;
+    ledger.recordAttempt = (attempt) => {
+      if (failures-- > 0) throw busy();
+      recordAttempt(attempt);
+    };
+    const { bank, client } = manualSetup({ ledger });
+    const paying = client.pay(intent);
+    (await bank.until(1)).fail(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' }));
+    expect(await paying).toMatchObject({ status: 'pending', reason: 'ledger_error', attempts: 1 });
+    expect(client.pendingCount).toBe(1);
+    const again = client.pay(intent);
+    const status = await bank.until(2);
+    expect(status.method).toBe('GET');
+    status.answer(200, { status: 'succeeded', id: 'pay_1' });
+    expect(await again).toMatchObject({ status: 'paid', reference: 'pay_1' });
+    expect(bank.charges).toHaveLength(1);
+    expect(client.pendingCount).toBe(0);
+  });
+
+  it('when the outcome should become unknown: pending all the same', async () => {
+    const ledger = new MemoryLedger();
+    const transition = ledger.transition.bind(ledger);
+    ledger.transition = (key, to, patch) => {
+      if (to === 'unknown') throw busy();
+      return transition(key, to, patch);
+    };
+    const { bank, client } = manualSetup({ ledger, retry: { maxAttempts: 1 } });
+    const paying = client.pay(intent);
+    (await bank.until(1)).fail(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' }));
+    expect(await paying).toMatchObject({ status: 'pending', reason: 'ledger_error', attempts: 1 });
+    expect(ledger.get(key0)).toMatchObject({ state: 'sending' });
+    expect(client.pendingCount).toBe(1);
+  });
+
+  it('before the payment is recorded: pay() rejects with its error, and nothing is sent', async () => {
+    const ledger = new MemoryLedger();
+    ledger.createSending = () => {
+      throw busy();
+    };
+    const { bank, client } = manualSetup({ ledger });
+    await expect(client.pay(intent)).rejects.toMatchObject({ code: 'SQLITE_BUSY' });
+    expect(bank.requests).toHaveLength(0);
+    expect(client.pendingCount).toBe(0);
+  });
+
+  it('in recover(): that payment stays pending, the others are driven, and the summary counts each', async () => {
+    const ledger = new MemoryLedger();
+    for (const orderId of ['a', 'b']) {
+      ledger.create({
+        idempotencyKey: `k-${orderId}`,
+        scope: JSON.stringify(['shop', orderId]),
+        merchant: 'shop',
+        orderId,
+        generation: 0,
+        amount: 100,
+        currency: 'EUR',
+        payer: 'tok_ok',
+        fields: '{}',
+        state: 'created',
+        attempts: 0,
+        reference: null,
+        declineReason: null,
+        createdAt: 1,
+        updatedAt: 1,
+        firstSentAt: null,
+        unknownSince: null,
+      });
+    }
+    const transition = ledger.transition.bind(ledger);
+    ledger.transition = (key, to, patch) => {
+      if (key === 'k-a' && to === 'sending') throw busy();
+      return transition(key, to, patch);
+    };
+    const { bank, client } = manualSetup({ ledger });
+    const recovering = client.recover();
+    (await bank.until(1)).answer(201, PAID);
+    expect(await recovering).toEqual({ found: 2, paid: 1, declined: 0, pending: 1 });
+    expect(bank.charges.map((request) => request.headers['idempotency-key'])).toEqual(['"k-b"']);
+    expect(client.pendingCount).toBe(1);
+  });
+});
+
+describe('close() racing recover()', () => {
+  it('a recover() under way when close() runs resolves its summary and starts nothing more', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'payment-retry-client-'));
+    const path = join(dir, 'payments.db');
+    const { SqliteLedger } = await import('./sqlite-ledger.js');
+    const seed = new SqliteLedger({ path });
+    for (let i = 0; i < 12; i++) {
+      seed.create({
+        idempotencyKey: `k-${i}`,
+        scope: JSON.stringify(['shop', `o-${i}`]),
+        merchant: 'shop',
+        orderId: `o-${i}`,
+        generation: 0,
+        amount: 100,
+        currency: 'EUR',
+        payer: 'tok_ok',
+        fields: '{}',
+        state: 'created',
+        attempts: 0,
+        reference: null,
+        declineReason: null,
+        createdAt: i,
+        updatedAt: i,
+        firstSentAt: null,
+        unknownSince: null,
+      });
+    }
+    await seed.close();
+    // The client opens the file and closes it in close(): recover() must not write to it after that.
+    const { bank, client } = manualSetup({ ledger: path as unknown as PaymentLedger });
+    const recovering = client.recover();
+    await client.close();
+    expect(await recovering).toEqual({ found: 12, paid: 0, declined: 0, pending: 12 });
+    expect(bank.requests).toHaveLength(0);
+    // Nothing was sent or moved: the next process's recover() finds every payment as it was.
+    const reopened = new SqliteLedger({ path });
+    expect(reopened.unresolved().map((record) => record.state)).toEqual(Array(12).fill('created'));
+    await reopened.close();
+  });
+});
+
 describe('key retention', () => {
   it('past the gateway key retention never re-sends a charge: it asks, or stays pending', async () => {
     bank = await StubBank.start((request) =>
@@ -711,7 +1069,11 @@ describe('options', () => {
       { gateway, ledger, retry: { budget: {} } },
       'Expected `retry.budget` to be an object with a tryTake() method',
     ],
-    ['merchant', { gateway, ledger, merchant: '' }, 'Expected `merchant` to be a non-empty string'],
+    [
+      'merchant',
+      { gateway, ledger, merchant: '' },
+      'Expected `merchant` to be a non-empty well-formed string',
+    ],
     [
       'pool.maxResponseBytes',
       { gateway, ledger, pool: { maxResponseBytes: 0.5 } },
@@ -730,6 +1092,89 @@ describe('options', () => {
   ])('rejects a bad %s', (_name, options, message) => {
     expect(() => createPaymentClient(options as PaymentClientOptions)).toThrow(InvalidOptionError);
     expect(() => createPaymentClient(options as PaymentClientOptions)).toThrow(message);
+  });
+
+  // Each of these was taken without a word, and failed later or never: at every pay() (a merchant whose
+  // lone surrogate SQLite would damage, an adapter's key limit below what a derived key needs), at every
+  // attempt (an origin undici cannot parse), or silently (null read as the default, a retention that is
+  // not a number, an optional ledger method that is not a function).
+  const adapter = {
+    name: 'acme',
+    origin: 'http://127.0.0.1:9',
+    maxKeyLength: 64,
+    chargeRequest: () => ({ method: 'POST', path: '/' }),
+    parseCharge: () => ({ kind: 'unknown' }),
+  };
+  it.each<[string, Record<string, unknown>, string]>([
+    ['merchant', { merchant: null }, 'Expected `merchant` to be a non-empty well-formed string, got `null`'],
+    [
+      'merchant',
+      { merchant: 'shop\uD800' },
+      'Expected `merchant` to be a non-empty well-formed string, got `shop\\ud800` (string)',
+    ],
+    ['retry', { retry: null }, 'Expected `retry` to be an object, got `null`'],
+    ['timeouts', { timeouts: null }, 'Expected `timeouts` to be an object, got `null`'],
+    ['pool', { pool: null }, 'Expected `pool` to be an object, got `null`'],
+    ['reconcile', { reconcile: null }, 'Expected `reconcile` to be an object or `false`, got `null`'],
+    [
+      'reconcile',
+      { reconcile: true },
+      'Expected `reconcile` to be an object or `false`, got `true` (boolean)',
+    ],
+    [
+      'gateway.maxKeyLength',
+      { gateway: { ...adapter, maxKeyLength: 8 } },
+      'Expected `gateway.maxKeyLength` to be an integer >= 16, got `8` (number)',
+    ],
+    [
+      'gateway.keyRetentionMs',
+      { gateway: { ...adapter, keyRetentionMs: Number.NaN } },
+      'Expected `gateway.keyRetentionMs` to be a finite number > 0, got `NaN` (number)',
+    ],
+    [
+      'gateway.keyRetentionMs',
+      { gateway: { ...adapter, keyRetentionMs: '86400000' } },
+      'Expected `gateway.keyRetentionMs` to be a finite number > 0, got `86400000` (string)',
+    ],
+    [
+      'gateway.origin',
+      { gateway: { ...adapter, origin: 'api.acme.example' } },
+      'Expected `gateway.origin` to be an http(s) origin (scheme://host[:port]), got `api.acme.example` (string)',
+    ],
+    [
+      'gateway.origin',
+      { gateway: { ...adapter, origin: 'https://api.acme.example/v1' }, dispatcher: { request() {} } },
+      'Expected `gateway.origin` to be an http(s) origin (scheme://host[:port]), got `https://api.acme.example/v1` (string)',
+    ],
+    [
+      'ledger.createSending',
+      { ledger: Object.assign(new MemoryLedger(), { createSending: true }) },
+      'Expected `ledger.createSending` to be a function when present, got `true` (boolean)',
+    ],
+    [
+      'ledger',
+      { ledger: '' },
+      'Expected `ledger` to be a PaymentLedger or a SQLite file path, got `` (string)',
+    ],
+  ])('rejects %s %j at construction, naming it and the value', (option, bad, message) => {
+    const make = () =>
+      createPaymentClient({ gateway, ledger, reconcile: false, ...bad } as PaymentClientOptions);
+    expect(make).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', option }));
+    expect(make).toThrow(message);
+  });
+
+  it('opens no SQLite file when another option is bad (nobody could close it)', () => {
+    dir = mkdtempSync(join(tmpdir(), 'payment-retry-client-'));
+    const path = join(dir, 'payments.db');
+    expect(() => createPaymentClient({ gateway, ledger: path, retry: { maxAttempts: 0 } })).toThrow(
+      expect.objectContaining({ option: 'retry.maxAttempts' }),
+    );
+    expect(existsSync(path)).toBe(false);
+  });
+
+  it('takes an adapter without maxKeyLength or keyRetentionMs, as before', async () => {
+    const { maxKeyLength: _unused, ...bare } = adapter;
+    await createPaymentClient({ gateway: bare as never, ledger, reconcile: false }).close();
   });
 
   // Node fires a setTimeout longer than 2^31 - 1 ms after 1 ms (TimeoutOverflowWarning): a 35-day
@@ -848,6 +1293,8 @@ describe('options', () => {
     ['payer', { ...intent, payer: 'tok_\uDC00' }, 'intent.payer'],
     ['merchant', { ...intent, merchant: '\uD800' }, 'intent.merchant'],
     ['fields', { ...intent, fields: [] }, 'intent.fields'],
+    ['fields', { ...intent, fields: { amount: 10n } }, 'intent.fields'],
+    ['idempotencyKey', { ...intent, idempotencykey: 'my-key-1' }, 'intent.idempotencykey'],
     ['intent', null, 'intent'],
   ])('rejects an intent with a bad %s, sending nothing', async (_name, bad, option) => {
     const { bank, client } = await setup(paid);

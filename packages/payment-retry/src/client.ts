@@ -20,8 +20,15 @@ import type {
   GatewayResponse,
   StatusResult,
 } from './gateway.js';
-import { assertIdempotencyKey, deriveIdempotencyKey } from './idempotency-key.js';
-import type { AttemptRecord, PaymentLedger, PaymentRecord } from './ledger.js';
+import { assertIdempotencyKey, deriveIdempotencyKey, MIN_DERIVED_KEY_LENGTH } from './idempotency-key.js';
+import type {
+  AttemptRecord,
+  Awaitable,
+  PaymentLedger,
+  PaymentRecord,
+  PaymentState,
+  RecordPatch,
+} from './ledger.js';
 import { checkOptions, delayMs, finiteAtLeast, integerAtLeast, MAX_DELAY_MS } from './options.js';
 import { SqliteLedger } from './sqlite-ledger.js';
 import { type ExchangeCanceller, TextExchange } from './text-exchange.js';
@@ -222,9 +229,20 @@ type Step =
       readonly local: boolean;
     };
 
+/** The one call driving an order's payment in this process, which concurrent calls for the order join. */
 interface InFlight {
   readonly fingerprint: string;
-  readonly promise: Promise<PaymentOutcome>;
+  promise: Promise<PaymentOutcome>;
+  /**
+   * The key of the payment the call drives, once it knows it: a new payment's key is derived only after
+   * the ledger has said which generation the order is at.
+   */
+  key: string | undefined;
+  /**
+   * Calls waiting for {@link InFlight.key} (to name it in a mismatch, or to compare a caller's key with
+   * it), told `undefined` when the call ended without driving a payment (refused, or the ledger threw).
+   */
+  waiters: ((key: string | undefined) => void)[] | undefined;
 }
 
 interface NormalizedIntent {
@@ -249,6 +267,15 @@ interface PendingEntry {
 }
 
 const NO_PAY_OPTIONS: PayOptions = Object.freeze({});
+const INTENT_KEYS = [
+  'orderId',
+  'amount',
+  'currency',
+  'payer',
+  'fields',
+  'merchant',
+  'idempotencyKey',
+] as const satisfies readonly (keyof PaymentIntent)[];
 const PAY_OPTION_KEYS = ['signal', 'deadlineMs'] as const;
 /** The longest `retry.maxRetryAfterMs` whose 10% stretch (serverDelay) still fits a timer. */
 const MAX_RETRY_AFTER_MS = Math.floor(MAX_DELAY_MS / 1.1);
@@ -272,6 +299,18 @@ const fingerprintOf = (amount: number, currency: string, payer: string, fields: 
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** `scheme://host[:port]` with an http(s) scheme (a trailing `/` allowed), as undici's Pool takes it. */
+function isHttpOrigin(value: string): boolean {
+  if (!URL.canParse(value)) return false;
+  const url = new URL(value);
+  return (
+    (url.protocol === 'http:' || url.protocol === 'https:') &&
+    (url.pathname === '/' || url.pathname === '') &&
+    url.search === '' &&
+    url.hash === ''
+  );
 }
 
 function functionOption(name: string, value: unknown, method: string): void {
@@ -314,6 +353,9 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   readonly #inFlight = new Map<string, InFlight>();
   readonly #cancels = new Set<PaymentCancel>();
   readonly #pending = new Map<string, PendingEntry>();
+  readonly #recoveries = new Set<Promise<RecoverySummary>>();
+  /** Errors the ledger threw (see #ledgerFailed). */
+  readonly #ledgerErrors = new WeakSet<object>();
   #reconcileTimer: NodeJS.Timeout | undefined;
   #reconcileRunning: Promise<unknown> | undefined;
   #closed = false;
@@ -353,13 +395,42 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         gateway,
       );
     }
+    // An adapter is the caller's own object (ietfGateway checks these itself): what undici would refuse at
+    // every attempt, or deriveIdempotencyKey at every pay(), is refused here, once.
+    if (!isHttpOrigin(gateway.origin)) {
+      throw new InvalidOptionError(
+        'gateway.origin',
+        'an http(s) origin (scheme://host[:port])',
+        gateway.origin,
+      );
+    }
+    const { maxKeyLength, keyRetentionMs } = gateway as { maxKeyLength?: unknown; keyRetentionMs?: unknown };
+    if (
+      maxKeyLength !== undefined &&
+      (typeof maxKeyLength !== 'number' ||
+        !Number.isInteger(maxKeyLength) ||
+        maxKeyLength < MIN_DERIVED_KEY_LENGTH)
+    ) {
+      throw new InvalidOptionError(
+        'gateway.maxKeyLength',
+        `an integer >= ${MIN_DERIVED_KEY_LENGTH}`,
+        maxKeyLength,
+      );
+    }
+    // A retention that is not a number compares false forever: a charge would be re-sent past it.
+    if (
+      keyRetentionMs !== undefined &&
+      (typeof keyRetentionMs !== 'number' || !Number.isFinite(keyRetentionMs) || keyRetentionMs <= 0)
+    ) {
+      throw new InvalidOptionError('gateway.keyRetentionMs', 'a finite number > 0', keyRetentionMs);
+    }
     this.gateway = gateway;
 
-    if (typeof options.ledger === 'string') {
-      this.ledger = new SqliteLedger({ path: options.ledger });
-      this.#ownsLedger = true;
+    const { ledger } = options;
+    if (typeof ledger === 'string') {
+      if (ledger === '')
+        throw new InvalidOptionError('ledger', 'a PaymentLedger or a SQLite file path', ledger);
     } else {
-      const { ledger } = options;
       for (const method of [
         'latest',
         'get',
@@ -372,20 +443,23 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           throw new InvalidOptionError('ledger', 'a PaymentLedger or a SQLite file path', ledger);
         }
       }
-      this.ledger = ledger;
-      this.#ownsLedger = false;
+      // Looked for with typeof on every payment: anything else there would be ignored without a word.
+      if (ledger.createSending !== undefined && typeof ledger.createSending !== 'function') {
+        throw new InvalidOptionError('ledger.createSending', 'a function when present', ledger.createSending);
+      }
     }
 
-    this.#merchant = options.merchant ?? 'default';
-    if (typeof this.#merchant !== 'string' || this.#merchant === '') {
-      throw new InvalidOptionError('merchant', 'a non-empty string', options.merchant);
+    // `null` is not "the default": a merchant read from a missing setting would scope every order wrong.
+    this.#merchant = options.merchant === undefined ? 'default' : options.merchant;
+    if (typeof this.#merchant !== 'string' || this.#merchant === '' || LONE_SURROGATE.test(this.#merchant)) {
+      throw new InvalidOptionError('merchant', 'a non-empty well-formed string', options.merchant);
     }
     functionOption('limiter', options.limiter, 'run');
     functionOption('breaker', options.breaker, 'execute');
     this.#limiter = options.limiter;
     this.#breaker = options.breaker;
 
-    const retry = options.retry ?? {};
+    const retry = options.retry === undefined ? {} : options.retry;
     checkOptions('retry', retry, RETRY_KEYS);
     // Every duration that reaches a timer is at most 2^31 - 1 ms: Node fires a longer one after 1 ms.
     this.#retry = {
@@ -418,7 +492,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       this.#ownsBudget = false;
     }
 
-    const timeouts = options.timeouts ?? {};
+    const timeouts = options.timeouts === undefined ? {} : options.timeouts;
     checkOptions('timeouts', timeouts, TIMEOUT_KEYS);
     this.#timeouts = {
       connectMs: delayMs('timeouts.connectMs', timeouts.connectMs, 1, 3000),
@@ -427,7 +501,10 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       paymentMs: delayMs('timeouts.paymentMs', timeouts.paymentMs, 1, 30_000),
     };
 
-    const reconcile = options.reconcile === false ? {} : (options.reconcile ?? {});
+    const reconcile = options.reconcile === false || options.reconcile === undefined ? {} : options.reconcile;
+    if (!isObject(reconcile)) {
+      throw new InvalidOptionError('reconcile', 'an object or `false`', options.reconcile);
+    }
     checkOptions('reconcile', reconcile, RECONCILE_KEYS);
     this.#reconcileInBackground = options.reconcile !== false;
     this.#reconcile = {
@@ -453,13 +530,23 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     this.#clock = options.clock ?? (() => performance.now());
     this.#random = options.random ?? Math.random;
 
-    const pool = options.pool ?? {};
+    const pool = options.pool === undefined ? {} : options.pool;
     checkOptions('pool', pool, POOL_KEYS);
     const connections = integerAtLeast('pool.connections', pool.connections, 1, 64);
     const keepAliveTimeout = delayMs('pool.keepAliveTimeoutMs', pool.keepAliveTimeoutMs, 1, 10_000);
     const maxResponseSize = integerAtLeast('pool.maxResponseBytes', pool.maxResponseBytes, 1, 1_048_576);
+    if (options.dispatcher !== undefined) functionOption('dispatcher', options.dispatcher, 'request');
+
+    // Opened once every option is known good: a bad option must not leave a database (and its
+    // checkpoint worker) open that nobody can close.
+    if (typeof ledger === 'string') {
+      this.ledger = new SqliteLedger({ path: ledger });
+      this.#ownsLedger = true;
+    } else {
+      this.ledger = ledger;
+      this.#ownsLedger = false;
+    }
     if (options.dispatcher !== undefined) {
-      functionOption('dispatcher', options.dispatcher, 'request');
       this.#dispatcher = options.dispatcher;
       this.#ownsDispatcher = false;
     } else {
@@ -479,13 +566,17 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   /**
    * Pays an order. Resolves `paid` (with the bank's reference), `declined` (with the reason) or
    * `pending` (the bank may have charged; reconciliation continues). Concurrent calls for the same order
-   * share one bank call. Paying an order already paid answers `paid` without a request; paying an order
-   * whose last payment was declined starts a new one (a new generation, a new key).
+   * share one bank call, each with its own deadline and signal. Paying an order already paid answers `paid`
+   * without a request; paying an order whose last payment was declined starts a new one (a new generation,
+   * a new key). Once the payment is recorded, a ledger that throws makes it `pending` (`ledger_error`), not
+   * a rejection: the bank may have acted.
    *
    * @example
    * const outcome = await client.pay({ orderId: 'o-42', amount: 1250, currency: 'EUR', payer: 'tok_ok' });
    * @throws {InvalidOptionError} (as a rejection) for a malformed intent.
-   * @throws {PaymentMismatchError} when the order is in flight or paid with another amount, currency, payer or fields.
+   * @throws {PaymentMismatchError} when the order is in flight or paid with another amount, currency, payer,
+   * fields or caller-given key; `idempotencyKey` names that payment's key.
+   * @throws the ledger's own error when it throws before the payment is recorded (nothing was sent).
    * @throws {IdempotencyKeyInvalidError} when a caller-given key breaks the gateway's limits.
    * @throws {ClientClosedError} after `close()`.
    */
@@ -500,24 +591,113 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         }
       }
       const deadlineMs = delayMs('deadlineMs', options.deadlineMs, 1, this.#timeouts.paymentMs);
-      const existing = this.#inFlight.get(normalized.scope);
-      if (existing !== undefined) {
-        if (existing.fingerprint !== normalized.fingerprint) {
-          throw new PaymentMismatchError(
-            `Order ${JSON.stringify(normalized.orderId)} is being paid with another amount, currency, payer or fields`,
-            normalized.orderId,
-            normalized.idempotencyKey ?? '',
-          );
-        }
-        this.#counters.coalesced++;
-        return existing.promise;
-      }
-      return this.#track(normalized.scope, normalized.fingerprint, () =>
-        this.#begin(normalized, deadlineMs, options.signal),
-      );
+      return this.#pay(normalized, deadlineMs, options.signal);
     } catch (error) {
       return Promise.reject(error);
     }
+  }
+
+  /** Starts the order's payment, or joins (or refuses) the call already driving it. */
+  #pay(
+    intent: NormalizedIntent,
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<PaymentOutcome> {
+    if (this.#closed) throw new ClientClosedError();
+    const existing = this.#inFlight.get(intent.scope);
+    if (existing === undefined) {
+      return this.#track(intent.scope, intent.fingerprint, undefined, (entry) =>
+        this.#begin(intent, deadlineMs, signal, entry),
+      );
+    }
+    const samePayload = existing.fingerprint === intent.fingerprint;
+    if (samePayload && (intent.idempotencyKey === undefined || intent.idempotencyKey === existing.key)) {
+      return this.#join(existing, intent, deadlineMs, signal);
+    }
+    if (existing.key !== undefined) throw this.#inFlightMismatch(intent, existing.key, samePayload);
+    // The call in flight has not read the ledger yet: the key it comes to decides. If it comes to none
+    // (its own payload was refused, the ledger threw), it was never this order's payment: start again.
+    return new Promise<string | undefined>((resolve) => {
+      existing.waiters ??= [];
+      existing.waiters.push(resolve);
+    }).then((key) => {
+      if (key === undefined) return this.#pay(intent, deadlineMs, signal);
+      if (samePayload && intent.idempotencyKey === key)
+        return this.#join(existing, intent, deadlineMs, signal);
+      throw this.#inFlightMismatch(intent, key, samePayload);
+    });
+  }
+
+  #inFlightMismatch(intent: NormalizedIntent, key: string, samePayload: boolean): PaymentMismatchError {
+    return new PaymentMismatchError(
+      `Order ${JSON.stringify(intent.orderId)} is being paid ${
+        samePayload
+          ? `under another idempotency key (${JSON.stringify(key)})`
+          : 'with another amount, currency, payer or fields'
+      }`,
+      intent.orderId,
+      key,
+    );
+  }
+
+  /**
+   * A call for an order whose payment is in flight shares its outcome, but keeps its own deadline and
+   * signal: past them it stops waiting (`pending`, no attempt of its own) while the payment goes on.
+   */
+  #join(
+    entry: InFlight,
+    intent: NormalizedIntent,
+    deadlineMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<PaymentOutcome> {
+    this.#counters.coalesced++;
+    return new Promise<PaymentOutcome>((resolve, reject) => {
+      let waiting = true;
+      const done = () => {
+        waiting = false;
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const stop = (reason: PendingReason) => {
+        if (!waiting) return;
+        done();
+        const answer = (key: string | undefined) => {
+          // No payment came of the call joined (the ledger threw): its answer is this call's too.
+          if (key === undefined) entry.promise.then(resolve, reject);
+          else resolve(this.#stoppedWaiting(intent, key, reason));
+        };
+        if (entry.key !== undefined) answer(entry.key);
+        else {
+          entry.waiters ??= [];
+          entry.waiters.push(answer);
+        }
+      };
+      const onAbort = () => stop('aborted');
+      const timer = setTimeout(stop, deadlineMs, 'deadline');
+      // Like a payment's own deadline: what keeps the process alive is the request it waits for.
+      timer.unref();
+      if (signal !== undefined) {
+        if (signal.aborted) stop('aborted');
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }
+      entry.promise.then(
+        (outcome) => {
+          if (!waiting) return;
+          done();
+          resolve(outcome);
+        },
+        (error: unknown) => {
+          if (!waiting) return;
+          done();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #stoppedWaiting(intent: NormalizedIntent, idempotencyKey: string, reason: PendingReason): PendingOutcome {
+    const { orderId, merchant } = intent;
+    return { status: 'pending', orderId, merchant, idempotencyKey, attempts: 0, reason };
   }
 
   /**
@@ -536,16 +716,28 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
    */
   async recover(): Promise<RecoverySummary> {
     if (this.#closed) throw new ClientClosedError();
+    // close() waits for it before it closes the ledger (a ledger the client opened would be gone).
+    const run = this.#recover();
+    this.#recoveries.add(run);
+    try {
+      return await run;
+    } finally {
+      this.#recoveries.delete(run);
+    }
+  }
+
+  async #recover(): Promise<RecoverySummary> {
     const records = await this.ledger.unresolved();
-    const outcomes = await this.#mapLimit(records, this.#reconcile.concurrency, (record) =>
-      this.#resume(record, this.#reconcile.deadlineMs),
+    const outcomes = await this.#mapLimit(records, this.#reconcile.concurrency, async (record) =>
+      // After close() nothing more is started: the payment stays in the ledger for the next recover().
+      this.#closed ? undefined : this.#resume(record, this.#reconcile.deadlineMs),
     );
     let paid = 0;
     let declined = 0;
     let pending = 0;
     for (const outcome of outcomes) {
-      if (outcome.status === 'paid') paid++;
-      else if (outcome.status === 'declined') declined++;
+      if (outcome?.status === 'paid') paid++;
+      else if (outcome?.status === 'declined') declined++;
       else pending++;
     }
     return { found: records.length, paid, declined, pending };
@@ -602,6 +794,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     this.#reconcileTimer = undefined;
     for (const cancel of this.#cancels) cancel.abort(new ClientClosedError());
     await Promise.allSettled([...this.#inFlight.values()].map((entry) => entry.promise));
+    await Promise.allSettled(this.#recoveries);
     await this.#reconcileRunning;
     this.#pending.clear();
     if (this.#ownsDispatcher) await this.#dispatcher.close();
@@ -611,6 +804,17 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
 
   #normalize(intent: PaymentIntent): NormalizedIntent {
     if (!isObject(intent)) throw new InvalidOptionError('intent', 'an object', intent);
+    // A misspelt field (`idempotencykey`, `feilds`) would be dropped without a word and the payment sent
+    // without it.
+    for (const name in intent) {
+      if (!INTENT_KEYS.includes(name as (typeof INTENT_KEYS)[number])) {
+        throw new InvalidOptionError(
+          `intent.${name}`,
+          `a known field (one of ${INTENT_KEYS.join(', ')})`,
+          intent[name as keyof PaymentIntent],
+        );
+      }
+    }
     const { orderId, amount, currency, payer, fields, merchant = this.#merchant, idempotencyKey } = intent;
     if (
       typeof orderId !== 'string' ||
@@ -646,7 +850,15 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       }
     }
     const upper = currency.toUpperCase();
-    const fieldsJson = fields === undefined ? '{}' : canonicalJson(fields);
+    let fieldsJson = '{}';
+    if (fields !== undefined) {
+      try {
+        fieldsJson = canonicalJson(fields);
+      } catch {
+        // A BigInt, a cycle: the ledger keeps the fields as JSON, to send the same ones after a restart.
+        throw new InvalidOptionError('intent.fields', 'a plain object that JSON can hold', fields);
+      }
+    }
     return {
       orderId,
       amount,
@@ -660,12 +872,19 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     };
   }
 
-  #track(scope: string, fingerprint: string, run: () => Promise<PaymentOutcome>): Promise<PaymentOutcome> {
-    const entry: { fingerprint: string; promise: Promise<PaymentOutcome> | undefined } = {
+  #track(
+    scope: string,
+    fingerprint: string,
+    key: string | undefined,
+    run: (entry: InFlight) => Promise<PaymentOutcome>,
+  ): Promise<PaymentOutcome> {
+    const entry: { -readonly [K in keyof InFlight]: InFlight[K] | undefined } = {
       fingerprint,
       promise: undefined,
+      key,
+      waiters: undefined,
     };
-    const promise = this.#untrackWhenDone(scope, entry, run);
+    const promise = this.#untrackWhenDone(scope, entry as InFlight, run);
     entry.promise = promise;
     this.#inFlight.set(scope, entry as InFlight);
     return promise;
@@ -674,20 +893,32 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   /** Runs `run` and then forgets its in-flight entry (an async function: two promises fewer than `.finally`). */
   async #untrackWhenDone(
     scope: string,
-    entry: object,
-    run: () => Promise<PaymentOutcome>,
+    entry: InFlight,
+    run: (entry: InFlight) => Promise<PaymentOutcome>,
   ): Promise<PaymentOutcome> {
     try {
-      return await run();
+      return await run(entry);
     } finally {
       if (this.#inFlight.get(scope) === entry) this.#inFlight.delete(scope);
+      // Those still waiting for a key learn that this call drove no payment of the order.
+      this.#drives(entry, entry.key);
     }
+  }
+
+  /** Tells the calls waiting for `entry`'s key which payment it drives (`undefined`: none). */
+  #drives(entry: InFlight, key: string | undefined): void {
+    if (key !== undefined) entry.key = key;
+    const { waiters } = entry;
+    if (waiters === undefined) return;
+    entry.waiters = undefined;
+    for (const waiter of waiters) waiter(key);
   }
 
   async #begin(
     intent: NormalizedIntent,
     deadlineMs: number,
     signal: AbortSignal | undefined,
+    entry: InFlight,
   ): Promise<PaymentOutcome> {
     // Up to three rounds: a lost race for the insert (another process created this generation) re-reads it.
     for (let round = 0; round < 3; round++) {
@@ -707,6 +938,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
             latest.idempotencyKey,
           );
         }
+        this.#drives(entry, latest.idempotencyKey);
         if (latest.state === 'paid') return this.#finished(latest, 0, false);
         return await this.#drive(latest, deadlineMs, signal);
       }
@@ -750,8 +982,12 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       if (typeof ledger.createSending === 'function') {
         const pendingCreated = ledger.createSending(record);
         const created = pendingCreated instanceof Promise ? await pendingCreated : pendingCreated;
-        if (created) return await this.#drive(record, deadlineMs, signal, true);
+        if (created) {
+          this.#drives(entry, idempotencyKey);
+          return await this.#drive(record, deadlineMs, signal, true);
+        }
       } else if (await ledger.create(record)) {
+        this.#drives(entry, idempotencyKey);
         return await this.#drive(record, deadlineMs, signal);
       }
       const holder = await this.ledger.get(idempotencyKey);
@@ -762,7 +998,10 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           idempotencyKey,
         );
       }
-      if (holder !== undefined && holder.state === 'declined') return this.#finished(holder, 0, false);
+      if (holder !== undefined && holder.state === 'declined') {
+        this.#drives(entry, idempotencyKey);
+        return this.#finished(holder, 0, false);
+      }
     }
     throw new PaymentRetryError(
       'ERR_LEDGER_CONFLICT',
@@ -777,6 +1016,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     return this.#track(
       record.scope,
       fingerprintOf(record.amount, record.currency, record.payer, record.fields),
+      record.idempotencyKey,
       () => this.#drive(record, deadlineMs, undefined),
     );
   }
@@ -797,24 +1037,28 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     // process right now): it is reconciled, starting with the status query when there is one.
     if (created) {
       // Fresh from createSending: the first request goes out as from `created`.
-    } else if (record.state === 'created') {
-      const next = await this.ledger.transition(record.idempotencyKey, 'sending', {
-        firstSentAt: Date.now(),
-      });
-      if (next === undefined) return this.#reread(record, deadlineMs, signal);
-      record = next;
-    } else if (record.state === 'sending' || record.state === 'unknown') {
-      if (record.state === 'sending') {
-        await this.ledger.transition(record.idempotencyKey, 'unknown', { unknownSince: Date.now() });
-      }
-      const next = await this.ledger.transition(record.idempotencyKey, 'reconciling');
-      if (next === undefined) return this.#reread(record, deadlineMs, signal);
-      record = next;
-      askStatus = hasStatus;
-    } else if (record.state === 'reconciling') {
-      askStatus = hasStatus;
-    } else {
+    } else if (record.state === 'paid' || record.state === 'declined') {
       return this.#finished(record, 0, false);
+    } else {
+      try {
+        if (record.state === 'created') {
+          const next = await this.#transition(record.idempotencyKey, 'sending', { firstSentAt: Date.now() });
+          if (next === undefined) return await this.#reread(record, deadlineMs, signal);
+          record = next;
+        } else if (record.state === 'sending' || record.state === 'unknown') {
+          if (record.state === 'sending') {
+            await this.#transition(record.idempotencyKey, 'unknown', { unknownSince: Date.now() });
+          }
+          const next = await this.#transition(record.idempotencyKey, 'reconciling');
+          if (next === undefined) return await this.#reread(record, deadlineMs, signal);
+          record = next;
+          askStatus = hasStatus;
+        } else {
+          askStatus = hasStatus;
+        }
+      } catch (error) {
+        return this.#ledgerFailed(record, 0, error);
+      }
     }
 
     const input: ChargeInput = {
@@ -852,15 +1096,16 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     let rejectedFor: string | undefined;
     try {
       for (;;) {
-        if (cancel.aborted) return this.#pendingOutcome(record, attempts, this.#abortReason(cancel));
+        if (cancel.aborted) return await this.#pendingOutcome(record, attempts, this.#abortReason(cancel));
         let kind: 'charge' | 'status' = askStatus ? 'status' : 'charge';
         if (kind === 'charge' && keyExpired()) {
           // Past the gateway's key retention a charge could be a second charge: only ask.
-          if (!hasStatus) return this.#pendingOutcome(record, attempts, 'key_expired');
+          if (!hasStatus) return await this.#pendingOutcome(record, attempts, 'key_expired');
           kind = 'status';
         }
-        const { step, attempt } = await this.#attempt(kind, input, cancel);
+        // Counted before it is made: a ledger that throws recording it leaves it counted all the same.
         attempts++;
+        const { step, attempt } = await this.#attempt(kind, input, cancel);
 
         let delayMs: number;
         let cost = this.#retry.retryCost;
@@ -882,7 +1127,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           }
           if (result.kind === 'not_found' && rejectedFor !== undefined) {
             // Past the key's retention a 404 proves nothing (the bank may have forgotten a charge).
-            if (keyExpired()) return this.#pendingOutcome(record, attempts, 'key_expired');
+            if (keyExpired()) return await this.#pendingOutcome(record, attempts, 'key_expired');
             // Rejected, and the bank never saw the key: nothing was charged under it.
             return await this.#settle(record, { kind: 'declined', reason: rejectedFor }, attempts, undefined);
           }
@@ -904,7 +1149,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
             cost = hasStatus ? 0 : cost;
           } else if (result.kind === 'not_found') {
             // The bank never saw the key: re-sending it is safe, and nothing to wait for.
-            if (keyExpired()) return this.#pendingOutcome(record, attempts, 'key_expired');
+            if (keyExpired()) return await this.#pendingOutcome(record, attempts, 'key_expired');
             askStatus = false;
             reason = 'not_found';
           } else if (result.kind === 'processing') {
@@ -929,19 +1174,20 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           if (!(step.type === 'error' && step.outcome === 'not_sent')) mayHaveCharged = true;
         }
         if (attempts >= this.#retry.maxAttempts)
-          return this.#pendingOutcome(record, attempts, 'max_attempts');
+          return await this.#pendingOutcome(record, attempts, 'max_attempts');
         if (reason === 'not_found' || (reason === 'rejected' && hasStatus)) delayMs = 0;
         else if (serverAskedMs !== undefined)
           delayMs = serverDelay(serverAskedMs, this.#retry.maxRetryAfterMs, this.#random);
         else delayMs = fullJitter(retries, this.#retry.baseDelayMs, this.#retry.maxDelayMs, this.#random);
-        if (this.#clock() + delayMs >= deadlineAt) return this.#pendingOutcome(record, attempts, 'deadline');
+        if (this.#clock() + delayMs >= deadlineAt)
+          return await this.#pendingOutcome(record, attempts, 'deadline');
 
         let budgetRemaining: number | undefined;
         if (this.#budget !== undefined && cost > 0) {
           const decision = this.#budget.tryTake(cost);
           this.#budgetRemaining = decision.remaining;
           budgetRemaining = decision.remaining;
-          if (!decision.allowed) return this.#pendingOutcome(record, attempts, 'retry_budget');
+          if (!decision.allowed) return await this.#pendingOutcome(record, attempts, 'retry_budget');
         }
         lastCost = cost;
         retries++;
@@ -957,6 +1203,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         }
         if (delayMs > 0) await sleep(delayMs, cancel);
       }
+    } catch (error) {
+      return this.#ledgerFailed(record, attempts, error);
     } finally {
       clearTimeout(timer);
       signal?.removeEventListener('abort', onAbort);
@@ -970,7 +1218,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     signal: AbortSignal | undefined,
   ): Promise<PaymentOutcome> {
     // Someone else moved the payment between our read and our write: start again from what is there.
-    const fresh = await this.ledger.get(record.idempotencyKey);
+    const fresh = await this.#get(record.idempotencyKey);
     if (fresh === undefined)
       throw new PaymentRetryError('ERR_LEDGER_CONFLICT', 'The payment vanished from the ledger');
     if (fresh.state === 'paid' || fresh.state === 'declined') return this.#finished(fresh, 0, false);
@@ -1042,7 +1290,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     };
     // An attempt that settles the payment is written with the settlement, in one ledger write.
     const settles = step.type !== 'error' && (step.result.kind === 'paid' || step.result.kind === 'declined');
-    if (!settles) await this.ledger.recordAttempt(attempt);
+    if (!settles) await this.#recordAttempt(attempt);
     if (this.listenerCount('attempt') > 0) {
       this.emit('attempt', {
         orderId: input.orderId,
@@ -1191,21 +1439,21 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   ): Promise<PaymentOutcome> {
     const to = result.kind === 'paid' ? 'paid' : 'declined';
     const patch = result.kind === 'paid' ? { reference: result.reference } : { declineReason: result.reason };
-    const pendingSettled = this.ledger.transition(
+    const pendingSettled = this.#transition(
       record.idempotencyKey,
       to,
       attempt === undefined ? patch : { ...patch, attempt },
     );
     let settled = pendingSettled instanceof Promise ? await pendingSettled : pendingSettled;
     if (settled === undefined) {
-      const fresh = await this.ledger.get(record.idempotencyKey);
+      const fresh = await this.#get(record.idempotencyKey);
       if (fresh?.state === 'unknown') {
         // Another driver gave up on it meanwhile; the bank's answer still goes in, by the allowed path.
-        await this.ledger.transition(record.idempotencyKey, 'reconciling');
-        settled = await this.ledger.transition(record.idempotencyKey, to, patch);
+        await this.#transition(record.idempotencyKey, 'reconciling');
+        settled = await this.#transition(record.idempotencyKey, to, patch);
       }
       // Somebody (another process, the reconciler) settled it first: the ledger's answer is the truth.
-      settled ??= (await this.ledger.get(record.idempotencyKey)) ?? fresh;
+      settled ??= (await this.#get(record.idempotencyKey)) ?? fresh;
     }
     if (settled === undefined)
       throw new PaymentRetryError('ERR_LEDGER_CONFLICT', 'The payment vanished from the ledger');
@@ -1251,16 +1499,21 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     attempts: number,
     reason: PendingReason,
   ): Promise<PaymentOutcome> {
-    const current = await this.ledger.transition(record.idempotencyKey, 'unknown', {
+    const current = await this.#transition(record.idempotencyKey, 'unknown', {
       unknownSince: Date.now(),
     });
     if (current === undefined) {
       // Settled elsewhere meanwhile (another process): report that instead.
-      const fresh = await this.ledger.get(record.idempotencyKey);
+      const fresh = await this.#get(record.idempotencyKey);
       if (fresh !== undefined && (fresh.state === 'paid' || fresh.state === 'declined')) {
         return this.#finished(fresh, attempts, true);
       }
     }
+    return this.#pendingFor(record, attempts, reason);
+  }
+
+  /** Reports `record` pending and hands it to the reconciler (which then owns it until it settles). */
+  #pendingFor(record: PaymentRecord, attempts: number, reason: PendingReason): PendingOutcome {
     this.#counters.pending++;
     const outcome: PendingOutcome = {
       status: 'pending',
@@ -1284,6 +1537,60 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     }
     if (this.listenerCount('outcome') > 0) this.emit('outcome', outcome);
     return outcome;
+  }
+
+  /**
+   * The ledger threw while a payment it holds was being driven. The payment is recorded and may have
+   * reached the bank (this call's request, or an earlier one's), so rejecting would read as "failed" and
+   * leave it to nobody: it is pending, the reconciler drives it from what the ledger holds (status query
+   * first), and the error is reported as a `reconcileFailed` event. Anything else is rethrown.
+   */
+  #ledgerFailed(record: PaymentRecord, attempts: number, error: unknown): PendingOutcome {
+    if (typeof error !== 'object' || error === null || !this.#ledgerErrors.has(error)) throw error;
+    try {
+      this.emit('reconcileFailed', { idempotencyKey: record.idempotencyKey, error });
+    } catch {
+      // A listener that throws must not turn the payment's report into a rejection.
+    }
+    return this.#pendingFor(record, attempts, 'ledger_error');
+  }
+
+  /** Marks an error the ledger threw, for {@link PaymentClient.#ledgerFailed}; rethrows it. */
+  readonly #ledgerError = (error: unknown): never => {
+    if (typeof error === 'object' && error !== null) this.#ledgerErrors.add(error);
+    throw error;
+  };
+
+  // The ledger calls a payment's drive makes, with what the ledger throws marked as its own.
+  #get(idempotencyKey: string): Awaitable<PaymentRecord | undefined> {
+    try {
+      const answer = this.ledger.get(idempotencyKey);
+      return answer instanceof Promise ? answer.catch(this.#ledgerError) : answer;
+    } catch (error) {
+      return this.#ledgerError(error);
+    }
+  }
+
+  #transition(
+    idempotencyKey: string,
+    to: PaymentState,
+    patch?: RecordPatch,
+  ): Awaitable<PaymentRecord | undefined> {
+    try {
+      const answer = this.ledger.transition(idempotencyKey, to, patch);
+      return answer instanceof Promise ? answer.catch(this.#ledgerError) : answer;
+    } catch (error) {
+      return this.#ledgerError(error);
+    }
+  }
+
+  #recordAttempt(attempt: AttemptRecord): Awaitable<void> {
+    try {
+      const answer = this.ledger.recordAttempt(attempt);
+      return answer instanceof Promise ? answer.catch(this.#ledgerError) : answer;
+    } catch (error) {
+      return this.#ledgerError(error);
+    }
   }
 
   #schedule(): void {

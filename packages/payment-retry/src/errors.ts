@@ -34,7 +34,10 @@ export class InvalidOptionError extends PaymentRetryError {
 export class PaymentMismatchError extends PaymentRetryError {
   /** The order paid again. */
   readonly orderId: string;
-  /** The key in conflict: the earlier payment's, or the caller-given one (`''` when neither is known). */
+  /**
+   * The key of the payment in conflict: the one in flight or paid for the order (for a concurrent call,
+   * once the call in flight has derived it), or, for a caller-given key, the other order's payment.
+   */
   readonly idempotencyKey: string;
 
   constructor(message: string, orderId: string, idempotencyKey: string) {

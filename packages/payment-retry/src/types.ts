@@ -24,9 +24,12 @@ export interface PaymentIntent {
 
 /** Options of one `pay()` call. */
 export interface PayOptions {
-  /** Stop waiting: `pay()` resolves `pending` and the reconciler carries on. Never cancels a charge. */
+  /**
+   * Stop waiting: `pay()` resolves `pending` and the reconciler carries on. Never cancels a charge. A call
+   * that joined a payment already in flight stops waiting alone; the payment goes on.
+   */
   readonly signal?: AbortSignal;
-  /** Overrides `timeouts.paymentMs` for this call. */
+  /** Overrides `timeouts.paymentMs` for this call (also when it joins a payment already in flight). */
   readonly deadlineMs?: number;
 }
 
@@ -43,7 +46,13 @@ export type PendingReason =
   /** The client was closed. */
   | 'closed'
   /** The gateway may have forgotten the key (older than `keyRetentionMs`) and has no status endpoint. */
-  | 'key_expired';
+  | 'key_expired'
+  /**
+   * The ledger threw (a locked or full disk) after the payment was recorded: the bank may have acted, the
+   * ledger may not say so yet. The reconciler goes on from what the ledger holds; `reconcileFailed` carries
+   * the error.
+   */
+  | 'ledger_error';
 
 interface OutcomeBase {
   /** The order's id in the shop. */
@@ -127,8 +136,9 @@ export interface ReconciledEvent {
 }
 
 /**
- * Emitted when reconciling one pending payment failed by no fault of the bank (the ledger threw: a locked
- * or full disk). The payment stays pending and is tried again after its back-off.
+ * Emitted when driving a payment the ledger holds failed by no fault of the bank (the ledger threw: a locked
+ * or full disk), in `pay()` (which then resolves `pending`, `ledger_error`), `recover()` or the reconciler.
+ * The payment stays pending and is tried again after its back-off.
  */
 export interface ReconcileFailedEvent {
   /** The key of the payment that stays pending. */
@@ -147,7 +157,7 @@ export interface PaymentClientEvents {
   outcome: [outcome: PaymentOutcome];
   /** When a pending payment is settled. */
   reconciled: [event: ReconciledEvent];
-  /** When reconciling a pending payment failed on the ledger. */
+  /** When driving a payment failed on the ledger (it stays pending). */
   reconcileFailed: [event: ReconcileFailedEvent];
 }
 
@@ -198,6 +208,9 @@ export interface RecoverySummary {
   readonly paid: number;
   /** Payments the bank had declined. */
   readonly declined: number;
-  /** Still unknown: handed to the background reconciler. */
+  /**
+   * Still unknown: handed to the background reconciler. Also those `close()` kept from starting (they stay
+   * in the ledger as they were, for the next `recover()`).
+   */
   readonly pending: number;
 }
