@@ -17,7 +17,7 @@ import { deriveIdempotencyKey } from './idempotency-key.js';
 import { ietfGateway } from './ietf-gateway.js';
 import type { PaymentLedger } from './ledger.js';
 import { MemoryLedger } from './memory-ledger.js';
-import type { AttemptEvent, PaymentIntent } from './types.js';
+import type { AttemptEvent, PaymentClientEvents, PaymentIntent, ReconciledEvent } from './types.js';
 
 const intent: PaymentIntent = { orderId: 'o-1', amount: 1250, currency: 'EUR', payer: 'tok_ok' };
 const key0 = deriveIdempotencyKey({
@@ -873,6 +873,203 @@ describe('a ledger that throws', () => {
     expect(await recovering).toEqual({ found: 2, paid: 1, declined: 0, pending: 1 });
     expect(bank.charges.map((request) => request.headers['idempotency-key'])).toEqual(['"k-b"']);
     expect(client.pendingCount).toBe(1);
+  });
+});
+
+describe('a listener that throws', () => {
+  /** The process's `uncaughtException` listeners, set aside while a test catches the errors itself. */
+  let saved: NodeJS.UncaughtExceptionListener[] | undefined;
+  let uncaught: unknown[] = [];
+  const onUncaught = (error: unknown) => {
+    uncaught.push(error);
+  };
+
+  /** From here on an uncaught exception lands in `uncaught` instead of vitest's handler (and failing). */
+  function catchUncaught(): void {
+    saved = process.listeners('uncaughtException');
+    process.removeAllListeners('uncaughtException');
+    process.on('uncaughtException', onUncaught);
+  }
+
+  afterEach(async () => {
+    // A listener's error is thrown on a later tick: let it land here, not in the next test.
+    await turns(2);
+    if (saved !== undefined) {
+      process.off('uncaughtException', onUncaught);
+      for (const listener of saved) process.on('uncaughtException', listener);
+    }
+    saved = undefined;
+    uncaught = [];
+    vi.useRealTimers();
+  });
+
+  const lostAnswer = () => Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' });
+  const settled = <T>(promise: Promise<T>) =>
+    promise.then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    );
+
+  /**
+   * One course through every event: a pay() whose answers are lost (pending), a reconciliation pass
+   * the ledger fails, one that settles it paid, a recover() of a payment a crashed process left `sending`,
+   * and the click again. Answers what a listener must not change: every answer, the ledger, the requests,
+   * the counters.
+   */
+  async function course(event: keyof PaymentClientEvents | undefined, thrown: Error[]) {
+    // Frozen wall clock and monotonic clock: two runs write the very same records.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_700_000_000_000);
+    const ledger = new MemoryLedger();
+    ledger.create({
+      idempotencyKey: 'k-r',
+      scope: '["shop","r"]',
+      merchant: 'shop',
+      orderId: 'r',
+      generation: 0,
+      amount: 500,
+      currency: 'EUR',
+      payer: 'tok_ok',
+      fields: '{}',
+      state: 'created',
+      attempts: 0,
+      reference: null,
+      declineReason: null,
+      createdAt: 1,
+      updatedAt: 1,
+      firstSentAt: null,
+      unknownSince: null,
+    });
+    ledger.transition('k-r', 'sending', { firstSentAt: 1 });
+    let getFails = false;
+    const get = ledger.get.bind(ledger);
+    ledger.get = (key) => {
+      if (getFails) {
+        getFails = false;
+        throw Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+      }
+      return get(key);
+    };
+    const { bank, client } = manualSetup({
+      ledger,
+      clock: () => 0,
+      retry: { maxAttempts: 2, baseDelayMs: 0, maxDelayMs: 0, budget: false },
+    });
+    if (event !== undefined) {
+      client.on(event, () => {
+        const error = new Error(`${event} listener ${thrown.length + 1}`);
+        thrown.push(error);
+        throw error;
+      });
+    }
+
+    const paying = settled(client.pay(intent));
+    (await bank.until(1)).fail(lostAnswer());
+    (await bank.until(2)).fail(lostAnswer());
+    const pay = await paying;
+    getFails = true;
+    const failedPass = await settled(client.reconcileNow());
+    const passing = settled(client.reconcileNow());
+    (await bank.until(3)).answer(200, { status: 'succeeded', id: 'pay_1' });
+    const pass = await passing;
+    const recovering = settled(client.recover());
+    (await bank.until(4)).answer(200, { status: 'succeeded', id: 'pay_r' });
+    const recovered = await recovering;
+    const again = await settled(client.pay(intent));
+    await turns(2);
+    const seen = {
+      answers: { pay, failedPass, pass, recovered, again },
+      records: [ledger.get(key0), ledger.get('k-r')],
+      attempts: [ledger.attempts(key0), ledger.attempts('k-r')],
+      requests: bank.requests.map((request) => [request.method, request.path, request.body]),
+      pendingCount: client.pendingCount,
+      metrics: client.metrics(),
+    };
+    await client.close();
+    vi.useRealTimers();
+    return seen;
+  }
+
+  it.each<[keyof PaymentClientEvents, number]>([
+    ['attempt', 4],
+    ['retry', 1],
+    ['outcome', 3],
+    ['reconciled', 1],
+    ['reconcileFailed', 1],
+  ])(
+    'on %s changes no answer, no record, no request; its error is thrown on the next tick',
+    async (event, calls) => {
+      const without = await course(undefined, []);
+      expect(without.answers.pay).toEqual({
+        value: expect.objectContaining({ status: 'pending', reason: 'max_attempts' }),
+      });
+      expect(without.answers.recovered).toEqual({ value: { found: 1, paid: 1, declined: 0, pending: 0 } });
+
+      catchUncaught();
+      const thrown: Error[] = [];
+      const withListener = await course(event, thrown);
+      expect(withListener).toEqual(without);
+      expect(thrown).toHaveLength(calls);
+      // Each error surfaces, as thrown, in the order thrown: never swallowed.
+      expect(uncaught).toEqual(thrown);
+      expect(uncaught[0]).toBe(thrown[0]);
+    },
+  );
+
+  it('on outcome, for a paid payment: pay() answers paid and the ledger holds it paid', async () => {
+    catchUncaught();
+    const { bank, client, ledger } = manualSetup();
+    const error = new Error('outcome listener');
+    client.on('outcome', () => {
+      throw error;
+    });
+    const paying = client.pay(intent);
+    (await bank.until(1)).answer(201, PAID);
+    expect(await paying).toEqual({
+      status: 'paid',
+      orderId: 'o-1',
+      merchant: 'shop',
+      idempotencyKey: key0,
+      attempts: 1,
+      reference: 'pay_1',
+    });
+    expect(ledger.get(key0)).toMatchObject({ state: 'paid', reference: 'pay_1' });
+    await turns(1);
+    expect(uncaught).toEqual([error]);
+  });
+
+  it('on attempt, after a lost answer: pay() answers pending and the background reconciler settles it', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    catchUncaught();
+    const { bank, client, ledger } = manualSetup({
+      clock: () => Date.now(),
+      reconcile: { intervalMs: 1000 },
+      retry: { maxAttempts: 1 },
+    });
+    client.on('attempt', (event) => {
+      throw new Error(`attempt listener: ${event.kind} ${event.outcome}`);
+    });
+    const reconciled: ReconciledEvent[] = [];
+    client.on('reconciled', (event) => reconciled.push(event));
+    const paying = client.pay(intent);
+    (await bank.until(1)).fail(lostAnswer());
+    expect(await paying).toMatchObject({ status: 'pending', reason: 'max_attempts', idempotencyKey: key0 });
+    expect(ledger.get(key0)).toMatchObject({ state: 'unknown' });
+    expect(client.pendingCount).toBe(1);
+
+    await vi.advanceTimersByTimeAsync(1000);
+    const status = await bank.until(2);
+    expect(status.method).toBe('GET');
+    status.answer(200, { status: 'succeeded', id: 'pay_1' });
+    await turns();
+    expect(reconciled).toEqual([{ outcome: expect.objectContaining({ status: 'paid' }), latencyMs: 1000 }]);
+    expect(ledger.get(key0)).toMatchObject({ state: 'paid', reference: 'pay_1' });
+    expect(bank.charges).toHaveLength(1);
+    expect(client.pendingCount).toBe(0);
+    expect(uncaught).toEqual([
+      expect.objectContaining({ message: 'attempt listener: charge unknown' }),
+      expect.objectContaining({ message: 'attempt listener: status responded' }),
+    ]);
   });
 });
 

@@ -1193,7 +1193,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         retries++;
         this.#counters.retries++;
         if (this.listenerCount('retry') > 0) {
-          this.emit('retry', {
+          this.#emit('retry', {
             orderId: record.orderId,
             idempotencyKey: record.idempotencyKey,
             delayMs,
@@ -1292,7 +1292,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     const settles = step.type !== 'error' && (step.result.kind === 'paid' || step.result.kind === 'declined');
     if (!settles) await this.#recordAttempt(attempt);
     if (this.listenerCount('attempt') > 0) {
-      this.emit('attempt', {
+      this.#emit('attempt', {
         orderId: input.orderId,
         idempotencyKey: input.idempotencyKey,
         kind,
@@ -1480,7 +1480,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       if (outcome.status === 'paid') this.#counters.paid++;
       else if (outcome.status === 'declined') this.#counters.declined++;
       this.#settledPending(record, outcome);
-      if (this.listenerCount('outcome') > 0) this.emit('outcome', outcome);
+      if (this.listenerCount('outcome') > 0) this.#emit('outcome', outcome);
     }
     return outcome;
   }
@@ -1491,7 +1491,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     this.#counters.resolved++;
     this.#counters.latencyMsTotal += latencyMs;
     this.#counters.latencyMsMax = Math.max(this.#counters.latencyMsMax, latencyMs);
-    if (this.listenerCount('reconciled') > 0) this.emit('reconciled', { outcome, latencyMs });
+    if (this.listenerCount('reconciled') > 0) this.#emit('reconciled', { outcome, latencyMs });
   }
 
   async #pendingOutcome(
@@ -1535,8 +1535,26 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       });
       this.#schedule();
     }
-    if (this.listenerCount('outcome') > 0) this.emit('outcome', outcome);
+    if (this.listenerCount('outcome') > 0) this.#emit('outcome', outcome);
     return outcome;
+  }
+
+  /**
+   * Calls `name`'s listeners (callers check `listenerCount` first where the payload would cost an object).
+   * A listener observes a payment and is never a party to it: one that throws leaves the payment going on
+   * exactly as if it had returned (its `pay()` or `recover()` answers the same, the ledger holds the same,
+   * a pending payment is still reconciled), and its error is thrown again on the next tick. There it
+   * surfaces as an `uncaughtException`, as a throwing listener's error does outside a promise chain: never
+   * swallowed, and never a rejection of the caller's promise. The listeners after it for that event are
+   * skipped, as `emit` does.
+   */
+  #emit<K extends keyof PaymentClientEvents>(name: K, ...args: PaymentClientEvents[K]): void {
+    try {
+      // The generic K does not narrow EventEmitter's conditional parameter type; the signature above does.
+      (this as EventEmitter).emit(name, ...args);
+    } catch (error) {
+      process.nextTick(rethrow, error);
+    }
   }
 
   /**
@@ -1547,10 +1565,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
    */
   #ledgerFailed(record: PaymentRecord, attempts: number, error: unknown): PendingOutcome {
     if (typeof error !== 'object' || error === null || !this.#ledgerErrors.has(error)) throw error;
-    try {
-      this.emit('reconcileFailed', { idempotencyKey: record.idempotencyKey, error });
-    } catch {
-      // A listener that throws must not turn the payment's report into a rejection.
+    if (this.listenerCount('reconcileFailed') > 0) {
+      this.#emit('reconcileFailed', { idempotencyKey: record.idempotencyKey, error });
     }
     return this.#pendingFor(record, attempts, 'ledger_error');
   }
@@ -1630,10 +1646,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       } catch (error) {
         // The ledger failed (locked, disk full): this payment stays pending and backs off like one the
         // bank left open; the others in the pass go on.
-        try {
-          this.emit('reconcileFailed', { idempotencyKey: entry.idempotencyKey, error });
-        } catch {
-          // A listener that throws must not skip this payment's back-off (the pass would spin).
+        if (this.listenerCount('reconcileFailed') > 0) {
+          this.#emit('reconcileFailed', { idempotencyKey: entry.idempotencyKey, error });
         }
       }
       const current = this.#pending.get(entry.idempotencyKey);
@@ -1680,6 +1694,11 @@ class StepError extends AttemptError {
     super(code, message, fields, options);
     this.step = step;
   }
+}
+
+/** Throws `error`: a listener's, on the tick after the client went on without it (see `#emit`). */
+function rethrow(error: unknown): never {
+  throw error;
 }
 
 function deadlineReason(): PaymentRetryError {

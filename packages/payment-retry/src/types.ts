@@ -147,7 +147,17 @@ export interface ReconcileFailedEvent {
   readonly error: unknown;
 }
 
-/** Events of a PaymentClient. */
+/**
+ * Events of a PaymentClient (`client.on(name, listener)`). A listener observes payments and can never
+ * change one's course: a listener that throws leaves the payment going on exactly as if it had returned
+ * (`pay()` and `recover()` answer the same, the ledger holds the same, a pending payment is still
+ * reconciled, nothing is charged twice). Its error is then thrown again on the next tick, where it surfaces
+ * as an `uncaughtException` (as a throwing listener's does outside a promise chain), never swallowed and
+ * never a rejection of `pay()`. As with any EventEmitter, the listeners after it miss that one event.
+ *
+ * @example
+ * client.on('outcome', (outcome) => metrics.count(outcome.status));
+ */
 export interface PaymentClientEvents {
   /** After every request to the bank. */
   attempt: [event: AttemptEvent];
