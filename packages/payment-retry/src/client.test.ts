@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { laterLedger, ManualBank, turns } from '../test/manual-bank.js';
+import { newPaymentRecord } from '../test/new-payment-record.js';
 import { type StubAction, StubBank, type StubRequest } from '../test/stub-bank.js';
 import type { PaymentClient } from './client.js';
 import { createPaymentClient, type PaymentClientOptions } from './client.js';
@@ -225,25 +226,7 @@ describe('concurrent pay() of one order', () => {
 
   it("a click that joins recover()'s payment of its order keeps its own signal", async () => {
     const ledger = new MemoryLedger();
-    ledger.create({
-      idempotencyKey: key0,
-      scope: '["shop","o-1"]',
-      merchant: 'shop',
-      orderId: 'o-1',
-      generation: 0,
-      amount: 1250,
-      currency: 'EUR',
-      payer: 'tok_ok',
-      fields: '{}',
-      state: 'created',
-      attempts: 0,
-      reference: null,
-      declineReason: null,
-      createdAt: 1,
-      updatedAt: 1,
-      firstSentAt: null,
-      unknownSince: null,
-    });
+    ledger.create(newPaymentRecord({ idempotencyKey: key0 }));
     const { bank, client } = manualSetup({ ledger });
     const recovering = client.recover();
     const request = await bank.until(1);
@@ -842,25 +825,7 @@ describe('a ledger that throws', () => {
   it('in recover(): that payment stays pending, the others are driven, and the summary counts each', async () => {
     const ledger = new MemoryLedger();
     for (const orderId of ['a', 'b']) {
-      ledger.create({
-        idempotencyKey: `k-${orderId}`,
-        scope: JSON.stringify(['shop', orderId]),
-        merchant: 'shop',
-        orderId,
-        generation: 0,
-        amount: 100,
-        currency: 'EUR',
-        payer: 'tok_ok',
-        fields: '{}',
-        state: 'created',
-        attempts: 0,
-        reference: null,
-        declineReason: null,
-        createdAt: 1,
-        updatedAt: 1,
-        firstSentAt: null,
-        unknownSince: null,
-      });
+      ledger.create(newPaymentRecord({ idempotencyKey: `k-${orderId}`, orderId, amount: 100 }));
     }
     const transition = ledger.transition.bind(ledger);
     ledger.transition = (key, to, patch) => {
@@ -921,25 +886,7 @@ describe('a listener that throws', () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(1_700_000_000_000);
     const ledger = new MemoryLedger();
-    ledger.create({
-      idempotencyKey: 'k-r',
-      scope: '["shop","r"]',
-      merchant: 'shop',
-      orderId: 'r',
-      generation: 0,
-      amount: 500,
-      currency: 'EUR',
-      payer: 'tok_ok',
-      fields: '{}',
-      state: 'created',
-      attempts: 0,
-      reference: null,
-      declineReason: null,
-      createdAt: 1,
-      updatedAt: 1,
-      firstSentAt: null,
-      unknownSince: null,
-    });
+    ledger.create(newPaymentRecord({ idempotencyKey: 'k-r', orderId: 'r', amount: 500 }));
     ledger.transition('k-r', 'sending', { firstSentAt: 1 });
     let getFails = false;
     const get = ledger.get.bind(ledger);
@@ -1080,25 +1027,15 @@ describe('close() racing recover()', () => {
     const { SqliteLedger } = await import('./sqlite-ledger.js');
     const seed = new SqliteLedger({ path });
     for (let i = 0; i < 12; i++) {
-      seed.create({
-        idempotencyKey: `k-${i}`,
-        scope: JSON.stringify(['shop', `o-${i}`]),
-        merchant: 'shop',
-        orderId: `o-${i}`,
-        generation: 0,
-        amount: 100,
-        currency: 'EUR',
-        payer: 'tok_ok',
-        fields: '{}',
-        state: 'created',
-        attempts: 0,
-        reference: null,
-        declineReason: null,
-        createdAt: i,
-        updatedAt: i,
-        firstSentAt: null,
-        unknownSince: null,
-      });
+      seed.create(
+        newPaymentRecord({
+          idempotencyKey: `k-${i}`,
+          orderId: `o-${i}`,
+          amount: 100,
+          createdAt: i,
+          updatedAt: i,
+        }),
+      );
     }
     await seed.close();
     // The client opens the file and closes it in close(): recover() must not write to it after that.
@@ -1166,33 +1103,12 @@ describe('key retention after a rejected request', () => {
 describe('PaymentClient.recover', () => {
   it('drives what a crashed process left in the ledger with the original keys', async () => {
     const ledger = new MemoryLedger();
-    const base = {
-      scope: '',
-      merchant: 'shop',
-      generation: 0,
-      amount: 500,
-      currency: 'EUR',
-      payer: 'tok_ok',
-      fields: '{}',
-      state: 'created' as const,
-      attempts: 0,
-      reference: null,
-      declineReason: null,
-      createdAt: 1,
-      updatedAt: 1,
-      firstSentAt: null,
-      unknownSince: null,
-    };
-    ledger.create({ ...base, idempotencyKey: 'k-sent', scope: '["shop","a"]', orderId: 'a' });
+    ledger.create(newPaymentRecord({ idempotencyKey: 'k-sent', orderId: 'a', amount: 500 }));
     ledger.transition('k-sent', 'sending');
-    ledger.create({ ...base, idempotencyKey: 'k-created', scope: '["shop","b"]', orderId: 'b' });
-    ledger.create({
-      ...base,
-      idempotencyKey: 'k-declined',
-      scope: '["shop","c"]',
-      orderId: 'c',
-      payer: 'tok_decline_x',
-    });
+    ledger.create(newPaymentRecord({ idempotencyKey: 'k-created', orderId: 'b', amount: 500 }));
+    ledger.create(
+      newPaymentRecord({ idempotencyKey: 'k-declined', orderId: 'c', amount: 500, payer: 'tok_decline_x' }),
+    );
     ledger.transition('k-declined', 'sending');
     const { bank, client } = await setup(
       (request) => {

@@ -4,36 +4,16 @@ import { join } from 'node:path';
 import { type BankSim, startBankSim } from '@floodgate/bank-sim';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { newPaymentRecord } from '../test/new-payment-record.js';
 import { createPaymentClient, type PaymentClient } from './client.js';
 import { InvalidOptionError } from './errors.js';
 import { ietfGateway } from './ietf-gateway.js';
-import type { PaymentLedger, PaymentRecord, PaymentState } from './ledger.js';
+import type { PaymentLedger, PaymentState } from './ledger.js';
 import { canTransition } from './ledger.js';
 import { MemoryLedger } from './memory-ledger.js';
 import { SqliteLedger } from './sqlite-ledger.js';
 
-function record(overrides: Partial<PaymentRecord> = {}): PaymentRecord {
-  return {
-    idempotencyKey: 'key-1',
-    scope: '["shop","o-1"]',
-    merchant: 'shop',
-    orderId: 'o-1',
-    generation: 0,
-    amount: 1250,
-    currency: 'EUR',
-    payer: 'tok_ok',
-    fields: '{}',
-    state: 'created',
-    attempts: 0,
-    reference: null,
-    declineReason: null,
-    createdAt: 1,
-    updatedAt: 1,
-    firstSentAt: null,
-    unknownSince: null,
-    ...overrides,
-  };
-}
+const record = newPaymentRecord;
 
 describe('canTransition', () => {
   it('allows only the documented state machine', () => {
