@@ -45,6 +45,7 @@
  *   generation's key again (the bank replays the charge). Forgetting never makes a click answer
  *   `declined`, charge a key it would not have charged, or fail where the full ledger would not.
  */
+
 import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import { expect } from 'vitest';
@@ -57,6 +58,7 @@ import type {
   RecordPatch,
 } from '../src/ledger.js';
 import { canTransition, UNRESOLVED_STATES } from '../src/ledger.js';
+import { newPaymentRecord } from './new-payment-record.js';
 
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
@@ -99,25 +101,16 @@ function homeOf(key: string): number | undefined {
 
 export function paymentRecord(order: number, generation: number, key: string, at: number): PaymentRecord {
   const [merchant, orderId] = ORDERS[order] as readonly [string, string];
-  return {
+  return newPaymentRecord({
     idempotencyKey: key,
     scope: SCOPES[order] as string,
     merchant,
     orderId,
     generation,
     amount: 1000 + order,
-    currency: 'EUR',
-    payer: 'tok_ok',
-    fields: '{}',
-    state: 'created',
-    attempts: 0,
-    reference: null,
-    declineReason: null,
     createdAt: at,
     updatedAt: at,
-    firstSentAt: null,
-    unknownSince: null,
-  };
+  });
 }
 
 interface Held {
