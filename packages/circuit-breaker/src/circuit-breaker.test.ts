@@ -126,6 +126,26 @@ describe('closed → open', () => {
     expect(b.stats().window).toMatchObject({ calls: 3, failures: 1, successes: 2 });
   });
 
+  it('opens on a success when older successes slid out and left a failing window', async () => {
+    const { b } = breaker({ volumeThreshold: 4, windowMs: 1000, windowBuckets: 10 });
+    for (let i = 0; i < 6; i++) await b.execute(ok);
+    vi.advanceTimersByTime(500);
+    for (let i = 0; i < 5; i++) await swallow(b.execute(fail500));
+    expect(b.state).toBe('closed'); // 5 failures in 11 calls
+    vi.advanceTimersByTime(600); // the 6 successes leave the window
+    await b.execute(ok); // 5 failures in 6 calls
+    expect(b.state).toBe('open');
+    // The same after a stats() read moved the window first (the slide is not lost on the reader).
+    const { b: b2 } = breaker({ volumeThreshold: 4, windowMs: 1000, windowBuckets: 10 });
+    for (let i = 0; i < 6; i++) await b2.execute(ok);
+    vi.advanceTimersByTime(500);
+    for (let i = 0; i < 5; i++) await swallow(b2.execute(fail500));
+    vi.advanceTimersByTime(600);
+    expect(b2.stats().window).toMatchObject({ calls: 5, failures: 5 });
+    await b2.execute(ok);
+    expect(b2.state).toBe('open');
+  });
+
   it('does not count ignored outcomes, nor business answers as failures', async () => {
     const { b } = breaker({ volumeThreshold: 2 });
     for (let i = 0; i < 5; i++) {
@@ -162,14 +182,15 @@ describe('closed-state rules against a model (property)', () => {
   type Step = { kind: 'ok' | 'fail' | 'throttle' | 'ignore'; latencyMs: number; gapMs: number };
   const step = fc.record({
     kind: fc.constantFrom<Step['kind']>('ok', 'fail', 'throttle', 'ignore'),
-    latencyMs: fc.integer({ min: 0, max: 300 }),
-    gapMs: fc.integer({ min: 0, max: 400 }),
+    // Dense runs (gaps of 0) next to long pauses, so whole buckets of calls slide out of a busy window.
+    latencyMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 300 })),
+    gapMs: fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 100 }), fc.integer({ min: 0, max: 700 })),
   });
 
   it('opens exactly when the window first holds enough calls with a failure or slow-call rate above its threshold', async () => {
     await fc.assert(
       fc.asyncProperty(
-        fc.array(step, { maxLength: 40 }),
+        fc.array(step, { maxLength: 60 }),
         fc.integer({ min: 0, max: 6 }),
         fc.integer({ min: 0, max: 100 }),
         fc.integer({ min: 0, max: 100 }),
@@ -217,11 +238,8 @@ describe('closed-state rules against a model (property)', () => {
             const calls = inWindow.length;
             const failureRate = (inWindow.filter((c) => c.bad).length / calls) * 100;
             const slowRate = (inWindow.filter((c) => c.slow).length / calls) * 100;
-            // A fast success only lowers the rates: it is checked only as the call that brings the window
-            // to volumeThreshold (the calls before it were too few to check).
-            const checked = s.kind !== 'ok' || slow || calls === volumeThreshold;
+            // Every counted outcome is judged on the window as it is then (old calls slid out included).
             const shouldOpen =
-              checked &&
               calls >= volumeThreshold &&
               (failureRate > errorThresholdPercentage || slowRate > slowCallThresholdPercentage);
             expect(b.state, `step ${i}`).toBe(shouldOpen ? 'open' : 'closed');
@@ -230,7 +248,26 @@ describe('closed-state rules against a model (property)', () => {
           b.close();
         },
       ),
-      { numRuns: 150 },
+      {
+        numRuns: 150,
+        examples: [
+          // Three successes, then two failures half a window later (40%), then a success once the
+          // successes slid out: 2 failures in 3 calls.
+          [
+            [
+              { kind: 'ok', latencyMs: 0, gapMs: 0 },
+              { kind: 'ok', latencyMs: 0, gapMs: 0 },
+              { kind: 'ok', latencyMs: 0, gapMs: 0 },
+              { kind: 'fail', latencyMs: 0, gapMs: 500 },
+              { kind: 'fail', latencyMs: 0, gapMs: 0 },
+              { kind: 'ok', latencyMs: 0, gapMs: 600 },
+            ],
+            2,
+            50,
+            50,
+          ],
+        ],
+      },
     );
   });
 });
@@ -610,6 +647,54 @@ describe('cancellation', () => {
     expect(thrown).toBe(3);
   });
 
+  it('an abort listener that shuts the breaker down as its call times out settles that call once', async () => {
+    const { b } = breaker({ timeoutMs: 100 });
+    const result = swallow(
+      b.execute(({ signal }) => {
+        signal.addEventListener('abort', () => b.close());
+        return new Promise<never>(() => {});
+      }),
+    );
+    vi.advanceTimersByTime(100);
+    expect(await result).toBeInstanceOf(CircuitShutdownError);
+    // before the fix: -1, the call settled by close() and then again as a timeout
+    expect(b.inFlight).toBe(0);
+    expect(b.stats().totals.timeouts).toBe(0);
+  });
+
+  it('an abort listener that shuts the breaker down ends a timeout sweep of several due calls', async () => {
+    const { b } = breaker({ timeoutMs: 100 });
+    const results = Array.from({ length: 3 }, () =>
+      swallow(
+        b.execute(({ signal }) => {
+          signal.addEventListener('abort', () => b.close());
+          return new Promise<never>(() => {});
+        }),
+      ),
+    );
+    vi.advanceTimersByTime(100); // before the fix: the sweep spun for ever on the emptied list
+    for (const result of results) expect(await result).toBeInstanceOf(CircuitShutdownError);
+    expect(b.inFlight).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a thenable whose then() throws rejects the call instead of leaving it in flight', async () => {
+    const { b } = breaker({ timeoutMs: false, volumeThreshold: 1 });
+    const broken = {
+      // biome-ignore lint/suspicious/noThenProperty: the broken thenable under test
+      then() {
+        throw new Error('broken thenable');
+      },
+    };
+    // before the fix: execute() threw synchronously and the call stayed in flight for ever
+    await expect(b.execute(() => broken as unknown as PromiseLike<string>)).rejects.toThrow(
+      'broken thenable',
+    );
+    expect(b.inFlight).toBe(0);
+    expect(b.stats().totals.failures).toBe(1);
+    expect(b.state).toBe('open');
+  });
+
   it('a per-call timeoutMs overrides the breaker one', async () => {
     const { b } = breaker({ timeoutMs: 10_000 });
     const p = swallow(b.execute(() => new Promise(() => {}), { timeoutMs: 50 }));
@@ -783,6 +868,77 @@ describe('fire and fallback', () => {
     ).rejects.toBe(boom);
   });
 
+  it('a fallback listener that throws still settles the call with the fallback, and the rules apply', async () => {
+    const { b } = breaker({ timeoutMs: 100, volumeThreshold: 1 });
+    b.on('fallback', () => {
+      throw new Error('listener boom');
+    });
+    let settled: unknown = 'pending';
+    void b
+      .execute(() => new Promise<string>(() => {}), { fallback: () => 'cached' })
+      .then((value) => {
+        settled = value;
+      });
+    // The listener's error propagates from the timer, as EventEmitter's do...
+    expect(() => vi.advanceTimersByTime(100)).toThrow('listener boom');
+    await vi.advanceTimersByTimeAsync(0);
+    // ...but the caller has its answer (before the fix: pending for ever) and the timeout counted.
+    expect(settled).toBe('cached');
+    expect(b.stats().totals).toMatchObject({ timeouts: 1, fallbacks: 1, opened: 1 });
+    expect(b.inFlight).toBe(0);
+  });
+
+  it('a listener that throws out of execute() leaves no unhandled rejection behind', async () => {
+    vi.useRealTimers(); // the unhandled-rejection check runs after a real turn of the event loop
+    const unhandled = vi.fn();
+    process.on('unhandledRejection', unhandled);
+    try {
+      const { b } = breaker({ volumeThreshold: 100 });
+      b.on('failure', () => {
+        throw new Error('listener boom');
+      });
+      // The function throws synchronously: the call is settled (rejected) before the listener runs.
+      expect(() =>
+        b.execute(() => {
+          throw gatewayError({ statusCode: 500 });
+        }),
+      ).toThrow('listener boom');
+      // The same with a fallback that throws: the call's promise rejects with its error.
+      expect(() =>
+        b.execute(
+          () => {
+            throw gatewayError({ statusCode: 500 });
+          },
+          {
+            fallback: () => {
+              throw new Error('no cache');
+            },
+          },
+        ),
+      ).toThrow('listener boom');
+      await new Promise((resolve) => setImmediate(resolve));
+      // before the fix: the caller caught the listener's error, yet its call's rejection went unhandled
+      expect(unhandled).not.toHaveBeenCalled();
+      expect(b.stats().totals).toMatchObject({ failures: 2, fallbacks: 1 });
+      expect(b.inFlight).toBe(0);
+      b.close();
+    } finally {
+      process.off('unhandledRejection', unhandled);
+    }
+  });
+
+  it('emits fallback after the outcome event, as after reject for a refusal', async () => {
+    const { b } = breaker({ volumeThreshold: 100 });
+    const events: string[] = [];
+    b.on('fallback', (error) => events.push(`fallback ${(error as { statusCode: number }).statusCode}`));
+    b.on('failure', () => events.push('failure'));
+    b.on('reject', () => events.push('reject'));
+    await expect(b.execute(fail500, { fallback: () => 'cached' })).resolves.toBe('cached');
+    b.trip();
+    await expect(b.execute(ok, { fallback: () => 'cached' })).resolves.toBe('cached');
+    expect(events).toEqual(['failure', 'fallback 500', 'reject', 'fallback undefined']);
+  });
+
   it('an execute-only breaker refuses fire()', async () => {
     const b = circuitBreaker();
     // before the fix: a plain TypeError with no code
@@ -882,6 +1038,129 @@ describe('manual control, events and stats', () => {
     expect(stats.latency?.p50).toBeGreaterThanOrEqual(20);
     expect(stats.latency?.p50).toBeLessThanOrEqual(22);
     expect(stats.latency?.max).toBeGreaterThanOrEqual(1000);
+  });
+});
+
+describe('random interleavings (property)', () => {
+  type Kind = 'ok' | 'fail' | 'throttle' | 'ignore' | 'hang' | 'throw' | 'value';
+  type Op =
+    | {
+        op: 'call';
+        kind: Kind;
+        latencyMs: number;
+        timeoutMs?: number | false;
+        abortAtMs?: number;
+        fallback: boolean;
+      }
+    | { op: 'advance'; ms: number }
+    | { op: 'trip' }
+    | { op: 'reset' };
+  const ops: fc.Arbitrary<Op> = fc.oneof(
+    {
+      weight: 6,
+      arbitrary: fc.record(
+        {
+          op: fc.constant('call' as const),
+          kind: fc.constantFrom<Kind>('ok', 'fail', 'throttle', 'ignore', 'hang', 'throw', 'value'),
+          latencyMs: fc.integer({ min: 0, max: 300 }),
+          timeoutMs: fc.oneof(fc.constant(false as const), fc.integer({ min: 1, max: 400 })),
+          abortAtMs: fc.integer({ min: 0, max: 300 }),
+          fallback: fc.boolean(),
+        },
+        { requiredKeys: ['op', 'kind', 'latencyMs', 'fallback'] },
+      ),
+    },
+    {
+      weight: 4,
+      arbitrary: fc.record({ op: fc.constant('advance' as const), ms: fc.integer({ min: 0, max: 1500 }) }),
+    },
+    { weight: 1, arbitrary: fc.constant({ op: 'trip' as const }) },
+    { weight: 1, arbitrary: fc.constant({ op: 'reset' as const }) },
+  );
+
+  it('every call settles once, probes stay within halfOpenMaxCalls, the totals add up, nothing is left unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(ops, { maxLength: 60 }),
+          fc.integer({ min: 1, max: 4 }),
+          async (steps, maxCalls) => {
+            const b = circuitBreaker({
+              timeoutMs: 200,
+              volumeThreshold: 2,
+              resetTimeoutMs: 500,
+              halfOpenMaxCalls: maxCalls,
+              slowCallDurationMs: 150,
+              windowMs: 1000,
+            });
+            let started = 0;
+            let settled = 0;
+            // Probes of the current half-open spell whose function has not answered yet.
+            let spell = { running: 0 };
+            b.on('halfOpen', () => {
+              spell = { running: 0 };
+            });
+            for (const step of steps) {
+              if (step.op === 'advance') await vi.advanceTimersByTimeAsync(step.ms);
+              else if (step.op === 'trip') b.trip();
+              else if (step.op === 'reset') b.reset();
+              else {
+                const controller = step.abortAtMs === undefined ? undefined : new AbortController();
+                if (controller !== undefined) setTimeout(() => controller.abort(), step.abortAtMs);
+                started++;
+                const answer = (ctx: CallContext): unknown => {
+                  if (step.kind === 'throw') throw gatewayError({ statusCode: 500 });
+                  if (step.kind === 'value') return 'ok';
+                  const mine = spell;
+                  if (ctx.probe) {
+                    mine.running++;
+                    expect(mine.running).toBeLessThanOrEqual(maxCalls);
+                  }
+                  return new Promise((resolve, reject) => {
+                    if (step.kind === 'hang') return;
+                    setTimeout(() => {
+                      if (ctx.probe) mine.running--;
+                      if (step.kind === 'ok') resolve('ok');
+                      else if (step.kind === 'fail') reject(gatewayError({ statusCode: 502 }));
+                      else if (step.kind === 'throttle')
+                        reject(gatewayError({ statusCode: 429, retryAfterMs: 300 }));
+                      else reject(gatewayError({ outcome: 'not_sent' }));
+                    }, step.latencyMs);
+                  });
+                };
+                void b
+                  .execute(answer, {
+                    signal: controller?.signal,
+                    timeoutMs: step.timeoutMs,
+                    fallback: step.fallback ? () => 'fallback' : undefined,
+                  })
+                  .then(
+                    () => settled++,
+                    () => settled++,
+                  );
+              }
+              expect(b.inFlight).toBeGreaterThanOrEqual(0);
+            }
+            await vi.advanceTimersByTimeAsync(1000);
+            const hung = b.inFlight;
+            b.close();
+            await vi.advanceTimersByTimeAsync(0);
+            expect(settled).toBe(started);
+            expect(b.inFlight).toBe(0);
+            const t = b.stats().totals;
+            expect(t.calls + t.rejected).toBe(started);
+            expect(t.successes + t.failures + t.timeouts + t.throttled + t.ignored + hung).toBe(t.calls);
+          },
+        ),
+        { numRuns: 200 },
+      );
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
   });
 });
 

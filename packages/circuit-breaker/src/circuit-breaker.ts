@@ -509,17 +509,39 @@ export class CircuitBreaker<
     try {
       value =
         fn === undefined ? (this.#action as (...a: unknown[]) => unknown)(...(args as unknown[])) : fn(call);
+      // Inside the try: a thenable whose `then` (or its getter) throws rejects the call, as `await` would,
+      // rather than throw out of execute() and leave the call in flight.
+      if (isThenable(value)) {
+        value.then(
+          (result) => this.#onFulfilled(call, result),
+          (error: unknown) => this.#onRejected(call, error),
+        );
+        return promise;
+      }
     } catch (error) {
-      this.#onRejected(call, error);
+      try {
+        this.#onRejected(call, error);
+      } catch (listenerError) {
+        throw this.#dropped(promise, listenerError);
+      }
       return promise;
     }
-    if (isThenable(value)) {
-      value.then(
-        (result) => this.#onFulfilled(call, result),
-        (error: unknown) => this.#onRejected(call, error),
-      );
-    } else this.#onFulfilled(call, value);
+    try {
+      this.#onFulfilled(call, value);
+    } catch (listenerError) {
+      throw this.#dropped(promise, listenerError);
+    }
     return promise;
+  }
+
+  /**
+   * An event listener threw out of a call settled synchronously, so the error leaves execute()/fire() and
+   * the caller never receives `promise`: it must not also surface as an unhandled rejection (a crash under
+   * Node's default) when the call failed. Returns the listener's error to rethrow.
+   */
+  #dropped(promise: Promise<unknown>, listenerError: unknown): unknown {
+    promise.catch(noop);
+    return listenerError;
   }
 
   #refuse(
@@ -544,8 +566,9 @@ export class CircuitBreaker<
       refusal = this.#refusal = { state: this.#state, error, promise };
     }
     this.emit('reject', refusal.error);
-    if (fallback !== undefined) return this.#runFallback(fallback, refusal.error, args) as Promise<never>;
-    return refusal.promise;
+    if (fallback === undefined) return refusal.promise;
+    this.emit('fallback', refusal.error);
+    return this.#runFallback(fallback, refusal.error, args) as Promise<never>;
   }
 
   /** retryAfterMs of a refusal now: >= 1, since the call is refused. */
@@ -578,13 +601,13 @@ export class CircuitBreaker<
     }
   }
 
+  /** Runs the fallback (its `fallback` event is the caller's to emit, once the call is settled). */
   #runFallback(
     fallback: (error: unknown, ...args: never[]) => unknown,
     error: unknown,
     args: unknown[] | undefined,
   ): Promise<unknown> {
     this.#fallbacks++;
-    this.emit('fallback', error);
     try {
       const f = fallback as (error: unknown, ...a: unknown[]) => unknown;
       return Promise.resolve(args === undefined ? f(error) : f(error, ...args));
@@ -664,6 +687,9 @@ export class CircuitBreaker<
     if (call.done) return;
     const error = new CircuitTimeoutError(this.name, timeoutMs);
     call.abort(error);
+    // The signal's abort listeners ran just now: one may have shut the breaker down (close() settled
+    // this call and every other); settling it again would count it twice and relink the emptied list.
+    if (call.done) return;
     this.#settle(call, K_TIMEOUT, error, now, 1);
   }
 
@@ -720,9 +746,12 @@ export class CircuitBreaker<
     const args = call.args;
     call.release();
 
-    // The caller's promise is settled first, so a listener that throws cannot leave it hanging.
+    // The caller's promise is settled first (the `fallback` event, too, comes after), so a listener that
+    // throws cannot leave it hanging.
+    let fellBack = false;
     if (failed === 0) call.resolve(value);
     else if (fallback !== undefined && (kind === K_FAILURE || kind === K_TIMEOUT || kind === K_THROTTLED)) {
+      fellBack = true;
       call.resolve(this.#runFallback(fallback, value, args));
     } else call.reject(value);
 
@@ -753,6 +782,8 @@ export class CircuitBreaker<
           this.emit('ignored', value, latency);
       }
       if (slow) this.emit('slow', latency);
+      // Last, as a refusal's comes after its `reject`: the counters are all booked by now.
+      if (fellBack) this.emit('fallback', value);
     } finally {
       // ...and the rules apply even then (the listener's error still propagates, as EventEmitter's do).
       if (!this.#shutdown) {
@@ -784,9 +815,12 @@ export class CircuitBreaker<
       (t[K_TIMEOUT] as number) +
       (t[K_THROTTLED] as number);
     if (calls === 0 || calls < this.#o.volumeThreshold) return;
-    // A fast success can only lower the rates, so it skips the check, except when it is the call that
-    // brings the window to volumeThreshold: the failures before it were not checked (too few calls).
-    if (kind === K_SUCCESS && !slow && calls !== this.#o.volumeThreshold) return;
+    // A fast success added to a window that passed the last check can only lower the rates, so it skips
+    // the check, except when it is the call that brings the window to volumeThreshold (the failures
+    // before it were not checked: too few calls), or when buckets slid out since the last check (losing
+    // old successes raises the rates without any new failure).
+    if (kind === K_SUCCESS && !slow && calls !== this.#o.volumeThreshold && !w.dropped) return;
+    w.dropped = false;
     const failureRate =
       (((t[K_FAILURE] as number) + (t[K_TIMEOUT] as number) + (t[K_THROTTLED] as number)) / calls) * 100;
     const slowCallRate = ((t[W_SLOW] as number) / calls) * 100;

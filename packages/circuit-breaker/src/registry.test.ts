@@ -105,6 +105,21 @@ describe('CircuitBreakerRegistry', () => {
     registry.close();
   });
 
+  it('refuses a fallback from the breaker function too (it would never run), evicting nothing', () => {
+    const registry = circuitBreakerRegistry({
+      maxBreakers: 1,
+      breaker: (key) => (key === 'with-fallback' ? ({ fallback: () => 'cached' } as never) : {}),
+    });
+    const a = registry.get('a');
+    // before the fix: accepted, and silently never called
+    expect(() => registry.get('with-fallback')).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_OPTION', option: 'breaker.fallback' }),
+    );
+    expect([...registry.keys()]).toEqual(['a']);
+    expect(a.isShutdown).toBe(false);
+    registry.close();
+  });
+
   it('keeps the new breaker when closing the evicted one throws (a shutdown listener)', () => {
     const registry = circuitBreakerRegistry({ maxBreakers: 1 });
     registry.get('a').on('shutdown', () => {

@@ -61,8 +61,20 @@ export class CircuitBreakerRegistry {
     }
     this.#maxBreakers = maxBreakers;
     const breaker = options.breaker === undefined ? {} : options.breaker;
-    if (typeof breaker === 'function') this.#breakerOptions = (key) => ({ name: key, ...breaker(key) });
-    else if (typeof breaker === 'object' && breaker !== null) {
+    if (typeof breaker === 'function') {
+      this.#breakerOptions = (key) => {
+        const options = breaker(key);
+        // As for an options object: a registry breaker has no action, so a fallback would never run.
+        if (typeof options === 'object' && options !== null && 'fallback' in options) {
+          throw new InvalidOptionError(
+            'breaker.fallback',
+            'absent (pass a fallback to execute())',
+            (options as { fallback?: unknown }).fallback,
+          );
+        }
+        return { name: key, ...options };
+      };
+    } else if (typeof breaker === 'object' && breaker !== null) {
       if ('fallback' in breaker) {
         throw new InvalidOptionError(
           'breaker.fallback',

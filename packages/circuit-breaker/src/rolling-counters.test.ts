@@ -34,6 +34,21 @@ describe('RollingCounters', () => {
     expect(w.totals[0]).toBe(1);
   });
 
+  it('flags a slide that dropped counts until the reader clears it, and only then', () => {
+    const w = new RollingCounters(1000, 10, 1);
+    w.add(0, 0);
+    w.advance(900);
+    expect(w.dropped).toBe(false);
+    w.advance(5000); // the record leaves the window
+    expect(w.dropped).toBe(true);
+    w.dropped = false;
+    w.advance(9000); // only empty buckets slide out
+    expect(w.dropped).toBe(false);
+    w.add(9000, 0);
+    w.reset();
+    expect(w.dropped).toBe(false);
+  });
+
   it('ignores a clock that goes backwards instead of corrupting the totals', () => {
     const w = new RollingCounters(1000, 10, 1);
     w.add(5000, 0);

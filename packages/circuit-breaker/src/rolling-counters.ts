@@ -16,6 +16,12 @@ export class RollingCounters {
   readonly #counts: Float64Array;
   /** The window's sums, kept equal to the sum of the live buckets. */
   readonly totals: Float64Array;
+  /**
+   * Set when advancing dropped a non-zero count (the totals went down without a record); the reader that
+   * decides on the totals clears it. The breaker needs it: a window that lost old successes can have a
+   * higher failure rate than when it was last checked, without a single new failure.
+   */
+  dropped = false;
   /** Index of the current bucket. */
   #current = 0;
   /** `floor(now / bucketMs)` of the current bucket; -Infinity before the first record. */
@@ -57,6 +63,7 @@ export class RollingCounters {
         if (value !== 0) {
           totals[i] = (totals[i] as number) - value;
           counts[base + i] = 0;
+          this.dropped = true;
         }
       }
     }
@@ -66,5 +73,6 @@ export class RollingCounters {
   reset(): void {
     this.#counts.fill(0);
     this.totals.fill(0);
+    this.dropped = false;
   }
 }
