@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type BankSim, startBankSim } from './bank-sim.js';
+import { BankSim, startBankSim } from './bank-sim.js';
 import { InvalidOptionError } from './errors.js';
 import type { BankSimOptions } from './options.js';
 import type { BankStats } from './stats.js';
@@ -66,6 +66,21 @@ describe('startBankSim', () => {
     await bank.close();
     await bank.close();
     await expect(bank.listen()).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+
+  it('a listen() overtaken by close() rejects with ERR_CLOSED instead of never settling', async () => {
+    const bank = new BankSim({ latencyMs: 0 });
+    const listening = bank.listen();
+    await bank.close();
+    // before the fix: Node dropped the listen without an event, and this promise stayed pending for ever
+    await expect(listening).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+    expect(bank.port).toBe(0);
+  });
+
+  it('a second listen() is refused without leaving listeners behind', async () => {
+    const bank = await start();
+    await expect(bank.listen()).rejects.toMatchObject({ code: 'ERR_SERVER_ALREADY_LISTEN' });
+    expect((await pay(bank, '"k1"')).status).toBe(201);
   });
 });
 

@@ -113,6 +113,9 @@ export class BankSim {
   #arrivals = 0;
   readonly #requestRandom = new Prng(0);
   #closing: Promise<void> | undefined;
+  // The server.listen() in progress. Node drops one that a server.close() overtakes without emitting
+  // 'listening' or 'error', so its listeners are removed (and a pending listen() rejected) here.
+  #pendingListen: { readonly cancel: () => void } | undefined;
 
   /**
    * @throws {InvalidOptionError} when an option is unknown or out of range.
@@ -148,19 +151,25 @@ export class BankSim {
     this.#plan = new FaultPlan({ faults: o.faults, random, clock: this.#clock, onChange: this.#onOutage });
   }
 
-  /** Starts listening on `options.port` / `options.host`. Resolves once the address is known. */
+  /**
+   * Starts listening on `options.port` / `options.host`. Resolves once the address is known.
+   * @throws {BankSimError} `ERR_CLOSED` (rejects) when `close()` was called before or while it listens.
+   */
   listen(): Promise<this> {
     if (this.#closed) return Promise.reject(new BankSimError('ERR_CLOSED', 'The bank simulator is closed'));
     return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.options.port, this.options.host, () => {
-        this.#server.off('error', reject);
-        this.#port = (this.#server.address() as AddressInfo).port;
-        this.#listening = true;
-        // An outage that started before we listened (startMs 0) must refuse from the first connection.
-        if (this.#plan.down && this.#plan.faults.outageMode === 'refuse') this.#stopListening();
-        resolve(this);
-      });
+      this.#listen(
+        this.options.port,
+        () => {
+          this.#port = (this.#server.address() as AddressInfo).port;
+          this.#listening = true;
+          // An outage that started before we listened (startMs 0) must refuse from the first connection.
+          if (this.#plan.down && this.#plan.faults.outageMode === 'refuse') this.#stopListening();
+          resolve(this);
+        },
+        reject,
+        () => reject(new BankSimError('ERR_CLOSED', 'The bank simulator was closed before it listened')),
+      );
     });
   }
 
@@ -216,6 +225,7 @@ export class BankSim {
   close(): Promise<void> {
     if (this.#closing !== undefined) return this.#closing;
     this.#closed = true;
+    this.#pendingListen?.cancel();
     this.#plan.close();
     this.#tellers.close();
     for (const timer of this.#slowTimers) clearTimeout(timer);
@@ -243,7 +253,7 @@ export class BankSim {
   // Back on the same port. Another process may have grabbed it meanwhile: retry a while, then give up
   // (the simulator stays down; `stats().down` is false but connections are refused).
   #relisten(attempt: number): void {
-    if (this.#closed || this.#plan.down || this.#server.listening) return;
+    if (this.#closed || this.#plan.down || this.#server.listening || this.#pendingListen) return;
     const onError = () => {
       if (attempt >= 50) return;
       const timer = setTimeout(() => {
@@ -253,11 +263,50 @@ export class BankSim {
       timer.unref();
       this.#slowTimers.add(timer);
     };
-    this.#server.once('error', onError);
-    this.#server.listen(this.#port, this.options.host, () => this.#server.off('error', onError));
+    this.#listen(this.#port, noop, onError, noop);
+  }
+
+  /** `server.listen()` with listeners that go away however it ends: listening, error, or overtaken. */
+  #listen(
+    port: number,
+    onListening: () => void,
+    onError: (error: Error) => void,
+    onCancel: () => void,
+  ): void {
+    const server = this.#server;
+    const forget = () => {
+      server.off('listening', listening);
+      server.off('error', failed);
+      if (this.#pendingListen === pending) this.#pendingListen = undefined;
+    };
+    const listening = () => {
+      forget();
+      onListening();
+    };
+    const failed = (error: Error) => {
+      forget();
+      onError(error);
+    };
+    const pending = {
+      cancel: () => {
+        forget();
+        onCancel();
+      },
+    };
+    this.#pendingListen = pending;
+    server.once('listening', listening);
+    server.once('error', failed);
+    try {
+      server.listen(port, this.options.host);
+    } catch (error) {
+      forget(); // e.g. ERR_SERVER_ALREADY_LISTEN, thrown at once
+      throw error;
+    }
   }
 
   #stopListening(): void {
+    // A listen again still in progress is dropped by the close below: forget its listeners.
+    this.#pendingListen?.cancel();
     // Idle keep-alive sockets go too; requests in flight still get their answer.
     this.#server.close();
     this.#server.closeIdleConnections();
@@ -636,6 +685,8 @@ export class BankSim {
 export async function startBankSim(options?: BankSimOptions): Promise<BankSim> {
   return new BankSim(options).listen();
 }
+
+function noop(): void {}
 
 function send(res: ServerResponse, status: number, body: string, type: string): void {
   if (res.destroyed || res.headersSent) return;

@@ -66,6 +66,39 @@ describe('parseCliArgs', () => {
   });
 
   it.each([
+    [
+      ['--drop-rate', '2'],
+      'Invalid --drop-rate "2": Expected `faults.dropAfterChargeRate` to be a probability',
+    ],
+    [['--tellers', '0'], 'Invalid --tellers "0": Expected `tellers` to be an integer >= 1, got `0`'],
+    [['--latency=-1'], 'Invalid --latency "-1": Expected `latencyMs`'],
+    [['--key-ttl', '0.5'], 'Invalid --key-ttl "0.5": Expected `keyTtlMs`'],
+    [
+      ['--rate-limit-headers', 'draft-9'],
+      'Invalid --rate-limit-headers "draft-9": Expected `rateLimitHeaders`',
+    ],
+    [['--outage-mode', 'down'], 'Invalid --outage-mode "down": Expected `faults.outageMode`'],
+    [
+      ['--outage', '0:10', '--outage', '5:0'],
+      'Invalid --outage "5:0": Expected `faults.outages[1].durationMs` to be a finite number in [1,',
+    ],
+  ])('names the flag and the text it got for an out-of-range %j', (argv, message) => {
+    let error: unknown;
+    try {
+      parseCliArgs(argv);
+    } catch (caught) {
+      error = caught;
+    }
+    // before the fix: accepted here, then refused by startBankSim() naming only the option
+    expect(error).toMatchObject({ code: 'ERR_INVALID_ARGUMENT', cause: { code: 'ERR_INVALID_OPTION' } });
+    expect((error as Error).message).toContain(message);
+  });
+
+  it('asks nothing of the values when --help is given', () => {
+    expect(parseCliArgs(['--tellers', '0', '--help']).help).toBe(true);
+  });
+
+  it.each([
     [['--rate', 'fast'], 'Expected --rate to be a number, got "fast"'],
     [['--outage', '10s'], 'Expected --outage to be <startMs>:<durationMs> such as 10000:5000, got "10s"'],
     [['--colour', 'red'], /--colour/],

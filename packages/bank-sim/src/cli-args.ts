@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
-import { BankSimError } from './errors.js';
-import type { BankSimOptions, Faults, OutageWindow } from './options.js';
+import { BankSimError, InvalidOptionError } from './errors.js';
+import { type BankSimOptions, type Faults, type OutageWindow, resolveOptions } from './options.js';
 
 /** What the command line asks for. */
 export interface CliCommand {
@@ -78,10 +78,19 @@ const FAULT_NUMBERS: Record<string, keyof Faults> = {
   'recovery-factor': 'recoveryRateFactor',
 };
 
+// The flags of the options that are not numbers (an InvalidOptionError names the option, not the flag).
+const STRINGS: Record<string, string> = {
+  host: 'host',
+  rateLimitHeaders: 'rate-limit-headers',
+  overloadMode: 'overload-mode',
+  'faults.outageMode': 'outage-mode',
+};
+
 /**
- * Parses the command line of `floodgate-bank-sim`. Values are checked for shape here (numbers,
- * windows); ranges are checked by `startBankSim()` itself.
- * @throws {BankSimError} `ERR_INVALID_ARGUMENT` on an unknown flag or a malformed value.
+ * Parses the command line of `floodgate-bank-sim` and checks the options it makes as `startBankSim()`
+ * will (unless `--help` is asked), so a value out of range is reported by the flag that gave it.
+ * @throws {BankSimError} `ERR_INVALID_ARGUMENT` on an unknown flag or a malformed or out-of-range value
+ *   (the option's `InvalidOptionError` as `cause`).
  */
 export function parseCliArgs(argv: readonly string[]): CliCommand {
   const strings = [...Object.keys(NUMBERS), ...Object.keys(FAULT_NUMBERS)];
@@ -111,7 +120,40 @@ export function parseCliArgs(argv: readonly string[]): CliCommand {
   const outages = values.outage;
   if (Array.isArray(outages)) faults.outages = outages.map((text) => outage(String(text)));
   if (Object.keys(faults).length > 0) options.faults = faults;
-  return { help: values.help === true, json: values.json === true, options: options as BankSimOptions };
+  const help = values.help === true;
+  if (!help) {
+    try {
+      resolveOptions(options as BankSimOptions);
+    } catch (error) {
+      if (!(error instanceof InvalidOptionError)) throw error;
+      const given = flagOf(error.option, values);
+      if (given === undefined) throw error;
+      throw new BankSimError(
+        'ERR_INVALID_ARGUMENT',
+        `Invalid --${given.flag} ${JSON.stringify(given.text)}: ${error.message}`,
+        { cause: error },
+      );
+    }
+  }
+  return { help, json: values.json === true, options: options as BankSimOptions };
+}
+
+/** The flag that set `option` (e.g. `faults.outages[1].durationMs`), with the text it was given. */
+function flagOf(
+  option: string,
+  values: Record<string, string | boolean | string[] | undefined>,
+): { flag: string; text: string } | undefined {
+  const window = /^faults\.outages\[(\d+)\]/.exec(option);
+  const flag =
+    window !== null
+      ? 'outage'
+      : (Object.keys(NUMBERS).find((f) => NUMBERS[f] === option) ??
+        Object.keys(FAULT_NUMBERS).find((f) => `faults.${FAULT_NUMBERS[f]}` === option) ??
+        STRINGS[option]);
+  if (flag === undefined) return undefined;
+  const value = values[flag];
+  const text = Array.isArray(value) ? value[Number(window?.[1] ?? 0)] : value;
+  return typeof text === 'string' ? { flag, text } : undefined;
 }
 
 function parse(argv: readonly string[], numberFlags: readonly string[]) {

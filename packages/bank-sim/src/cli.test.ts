@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, type Server } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const cli = fileURLToPath(new URL('./cli.ts', import.meta.url));
 const children: ChildProcess[] = [];
+const servers: Server[] = [];
 
 function run(args: string[]): ChildProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', cli, ...args], {
@@ -23,11 +25,40 @@ async function firstLine(child: ChildProcess): Promise<string> {
   return text.split('\n')[0] ?? '';
 }
 
-afterEach(() => {
+afterEach(async () => {
   for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
 });
 
+async function exit(child: ChildProcess): Promise<{ code: number | null; stderr: string }> {
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => {
+    stderr += String(chunk);
+  });
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, stderr };
+}
+
 describe('floodgate-bank-sim', () => {
+  it('exits 2 with the usage on a bad flag value, naming the flag', async () => {
+    const { code, stderr } = await exit(run(['--drop-rate', '2']));
+    expect(code).toBe(2);
+    expect(stderr).toContain('Invalid --drop-rate "2"');
+    expect(stderr).toContain('Usage: floodgate-bank-sim');
+  });
+
+  it('exits 1 without the usage when it cannot listen (port in use)', async () => {
+    const server = createServer();
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const { code, stderr } = await exit(run(['--port', String(port)]));
+    // before the fix: 2, and the usage after the reason
+    expect(code).toBe(1);
+    expect(stderr).toContain('EADDRINUSE');
+    expect(stderr).not.toContain('Usage:');
+  });
+
   it('prints its address, serves payments and stops cleanly on SIGTERM with its stats', async () => {
     const child = run(['--port', '0', '--rate', '300', '--seed', '3', '--latency', '1', '--json']);
     let stderr = '';

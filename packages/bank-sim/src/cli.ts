@@ -46,7 +46,13 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  const message = error instanceof BankSimError ? error.message : String(error);
-  process.stderr.write(`floodgate-bank-sim: ${message}\n\n${usage}`);
-  process.exitCode = 2;
+  // A bad command line is a usage error (2, with the usage); anything else, such as a port already in
+  // use, is a failure to run (1), where the usage would only bury the reason.
+  if (error instanceof BankSimError) {
+    process.stderr.write(`floodgate-bank-sim: ${error.message}\n\n${usage}`);
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`floodgate-bank-sim: ${String(error)}\n`);
+    process.exitCode = 1;
+  }
 });

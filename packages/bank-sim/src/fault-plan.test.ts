@@ -74,4 +74,19 @@ describe('FaultPlan', () => {
     p.close();
     expect(vi.getTimerCount()).toBe(0);
   });
+
+  it('schedules no outage after close() (a late setFaults)', () => {
+    const { p, changes } = plan();
+    p.close();
+    p.set({
+      outages: [
+        { startMs: 0, durationMs: 100 },
+        { startMs: 100, durationMs: 100 },
+      ],
+    });
+    // before the fix: two timers armed after close(), and the window at 0 opened
+    expect(vi.getTimerCount()).toBe(0);
+    expect(p.down).toBe(false);
+    expect(changes).toEqual([]);
+  });
 });

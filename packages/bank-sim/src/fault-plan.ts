@@ -93,6 +93,8 @@ export class FaultPlan {
       this.#open = 0;
       this.#leave();
     }
+    // Closed: the faults are kept (they are still reported) but no window opens and no timer is armed.
+    if (this.#closed) return;
     const now = this.#clock();
     for (const window of this.#faults.outages) {
       if (window.startMs === 0) this.#enter(now + window.durationMs, window.durationMs);

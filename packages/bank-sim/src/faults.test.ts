@@ -164,6 +164,24 @@ describe('outage windows', () => {
     await vi.waitFor(async () => expect((await pay(bank, 'k1')).status).toBe(201));
   });
 
+  it('outages set again and again while refusing leave no listen listeners behind', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning);
+    process.on('warning', onWarning);
+    try {
+      const bank = await start({ faults: { outages: [{ startMs: 0, durationMs: 60_000 }] } });
+      // Each one ends the open outage (listen again) and opens a new one (close before it binds).
+      for (let i = 0; i < 15; i++) bank.setFaults({ outages: [{ startMs: 0, durationMs: 60_000 }] });
+      expect(await failure(pay(bank, 'k1'))).toBe('ECONNREFUSED');
+      bank.setFaults({ outages: [] });
+      await vi.waitFor(async () => expect((await pay(bank, 'k1')).status).toBe(201));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    // before the fix: MaxListenersExceededWarning, 11 'listening' and 11 'error' listeners on the server
+    expect(warnings.map((warning) => warning.name)).not.toContain('MaxListenersExceededWarning');
+  });
+
   it('a window opens and closes on its own timers', async () => {
     const bank = await start({ faults: { outageMode: 'status', outages: [{ startMs: 1, durationMs: 5 }] } });
     await vi.waitFor(() => expect(bank.stats().down).toBe(true), { interval: 1 });
@@ -225,6 +243,22 @@ describe('outage windows', () => {
     expect(throttled.headers.get('retry-after')).toBe('10');
     now = 60_000;
     expect((await pay(bank, 'b', 'b')).status).toBe(201);
+  });
+
+  it('a Retry-After during a short recovery counts the whole rate after it ends', async () => {
+    const bank = await start({
+      rate: 10,
+      burst: 1,
+      clock: () => 0,
+      faults: { outageMode: 'status', recoveryMs: 1000, recoveryRateFactor: 0.01 },
+    });
+    bank.setFaults({ outages: [{ startMs: 0, durationMs: 60_000 }] });
+    bank.setFaults({ outages: [] });
+    expect((await pay(bank, 'a', 'a')).status).toBe(201);
+    const throttled = await pay(bank, 'b', 'b');
+    expect(throttled.status).toBe(503);
+    // 0.1 token in the reduced second, 0.9 at 10/s after it: 1.09 s (before the fix: 10 s)
+    expect(throttled.headers.get('retry-after')).toBe('2');
   });
 
   it('comes back with at most burst × recoveryRateFactor tokens, not the bucket that filled while down', async () => {

@@ -61,13 +61,13 @@ export class FlowLimit {
   /** Milliseconds until one token is there, as of the last decision. */
   retryAfterMs(): number {
     if (this.rate === Number.POSITIVE_INFINITY || this.#tokens >= 1) return 0;
-    return (1 - this.#tokens) / (this.#perMs * this.#factor);
+    return this.#msUntil(1);
   }
 
   /** Milliseconds until the bucket is full again, as of the last decision. */
   resetAfterMs(): number {
     if (this.rate === Number.POSITIVE_INFINITY) return 0;
-    return (this.burst - this.#tokens) / (this.#perMs * this.#factor);
+    return this.#msUntil(this.burst);
   }
 
   /**
@@ -87,6 +87,21 @@ export class FlowLimit {
   reset(): void {
     this.#tokens = this.burst;
     this.#last = Number.NaN;
+  }
+
+  /**
+   * Milliseconds from the last decision until the bucket holds `tokens`, refilling as `#refill` does: at
+   * the factor until `#factorUntil`, at the whole rate after it (a recovery that ends before the token
+   * is there must not stretch the whole wait).
+   */
+  #msUntil(tokens: number): number {
+    const missing = tokens - this.#tokens;
+    if (!(missing > 0)) return 0;
+    const reducedPerMs = this.#perMs * this.#factor;
+    const reducedMs = Math.max(0, this.#factorUntil - this.#last);
+    const reducedGain = reducedMs * reducedPerMs; // Infinity while no recovery end is set
+    if (missing <= reducedGain) return missing / reducedPerMs;
+    return reducedMs + (missing - reducedGain) / this.#perMs;
   }
 
   #refill(now: number): void {
