@@ -5,8 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BankSim, startBankSim } from '@floodgate/bank-sim';
-import { type BrowserContext, chromium } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BrowserContext, chromium, type Page, type Route } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createShopApp, settleOrder } from '../src/app.js';
 import { ShopDb } from '../src/db.js';
 import { floodgateShop } from '../src/floodgate-shop.js';
@@ -22,6 +22,17 @@ if (!haveChromium) {
   const message = `\n!!! group-buy-shop browser test SKIPPED: no chromium at ${CHROMIUM} (apt-get install -y chromium) !!!\n`;
   if (process.env.FLOODGATE_REQUIRE_BROWSER === '1') throw new Error(message);
   console.warn(message);
+}
+
+/** What the dashboard shows of `GET /api/stats`. */
+interface StatsBody {
+  shop: string;
+  instance: string;
+  bankRate: number;
+  perSecond: Record<'checkouts' | 'shed' | 'bank', number>;
+  payments: { breaker: string; queued: number };
+  orders: Record<'paid' | 'pending' | 'declined' | 'failed', number>;
+  bank: { ordersChargedMoreThanOnce: number; extraCharges: number };
 }
 
 describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
@@ -79,26 +90,52 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
   });
 
-  it('joins a deal and pays; a second click does not charge again', async () => {
-    const page = await browser.newPage();
+  // The fake clock (`page.clock`) is the whole context's: one a test stopped must run again for the next.
+  let clockPaused = false;
+  afterEach(async () => {
+    if (clockPaused) await browser.clock.resume();
+    clockPaused = false;
+  });
+
+  /** From here the page's clock (installed) stands still: it moves only by `runFor()`. */
+  async function pauseClock(page: Page): Promise<void> {
+    clockPaused = true;
+    await page.clock.pauseAt(await page.evaluate(() => Date.now() + 1000));
+  }
+
+  /** Opens the storefront as `student`, once it has said which shop serves it. */
+  async function openShop(page: Page, student: string): Promise<void> {
     await page.goto(shopUrl);
-    await page.fill('#student', 'browser-student');
+    await page.fill('#student', student);
     await page.dispatchEvent('#student', 'change');
     await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
+  }
+
+  it('joins a deal and pays; a double click sends one checkout, and a paid order cannot be paid again', async () => {
+    const page = await browser.newPage();
+    await openShop(page, 'browser-student');
     await page.click('button[data-deal="d-kettle"]');
     await page.waitForSelector('#checkout:not([hidden])');
-    await page.click('#pay');
+    const keys: Array<string | undefined> = [];
+    page.on('request', (request) => {
+      if (request.url().endsWith('/api/checkout')) keys.push(request.headers()['idempotency-key']);
+    });
+    await page.dblclick('#pay');
     await page.locator('#result', { hasText: /^Paid/ }).waitFor();
 
     const order = db.orders('paid').find((o) => o.studentId === 'browser-student');
     expect(order).toMatchObject({ dealId: 'd-kettle', amount: 1200, status: 'paid' });
     expect(bank.stats()).toMatchObject({ charges: 1, ordersChargedMoreThanOnce: 0 });
-
-    // The page sends the same Idempotency-Key again: the shop replays its first answer.
-    const [again] = await Promise.all([page.waitForResponse('**/api/checkout'), page.click('#pay')]);
-    expect(again.status()).toBe(201);
-    expect(await again.headerValue('idempotent-replayed')).toBe('true');
-    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    // The second click of the double click found "Pay" locked while the first was under way.
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatch(/^"[0-9a-f-]{36}"$/);
+    // Paid: "Pay" stays locked, for the mouse and the keyboard.
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('true');
+    await page.click('#pay', { force: true });
+    await page.focus('#pay');
+    await page.keyboard.press('Enter');
+    expect(await page.locator('#result').textContent()).toMatch(/^Paid/);
+    expect(keys).toHaveLength(1);
     expect(bank.stats()).toMatchObject({ charges: 1, ordersChargedMoreThanOnce: 0 });
 
     const dashboard = await browser.newPage();
@@ -108,6 +145,53 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     expect(await dashboard.locator('#double').textContent()).toBe('0');
     expect(await dashboard.locator('#shed').textContent()).toBe('0');
     expect(await dashboard.locator('#chart polyline').count()).toBeGreaterThan(0);
+  }, 30_000);
+
+  it('keeps the key of a click whose answer was lost: the same card is answered from it, another card is told how the order ended', async () => {
+    const page = await browser.newPage();
+    await openShop(page, 'lost-answer-student');
+    await page.click('button[data-deal="d-textbook"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    // The shop takes the click and pays, but its answer never reaches the page.
+    await page.route('**/api/checkout', async (route) => {
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    const [lost] = await Promise.all([page.waitForRequest('**/api/checkout'), page.click('#pay')]);
+    await page.locator('#result', { hasText: /^Shop not answering/ }).waitFor();
+    const order = db.orders('paid').find((o) => o.studentId === 'lost-answer-student');
+    expect(order?.dealId).toBe('d-textbook');
+    const chargesBefore = bank.stats().charges;
+    await page.unroute('**/api/checkout');
+
+    // Clicked again with the same card: the same key, answered from the first click.
+    const [again] = await Promise.all([page.waitForResponse('**/api/checkout'), page.click('#pay')]);
+    expect(await again.request().headerValue('idempotency-key')).toBe(
+      await lost.headerValue('idempotency-key'),
+    );
+    expect(again.status()).toBe(201);
+    expect(await again.headerValue('idempotent-replayed')).toBe('true');
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(bank.stats()).toMatchObject({ charges: chargesBefore, ordersChargedMoreThanOnce: 0 });
+
+    // Another student, the same lost answer, then another card: the key's first use was another card
+    // (422), so the page asks how the order ended instead of saying "failed".
+    await page.fill('#student', 'lost-answer-student-2');
+    await page.dispatchEvent('#student', 'change');
+    await page.click('button[data-deal="d-textbook"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    await page.route('**/api/checkout', async (route) => {
+      await route.fetch();
+      await route.abort('connectionreset');
+    });
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Shop not answering/ }).waitFor();
+    await page.unroute('**/api/checkout');
+    await page.selectOption('#card', 'tok_decline_insufficient_funds');
+    const [reused] = await Promise.all([page.waitForResponse('**/api/checkout'), page.click('#pay')]);
+    expect(reused.status()).toBe(422);
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(bank.stats()).toMatchObject({ charges: chargesBefore + 1, ordersChargedMoreThanOnce: 0 });
   }, 30_000);
 
   it('shows a declined card as declined, nothing is charged; then pays with another card, charged once', async () => {
@@ -122,6 +206,10 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await page.selectOption('#card', 'tok_decline_insufficient_funds');
     const [declined] = await Promise.all([page.waitForRequest('**/api/checkout'), page.click('#pay')]);
     await page.locator('#result', { hasText: /^Declined/ }).waitFor();
+    // Said as a student reads it, with what to do next.
+    expect(await page.locator('#result').textContent()).toBe(
+      'Declined: not enough funds on this card. Nothing was charged. Choose another card and pay again.',
+    );
     const order = db.orders('declined').find((o) => o.studentId === 'broke-student');
     expect(order?.declineReason).toBe('insufficient_funds');
     expect(bank.stats().declines).toBe(1);
@@ -191,6 +279,34 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     expect(textbook?.status).toBe('created');
   }, 30_000);
 
+  it('keeps "Pay" locked and the key when the student joins the same deal again while its click is on its way', async () => {
+    const page = await browser.newPage();
+    await openShop(page, 'rejoining-student');
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const chargesBefore = bank.stats().charges;
+    let letThrough!: () => void;
+    const slow = new Promise<void>((resolve) => (letThrough = resolve));
+    const keys: Array<string | undefined> = [];
+    await page.route('**/api/checkout', async (route) => {
+      keys.push(route.request().headers()['idempotency-key']);
+      await slow;
+      await route.continue();
+    });
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Paying/ }).waitFor();
+    // The click has not reached the shop yet, so the order it answers with is still `created`.
+    await Promise.all([page.waitForResponse('**/api/deals'), page.click('button[data-deal="d-kettle"]')]);
+    expect(await page.locator('#result').textContent()).toMatch(/^Paying/);
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('true');
+    await page.click('#pay', { force: true });
+
+    letThrough();
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(keys).toHaveLength(1);
+    expect(bank.stats()).toMatchObject({ charges: chargesBefore + 1, ordersChargedMoreThanOnce: 0 });
+  }, 30_000);
+
   it('says so when the shop is not answering, and keeps watching a pending payment through it', async () => {
     const page = await browser.newPage();
     // The page's timers run on this clock: polling is driven below, without waiting for it.
@@ -211,13 +327,15 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     // Back, the bank's answer is unknown: "pending". The order page is unreachable for a while (the shop
     // restarts), then says `created` (the restarted shop found nothing sent): payable again.
     await page.unroute('**/api/checkout');
-    await page.route('**/api/checkout', (route) =>
-      route.fulfill({
+    let checkouts = 0;
+    await page.route('**/api/checkout', (route) => {
+      checkouts++;
+      return route.fulfill({
         status: 202,
         contentType: 'application/json',
         body: JSON.stringify({ status: 'pending', orderId }),
-      }),
-    );
+      });
+    });
     const answers: Array<'down' | 'pending' | 'created'> = ['down', 'pending', 'down', 'created'];
     let polls = 0;
     await page.route('**/api/orders/*', (route) => {
@@ -230,6 +348,11 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     });
     await page.click('#pay');
     await page.locator('#result', { hasText: /^Payment pending/ }).waitFor();
+    // "Do not pay again": "Pay" and the card are locked while the page watches the payment.
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('true');
+    expect(await page.isDisabled('#card')).toBe(true);
+    await page.click('#pay', { force: true });
+    expect(checkouts).toBe(1);
     for (let i = 1; i <= answers.length; i++) {
       await page.clock.runFor(1000);
       await expect.poll(() => polls).toBe(i);
@@ -251,4 +374,235 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await page.locator('#result', { hasText: /^Still pending: we stopped checking/ }).waitFor();
     expect(bank.stats().ordersChargedMoreThanOnce).toBe(0);
   }, 60_000);
+
+  it('on a phone, with the keyboard: joining moves to the checkout, Tab reaches the card and "Pay", Enter pays', async () => {
+    const page = await browser.newPage();
+    await page.setViewportSize({ width: 390, height: 844 });
+    await openShop(page, 'keyboard-student');
+    // Readable at phone width: the form controls take the page's text size, not the browser's 13 px.
+    for (const control of ['#student', '#card', '#pay']) {
+      const px = await page.evaluate(
+        `parseFloat(getComputedStyle(document.querySelector('${control}')).fontSize)`,
+      );
+      expect(px, control).toBeGreaterThanOrEqual(16);
+    }
+    // The test's TypeScript has no DOM types: what runs in the page is written as a string.
+    const onScreen = (selector: string) =>
+      page.evaluate(`(({ top, bottom }) => top >= 0 && bottom <= innerHeight)(
+        document.querySelector('${selector}').getBoundingClientRect())`);
+    const focused = () => page.evaluate('document.activeElement?.id');
+
+    await page.focus('button[data-deal="d-headphones"]');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#checkout:not([hidden])');
+    // The deals are redrawn after a join: the focus goes to the checkout, not to the page's start with the
+    // pressed button, and the checkout (below the deals on a phone) comes into view.
+    await expect.poll(focused).toBe('checkout-title');
+    expect(await onScreen('#pay')).toBe(true);
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('card');
+    await page.keyboard.press('Tab');
+    expect(await focused()).toBe('pay');
+    await page.keyboard.press('Enter');
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(await onScreen('#result')).toBe(true);
+    expect(db.orders('paid').filter((o) => o.studentId === 'keyboard-student')).toHaveLength(1);
+  }, 30_000);
+
+  it('says why joining did not work where the student looks, and closes the checkout when the student id changes', async () => {
+    const page = await browser.newPage();
+    await openShop(page, 'notice-student');
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const first = await page.locator('#order-summary').textContent();
+
+    // Another student: the order shown is not theirs (paying it would be "You have no order").
+    await page.fill('#student', 'bad id!');
+    await page.dispatchEvent('#student', 'change');
+    expect(await page.locator('#checkout').isHidden()).toBe(true);
+    expect(await page.evaluate("document.getElementById('student').validity.patternMismatch")).toBe(true);
+    await page.click('button[data-deal="d-kettle"]');
+    // Said above the deals: the checkout, where such a message used to go, is closed.
+    await page.locator('#notice', { hasText: /^Student ID: 1-64 letters/ }).waitFor();
+    expect(await page.locator('#checkout').isHidden()).toBe(true);
+    expect(db.orders().filter((o) => o.studentId === 'bad id!')).toHaveLength(0);
+
+    await page.fill('#student', 'notice-student-2');
+    await page.dispatchEvent('#student', 'change');
+    expect(await page.locator('#notice').textContent()).toBe('');
+    await page.route('**/api/deals/*/join', (route) => route.abort('connectionrefused'));
+    await page.click('button[data-deal="d-kettle"]');
+    await page.locator('#notice', { hasText: /^Shop not answering/ }).waitFor();
+    await page.unroute('**/api/deals/*/join');
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    expect(await page.locator('#notice').textContent()).toBe('');
+    expect(await page.locator('#order-summary').textContent()).not.toBe(first);
+  }, 30_000);
+
+  it('honours Retry-After: "Pay" comes back when the busy (503) or rate-limited (429) shop said it may', async () => {
+    const page = await browser.newPage();
+    await page.clock.install();
+    await openShop(page, 'busy-student');
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    await pauseClock(page);
+    let refused = 0;
+    await page.route('**/api/checkout', async (route) => {
+      refused++;
+      const busy = refused === 1;
+      // The shop sends seconds; an HTTP date is read too (whole seconds: 2 s from the page's time, which
+      // stands still).
+      const at = await page.evaluate(() => Date.now() + 2000);
+      return route.fulfill({
+        status: busy ? 503 : 429,
+        contentType: 'application/problem+json',
+        headers: { 'retry-after': busy ? '3' : new Date(at).toUTCString() },
+        body: JSON.stringify(
+          busy
+            ? { status: 503, detail: 'The upstream queue is full', code: 'ERR_LOAD_SHED' }
+            : { status: 429, detail: 'Too many requests', code: 'ERR_RATE_LIMITED' },
+        ),
+      });
+    });
+    const tryToPay = async () => {
+      await page.click('#pay', { force: true });
+      await page.focus('#pay');
+      await page.keyboard.press('Enter');
+    };
+
+    await page.click('#pay');
+    await page
+      .locator('#result', { hasText: 'The shop is busy; nothing was charged. You can pay again in 3 s.' })
+      .waitFor();
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('true');
+    await tryToPay();
+    await page.clock.runFor(1000);
+    await page.locator('#result', { hasText: /in 2 s\.$/ }).waitFor();
+    await tryToPay();
+    expect(refused).toBe(1);
+    await page.clock.runFor(2000);
+    await page
+      .locator('#result', { hasText: /^The shop is busy; nothing was charged. You can pay again now/ })
+      .waitFor();
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('false');
+
+    await page.click('#pay');
+    await page
+      .locator('#result', {
+        hasText: 'Too many attempts in a short time; nothing was charged. You can pay again in 2 s.',
+      })
+      .waitFor();
+    await tryToPay();
+    expect(refused).toBe(2);
+    await page.clock.runFor(2000);
+    await page.locator('#result', { hasText: /You can pay again now/ }).waitFor();
+    await page.unroute('**/api/checkout');
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(db.orders('paid').filter((o) => o.studentId === 'busy-student')).toHaveLength(1);
+  }, 30_000);
+
+  it('watches the order when another payment of it is under way (409), with "Pay" and the card locked', async () => {
+    const page = await browser.newPage();
+    await page.clock.install();
+    await openShop(page, 'second-tab-student');
+    await page.click('button[data-deal="d-textbook"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const orderId = db.orders('created').find((o) => o.studentId === 'second-tab-student')?.id as string;
+    await pauseClock(page);
+    let checkouts = 0;
+    // Another tab pays the order with another card: this one is told so, as the shop tells it.
+    await page.route('**/api/checkout', (route) => {
+      checkouts++;
+      return route.fulfill({
+        status: 409,
+        contentType: 'application/problem+json',
+        headers: { 'retry-after': '2' },
+        body: JSON.stringify({
+          status: 'in-progress',
+          code: 'ERR_PAYMENT_MISMATCH',
+          orderId,
+          detail:
+            'Another payment of this order, with other payment details, is in progress or done: wait for it.',
+        }),
+      });
+    });
+    const answers = ['paying', 'paid'];
+    let polls = 0;
+    await page.route('**/api/orders/*', (route) =>
+      route.fulfill({
+        contentType: 'application/json',
+        body: JSON.stringify({ id: orderId, status: answers[polls++] ?? 'paid' }),
+      }),
+    );
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Another payment of this order is under way/ }).waitFor();
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('true');
+    expect(await page.isDisabled('#card')).toBe(true);
+    await page.click('#pay', { force: true });
+    expect(checkouts).toBe(1);
+    await page.clock.runFor(1000);
+    await expect.poll(() => polls).toBe(1);
+    await page.locator('#result', { hasText: /^Another payment of this order is under way/ }).waitFor();
+    await page.clock.runFor(1000);
+    await expect.poll(() => polls).toBe(2);
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(checkouts).toBe(1);
+  }, 30_000);
+
+  it('the dashboard shows what /api/stats says, polls once the last poll is answered, and greys the numbers out when the shop stops answering', async () => {
+    const dashboard = await browser.newPage();
+    await dashboard.clock.install();
+    let served: StatsBody | undefined;
+    let held: Route | undefined;
+    let polls = 0;
+    await dashboard.route('**/api/stats', async (route) => {
+      polls++;
+      // The first poll goes to the shop; the next is held, so the numbers compared below stay on screen.
+      if (served) {
+        held ??= route;
+        return;
+      }
+      const response = await route.fetch();
+      served = await response.json();
+      await route.fulfill({ response });
+    });
+    await dashboard.goto(`${shopUrl}/dashboard`);
+    await dashboard.locator('#who', { hasText: / shop \(/ }).waitFor();
+    const stats = served as StatsBody;
+    const shown = await dashboard.evaluate(`Object.fromEntries(
+      [...document.querySelectorAll('.card .value, #limit, #who')].map((element) => [element.id, element.textContent]),
+    )`);
+    expect(shown).toEqual({
+      who: `${stats.shop} shop (${stats.instance})`,
+      checkouts: String(stats.perSecond.checkouts),
+      shed: String(stats.perSecond.shed),
+      bank: String(stats.perSecond.bank),
+      limit: String(stats.bankRate),
+      breaker: stats.payments.breaker,
+      queued: String(stats.payments.queued),
+      paid: String(stats.orders.paid),
+      pending: String(stats.orders.pending),
+      declined: String(stats.orders.declined),
+      failed: String(stats.orders.failed),
+      double: String(stats.bank.ordersChargedMoreThanOnce),
+      extra: String(stats.bank.extraCharges),
+    });
+
+    // A poll that is slow to answer: the next one waits for it (polls sent every second regardless could
+    // be answered out of order, and show older numbers after newer).
+    await pauseClock(dashboard);
+    await expect.poll(() => held !== undefined).toBe(true);
+    await dashboard.clock.runFor(3000);
+    // Requests are routed in the order sent: once this one is answered, any poll sent before it was seen.
+    await dashboard.evaluate(() => fetch('/api/config').then((response) => response.ok));
+    expect(polls).toBe(2);
+
+    await held?.abort('connectionrefused');
+    await dashboard.locator('#who', { hasText: /^shop not answering: numbers as of / }).waitFor();
+    expect(await dashboard.getAttribute('#board', 'class')).toContain('stale');
+    expect(await dashboard.locator('#paid').textContent()).toBe(String(stats.orders.paid));
+    await dashboard.close();
+  }, 30_000);
 });

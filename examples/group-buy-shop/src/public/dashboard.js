@@ -36,9 +36,14 @@ function draw(stats) {
   );
 }
 
+/** When the numbers shown were given (`stats.at`), for the line that says they are old. */
+let shownAt = null;
+
 async function tick() {
   try {
-    const stats = await (await fetch('/api/stats')).json();
+    const response = await fetch('/api/stats');
+    if (!response.ok) throw new Error(`GET /api/stats answered ${response.status}`);
+    const stats = await response.json();
     $('who').textContent = `${stats.shop} shop (${stats.instance})`;
     set('checkouts', stats.perSecond.checkouts);
     set('shed', stats.perSecond.shed);
@@ -53,10 +58,19 @@ async function tick() {
     set('double', stats.bank?.ordersChargedMoreThanOnce, (stats.bank?.ordersChargedMoreThanOnce ?? 0) > 0);
     set('extra', stats.bank?.extraCharges, (stats.bank?.extraCharges ?? 0) > 0);
     draw(stats);
+    shownAt = stats.at;
+    $('board').classList.remove('stale');
   } catch {
-    $('who').textContent = 'shop not answering';
+    // A restarting shop (the festival SIGKILLs one): the numbers stay, greyed, and say how old they are.
+    $('who').textContent =
+      shownAt === null
+        ? 'shop not answering'
+        : `shop not answering: numbers as of ${new Date(shownAt).toLocaleTimeString()}`;
+    $('board').classList.add('stale');
   }
+  // The next poll once this one is done: a slow answer (the bank's numbers wait up to half a second)
+  // must not be overtaken by the next one's and show older numbers after newer.
+  setTimeout(tick, 1000);
 }
 
 await tick();
-setInterval(tick, 1000);
