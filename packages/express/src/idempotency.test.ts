@@ -126,6 +126,22 @@ describe('idempotency (express)', () => {
     expect(runs).toBe(2);
   });
 
+  it('replays a stored 304 without a Content-Length of its own (RFC 9110 15.4.5)', async () => {
+    let runs = 0;
+    const a = app((_req, res) => {
+      runs += 1;
+      res.status(304).set('ETag', '"v1"').end();
+    });
+    const first = await request(a).post('/pay').set('Idempotency-Key', 'nm').send({});
+    const replay = await request(a).post('/pay').set('Idempotency-Key', 'nm').send({});
+    expect(first.headers['content-length']).toBeUndefined();
+    expect(replay.status).toBe(304);
+    expect(replay.headers['idempotent-replayed']).toBe('true');
+    // `0` would tell a cache the 200's body is empty.
+    expect(replay.headers['content-length']).toBeUndefined();
+    expect(runs).toBe(1);
+  });
+
   it('validation messages name the option and the value', () => {
     expect(() => idempotency({ scope: 'user' as never })).toThrow(/`scope` to be a function, got `"user"`/);
     expect(() => idempotency(null as never)).toThrow(/`options` to be an object, got `null`/);

@@ -66,7 +66,10 @@ export function loadShedding(options: ExpressLoadSheddingOptions = {}): LoadShed
       return;
     }
     // 'close' fires once the response is finished or the connection is gone: the slot is freed either way.
-    res.once('close', admission.release);
+    // A client that left while an earlier middleware awaited (idempotency looking its key up) sent its
+    // 'close' already: listening for it would hold the slot for good.
+    if (res.closed) admission.release();
+    else res.once('close', admission.release);
     next();
   };
   return Object.assign(middleware, { shedder });

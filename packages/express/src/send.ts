@@ -11,8 +11,15 @@ export function sendAnswer(res: ServerResponse, answer: HttpAnswer): void {
     res.end();
     return;
   }
-  res.statusCode = answer.status;
+  const status = answer.status;
+  res.statusCode = status;
   for (const name in answer.headers) res.setHeader(name, answer.headers[name] as string);
+  // A replayed 204 or 304 has no content (RFC 9110 8.6, 15.4.5): it must not claim `Content-Length: 0`
+  // (a 304's would have to be the 200's length), and Node would not send a body anyway.
+  if (status === 204 || status === 304) {
+    res.end();
+    return;
+  }
   const body = answer.body;
   // A string: Node checks a field value with a regular expression, and one given a number goes the slow
   // way through RegExp.prototype.test.

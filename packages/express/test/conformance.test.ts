@@ -25,6 +25,12 @@ const versions = [
 export function buildApp(spec: AppSpec, holds: Holds, express: typeof express5 = express5): Express {
   const app = express();
   app.set('trust proxy', spec.trustProxy ?? false);
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    res.once('close', () => {
+      if (!res.writableEnded) holds.arrive('gone');
+    });
+    next();
+  });
   const limiter = spec.rateLimit === undefined ? undefined : rateLimit(spec.rateLimit);
   const shedder = spec.shedding === undefined ? undefined : loadShedder(spec.shedding);
   const idem =
@@ -33,15 +39,20 @@ export function buildApp(spec: AppSpec, holds: Holds, express: typeof express5 =
       : idempotency({
           ...spec.idempotency,
           ...(spec.idempotencyStore === undefined ? {} : { store: spec.idempotencyStore(holds) }),
+          ...(spec.idempotencyScope === undefined ? {} : { scope: spec.idempotencyScope(holds) }),
         });
+  const sheddingFirst = spec.order !== 'idempotency-first';
+  const shedding = (path: string) =>
+    shedder === undefined
+      ? []
+      : [loadShedding({ shedder, priority: spec.routes?.[path]?.priority ?? shedder.defaultPriority })];
   const guards = (path: string) => {
     const route = spec.routes?.[path];
     const chain = [];
     if (limiter !== undefined && route?.rateLimit !== false) {
       chain.push(route?.rateLimit === undefined ? limiter : limiter.with(route.rateLimit));
     }
-    if (shedder !== undefined)
-      chain.push(loadShedding({ shedder, priority: route?.priority ?? shedder.defaultPriority }));
+    if (sheddingFirst || path !== '/checkout') chain.push(...shedding(path));
     return chain;
   };
   const ok = (_req: Request, res: Response) => {
@@ -59,6 +70,7 @@ export function buildApp(spec: AppSpec, holds: Holds, express: typeof express5 =
     ...guards('/checkout'),
     express.json(),
     ...(idem === undefined ? [] : [idem]),
+    ...(sheddingFirst ? [] : shedding('/checkout')),
     async (req: Request, res: Response, next: NextFunction) => {
       try {
         holds.checkouts += 1;
@@ -93,6 +105,7 @@ async function listen(
         method: init.method ?? 'GET',
         headers: requestHeaders(init),
         ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
+        ...(init.signal === undefined ? {} : { signal: init.signal }),
       });
       const headers: Record<string, string> = {};
       response.headers.forEach((value, name) => {

@@ -102,6 +102,67 @@ describe('floodgateIdempotency (fastify)', () => {
     expect(first?.headers['content-type']).toBeUndefined();
   });
 
+  it('does not store a reply whose head went out through reply.raw before send(): the wire had another answer', async () => {
+    const server = Fastify();
+    app = server;
+    await server.register(floodgateIdempotency, { global: true });
+    let runs = 0;
+    server.post('/mixed', async (_request, reply) => {
+      runs += 1;
+      // Node sends a 200 head with this first chunk; Fastify then cannot send the 201 below and
+      // destroys the connection. Storing the 201 would replay an answer nobody ever received.
+      reply.raw.write('partial');
+      return reply.code(201).send('whole');
+    });
+    const post = () =>
+      server.inject({ method: 'POST', url: '/mixed', headers: { 'idempotency-key': 'm' }, payload: {} });
+    // Each answer is cut off (the connection is destroyed); what matters is what the retry gets.
+    await post().catch(() => undefined);
+    const again = await post().catch(() => undefined);
+    expect(again?.headers['idempotent-replayed']).toBeUndefined();
+    // The retry ran the handler again rather than replaying the 201 that never went out.
+    expect(runs).toBe(2);
+  });
+
+  it('frees the key of a web ReadableStream or a Response reply without reporting an error', async () => {
+    app = Fastify();
+    const errors: unknown[] = [];
+    await app.register(floodgateIdempotency, { global: true, onError: (error) => errors.push(error) });
+    let runs = 0;
+    app.post('/web', async (_request, reply) => {
+      runs += 1;
+      const body = new ReadableStream({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('ab'));
+          controller.close();
+        },
+      });
+      return reply.type('text/plain').send(body);
+    });
+    app.post('/response', async (_request, reply) => {
+      runs += 1;
+      return reply.send(new Response('xy', { status: 201, headers: { 'content-type': 'text/plain' } }));
+    });
+    for (const [url, body] of [
+      ['/web', 'ab'],
+      ['/response', 'xy'],
+    ] as const) {
+      for (let i = 0; i < 2; i += 1) {
+        const response = await app.inject({
+          method: 'POST',
+          url,
+          headers: { 'idempotency-key': url },
+          payload: {},
+        });
+        expect(response.body).toBe(body);
+        expect(response.headers['idempotent-replayed']).toBeUndefined();
+      }
+    }
+    expect(runs).toBe(4);
+    // Nothing failed: a stream is simply not stored, as a Node stream is not.
+    expect(errors).toEqual([]);
+  });
+
   it('does not store a streamed reply (frees the key)', async () => {
     app = Fastify();
     await app.register(floodgateIdempotency, { global: true });

@@ -84,16 +84,23 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
     if (ticket === undefined) return payload;
     tickets.delete(request);
     if (
-      payload !== null &&
-      typeof payload === 'object' &&
-      typeof (payload as { pipe?: unknown }).pipe === 'function'
+      // A head sent through `reply.raw` already: the wire carries another answer than this payload (Fastify
+      // cannot send it and destroys the connection), so there is nothing true to replay.
+      reply.raw.headersSent ||
+      // A Node or web stream, or a fetch `Response`: sent as it is read, not stored.
+      !(
+        payload === undefined ||
+        payload === null ||
+        typeof payload === 'string' ||
+        payload instanceof Uint8Array
+      )
     ) {
-      await ticket.abandon(); // a stream cannot be stored
+      await ticket.abandon();
     } else {
       await ticket.finish({
         status: reply.statusCode,
         headers: reply.getHeaders() as Record<string, string | number | string[] | undefined>,
-        body: payload as string | Uint8Array | undefined,
+        body: payload ?? undefined,
       });
     }
     return payload;

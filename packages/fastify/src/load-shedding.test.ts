@@ -137,7 +137,7 @@ describe('floodgateLoadShedding (fastify)', () => {
     expect((await app.inject('/cheap')).statusCode).toBe(200);
   });
 
-  it('frees the slot when the client goes away before the answer (onRequestAbort), not when the handler ends', async () => {
+  it('frees the slot when the client goes away before the answer (on the response close), not when the handler ends', async () => {
     const shedder = loadShedder({ maxConcurrent: 1, priorities: { only: 1 }, defaultPriority: 'only' });
     app = Fastify();
     await app.register(floodgateLoadShedding, { shedder });

@@ -1,5 +1,4 @@
 import {
-  type Admission,
   InvalidOptionError,
   invalidOption,
   type LoadShedder,
@@ -68,7 +67,6 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
     throw invalidOption('priority', 'a priority class name or a function of the request', priority);
   }
   if (typeof priority === 'string') check(priority, 'priority');
-  const admissions = new WeakMap<FastifyRequest, Admission>();
 
   function hookOf(classify: (request: FastifyRequest) => string) {
     return function floodgateLoadShedding(
@@ -87,14 +85,16 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
         sender.send(reply, admission.answer);
         return;
       }
-      admissions.set(request, admission);
+      // Node's 'close' of the response, as in Express: it fires once the response is finished or the
+      // connection is gone. Fastify's hooks miss a client that leaves a POST whose body was read:
+      // `onRequestAbort` only runs while the body is unread, and `onResponse` needs a 'finish' that a
+      // response written to a closed connection never emits, so the slot was never freed. A client
+      // that left before this hook (during an earlier preHandler) sent its 'close' already.
+      const raw = reply.raw;
+      if (raw.closed) admission.release();
+      else raw.once('close', admission.release);
       done();
     };
-  }
-
-  function release(request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction) {
-    admissions.get(request)?.release();
-    done();
   }
 
   const fallback =
@@ -126,8 +126,6 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
       routeHook = hookOf(() => fixed);
     }
     route[hook] = appendHook(route[hook], routeHook as never);
-    route.onResponse = appendHook(route.onResponse, release as never);
-    route.onRequestAbort = appendHook(route.onRequestAbort, release as never);
   });
   done();
 };

@@ -117,6 +117,22 @@ describe('Idempotency', () => {
     await ticket.finish(created);
   });
 
+  it('startWhileConnected: a duplicate whose connection closed before the call never waits (409 at once)', async () => {
+    const store = new MemoryIdempotencyStore();
+    const waitForChange = vi.spyOn(store, 'waitForChange');
+    const idem = new Idempotency({ inFlight: 'coalesce', store });
+    const ticket = await proceed(idem);
+    // Its `close` was emitted while the adapter awaited the scope function: nothing will emit it again.
+    const connection = Object.assign(new EventEmitter(), { closed: true });
+    const waiting = idem.startWhileConnected(request(), connection);
+    await ticket.finish(created);
+    const dup = await waiting;
+    expect(dup.kind === 'answer' && !dup.replayed && dup.answer.status).toBe(409);
+    expect(waitForChange).not.toHaveBeenCalled();
+    expect(connection.listenerCount('close')).toBe(0);
+    await store.close();
+  });
+
   it('coalesces: when the first fails (5xx, not stored), one waiter takes the key over', async () => {
     const idem = new Idempotency({ inFlight: 'coalesce' });
     const ticket = await proceed(idem);
@@ -454,6 +470,28 @@ describe('Idempotency', () => {
     expect(() => new Idempotency({ methods: [''] })).toThrow(/`methods`/);
     expect(() => new Idempotency({ methods: [] })).toThrow(/`methods`/);
     expect(new Idempotency({ methods: ['put'], replayHeaders: ['ETag'] }).appliesTo('PUT')).toBe(true);
+  });
+
+  it('refuses replayHeaders a replay must not repeat: hop-by-hop fields and Set-Cookie, in any case', () => {
+    // A stored `Transfer-Encoding: chunked` went out beside the replay's Content-Length (Node's client
+    // refuses that message), and several Set-Cookie fields were stored joined into one broken cookie.
+    for (const name of [
+      'Transfer-Encoding',
+      'connection',
+      'Keep-Alive',
+      'te',
+      'trailer',
+      'upgrade',
+      'set-cookie',
+    ]) {
+      expect(() => new Idempotency({ replayHeaders: ['content-type', name] })).toThrow(InvalidOptionError);
+    }
+    expect(() => new Idempotency({ replayHeaders: ['Set-Cookie'] })).toThrow(
+      /`replayHeaders` to be field names a replay may repeat: not connection, .*set-cookie .*got `\["Set-Cookie"\]`/,
+    );
+    expect(new Idempotency({ replayHeaders: ['content-type', 'etag', 'content-language'] })).toBeInstanceOf(
+      Idempotency,
+    );
   });
 
   it('the same key on another route is 422, never that route run again nor the first route replayed', async () => {

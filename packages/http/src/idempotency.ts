@@ -75,7 +75,9 @@ export interface IdempotencyOptions {
    */
   readonly shouldStore?: (status: number) => boolean;
   /**
-   * Response headers kept with a stored response and replayed.
+   * Response headers kept with a stored response and replayed. Hop-by-hop fields (`Connection`,
+   * `Transfer-Encoding`, `Keep-Alive`, `TE`, `Trailer`, `Upgrade`, `Proxy-Connection`) and `Set-Cookie`
+   * are refused: they belong to the first answer's connection or session.
    * @default ['content-type', 'location']
    */
   readonly replayHeaders?: readonly string[];
@@ -120,6 +122,24 @@ export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = KNOWN;
 
 const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
 
+/**
+ * Fields no replay may repeat. The hop-by-hop ones (RFC 9110 7.6.1) describe the first answer's connection:
+ * a stored `Transfer-Encoding: chunked` goes out beside the replay's `Content-Length` (a message a client
+ * must refuse, a smuggling vector behind a proxy) and `Connection: close` would close the retry's
+ * connection. `Set-Cookie` may not be joined into one field (RFC 9110 5.3), as a stored field is, and
+ * would put a session in the store and hand it out for `ttlMs`.
+ */
+const NOT_REPLAYED: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'set-cookie',
+]);
+
 const STORE_METHODS = ['begin', 'complete', 'release', 'close'] as const;
 
 /** The default of `shouldStore`: 2xx, 3xx and deterministic 4xx. */
@@ -151,6 +171,11 @@ export interface ClosingConnection {
   once(event: 'close', listener: () => void): unknown;
   /** Stops listening for `close`. */
   off(event: 'close', listener: () => void): unknown;
+  /**
+   * True once the connection has closed (Node's `res.closed`): a client that left before `start`, while a
+   * `scope` function or an earlier middleware ran, sent its `close` already.
+   */
+  readonly closed?: boolean;
 }
 
 /** A response as the adapter captured it. */
@@ -292,6 +317,13 @@ export class Idempotency {
     if (!Array.isArray(replay) || replay.some((h) => typeof h !== 'string' || !TOKEN.test(h))) {
       fail('replayHeaders', 'an array of header field names (HTTP tokens)', replay);
     }
+    if (replay.some((h) => NOT_REPLAYED.has(h.toLowerCase()))) {
+      fail(
+        'replayHeaders',
+        `field names a replay may repeat: not ${[...NOT_REPLAYED].join(', ')} (they belong to one connection or one session)`,
+        replay,
+      );
+    }
     this.#replayHeaders = replay.map((h) => h.toLowerCase());
     this.#maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes ?? 1_048_576, 0);
     this.#retryAfterMs = checkInteger('retryAfterMs', options.retryAfterMs ?? 1000, 0);
@@ -308,13 +340,15 @@ export class Idempotency {
 
   /**
    * {@link start} for a request whose client may go away: a `close` of `connection` (the Node response
-   * the framework writes to) aborts a coalescing wait, so a duplicate whose client left stops waiting.
-   * Both adapters start requests this way.
+   * the framework writes to) aborts a coalescing wait, so a duplicate whose client left stops waiting;
+   * one whose connection is closed already never starts to wait. Both adapters start requests this way.
    */
   async startWhileConnected(
     request: Omit<IdempotencyRequest, 'signal'>,
     connection: ClosingConnection,
   ): Promise<IdempotencyStart> {
+    // Its `close` came before this call: no listener would ever hear it.
+    if (connection.closed === true) return this.start({ ...request, signal: AbortSignal.abort() });
     const controller = new AbortController();
     const onClose = () => controller.abort();
     connection.once('close', onClose);

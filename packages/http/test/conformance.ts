@@ -35,7 +35,9 @@ export interface RouteSpec {
  * - `POST /checkout` (JSON body): counts, waits for `holds.release(body.hold)` if set, answers
  *   `body.status ?? 201` with `{"order":n,"amount":body.amount}` and `Location: /orders/n`; an `error`
  *   field makes the handler throw (the framework's error handler answers 500).
- * Order: rate limit, then load shedding, then idempotency, then the handler.
+ * Order: rate limit, then load shedding, then idempotency, then the handler (`order` changes the last two).
+ * Every app counts an arrival at `gone` (see `Holds`) when a response closes before it was ended: the
+ * client went away.
  */
 export interface AppSpec {
   readonly trustProxy?: boolean;
@@ -43,6 +45,18 @@ export interface AppSpec {
   readonly idempotency?: IdempotencyOptions & { readonly scope?: (req: CaseRequest) => string | undefined };
   /** A store made for each app, so a stateful one (on the case's clock, `holds.now`) is never shared. */
   readonly idempotencyStore?: (holds: Holds) => IdempotencyStore;
+  /**
+   * A scope function made for each app, over the case's holds (a scope that awaits, as one reading a user
+   * from a database does); it replaces `idempotency.scope`.
+   */
+  readonly idempotencyScope?: (holds: Holds) => (req: CaseRequest) => Promise<string | undefined>;
+  /**
+   * `'shedding-first'`: rate limit, load shedding, idempotency (the table's default). `'idempotency-first'`:
+   * rate limit, idempotency, load shedding, the shop's order (Fastify: shedding in `preHandler`, after
+   * idempotency), so a replay is answered before shedding can refuse it.
+   * @default 'shedding-first'
+   */
+  readonly order?: 'shedding-first' | 'idempotency-first';
   readonly shedding?: LoadShedderOptions;
   readonly routes?: Readonly<Record<string, RouteSpec>>;
 }
@@ -60,6 +74,11 @@ export interface CaseRequestInit {
   /** An array sends the field once per value (Node, and inject alike, join them with `, `). */
   readonly headers?: Readonly<Record<string, string | readonly string[]>>;
   readonly json?: unknown;
+  /**
+   * Aborting it drops the connection (the client goes away); the request then rejects. Socket clients
+   * only: inject cannot drop a connection once the body was read (see `Case.needsSocket`).
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** The fields a socket client sends for `init`: repeated fields for an array. */
@@ -112,6 +131,11 @@ export class Holds {
     for (const wake of this.#arrivedWaiters.splice(0)) wake();
   }
 
+  /** Arrivals at `name` so far. */
+  count(name: string): number {
+    return this.#entry(name).arrived;
+  }
+
   /** Resolves once `count` handlers wait on `name`. */
   async arrived(name: string, count = 1): Promise<void> {
     while (this.#entry(name).arrived < count) {
@@ -131,6 +155,8 @@ export class Holds {
 export interface Case {
   readonly name: string;
   readonly app: AppSpec;
+  /** The client drops a connection (`signal`): run over real sockets only. */
+  readonly needsSocket?: true;
   run(client: Client, holds: Holds): Promise<void>;
 }
 
@@ -167,6 +193,57 @@ const byUserHeader = (req: CaseRequest) => {
   const user = req.headers['x-user'];
   return typeof user === 'string' ? user : undefined;
 };
+
+/**
+ * A memory store that tells the case what happens, so no sleep has to guess it: an arrival at `begin` for
+ * each lookup of a key, at `parked` for each duplicate that waits behind the first.
+ */
+function telling(holds: Holds): IdempotencyStore {
+  const inner = new MemoryIdempotencyStore();
+  return {
+    begin: (key, fingerprint, leaseMs) => {
+      holds.arrive('begin');
+      return inner.begin(key, fingerprint, leaseMs);
+    },
+    complete: (key, lease, response, ttlMs) => inner.complete(key, lease, response, ttlMs),
+    release: (key, lease) => inner.release(key, lease),
+    waitForChange: (key, signal) => {
+      const change = inner.waitForChange(key, signal);
+      holds.arrive('parked');
+      return change;
+    },
+    close: () => inner.close(),
+  };
+}
+
+/** The user's scope, after waiting on the hold `scope` for a request with `x-slow: 1` (a slow user lookup). */
+const slowScope = (holds: Holds) => async (req: CaseRequest) => {
+  if (req.headers['x-slow'] === '1') await holds.wait('scope');
+  return byUserHeader(req);
+};
+
+/**
+ * Sends `init` on a connection the case can drop: `leave()` aborts it and resolves once the server saw the
+ * response close (an arrival at `gone`).
+ */
+function leaving(client: Client, holds: Holds, init: CaseRequestInit) {
+  const controller = new AbortController();
+  const response = client.request({ ...init, signal: controller.signal }).then(
+    () => 'answered' as const,
+    () => 'aborted' as const,
+  );
+  return {
+    async leave(): Promise<void> {
+      const gone = holds.count('gone');
+      controller.abort();
+      expect(await response).toBe('aborted');
+      await holds.arrived('gone', gone + 1);
+    },
+  };
+}
+
+/** One slot in all, so a single request in flight makes the next one shed. */
+const oneSlot: LoadShedderOptions = { maxConcurrent: 1, priorities: { only: 1 }, defaultPriority: 'only' };
 
 const storeDown = () => Promise.reject(new Error('store down'));
 /** Stateless, so one object serves every app of the table. */
@@ -573,21 +650,7 @@ export const cases: readonly Case[] = [
     name: 'idempotency: coalescing duplicates wait and all get the first answer; the handler runs once',
     app: {
       idempotency: { scope: byUserHeader, inFlight: 'coalesce' },
-      // The store tells the case when a duplicate parks behind the first, so no sleep has to guess it.
-      idempotencyStore: (holds) => {
-        const inner = new MemoryIdempotencyStore();
-        return {
-          begin: (key, fingerprint, leaseMs) => inner.begin(key, fingerprint, leaseMs),
-          complete: (key, lease, response, ttlMs) => inner.complete(key, lease, response, ttlMs),
-          release: (key, lease) => inner.release(key, lease),
-          waitForChange: (key, signal) => {
-            const change = inner.waitForChange(key, signal);
-            holds.arrive('parked');
-            return change;
-          },
-          close: () => inner.close(),
-        };
-      },
+      idempotencyStore: telling,
     },
     async run(client, holds) {
       const body = { amount: 5, hold: 'c' };
@@ -603,6 +666,24 @@ export const cases: readonly Case[] = [
         expect(duplicate.body).toBe(original.body);
       }
       expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'idempotency: coalescing duplicates of a first that answers 5xx each run in turn (not stored), none hangs or gets 409',
+    app: { idempotency: { scope: byUserHeader, inFlight: 'coalesce' }, idempotencyStore: telling },
+    async run(client, holds) {
+      const body = { amount: 5, hold: 'down', status: 503 };
+      const first = client.request(checkout('5xx', body, { 'x-user': 'a' }));
+      await holds.arrived('down');
+      const duplicates = [1, 2].map(() => client.request(checkout('5xx', body, { 'x-user': 'a' })));
+      await holds.arrived('parked', 2);
+      holds.release('down');
+      // The first's 503 frees the key: a waiter takes it over and runs, the other waits for that one.
+      for (const response of [await first, ...(await Promise.all(duplicates))]) {
+        expect(response.status).toBe(503);
+        expect(response.headers['idempotent-replayed']).toBeUndefined();
+      }
+      expect(holds.checkouts).toBe(3);
     },
   },
   {
@@ -679,6 +760,51 @@ export const cases: readonly Case[] = [
       expect((await client.request({ path: '/' })).status).toBe(200);
     },
   },
+  {
+    name: 'idempotency: a 204 is replayed as a 204 with its Location, without Content-Length, Content-Type or body',
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const first = await client.request(checkout('none', { status: 204 }, { 'x-user': 'a' }));
+      const replay = await client.request(checkout('none', { status: 204 }, { 'x-user': 'a' }));
+      for (const response of [first, replay]) {
+        expect(response.status).toBe(204);
+        // RFC 9110 8.6: a server MUST NOT send Content-Length in a 204.
+        expect(response.headers['content-length']).toBeUndefined();
+        expect(response.headers['content-type']).toBeUndefined();
+        expect(response.headers.location).toBe('/orders/1');
+        expect(response.body).toBe('');
+      }
+      expect(first.headers['idempotent-replayed']).toBeUndefined();
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'idempotency: a duplicate whose client left before its key was looked up does not wait for the first (coalesce)',
+    needsSocket: true,
+    app: {
+      idempotency: { inFlight: 'coalesce' },
+      idempotencyScope: slowScope,
+      idempotencyStore: telling,
+    },
+    async run(client, holds) {
+      const body = { amount: 5, hold: 'first' };
+      const first = client.request(checkout('left', body, { 'x-user': 'a' }));
+      await holds.arrived('first');
+      const duplicate = leaving(client, holds, checkout('left', body, { 'x-user': 'a', 'x-slow': '1' }));
+      await holds.arrived('scope');
+      await duplicate.leave();
+      holds.release('scope');
+      await holds.arrived('begin', 2);
+      // A round trip: the duplicate has answered or parked by the time it returns.
+      expect((await client.request({ path: '/' })).status).toBe(200);
+      // Nobody is there to answer: waiting would hold the duplicate for up to coalesceTimeoutMs.
+      expect(holds.count('parked')).toBe(0);
+      holds.release('first');
+      expect((await first).status).toBe(201);
+      expect(holds.checkouts).toBe(1);
+    },
+  },
   // ---- load shedding ----
   {
     name: 'load shedding: cheap traffic is shed first with 503 + Retry-After, checkout still admitted',
@@ -749,6 +875,80 @@ export const cases: readonly Case[] = [
       expect(shed.headers['retry-after']).toBe('20');
       expect((await client.request(checkout(undefined, { amount: 1 }))).status).toBe(201);
       expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'load shedding: a client that leaves before its answer frees its slot at once (also a POST whose body was read), and only once',
+    needsSocket: true,
+    app: { shedding: oneSlot },
+    async run(client, holds) {
+      const left = leaving(client, holds, checkout(undefined, { amount: 1, hold: 'slow' }));
+      await holds.arrived('slow');
+      expectProblem(await client.request({ path: '/' }), 503, 'ERR_LOAD_SHED');
+      await left.leave();
+      // Its handler still runs, for nobody: the slot is the next request's.
+      expect((await client.request(checkout(undefined, { amount: 2 }))).status).toBe(201);
+      holds.release('slow');
+      expect((await client.request({ path: '/' })).status).toBe(200);
+      // Its late answer freed nothing more: one request in flight still fills the one slot.
+      const busy = client.request({ path: '/browse?hold=b' });
+      await holds.arrived('b');
+      expectProblem(await client.request({ path: '/' }), 503, 'ERR_LOAD_SHED');
+      holds.release('b');
+      expect((await busy).status).toBe(200);
+      expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
+    name: "idempotency then load shedding (the shop's order): a replay is served while shedding; a shed request is not stored",
+    app: { order: 'idempotency-first', shedding: oneSlot, idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const paid = await client.request(checkout('paid', { amount: 1 }, { 'x-user': 'a' }));
+      expect(paid.status).toBe(201);
+      const busy = client.request({ path: '/browse?hold=b' });
+      await holds.arrived('b');
+      // "Replay duplicate checkouts" before "shed excess load": a replay costs the upstream nothing, and
+      // telling a student who has paid "busy, nothing was charged" would be false.
+      const replay = await client.request(checkout('paid', { amount: 1 }, { 'x-user': 'a' }));
+      expect(replay.status).toBe(201);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.body).toBe(paid.body);
+      expectProblem(
+        await client.request(checkout('new', { amount: 2 }, { 'x-user': 'a' })),
+        503,
+        'ERR_LOAD_SHED',
+      );
+      holds.release('b');
+      expect((await busy).status).toBe(200);
+      const retried = await client.request(checkout('new', { amount: 2 }, { 'x-user': 'a' }));
+      expect(retried.status).toBe(201);
+      expect(retried.headers['idempotent-replayed']).toBeUndefined();
+      expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
+    name: "idempotency then load shedding (the shop's order): a client that leaves while its key is looked up frees its slot",
+    needsSocket: true,
+    app: {
+      order: 'idempotency-first',
+      shedding: oneSlot,
+      idempotency: {},
+      idempotencyScope: slowScope,
+    },
+    async run(client, holds) {
+      const body = { amount: 1, hold: 'pay' };
+      const left = leaving(client, holds, checkout('k', body, { 'x-user': 'a', 'x-slow': '1' }));
+      await holds.arrived('scope');
+      await left.leave();
+      holds.release('scope');
+      // Its key is leased, so it goes on through shedding to the handler: the answer is stored for a retry.
+      await holds.arrived('pay');
+      expect((await client.request(checkout('other', { amount: 2 }, { 'x-user': 'b' }))).status).toBe(201);
+      holds.release('pay');
+      const retry = await client.request(checkout('k', body, { 'x-user': 'a' }));
+      expect(retry.status).toBe(201);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+      expect(holds.checkouts).toBe(2);
     },
   },
   // ---- store failures (a rejection the adapters leave unhandled fails the run: vitest reports it) ----
@@ -823,6 +1023,16 @@ export interface SetupCase {
 }
 
 export const setupCases: readonly SetupCase[] = [
+  {
+    name: 'set-up: replayHeaders naming a hop-by-hop field (Transfer-Encoding) fails: a replay would frame its body twice',
+    app: { idempotency: { replayHeaders: ['content-type', 'Transfer-Encoding'] } },
+    error: { option: 'replayHeaders', message: /field names a replay may repeat: not .*transfer-encoding/ },
+  },
+  {
+    name: 'set-up: replayHeaders naming Set-Cookie fails: several cookies cannot be stored as one field',
+    app: { idempotency: { replayHeaders: ['set-cookie'] } },
+    error: { option: 'replayHeaders', message: /\(they belong to one connection or one session\)/ },
+  },
   {
     name: "set-up: @fastify/rate-limit's and express-rate-limit's `max` fails naming floodgate's `limit`",
     app: { rateLimit: { max: 100, windowMs: 60_000 } as never },
