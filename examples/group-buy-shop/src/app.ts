@@ -51,7 +51,7 @@ export function createShopApp(options: ShopAppOptions): Express {
   app.post('/api/deals/:id/join', body, (req, res) =>
     send(res, api.join(req.headers, String(req.params.id))),
   );
-  app.get('/api/orders/:id', (req, res) => send(res, api.order(String(req.params.id))));
+  app.get('/api/orders/:id', (req, res) => send(res, api.order(req.headers, String(req.params.id))));
 
   // First on the route, before any middleware can hold the request (see ShopApi.checkoutArrived).
   const countCheckout: RequestHandler = function countCheckout(_req, res, next) {

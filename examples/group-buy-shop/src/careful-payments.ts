@@ -10,7 +10,7 @@ import type {
   PaymentsStatus,
   PayOutcome,
 } from './payments.js';
-import { postPayment } from './payments.js';
+import { failOrdersLeftPaying, postPayment } from './payments.js';
 
 /** A bank answer the careful shop treats as a failure (so p-retry retries it and opossum counts it). */
 class BankError extends Error {
@@ -113,6 +113,11 @@ export class CarefulPayments implements Payments {
           : `Payment failed: ${(error as Error).message}. Please try again.`,
       };
     }
+  }
+
+  /** After a restart: the orders the last process left `paying` are `failed` (see {@link failOrdersLeftPaying}). */
+  async syncOrders(): Promise<number> {
+    return failOrdersLeftPaying(this.#context.db);
   }
 
   status(): PaymentsStatus {

@@ -1,3 +1,4 @@
+import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { startBankSim } from '@floodgate/bank-sim';
 import { settleOrder } from './checkout.js';
@@ -71,9 +72,9 @@ const served = await createShopServer({
 if (served.payments.syncOrders) await served.payments.syncOrders();
 const { server } = served;
 server.listen(port, '127.0.0.1', () => {
-  console.log(
-    `${shop} shop (${framework}): http://127.0.0.1:${port}/  dashboard: http://127.0.0.1:${port}${DASHBOARD_PATH}`,
-  );
+  // The port it got: `--port 0` asks for any free one.
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  console.log(`${shop} shop (${framework}): ${url}/  dashboard: ${url}${DASHBOARD_PATH}`);
   console.log(`bank (limit ${bankRate}/s): ${bank.url}  ground truth: ${bank.url}/_stats  Ctrl-C to stop`);
   served.payments.recover?.().catch((error: unknown) => console.error('recovery failed:', error));
 });

@@ -70,7 +70,11 @@ describe('the Fastify shop', () => {
     expect(again.headers['idempotent-replayed']).toBe('true');
     expect(bank.stats()).toMatchObject({ charges: 1, ordersChargedMoreThanOnce: 0 });
 
-    const order = await app.inject({ method: 'GET', url: `/api/orders/${orderId}` });
+    const order = await app.inject({
+      method: 'GET',
+      url: `/api/orders/${orderId}`,
+      headers: { 'x-student-id': 'ann' },
+    });
     expect(order.json()).toMatchObject({ status: 'paid' });
   });
 

@@ -70,6 +70,12 @@ export async function createFastifyShop(options: FastifyShopOptions): Promise<Fa
   const parser = jsonBodyParser();
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (request, _payload, done) => {
+    // A request no route serves is answered 404 with its body unread, as Express answers it (whose body
+    // parser runs only on the two POST routes); Fastify would parse it for its not-found handler too.
+    if (request.is404) {
+      done(null, undefined);
+      return;
+    }
     readJsonBody(parser, request.raw).then(
       (body) => done(null, body),
       (error: Error) => done(error),
@@ -86,11 +92,18 @@ export async function createFastifyShop(options: FastifyShopOptions): Promise<Fa
   app.get('/api/config', (_request, reply) => send(reply, api.config()));
   app.get('/api/products', (_request, reply) => send(reply, api.products()));
   app.get('/api/deals', (_request, reply) => send(reply, api.deals()));
-  app.post<{ Params: { id: string } }>('/api/deals/:id/join', (request, reply) =>
+  // An empty segment (`/api/orders/`, `/api/deals//join`) is no route in Express; Fastify matches it as
+  // an empty `:id`. Answered in `onRequest`, before a body is read, as a request no route serves is.
+  const withId = {
+    onRequest: async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+      if (request.params.id === '') return send(reply, api.notFound(request.method, pathOf(request)));
+    },
+  };
+  app.post<{ Params: { id: string } }>('/api/deals/:id/join', withId, (request, reply) =>
     send(reply, api.join(request.headers, request.params.id)),
   );
-  app.get<{ Params: { id: string } }>('/api/orders/:id', (request, reply) =>
-    send(reply, api.order(request.params.id)),
+  app.get<{ Params: { id: string } }>('/api/orders/:id', withId, (request, reply) =>
+    send(reply, api.order(request.headers, request.params.id)),
   );
   app.get('/api/stats', async (_request, reply) => send(reply, await api.stats()));
   for (const path of pages.paths) {

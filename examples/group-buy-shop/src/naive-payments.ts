@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { BankAnswer, Payments, PaymentsContext, PaymentsStatus, PayOutcome } from './payments.js';
-import { postPayment } from './payments.js';
+import { failOrdersLeftPaying, postPayment } from './payments.js';
 
 /** How many times the naive shop tries the bank for one click (the first try included). */
 const TRIES = 3;
@@ -53,6 +53,11 @@ export class NaivePayments implements Payments {
       last = `the bank answered ${answer.statusCode}`;
     }
     return { status: 'failed', message: `Payment failed: ${last}. Please try again.` };
+  }
+
+  /** After a restart: the orders the last process left `paying` are `failed` (see {@link failOrdersLeftPaying}). */
+  async syncOrders(): Promise<number> {
+    return failOrdersLeftPaying(this.#context.db);
   }
 
   status(): PaymentsStatus {

@@ -79,6 +79,19 @@ export interface Payments {
   close(): Promise<void>;
 }
 
+/**
+ * The naive and careful shops' {@link Payments.syncOrders}: an order the last process left `paying` had a
+ * checkout at the bank whose answer nobody will see. These shops keep nothing to settle it with, and tell
+ * the student "failed, try again" about any payment whose outcome they do not know: the order says so
+ * too, and is payable again (left `paying`, the careful shop's order lock refused its every checkout).
+ * @returns how many orders it looked at.
+ */
+export function failOrdersLeftPaying(db: ShopDb): number {
+  const orders = db.orders('paying');
+  for (const order of orders) db.setOrderStatus(order.id, 'failed');
+  return orders.length;
+}
+
 export type MeterName = 'checkouts' | 'bank' | 'paid' | 'declined' | 'pending' | 'failed' | 'shed';
 
 /** What every payments implementation is built with. */

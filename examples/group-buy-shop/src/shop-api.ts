@@ -118,10 +118,18 @@ export class ShopApi {
     }
   }
 
-  /** `GET /api/orders/:id`. */
-  order(orderId: string): ShopAnswer {
+  /**
+   * `GET /api/orders/:id`: the student's own order. Another student's is answered as an unknown one (404,
+   * as its checkout is): its id rides in `Location` fields and links, and the order names its student, its
+   * payment and its card's decline reason.
+   */
+  order(headers: IncomingHttpHeaders, orderId: string): ShopAnswer {
+    const student = studentOf({ headers });
+    if (student === undefined) return unauthorized();
     const order = this.#options.db.order(orderId);
-    return order ? json(200, order) : problem(404, 'Not Found', `There is no order \`${orderId}\``);
+    return order?.studentId === student
+      ? json(200, order)
+      : problem(404, 'Not Found', `You have no order \`${orderId}\``);
   }
 
   /**

@@ -460,15 +460,15 @@ export const cases: readonly ApiCase[] = [
 
   // ---- orders ----
   {
-    name: 'GET /api/orders/:id: the order',
+    name: 'GET /api/orders/:id: the student’s order',
     given: givenOrder(),
-    request: ({ orderId }) => ({ path: `/api/orders/${orderId}` }),
+    request: ({ orderId }) => ({ path: `/api/orders/${orderId}`, headers: student() }),
     expect: ({ orderId }) => ({ status: 200, contentType: JSON_TYPE, body: orderShape({ id: orderId }) }),
   },
   {
     name: 'GET /api/orders/:id of a paid order: paid, with its payment',
     given: givenOrder(true),
-    request: ({ orderId }) => ({ path: `/api/orders/${orderId}` }),
+    request: ({ orderId }) => ({ path: `/api/orders/${orderId}`, headers: student() }),
     expect: ({ orderId }) => ({
       status: 200,
       contentType: JSON_TYPE,
@@ -477,8 +477,34 @@ export const cases: readonly ApiCase[] = [
   },
   {
     name: 'GET /api/orders/:id of an unknown order: 404 problem',
-    request: gets('/api/orders/ord_nope'),
-    expect: () => ({ status: 404, contentType: PROBLEM, body: problemOf(404, 'Not Found') }),
+    request: () => ({ path: '/api/orders/ord_nope', headers: student() }),
+    expect: () => ({
+      status: 404,
+      contentType: PROBLEM,
+      body: problemOf(404, 'Not Found', { detail: 'You have no order `ord_nope`' }),
+    }),
+  },
+  {
+    // As its checkout is (404 "You have no order"): another student learns nothing of it, not even that
+    // it exists (the same answer as an unknown order's), and not its card's decline reason.
+    name: 'GET /api/orders/:id of another student’s declined order: 404 problem, as an unknown order',
+    given: async (shop) => {
+      const orderId = await join(shop);
+      expect((await shop.client.request(pay(orderId, CARDS.declined))).status).toBe(402);
+      return { orderId };
+    },
+    request: ({ orderId }) => ({ path: `/api/orders/${orderId}`, headers: student('bob') }),
+    expect: ({ orderId }) => ({
+      status: 404,
+      contentType: PROBLEM,
+      body: problemOf(404, 'Not Found', { detail: `You have no order \`${orderId}\`` }),
+    }),
+  },
+  {
+    name: 'GET /api/orders/:id without X-Student-Id: 401 problem',
+    given: givenOrder(),
+    request: ({ orderId }) => ({ path: `/api/orders/${orderId}` }),
+    expect: () => ({ status: 401, contentType: PROBLEM, body: problemOf(401, 'Unauthorized') }),
   },
   {
     name: 'GET /api/orders/:id with an undecodable id: 400 problem',
@@ -496,6 +522,9 @@ export const cases: readonly ApiCase[] = [
       ['GET', '/nope.html'],
       ['GET', '/api/deals/'],
       ['GET', '/API/deals'],
+      // An empty path segment is no id: Fastify would match it as `:id` = ''.
+      ['GET', '/api/orders/'],
+      ['POST', '/api/deals//join'],
     ] as const
   ).map(
     ([method, path]): ApiCase => ({
@@ -503,8 +532,28 @@ export const cases: readonly ApiCase[] = [
       request: () => ({
         method,
         path,
-        ...(method === 'POST' ? { headers: jsonHeaders, body: '{"orderId":"x"}' } : {}),
+        ...(method === 'POST' ? { headers: { ...jsonHeaders, ...student() }, body: '{"orderId":"x"}' } : {}),
       }),
+      expect: () => ({
+        status: 404,
+        contentType: PROBLEM,
+        body: problemOf(404, 'Not Found', { detail: `There is no route \`${method} ${path}\`` }),
+      }),
+    }),
+  ),
+  // Only the two POST routes read a body: a request no route serves is 404 whatever its body (Fastify
+  // parsed it for its not-found handler too, and answered 400 or 413).
+  ...(
+    [
+      ['POST', '/api/nope', 'malformed JSON', '{"orderId":'],
+      ['POST', '/api/deals//join', 'malformed JSON', '{"orderId":'],
+      ['PATCH', '/api/checkout', 'malformed JSON', '{"orderId":'],
+      ['DELETE', '/api/orders/ord_1', 'a body over 16 KB', JSON.stringify({ x: 'x'.repeat(20_000) })],
+    ] as const
+  ).map(
+    ([method, path, what, body]): ApiCase => ({
+      name: `${method} ${path} with ${what}: no such route, 404 problem, the body not read`,
+      request: () => ({ method, path, headers: jsonHeaders, body }),
       expect: () => ({
         status: 404,
         contentType: PROBLEM,
@@ -543,6 +592,19 @@ export const cases: readonly ApiCase[] = [
       headers: rateLimited(),
       body: { status: 'paid', orderId, paymentId: 'pay_1' },
     }),
+  },
+  {
+    name: 'POST /api/checkout with an amount and currency in the body: paid at the order’s',
+    given: givenOrder(),
+    request: ({ orderId = '' }) =>
+      checkout({ orderId, source: CARDS.ok, amount: 1, currency: 'JPY' }, { key: 'k-cheap' }),
+    expect: ({ orderId }) => ({
+      status: 201,
+      contentType: JSON_TYPE,
+      headers: rateLimited(),
+      body: { status: 'paid', orderId, paymentId: 'pay_1' },
+    }),
+    after: (shop) => expect(shop.payments.calls).toMatchObject([{ amount: 1200, currency: 'EUR' }]),
   },
   {
     name: 'POST /api/checkout of a paid order with a new key: 200, not sent again',

@@ -136,3 +136,42 @@ describe('main --framework', () => {
     });
   }
 });
+
+describe('demo --port 0', () => {
+  it('prints the address the shop listens on, and stops on Ctrl-C', async () => {
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join('src', 'demo.ts'), '--port', '0', '--db', join(dir, 'demo.db')],
+      {
+        cwd: packageDir,
+        env: { ...process.env, SHOP_FRAMEWORK: undefined, TSX_TSCONFIG_PATH: rootTsconfig },
+        stdio: ['ignore', 'pipe', 'ignore'],
+      },
+    );
+    const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) =>
+      child.once('exit', (code, signal) => resolve({ code, signal })),
+    );
+    try {
+      const firstLine = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          const end = out.indexOf('\n');
+          if (end >= 0) resolve(out.slice(0, end));
+        });
+        child.once('exit', () => reject(new Error(`demo exited before it printed its address: ${out}`)));
+      });
+      const shopUrl = /(http:\/\/127\.0\.0\.1:\d+)\//.exec(firstLine)?.[1];
+      // It printed `http://127.0.0.1:0/`, an address nothing listens on.
+      expect(shopUrl).not.toBe('http://127.0.0.1:0');
+      expect(firstLine).toBe(`floodgate shop (express): ${shopUrl}/  dashboard: ${shopUrl}/dashboard`);
+      const config = (await (await fetch(`${shopUrl}/api/config`)).json()) as { framework: string };
+      expect(config.framework).toBe('express');
+      child.kill('SIGINT');
+      expect(await exited).toEqual({ code: 0, signal: null });
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+});
