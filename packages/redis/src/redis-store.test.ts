@@ -128,6 +128,31 @@ describeRedis('RedisStore against Redis', () => {
     await expect(s.refund(k, 1, slow, { operationId: '' })).rejects.toMatchObject({ option: 'operationId' });
   });
 
+  it('a key that spells another key’s operation record fails no script: the store stays up for everyone', async () => {
+    // `${k}}:op:x` as a limiter key is stored at `<prefix>{${k}}:op:x}`, which is also where key `k`
+    // keeps its record of operationId 'x}': keys and ids that come from users can be made to meet.
+    const s = store({ failMode: 'fail-open' });
+    const k = key();
+    const crafted = `${k}}:op:x`;
+    expect(await s.consume(crafted, 1, slow)).toMatchObject({ allowed: true, remaining: 4 });
+    // Its bucket state read as an operation record: before the fix the script failed (a nil field), the
+    // store was marked degraded, and every key of every user was let through by 'fail-open' until a probe.
+    expect(await s.consume(k, 2, slow, { operationId: 'x}' })).toMatchObject({ allowed: true, remaining: 3 });
+    expect(s.stats()).toMatchObject({ degraded: false, failures: 0, fallbackDecisions: 0 });
+    // The other way round: an operation record read as a bucket state.
+    const j = key();
+    expect(await s.consume(j, 2, slow, { operationId: 'y}' })).toMatchObject({ allowed: true, remaining: 3 });
+    expect(await s.consume(`${j}}:op:y`, 1, slow)).toMatchObject({ allowed: true, remaining: 4 });
+    expect(s.stats()).toMatchObject({
+      degraded: false,
+      failures: 0,
+      fallbackDecisions: 0,
+      redisDecisions: 4,
+    });
+    // Only the colliding pair is affected: `j`'s own bucket is intact (3 left, 2 more taken).
+    expect(await s.consume(j, 2, slow)).toMatchObject({ allowed: true, remaining: 1 });
+  });
+
   describe('the operationId contract every store keeps (token-bucket/test/store-contract.ts)', () => {
     it.each(OPERATION_CONTRACT)('$name', async ({ steps }) => {
       const s = store();
@@ -196,6 +221,42 @@ describeRedis('RedisStore against Redis', () => {
     await s.close();
     expect(client.status).toBe('ready');
     expect(await client.ping()).toBe('PONG');
+  });
+
+  it('decides on a client of yours that answers numbers as strings (stringNumbers)', async () => {
+    const client = new Redis(REDIS_URL, { stringNumbers: true, enableOfflineQueue: false });
+    clients.push(client);
+    const s = new RedisStore({
+      client,
+      prefix,
+      timeoutMs: 2_000,
+      failMode: 'local-fallback',
+      heartbeatIntervalMs: 10,
+    });
+    const k = key();
+    // before the fix: `allowed` was compared with 1 and read the string '1' as a denial, every time
+    expect(await s.consume(k, 2, slow)).toEqual({
+      allowed: true,
+      limit: 5,
+      remaining: 3,
+      retryAfterMs: 0,
+      resetAfterMs: 20_000,
+      waitMs: 0,
+    });
+    const reserved = await s.consume(k, 4, slow, { maxWaitMs: 60_000 });
+    expect(reserved).toMatchObject({ allowed: true, remaining: 0 });
+    expect(typeof reserved.waitMs).toBe('number');
+    expect(reserved.waitMs).toBeGreaterThan(9_000);
+    const denied = await s.consume(k, 1, slow);
+    expect(denied).toMatchObject({ allowed: false, remaining: 0 });
+    expect(typeof denied.retryAfterMs).toBe('number');
+    expect(denied.retryAfterMs).toBeGreaterThan(19_000);
+    // A second instance on the same prefix: the heartbeat's count ('2') is read too, so the local share
+    // of the next outage is half the limit.
+    const other = store({ failMode: 'local-fallback', heartbeatIntervalMs: 10 });
+    await vi.waitFor(() => expect(s.stats().liveInstances).toBe(2));
+    await other.close();
+    await s.close();
   });
 
   it('connects a lazyConnect client on first use and waits for it (within timeoutMs)', async () => {
@@ -375,6 +436,71 @@ describe('a timeout after an event-loop stall (no Redis needed)', () => {
     expect(s.degraded).toBe(true);
     await s.close();
     expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('a reply of the wrong shape (no Redis needed)', () => {
+  it('is a failure of the call, not a decision made of missing fields', async () => {
+    vi.useFakeTimers({ now: 0, toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const replies: unknown[] = [
+      [1, 4],
+      [1, 4, 0, 10_000, 0],
+    ];
+    const client = Object.assign(new EventEmitter(), {
+      status: 'ready',
+      evalsha: async () => replies.shift(),
+      eval: async () => replies.shift(),
+    });
+    const s = redisStore({ client: client as never, timeoutMs: 250, probeIntervalMs: 1_000 });
+    try {
+      // before the fix: resolved { allowed: true, remaining: 4, retryAfterMs: undefined, waitMs: undefined }
+      const truncated = await s.consume('k', 1, slow).catch((e: unknown) => e);
+      expect(truncated).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+      expect((truncated as Error).cause).toMatchObject({ message: 'Unexpected reply from the Redis script' });
+      expect(s.stats()).toMatchObject({ degraded: true, failures: 1, redisDecisions: 0 });
+      vi.advanceTimersByTime(1_000); // the next probe is due
+      await expect(s.consume('k', 1, slow)).resolves.toEqual({
+        allowed: true,
+        limit: 5,
+        remaining: 4,
+        retryAfterMs: 0,
+        resetAfterMs: 10_000,
+        waitMs: 0,
+      });
+      expect(s.degraded).toBe(false);
+      await s.close();
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('close() called twice (no Redis needed)', () => {
+  it('the second call resolves only when the first has finished', async () => {
+    vi.useFakeTimers({ now: 0, toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    try {
+      const client = Object.assign(new EventEmitter(), {
+        status: 'ready',
+        evalsha: () => new Promise(() => {}), // Redis never answers
+        eval: () => new Promise(() => {}),
+      });
+      const s = redisStore({ client: client as never, timeoutMs: 250 });
+      const inFlight = s.consume('k', 1, slow).catch((e: unknown) => e);
+      const order: string[] = [];
+      const first = s.close().then(() => order.push('first'));
+      const second = s.close().then(() => order.push('second'));
+      await vi.advanceTimersByTimeAsync(0);
+      // before the fix: the second close() resolved at once, while the call it waits for was in flight
+      expect(order).toEqual([]);
+      await vi.advanceTimersByTimeAsync(250);
+      expect(await inFlight).toMatchObject({ code: 'ERR_STORE_UNAVAILABLE' });
+      await Promise.all([first, second]);
+      expect(order).toEqual(['first', 'second']);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });
 

@@ -158,6 +158,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   #nextProbeAt = 0;
   #probeInFlight = false;
   #closed = false;
+  #closing: Promise<void> | undefined;
   #outstanding = 0;
   #drained: (() => void) | undefined;
   #liveInstances = 1;
@@ -287,10 +288,16 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   /**
    * Stops the heartbeat, lets calls in flight settle (each is bounded by `timeoutMs`), removes this
    * instance from the live count and disconnects the client the store created from `url`. A client you
-   * passed stays open. Later `consume` calls reject with `ClosedError`.
+   * passed stays open. Later `consume` calls reject with `ClosedError`. Idempotent: every call resolves
+   * when the store is closed.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    // One close for every caller: a second call must not resolve while the first still drains.
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat);
     this.#heartbeat = undefined;
@@ -465,7 +472,11 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   /** Sends one batch, bounded by the timeout measured from the oldest call in it. */
   #send(group: Group | undefined, bucketKey: string, spec: BucketSpec, batch: Pending[]): void {
     let settled = false;
-    const operations = batch.map((pending) => pending.operation);
+    let consumes = 0;
+    const operations = batch.map((pending) => {
+      if (pending.operation.kind === 'consume') consumes += 1;
+      return pending.operation;
+    });
     const { keys, args } = encodeBatch(bucketKey, spec, this.#operationTtlMs, operations);
     const go = (): void => {
       if (settled) return;
@@ -491,7 +502,9 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
       clearTimeout(timer);
       this.#readyWaiters.delete(go);
       if (group !== undefined) group.inFlight -= 1;
-      if (error === undefined && Array.isArray(reply)) {
+      // Five numbers per consume: anything else (a proxy or a client that rewrites replies) would be read
+      // as decisions with missing fields, so it counts as a failure of the call.
+      if (error === undefined && Array.isArray(reply) && reply.length === consumes * 5) {
         this.#settleBatch(batch, spec, reply);
       } else {
         this.#onFailure(batch, error ?? new Error('Unexpected reply from the Redis script'));
@@ -673,8 +686,9 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     this.#withTimeout(
       this.#evalScript(HEARTBEAT_SHA, HEARTBEAT_SCRIPT, [this.#instancesKey()], [this.#instanceId, ttl]),
     ).then(
-      (count) => {
-        if (typeof count === 'number' && count >= 1) this.#liveInstances = count;
+      (reply) => {
+        const count = Number(reply); // a string with ioredis's `stringNumbers`
+        if (count >= 1) this.#liveInstances = count;
       },
       () => {
         // A missed beat keeps the last count; the decisions' own calls detect and report the outage.

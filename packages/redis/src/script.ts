@@ -19,7 +19,9 @@ import type { BucketSpec, StoreDecision } from '@floodgate/token-bucket';
  * consume has replayed a record, its resetAfterMs carries a leading '+' (SET ... KEEPTTL): a mark rather
  * than a fourth field because a script of an earlier version, still running on other instances during a
  * rolling upgrade, parses exactly three fields and reads "+1234" as 1234. Every key carries the same hash
- * tag, so a call touches one Cluster slot.
+ * tag, so a call touches one Cluster slot. The two layouts can meet: limiter key `k}:op:x` is stored where
+ * key `k` keeps its record of operationId `x}`. A value of the other shape therefore reads as no state (a
+ * full bucket) or no record, never as a script error, which would mark the store degraded for every key.
  *
  * ARGV: capacity, refillPerMs, operation TTL (ms), now ('' = server TIME; set only by the semantics tests),
  * then 4 per operation: kind ('c' consume, 'r' refund), cost, maxWaitMs, index in KEYS of the operation
@@ -45,8 +47,9 @@ end
 local state = redis.call('GET', KEYS[1])
 local tokens = capacity
 local ts = now
-if state then
-  local t, s = string.match(state, '^(%S+) (%S+)$')
+local t, s
+if state then t, s = string.match(state, '^(%S+) (%S+)$') end
+if t then
   tokens = tonumber(t)
   ts = tonumber(s)
   if now > ts then
@@ -77,11 +80,13 @@ for i = 5, #ARGV, 4 do
       changed = true
     end
   else
-    local record = nil
+    local remaining, reset, readyAt
     local opIndex = tonumber(ARGV[i + 3])
-    if opIndex > 0 then record = redis.call('GET', KEYS[opIndex]) end
-    if record then
-      local remaining, reset, readyAt = string.match(record, '^(%S+) (%S+) (%S+)$')
+    if opIndex > 0 then
+      local record = redis.call('GET', KEYS[opIndex])
+      if record then remaining, reset, readyAt = string.match(record, '^(%S+) (%S+) (%S+)$') end
+    end
+    if readyAt then
       if string.sub(reset, 1, 1) ~= '+' then
         redis.call('SET', KEYS[opIndex], remaining .. ' +' .. reset .. ' ' .. readyAt, 'KEEPTTL')
       end
@@ -192,17 +197,19 @@ export function encodeBatch(
 /** Reads the decision of the `index`-th consume of a batch out of the script's flat reply. */
 export function decodeDecision(reply: readonly unknown[], index: number, capacity: number): StoreDecision {
   const at = index * 5;
-  const retry = reply[at + 2] as number;
-  const allowed = reply[at];
+  // Number(): a client created with ioredis's `stringNumbers` answers every integer as a string ('1'),
+  // which compared with 1 read as a denial, every time. For a number it is the identity.
+  const retry = Number(reply[at + 2]);
+  const allowed = Number(reply[at]);
   // Whole ms, rounded up in the script (as the memory store answers): a caller that sleeps `waitMs` or
   // retries after `retryAfterMs` is never early, and headers need no further rounding.
   const decision: StoreDecision = {
     allowed: allowed === 1 || allowed === 2,
     limit: capacity,
-    remaining: reply[at + 1] as number,
+    remaining: Number(reply[at + 1]),
     retryAfterMs: retry < 0 ? Number.POSITIVE_INFINITY : retry,
-    resetAfterMs: reply[at + 3] as number,
-    waitMs: reply[at + 4] as number,
+    resetAfterMs: Number(reply[at + 3]),
+    waitMs: Number(reply[at + 4]),
   };
   // A replay spent nothing: flagged so that abandoning it refunds nothing (see the store contract).
   return allowed === 2 ? { ...decision, replayed: true } : decision;

@@ -281,6 +281,34 @@ describe('gate', () => {
     await g.close();
   });
 
+  it('a call aborted after its token was granted but before it started gives the token back', async () => {
+    const g = gate({ rate: 1, burst: 2, concurrency: 10, maxQueue: 10, maxWaitMs: 5000, clock });
+    const loser = new AbortController();
+    // Both tokens are granted in one go; the first call to start cancels the other (a hedged request).
+    const winner = g.run(() => {
+      loser.abort(new Error('lost the race'));
+      return 'won';
+    });
+    let ran = false;
+    const lost = g
+      .run(
+        async () => {
+          ran = true;
+        },
+        { signal: loser.signal },
+      )
+      .catch((e: unknown) => e);
+    await expect(winner).resolves.toBe('won');
+    expect(await lost).toMatchObject({ message: 'lost the race' });
+    expect(ran).toBe(false);
+    // before the fix: the aborted call's token was spent, and the next call waited 1000 ms for a new one
+    expect(g.estimatedWaitMs()).toBe(0);
+    const next = g.run(async () => Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    await expect(next).resolves.toBe(10_000);
+    await g.close();
+  });
+
   it('forwards an abort to the running fn', async () => {
     const g = gate({ rate: 10, concurrency: 1, maxQueue: 1, maxWaitMs: 1000, clock });
     const controller = new AbortController();
@@ -402,6 +430,73 @@ describe('gate with a store', () => {
     expect(await aborted).toMatchObject({ message: 'gone' });
     await vi.advanceTimersByTimeAsync(900);
     expect(store.inner.consume('gate', 1, g.spec)).toMatchObject({ allowed: true });
+    await g.close();
+  });
+
+  it('a call aborted after the store granted its token but before it started gives the token back', async () => {
+    const store = new AsyncStore();
+    const g = gate({ rate: 1, burst: 2, concurrency: 10, maxQueue: 10, maxWaitMs: 5000, store, clock });
+    const loser = new AbortController();
+    const winner = g.run(() => {
+      loser.abort(new Error('lost the race'));
+      return 'won';
+    });
+    const lost = g.run(async () => 'never', { signal: loser.signal }).catch((e: unknown) => e);
+    await expect(winner).resolves.toBe('won');
+    expect(await lost).toMatchObject({ message: 'lost the race' });
+    await vi.advanceTimersByTimeAsync(0);
+    // before the fix: both tokens stayed spent in the store
+    expect(store.inner.consume('gate', 1, g.spec)).toMatchObject({ allowed: true });
+    await g.close();
+  });
+
+  it('a call the store makes wait counts against maxQueue, and is shed when the queue is full', async () => {
+    const store = new AsyncStore();
+    const g = gate({ rate: 1, concurrency: 10, maxQueue: 1, maxWaitMs: 5000, store, clock });
+    await g.run(async () => 'first'); // the token is spent; nothing is waiting, so the estimate is 0
+    expect(g.estimatedWaitMs()).toBe(0);
+    const second = g.run(async () => Date.now());
+    await vi.advanceTimersByTimeAsync(0);
+    // before the fix: the call sleeping through its reservation was not counted, and a third was let in
+    expect(g.stats()).toMatchObject({ queued: 1, active: 0 });
+    await expect(g.run(async () => 'third')).rejects.toBeInstanceOf(QueueFullError);
+    await vi.advanceTimersByTimeAsync(1000);
+    await expect(second).resolves.toBe(11_000);
+    expect(g.queued).toBe(0);
+    await g.close();
+
+    const none = gate({ rate: 1, concurrency: 10, maxQueue: 0, maxWaitMs: 5000, store, key: 'none', clock });
+    await none.run(async () => 'first');
+    const error = await none.run(async () => 'must not wait').catch((e: unknown) => e);
+    // before the fix: it waited 1000 ms although maxQueue 0 lets no call wait
+    expect(error).toBeInstanceOf(QueueFullError);
+    expect(error).toMatchObject({ maxQueue: 0, retryAfterMs: 1000 });
+    expect(none.stats()).toMatchObject({ queued: 0, shedQueueFull: 1, started: 1 });
+    // its reservation went back: the next token is 1000 ms away, not 2000
+    expect(store.inner.consume('none', 1, none.spec, { maxWaitMs: 5000 })).toMatchObject({ waitMs: 1000 });
+    await none.close();
+  });
+
+  it('a call aborted while the store decides is not counted as shed when the store then denies it', async () => {
+    const store = new AsyncStore();
+    const answer = deferred();
+    const consume = store.consume.bind(store);
+    store.consume = async (key, cost, spec, options) => {
+      await answer.promise;
+      return consume(key, cost, spec, options);
+    };
+    const g = gate({ rate: 1, concurrency: 10, maxQueue: 10, maxWaitMs: 500, store, clock });
+    store.inner.consume('gate', 1, g.spec); // another process took the token: the store will deny
+    const controller = new AbortController();
+    const aborted = g.run(async () => 'never', { signal: controller.signal }).catch((e: unknown) => e);
+    controller.abort(new Error('client left'));
+    expect(await aborted).toMatchObject({ message: 'client left' });
+    answer.resolve();
+    await vi.advanceTimersByTimeAsync(0);
+    // before the fix: shedRateLimited 1, for a call that left by itself
+    expect(g.stats()).toMatchObject({ shedRateLimited: 0, started: 0, queued: 0 });
+    await expect(g.run(async () => 'denied')).rejects.toBeInstanceOf(RateLimitedError);
+    expect(g.stats().shedRateLimited).toBe(1);
     await g.close();
   });
 

@@ -40,7 +40,9 @@ export interface GateOptions {
   readonly concurrency: number;
   /**
    * The most calls waiting (for a slot or a token) at once; the next is shed at once with
-   * {@link QueueFullError}. An integer >= 0, or `Infinity`.
+   * {@link QueueFullError}. An integer >= 0, or `Infinity`. With a `store`, a call may learn only from the
+   * store's answer that it must wait (tokens other processes took are not seen before): it counts from
+   * then, or is shed then with its reservation given back.
    */
   readonly maxQueue: number;
   /**
@@ -268,7 +270,8 @@ export class Gate {
    *
    * @param fn Receives a signal that aborts when the caller's signal aborts or the gate closes.
    * @returns What `fn` returns.
-   * @throws {QueueFullError} (rejection, at once) When `maxQueue` calls are already waiting.
+   * @throws {QueueFullError} (rejection, at once) When `maxQueue` calls are already waiting; with a
+   *   store, also once the store's answer makes the call wait while the queue is full.
    * @throws {RateLimitedError} (rejection) At once when the estimated wait exceeds `maxWaitMs`; later if
    *   the call's token still cannot come within what is left of `maxWaitMs` once it has a slot.
    * @throws {StoreUnavailableError} (rejection) When the store fails.
@@ -330,12 +333,15 @@ export class Gate {
           try {
             await this.acquireToken(call);
           } catch (error) {
-            if (error instanceof RateLimitedError) this.counters.shedRateLimited++;
+            // A call that left while the store decided (aborted, closed) was not shed: it is not counted.
+            if (error instanceof RateLimitedError && !call.settled) this.counters.shedRateLimited++;
             this.leave(call, error);
             return;
           }
           this.detachAbort(call);
-          if (call.settled) return;
+          // Aborted or closed between its grant and now (a call that started first cancelled it): the
+          // token goes back unused, as it does for a call that leaves while waiting.
+          if (call.settled) return this.giveBack(call.cost);
           await this.execute(call, fn, resolve, reject);
         },
         onAbort: undefined,
@@ -524,18 +530,37 @@ export class Gate {
       if (decision.waitMs > 0 || call.settled) {
         try {
           if (call.settled) throw new ClosedError('Gate');
+          if (!call.queued) {
+            // Admitted as not waiting (the estimate does not see the tokens other processes took), it
+            // waits now: it counts against maxQueue from here, or is shed if the queue is full.
+            if (this.queuedCount >= this.maxQueue) {
+              this.counters.shedQueueFull++;
+              throw new QueueFullError(this.maxQueue, decision.waitMs);
+            }
+            call.queued = true;
+            this.queuedCount++;
+          }
           await this.sleep(decision.waitMs, call);
         } catch (error) {
-          try {
-            await store.refund(this.key, call.cost, this.spec);
-          } catch {
-            // Best effort: a lost refund only makes the rate stricter for a moment.
-          }
+          await this.giveBack(call.cost);
           throw error;
         }
       }
     } finally {
       this.storeWaitCost -= call.cost;
+    }
+  }
+
+  /** Gives back the tokens of a call that will not run. */
+  private async giveBack(cost: number): Promise<void> {
+    if (this.bucket !== undefined) {
+      this.bucket.refund(cost);
+      return;
+    }
+    try {
+      await (this.store as LimiterStore).refund(this.key, cost, this.spec);
+    } catch {
+      // Best effort: a lost refund only makes the rate stricter for a moment.
     }
   }
 

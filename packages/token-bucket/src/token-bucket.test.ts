@@ -225,6 +225,17 @@ describe('TokenBucket.take', () => {
     await waiting;
   });
 
+  it('with maxQueue 0, QueueFullError says when the tokens are there (nobody may wait)', async () => {
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0.5, maxQueue: 0, clock });
+    const error = await bucket.take().catch((e: unknown) => e);
+    // before the fix: retryAfterMs 0 (the time until the empty queue's debt is paid), so a retry came at once
+    expect(error).toMatchObject({ code: 'ERR_QUEUE_FULL', maxQueue: 0, retryAfterMs: 500 });
+    step(499);
+    await expect(bucket.take()).rejects.toMatchObject({ code: 'ERR_QUEUE_FULL', retryAfterMs: 1 });
+    step(1);
+    await expect(bucket.take()).resolves.toMatchObject({ allowed: true });
+  });
+
   it('an aborted waiter gives its place back and rejects with the reason', async () => {
     const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 0, clock });
     const controller = new AbortController();

@@ -262,7 +262,10 @@ export class TokenBucket {
     if (decision.allowed) return Promise.resolve(decision);
     if (decision.retryAfterMs > maxWaitMs) return Promise.reject(new RateLimitedError(decision.retryAfterMs));
     if (this.waiters.length >= this.maxQueue) {
-      return Promise.reject(new QueueFullError(this.maxQueue, this.waitMsFor(0)));
+      // The queue has room again once the waiters' debt is paid; with no queue at all (maxQueue 0) that
+      // is at once, so the retry that can pass is the one after this call's own wait.
+      const retryAfterMs = this.maxQueue === 0 ? decision.retryAfterMs : this.waitMsFor(0);
+      return Promise.reject(new QueueFullError(this.maxQueue, retryAfterMs));
     }
 
     return new Promise<Decision>((resolve, reject) => {
