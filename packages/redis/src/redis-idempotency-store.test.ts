@@ -411,6 +411,23 @@ describeRedis('RedisIdempotencyStore against Redis', () => {
     await s.close();
   });
 
+  it('works on a client of yours that answers numbers as strings (stringNumbers)', async () => {
+    const client = new Redis(REDIS_URL, { stringNumbers: true, enableOfflineQueue: false });
+    clients.push(client);
+    const s = redisIdempotencyStore({ client, prefix, timeoutMs: 2_000 });
+    stores.push(s);
+    const k = key();
+    const lease = leaseOf(await s.begin(k, 'fp', 60_000));
+    // The lease time left comes back as the string '60000' from such a client: read as a number.
+    const second = await s.begin(k, 'fp', 60_000);
+    expect(second).toMatchObject({ acquired: false, record: { state: 'in-flight', fingerprint: 'fp' } });
+    const remaining =
+      !second.acquired && second.record.state === 'in-flight' ? second.record.leaseRemainingMs : 0;
+    expect(remaining).toBeGreaterThan(50_000);
+    await s.complete(k, lease, response, 60_000);
+    expect(await s.begin(k, 'fp', 60_000)).toMatchObject({ acquired: false, record: { state: 'completed' } });
+  });
+
   it('a client you pass stays open; the subscriber duplicate is the store’s own', async () => {
     const client = new Redis(REDIS_URL, { enableOfflineQueue: false });
     clients.push(client);

@@ -717,8 +717,11 @@ function decodeBegin(reply: unknown, lease: string): BeginResult {
         record: { state: 'completed', fingerprint, response: decodeResponse(detail) },
       };
     }
-    if (state === 'in-flight' && typeof fingerprint === 'string' && typeof detail === 'number') {
-      return { acquired: false, record: { state: 'in-flight', fingerprint, leaseRemainingMs: detail } };
+    // Number(): a client created with ioredis's `stringNumbers` answers the lease time left as a string.
+    const leaseRemainingMs =
+      typeof detail === 'number' || typeof detail === 'string' ? Number(detail) : Number.NaN;
+    if (state === 'in-flight' && typeof fingerprint === 'string' && Number.isFinite(leaseRemainingMs)) {
+      return { acquired: false, record: { state: 'in-flight', fingerprint, leaseRemainingMs } };
     }
   }
   throw new Error('Unexpected reply from the idempotency script');
