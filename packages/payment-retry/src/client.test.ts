@@ -2,6 +2,8 @@ import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startBankSim } from '@floodgate/bank-sim';
+import { tokenBucket } from '@floodgate/token-bucket';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { laterLedger, ManualBank, turns } from '../test/manual-bank.js';
 import { newPaymentRecord } from '../test/new-payment-record.js';
@@ -14,6 +16,14 @@ import {
   InvalidOptionError,
   PaymentMismatchError,
 } from './errors.js';
+import type {
+  ChargeInput,
+  ChargeResult,
+  GatewayAdapter,
+  GatewayRequest,
+  GatewayResponse,
+  StatusResult,
+} from './gateway.js';
 import { deriveIdempotencyKey } from './idempotency-key.js';
 import { ietfGateway } from './ietf-gateway.js';
 import type { PaymentLedger } from './ledger.js';
@@ -1416,5 +1426,124 @@ describe('options', () => {
       option,
     });
     expect(bank.requests).toHaveLength(0);
+  });
+});
+
+describe("a bank answer about another payment than the ledger's", () => {
+  it('a key that holds another order and amount at the bank never settles this one as paid', async () => {
+    const sim = await startBankSim();
+    try {
+      // Process A paid order o-1 under a key of the caller's; process B (its own ledger, which never saw
+      // that) gets the same key for order o-2 with another amount. The bank answers 422 (another payload),
+      // and its status endpoint reports the key paid: for order o-1 and 12.50, not for o-2.
+      const make = () =>
+        createPaymentClient({
+          gateway: ietfGateway({ origin: sim.url }),
+          ledger: new MemoryLedger(),
+          retry: { baseDelayMs: 1, maxDelayMs: 1, maxAttempts: 4 },
+          reconcile: false,
+        });
+      const a = make();
+      expect(await a.pay({ ...intent, idempotencyKey: 'shared-key-1' })).toMatchObject({ status: 'paid' });
+      await a.close();
+      client = make();
+      const outcome = await client.pay({
+        ...intent,
+        orderId: 'o-2',
+        amount: 5000,
+        idempotencyKey: 'shared-key-1',
+      });
+      expect(outcome).toMatchObject({ status: 'pending', orderId: 'o-2' });
+      expect(await client.lookup('o-2')).toMatchObject({ state: 'unknown', reference: null });
+      // The bank refused every charge of o-2 as another payload: it charged o-1 once, o-2 never.
+      expect(sim.stats()).toMatchObject({ charges: 1 });
+      expect(sim.stats().mismatches).toBeGreaterThan(0);
+    } finally {
+      await client?.close();
+      client = undefined;
+      await sim.close();
+    }
+  });
+});
+
+describe('an adapter written as a class', () => {
+  /** A bank's adapter as a class whose methods read its own fields through `this`. */
+  class AcmeGateway implements GatewayAdapter {
+    readonly name = 'acme';
+    readonly origin = 'http://bank.test';
+    readonly maxKeyLength = 64;
+    readonly #path = '/v1/charges';
+
+    chargeRequest(input: ChargeInput): GatewayRequest {
+      return {
+        method: 'POST',
+        path: this.#path,
+        headers: { 'content-type': 'application/json', 'acme-request-id': input.idempotencyKey },
+        body: JSON.stringify({ reference: input.orderId, amount: input.amount }),
+      };
+    }
+
+    parseCharge(response: GatewayResponse): ChargeResult {
+      return this.#paid(response) ? { kind: 'paid', reference: 'acme_1' } : { kind: 'unknown', reason: 'x' };
+    }
+
+    statusRequest(input: ChargeInput): GatewayRequest {
+      return { method: 'GET', path: `${this.#path}/${input.idempotencyKey}`, headers: {} };
+    }
+
+    parseStatus(response: GatewayResponse): StatusResult {
+      return this.#paid(response) ? { kind: 'paid', reference: 'acme_1' } : { kind: 'not_found' };
+    }
+
+    #paid(response: GatewayResponse): boolean {
+      return response.statusCode === 200 || response.statusCode === 201;
+    }
+  }
+
+  it('has its status methods called on the adapter, as its charge methods are', async () => {
+    // Two tries: the lost charge and the status query (no third request to hang on if it is misread).
+    const { bank, client } = manualSetup({ gateway: new AcmeGateway(), retry: { maxAttempts: 2 } });
+    const paying = client.pay(intent);
+    (await bank.until(1)).fail(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' }));
+    const status = await bank.until(2);
+    expect(status).toMatchObject({ method: 'GET', path: `/v1/charges/${key0}` });
+    status.answer(200, {});
+    expect(await paying).toMatchObject({ status: 'paid', reference: 'acme_1', attempts: 2 });
+    expect(bank.charges).toHaveLength(1);
+  });
+});
+
+describe('a retry cost larger than the retry budget holds', () => {
+  it('is refused at construction, naming the option, rather than rejecting pay() after a lost answer', async () => {
+    const gateway = ietfGateway({ origin: 'http://bank.test' });
+    // Before: the bank took the charge, its answer was lost, and pay() rejected with the budget's own
+    // error (its `n`), the payment left `sending` and handed to no reconciler.
+    expect(() =>
+      createPaymentClient({ gateway, ledger: new MemoryLedger(), retry: { timeoutRetryCost: 600 } }),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'ERR_INVALID_OPTION',
+        option: 'retry.timeoutRetryCost',
+        message:
+          "Expected `retry.timeoutRetryCost` to be a number <= the retry budget's capacity (500), got `600` (number)",
+      }),
+    );
+    const small = tokenBucket({ capacity: 8, refillRate: 1 });
+    expect(() =>
+      createPaymentClient({ gateway, ledger: new MemoryLedger(), retry: { budget: small } }),
+    ).toThrow(expect.objectContaining({ option: 'retry.timeoutRetryCost' }));
+    expect(() =>
+      createPaymentClient({
+        gateway,
+        ledger: new MemoryLedger(),
+        retry: { budget: small, retryCost: 9, timeoutRetryCost: 8 },
+      }),
+    ).toThrow(expect.objectContaining({ option: 'retry.retryCost' }));
+    // At the capacity, a retry can still be paid for: the lost answer is asked about.
+    const { bank, client } = manualSetup({ retry: { budget: small, retryCost: 8, timeoutRetryCost: 8 } });
+    const paying = client.pay(intent);
+    (await bank.until(1)).fail(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' }));
+    (await bank.until(2)).answer(200, { ...PAID, orderId: 'o-1' });
+    expect(await paying).toMatchObject({ status: 'paid', attempts: 2 });
   });
 });

@@ -107,9 +107,15 @@ export interface RetryOptions {
    * @default tokenBucket({ capacity: 500, refillRate: 1 }) from @floodgate/token-bucket
    */
   readonly budget?: RetryBudget | false;
-  /** Budget tokens a retry costs. @default 5 */
+  /**
+   * Budget tokens a retry costs; at most the budget's `capacity` when it has one (a `TokenBucket`).
+   * @default 5
+   */
   readonly retryCost?: number;
-  /** Budget tokens a retry after a timeout or a lost answer costs. @default 10 */
+  /**
+   * Budget tokens a retry after a timeout or a lost answer costs; at most the budget's `capacity` when it
+   * has one (a `TokenBucket`). @default 10
+   */
   readonly timeoutRetryCost?: number;
   /** Budget tokens a payment settled on its first request gives back. @default 1 */
   readonly successReward?: number;
@@ -357,6 +363,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   /** Errors the ledger threw (see #ledgerFailed). */
   readonly #ledgerErrors = new WeakSet<object>();
   #reconcileTimer: NodeJS.Timeout | undefined;
+  /** When the armed pass is due (the `clock`'s time). */
+  #reconcileTimerAt = 0;
   #reconcileRunning: Promise<unknown> | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
@@ -490,6 +498,21 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       functionOption('retry.budget', retry.budget, 'refund');
       this.#budget = retry.budget;
       this.#ownsBudget = false;
+    }
+    // A TokenBucket throws for a take above its capacity: that would surface in the middle of a payment
+    // whose charge may have been taken (a rejection of pay(), the payment left to nobody), so it is
+    // refused here. A budget of another kind says nothing of its capacity and is not checked.
+    const capacity = (this.#budget as { capacity?: unknown } | undefined)?.capacity;
+    if (typeof capacity === 'number') {
+      for (const option of ['retryCost', 'timeoutRetryCost'] as const) {
+        if (this.#retry[option] > capacity) {
+          throw new InvalidOptionError(
+            `retry.${option}`,
+            `a number <= the retry budget's capacity (${capacity})`,
+            this.#retry[option],
+          );
+        }
+      }
     }
 
     const timeouts = options.timeouts === undefined ? {} : options.timeouts;
@@ -1179,8 +1202,9 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         else if (serverAskedMs !== undefined)
           delayMs = serverDelay(serverAskedMs, this.#retry.maxRetryAfterMs, this.#random);
         else delayMs = fullJitter(retries, this.#retry.baseDelayMs, this.#retry.maxDelayMs, this.#random);
+        // The wait goes with it to the reconciler: a bank that asked for 2 minutes is not asked in 1 s.
         if (this.#clock() + delayMs >= deadlineAt)
-          return await this.#pendingOutcome(record, attempts, 'deadline');
+          return await this.#pendingOutcome(record, attempts, 'deadline', delayMs);
 
         let budgetRemaining: number | undefined;
         if (this.#budget !== undefined && cost > 0) {
@@ -1263,9 +1287,9 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       if (this.#limiter === undefined && this.#breaker === undefined) {
         // Nothing to pass through: no closures for them on every attempt.
         started = true;
-        step = await this.#send(kind, request, cancel);
+        step = await this.#send(kind, input, request, cancel);
       } else {
-        step = await this.#viaLimiterAndBreaker(kind, request, cancel, () => {
+        step = await this.#viaLimiterAndBreaker(kind, input, request, cancel, () => {
           started = true;
         });
       }
@@ -1308,6 +1332,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   /** An attempt through the limiter and the breaker; `onStart` runs when the request is about to leave. */
   #viaLimiterAndBreaker(
     kind: 'charge' | 'status',
+    input: ChargeInput,
     request: GatewayRequest,
     cancel: PaymentCancel,
     onStart: () => void,
@@ -1316,6 +1341,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       onStart();
       return this.#send(
         kind,
+        input,
         request,
         extra === undefined ? cancel : AbortSignal.any([cancel.signal, extra]),
       );
@@ -1350,6 +1376,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
    */
   async #send(
     kind: 'charge' | 'status',
+    input: ChargeInput,
     request: GatewayRequest,
     signal: AbortSignal | PaymentCancel,
   ): Promise<Step> {
@@ -1401,12 +1428,14 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       }
       answer = { statusCode: response.statusCode, headers: response.headers, body };
     }
+    const { gateway } = this;
     let step: Step;
     if (kind === 'charge') {
-      step = { type: 'charge', result: this.gateway.parseCharge(answer), statusCode: answer.statusCode };
+      step = { type: 'charge', result: gateway.parseCharge(answer, input), statusCode: answer.statusCode };
     } else {
-      const parse = this.gateway.parseStatus as NonNullable<GatewayAdapter['parseStatus']>;
-      step = { type: 'status', result: parse(answer), statusCode: answer.statusCode };
+      // Called on the adapter, as parseCharge is: an adapter written as a class reads its fields via `this`.
+      const parse = gateway.parseStatus as NonNullable<GatewayAdapter['parseStatus']>;
+      step = { type: 'status', result: parse.call(gateway, answer, input), statusCode: answer.statusCode };
     }
     const { result } = step;
     if (result.kind === 'retry' || (result.kind === 'unknown' && answer.statusCode >= 500)) {
@@ -1479,9 +1508,11 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     if (count) {
       if (outcome.status === 'paid') this.#counters.paid++;
       else if (outcome.status === 'declined') this.#counters.declined++;
-      this.#settledPending(record, outcome);
-      if (this.listenerCount('outcome') > 0) this.#emit('outcome', outcome);
     }
+    // A payment this client held pending and finds settled (by another process sharing the ledger) is
+    // reconciled all the same: its `reconciled` event and metrics must not depend on who asked the bank.
+    this.#settledPending(record, outcome);
+    if (count && this.listenerCount('outcome') > 0) this.#emit('outcome', outcome);
     return outcome;
   }
 
@@ -1498,6 +1529,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     record: PaymentRecord,
     attempts: number,
     reason: PendingReason,
+    waitMs = 0,
   ): Promise<PaymentOutcome> {
     const current = await this.#transition(record.idempotencyKey, 'unknown', {
       unknownSince: Date.now(),
@@ -1509,11 +1541,15 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
         return this.#finished(fresh, attempts, true);
       }
     }
-    return this.#pendingFor(record, attempts, reason);
+    return this.#pendingFor(record, attempts, reason, waitMs);
   }
 
-  /** Reports `record` pending and hands it to the reconciler (which then owns it until it settles). */
-  #pendingFor(record: PaymentRecord, attempts: number, reason: PendingReason): PendingOutcome {
+  /**
+   * Reports `record` pending and hands it to the reconciler (which then owns it until it settles), to be
+   * tried again after its back-off, and no sooner than `waitMs` (the wait the drive was about to make:
+   * a server's `Retry-After`).
+   */
+  #pendingFor(record: PaymentRecord, attempts: number, reason: PendingReason, waitMs = 0): PendingOutcome {
     this.#counters.pending++;
     const outcome: PendingOutcome = {
       status: 'pending',
@@ -1526,14 +1562,15 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     if (!this.#closed) {
       const existing = this.#pending.get(record.idempotencyKey);
       const delayMs = existing === undefined ? this.#reconcile.intervalMs : existing.delayMs;
+      const nextAt = this.#clock() + Math.max(delayMs, waitMs);
       this.#pending.set(record.idempotencyKey, {
         idempotencyKey: record.idempotencyKey,
         scope: record.scope,
         fingerprint: fingerprintOf(record.amount, record.currency, record.payer, record.fields),
-        nextAt: this.#clock() + delayMs,
+        nextAt,
         delayMs,
       });
-      this.#schedule();
+      this.#schedule(nextAt);
     }
     if (this.listenerCount('outcome') > 0) this.#emit('outcome', outcome);
     return outcome;
@@ -1609,12 +1646,22 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     }
   }
 
-  #schedule(): void {
-    if (!this.#reconcileInBackground || this.#closed || this.#reconcileTimer !== undefined) return;
+  /**
+   * Arms the timer of the next pass for the earliest pending payment. `dueAt` is when a payment that has
+   * just gone pending is due: earlier than the pass already armed (others backed off towards
+   * `maxIntervalMs`), it re-arms the timer, so a new pending payment is tried after `intervalMs`.
+   */
+  #schedule(dueAt?: number): void {
+    if (!this.#reconcileInBackground || this.#closed) return;
     if (this.#reconcileRunning !== undefined || this.#pending.size === 0) return;
+    if (this.#reconcileTimer !== undefined) {
+      if (dueAt === undefined || dueAt >= this.#reconcileTimerAt) return;
+      clearTimeout(this.#reconcileTimer);
+    }
     let earliest = Number.POSITIVE_INFINITY;
     for (const entry of this.#pending.values()) earliest = Math.min(earliest, entry.nextAt);
     const wait = Math.max(0, earliest - this.#clock());
+    this.#reconcileTimerAt = earliest;
     this.#reconcileTimer = setTimeout(() => {
       this.#reconcileTimer = undefined;
       // A pass reports each payment's failure itself; nothing of it may become an unhandled rejection.
@@ -1653,7 +1700,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       const current = this.#pending.get(entry.idempotencyKey);
       if (current !== undefined) {
         current.delayMs = Math.min(this.#reconcile.maxIntervalMs, current.delayMs * 2);
-        current.nextAt = this.#clock() + current.delayMs;
+        // A later time the try set (the bank's Retry-After) stands.
+        current.nextAt = Math.max(current.nextAt, this.#clock() + current.delayMs);
       }
     });
     this.#reconcileRunning = run;
@@ -1661,6 +1709,10 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       await run;
     } finally {
       this.#reconcileRunning = undefined;
+      // Armed before this pass (reconcileNow() runs besides the timer): payments that went pending during
+      // it could not re-arm it then, and may be due before it. Armed again for the earliest.
+      clearTimeout(this.#reconcileTimer);
+      this.#reconcileTimer = undefined;
       this.#schedule();
     }
     return { resolved, pending: this.#pending.size };

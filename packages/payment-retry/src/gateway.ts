@@ -132,10 +132,17 @@ export interface GatewayAdapter {
   readonly keyRetentionMs?: number;
   /** Builds the charge; it must carry `input.idempotencyKey` in the gateway's idempotency header. */
   chargeRequest(input: ChargeInput): GatewayRequest;
-  /** Reads the answer to a charge: how the client must treat it (see {@link ChargeResult}). */
-  parseCharge(response: GatewayResponse): ChargeResult;
+  /**
+   * Reads the answer to a charge: how the client must treat it (see {@link ChargeResult}). `input` is
+   * the payment the charge was for: an answer about another payment (another amount, order...) must not
+   * settle it.
+   */
+  parseCharge(response: GatewayResponse, input: ChargeInput): ChargeResult;
   /** Optional status query for an idempotency key (or the order). Both or neither with parseStatus. */
   statusRequest?(input: ChargeInput): GatewayRequest;
-  /** Reads the answer to a status query. Both or neither with statusRequest. */
-  parseStatus?(response: GatewayResponse): StatusResult;
+  /**
+   * Reads the answer to a status query. Both or neither with statusRequest. `input` is the payment asked
+   * about: a key the bank holds for another payment (another amount, order...) is not its answer.
+   */
+  parseStatus?(response: GatewayResponse, input: ChargeInput): StatusResult;
 }

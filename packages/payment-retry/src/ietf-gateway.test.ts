@@ -98,7 +98,7 @@ describe('ietfGateway', () => {
     [answer(500), { kind: 'retry', reason: 'server_error' }],
     [answer(302), { kind: 'unknown', reason: 'http_302' }],
   ])('reads a charge answer %#', (response, expected) => {
-    expect(gateway.parseCharge(response)).toMatchObject(expected);
+    expect(gateway.parseCharge(response, input)).toMatchObject(expected);
   });
 
   it('asks for a key status and reads the answer', () => {
@@ -106,7 +106,7 @@ describe('ietfGateway', () => {
       method: 'GET',
       path: '/payments/a%20b',
     });
-    const parse = gateway.parseStatus;
+    const parse = (response: GatewayResponse) => gateway.parseStatus?.(response, input);
     expect(parse?.(answer(200, { status: 'succeeded', id: 'pay_1' }))).toEqual({
       kind: 'paid',
       reference: 'pay_1',
@@ -121,6 +121,58 @@ describe('ietfGateway', () => {
     expect(parse?.(answer(200, { status: 'succeeded' }))).toEqual({ kind: 'unknown' });
   });
 
+  it('settles nothing with an answer that echoes another payment than the one asked about', () => {
+    // The bank holds the key for another payload (a caller's key given to two orders): its outcome is
+    // that payment's, not this one's.
+    const other = { status: 'succeeded', id: 'pay_other', orderId: 'o-9', amount: 1250, currency: 'EUR' };
+    const status = (body: unknown) => gateway.parseStatus?.(answer(200, body), input);
+    expect(status(other)).toEqual({ kind: 'unknown' });
+    expect(status({ ...other, orderId: 'o-1', amount: 9999 })).toEqual({ kind: 'unknown' });
+    expect(status({ ...other, orderId: 'o-1', currency: 'USD' })).toEqual({ kind: 'unknown' });
+    expect(status({ ...other, status: 'declined', reason: 'stolen_card' })).toEqual({ kind: 'unknown' });
+    expect(gateway.parseCharge(answer(201, other), input)).toEqual({
+      kind: 'unknown',
+      reason: 'another_payment',
+    });
+    expect(gateway.parseCharge(answer(402, { ...other, status: 'declined' }), input)).toEqual({
+      kind: 'unknown',
+      reason: 'another_payment',
+    });
+    // Its own payment (currency in any case), or an answer that names none of the fields, settles.
+    expect(status({ ...other, orderId: 'o-1', currency: 'eur' })).toEqual({
+      kind: 'paid',
+      reference: 'pay_other',
+    });
+    expect(status({ status: 'succeeded', id: 'pay_1' })).toEqual({ kind: 'paid', reference: 'pay_1' });
+    expect(gateway.parseCharge(answer(201, { ...other, orderId: 'o-1' }), input)).toEqual({
+      kind: 'paid',
+      reference: 'pay_other',
+    });
+    // A body of the caller's own may name the fields otherwise (units, ids): not compared.
+    const shaped = ietfGateway({
+      origin: 'http://127.0.0.1:9',
+      body: ({ amount }) => ({ value: amount / 100 }),
+    });
+    expect(shaped.parseStatus?.(answer(200, { ...other, amount: 12.5 }), input)).toEqual({
+      kind: 'paid',
+      reference: 'pay_other',
+    });
+    expect(shaped.parseCharge(answer(201, { ...other, amount: 12.5 }), input)).toMatchObject({
+      kind: 'paid',
+    });
+  });
+
+  it.each(['canceled', 'requires_action', 'requires_payment_method', 'reversed'])(
+    'never reads a 2xx whose status is %s as paid: it asks',
+    (status) => {
+      expect(gateway.parseCharge(answer(201, { id: 'pay_1', status }), input)).toEqual({
+        kind: 'unknown',
+        reason: `status_${status}`,
+      });
+      expect(gateway.parseStatus?.(answer(200, { id: 'pay_1', status }), input)).toEqual({ kind: 'unknown' });
+    },
+  );
+
   it('has no status query when statusPath is false', () => {
     const blind = ietfGateway({ origin: 'http://127.0.0.1:9', statusPath: false });
     expect(blind.statusRequest).toBeUndefined();
@@ -132,13 +184,13 @@ describe('ietfGateway', () => {
       origin: 'http://127.0.0.1:9',
       shouldRetryHeader: 'Stripe-Should-Retry',
     });
-    expect(stripeLike.parseCharge(answer(400, {}, { 'stripe-should-retry': 'true' }))).toMatchObject({
+    expect(stripeLike.parseCharge(answer(400, {}, { 'stripe-should-retry': 'true' }), input)).toMatchObject({
       kind: 'retry',
     });
-    expect(stripeLike.parseCharge(answer(500, {}, { 'stripe-should-retry': 'false' }))).toMatchObject({
+    expect(stripeLike.parseCharge(answer(500, {}, { 'stripe-should-retry': 'false' }), input)).toMatchObject({
       kind: 'unknown',
     });
-    expect(stripeLike.parseCharge(answer(402, {}, { 'stripe-should-retry': 'true' }))).toMatchObject({
+    expect(stripeLike.parseCharge(answer(402, {}, { 'stripe-should-retry': 'true' }), input)).toMatchObject({
       kind: 'declined',
     });
   });
@@ -184,6 +236,51 @@ describe('ietfGateway', () => {
     expect(make).toThrow(message);
     expect(make).toThrow(expect.objectContaining({ code: 'ERR_INVALID_OPTION', option }));
   });
+
+  it('sends each header once: an Accept or Content-Type of the caller replaces the default, in any case', () => {
+    const versioned = ietfGateway({
+      origin: 'http://bank',
+      headers: { Accept: 'application/vnd.bank.v2+json', 'Content-Type': 'application/json; charset=utf-8' },
+    });
+    const names = (headers: Readonly<Record<string, string>>) =>
+      Object.keys(headers).map((n) => n.toLowerCase());
+    const charge = versioned.chargeRequest(input);
+    expect(names(charge.headers)).toEqual([...new Set(names(charge.headers))]);
+    expect(charge.headers).toMatchObject({
+      Accept: 'application/vnd.bank.v2+json',
+      'Content-Type': 'application/json; charset=utf-8',
+      'Idempotency-Key': '"k-1"',
+    });
+    const status = versioned.statusRequest?.(input);
+    expect(names(status?.headers ?? {})).toEqual(['accept', 'content-type']);
+    expect(status?.headers).toMatchObject({ Accept: 'application/vnd.bank.v2+json' });
+    // Without them, the defaults.
+    expect(gateway.chargeRequest(input).headers).toMatchObject({
+      accept: 'application/json',
+      'content-type': 'application/json',
+    });
+    expect(gateway.statusRequest?.(input).headers).toEqual({
+      authorization: 'Bearer t',
+      accept: 'application/json',
+    });
+  });
+
+  it.each(['Idempotency-Key', 'idempotency-key', 'IDEMPOTENCY-KEY'])(
+    'refuses the idempotency header (%s) in headers: a charge would carry two keys',
+    (name) => {
+      const make = () => ietfGateway({ origin: 'http://bank', headers: { [name]: 'fixed' } });
+      expect(make).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_OPTION', option: `headers.${name}` }),
+      );
+      expect(() =>
+        ietfGateway({
+          origin: 'http://bank',
+          header: 'PayPal-Request-Id',
+          headers: { 'paypal-request-id': 'x' },
+        }),
+      ).toThrow(expect.objectContaining({ option: 'headers.paypal-request-id' }));
+    },
+  );
 
   it('takes well-formed headers, quoteKey, name, body and shouldRetryHeader', () => {
     const gateway = ietfGateway({

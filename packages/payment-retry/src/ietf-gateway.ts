@@ -37,7 +37,9 @@ export interface IetfGatewayOptions {
   /** Headers sent with every request (authentication, API version...). @default {} */
   readonly headers?: Readonly<Record<string, string>>;
   /**
-   * Builds the JSON body of a charge.
+   * Builds the JSON body of a charge. With the default body, an answer that echoes another `orderId`,
+   * `amount` or `currency` than the payment's (the bank holds the key for another payload) settles
+   * nothing: it reads as `unknown`. A body of your own may name them otherwise, so it is not checked.
    * @default ({ orderId, amount, currency, payer, fields }) => ({ ...fields, orderId, amount, currency, source: payer })
    */
   readonly body?: (input: ChargeInput) => unknown;
@@ -72,7 +74,8 @@ const defaultBody = (input: ChargeInput): unknown => ({
 
 /**
  * Gateway adapter for APIs that follow the IETF `Idempotency-Key` draft (and @floodgate/bank-sim):
- * `POST {chargePath}` with the key in a header, JSON in and out, `201`/`200` = charged,
+ * `POST {chargePath}` with the key in a header, JSON in and out, `201`/`200` with an `id` (and a
+ * `status` of `succeeded` or `paid`, or none) = charged,
  * `402` = declined, `409` = the key is still being processed, `422` (or a 4xx whose problem body names
  * idempotency, as Stripe's 400 `idempotency_error`) = the key was used for another payload, other 4xx =
  * this request rejected, `429`/`503` + `Retry-After` = throttled, `GET {statusPath(key)}` = what happened
@@ -88,13 +91,16 @@ export class IetfGateway implements GatewayAdapter {
   readonly maxKeyLength: number;
   readonly keyRetentionMs?: number;
   readonly statusRequest?: (input: ChargeInput) => GatewayRequest;
-  readonly parseStatus?: (response: GatewayResponse) => StatusResult;
+  readonly parseStatus?: (response: GatewayResponse, input: ChargeInput) => StatusResult;
   readonly #chargePath: string;
   readonly #header: string;
   readonly #quote: boolean;
-  readonly #headers: Readonly<Record<string, string>>;
+  /** The charge's headers but the key: set up once, each default one unless the caller's replaces it. */
+  readonly #chargeHeaders: Readonly<Record<string, string>>;
   readonly #body: (input: ChargeInput) => unknown;
   readonly #shouldRetryHeader: string | undefined;
+  /** Whether answers are checked against the payment (only with the default body: see the option). */
+  readonly #checkEcho: boolean;
 
   constructor(options: IetfGatewayOptions) {
     checkOptions('options', options, OPTION_KEYS);
@@ -134,8 +140,28 @@ export class IetfGateway implements GatewayAdapter {
       }
       this.keyRetentionMs = options.keyRetentionMs;
     }
-    this.#headers = headersOption(options.headers);
+    const headers = headersOption(options.headers);
+    // Header names are case-insensitive: `Accept` and the default `accept` would both be sent (two fields),
+    // and a key in `headers` would ride next to the payment's own on every charge.
+    const given = new Set(Object.keys(headers).map((name) => name.toLowerCase()));
+    for (const name of Object.keys(headers)) {
+      if (name.toLowerCase() === this.#header.toLowerCase()) {
+        throw new InvalidOptionError(
+          `headers.${name}`,
+          `absent: the adapter sends the payment's key in \`${this.#header}\` on every charge`,
+          headers[name],
+        );
+      }
+    }
+    const accept = given.has('accept') ? {} : { accept: 'application/json' };
+    this.#chargeHeaders = Object.freeze({
+      ...headers,
+      ...(given.has('content-type') ? {} : { 'content-type': 'application/json' }),
+      ...accept,
+    });
+    const statusHeaders = Object.freeze({ ...headers, ...accept });
     this.#body = options.body ?? defaultBody;
+    this.#checkEcho = this.#body === defaultBody;
     if (typeof this.#body !== 'function') {
       throw new InvalidOptionError('body', 'a function (input) => JSON body', options.body);
     }
@@ -154,9 +180,9 @@ export class IetfGateway implements GatewayAdapter {
       this.statusRequest = (input) => ({
         method: 'GET',
         path: statusPath(input.idempotencyKey),
-        headers: { ...this.#headers, accept: 'application/json' },
+        headers: statusHeaders,
       });
-      this.parseStatus = parseIetfStatus;
+      this.parseStatus = (response, input) => parseIetfStatus(response, this.#checkEcho ? input : undefined);
     }
   }
 
@@ -165,17 +191,15 @@ export class IetfGateway implements GatewayAdapter {
       method: 'POST',
       path: this.#chargePath,
       headers: {
-        ...this.#headers,
-        'content-type': 'application/json',
-        accept: 'application/json',
+        ...this.#chargeHeaders,
         [this.#header]: this.#quote ? `"${input.idempotencyKey}"` : input.idempotencyKey,
       },
       body: JSON.stringify(this.#body(input)),
     };
   }
 
-  parseCharge(response: GatewayResponse): ChargeResult {
-    const result = parseIetfCharge(response);
+  parseCharge(response: GatewayResponse, input: ChargeInput): ChargeResult {
+    const result = parseIetfCharge(response, this.#checkEcho ? input : undefined);
     const hint =
       this.#shouldRetryHeader === undefined ? undefined : response.headers[this.#shouldRetryHeader];
     // The server's hint wins over the status-code rule (idempotency.md, "Stripe-Should-Retry").
@@ -270,10 +294,27 @@ function idempotencyProblem(data: Record<string, unknown> | undefined): 'reused'
   return undefined;
 }
 
-function parseIetfCharge(response: GatewayResponse): ChargeResult {
+/**
+ * Whether an answer names another payment than `input`: the bank echoes the payment it holds for the
+ * key (bank-sim and most gateways echo orderId, amount, currency). A key reused for another payload (a
+ * caller's key given to two orders, a ledger that forgot) is asked about after its 422, and that other
+ * payment's outcome must not settle this one. Only the fields the bank sent are compared.
+ */
+function aboutAnother(data: Record<string, unknown> | undefined, input: ChargeInput | undefined): boolean {
+  if (data === undefined || input === undefined) return false;
+  const { orderId, amount, currency } = data;
+  return (
+    (typeof orderId === 'string' && orderId !== input.orderId) ||
+    (typeof amount === 'number' && amount !== input.amount) ||
+    (typeof currency === 'string' && currency.toUpperCase() !== input.currency)
+  );
+}
+
+function parseIetfCharge(response: GatewayResponse, input: ChargeInput | undefined): ChargeResult {
   const { statusCode } = response;
   if (statusCode >= 200 && statusCode < 300) {
     const data = json(response.body);
+    if (aboutAnother(data, input)) return { kind: 'unknown', reason: 'another_payment' };
     const status = str(data?.status);
     if (status === 'declined' || status === 'failed') {
       return { kind: 'declined', reason: declineReason(data, statusCode) };
@@ -281,12 +322,21 @@ function parseIetfCharge(response: GatewayResponse): ChargeResult {
     if (statusCode === 202 || status === 'processing' || status === 'pending') {
       return { kind: 'unknown', reason: 'processing', retryAfterMs: retryAfter(response) };
     }
+    // A status other than a charge's (`canceled`, `requires_action`...) is no proof of payment either: the
+    // status endpoint, which reads the same words, is asked.
+    if (status !== undefined && status !== 'succeeded' && status !== 'paid') {
+      return { kind: 'unknown', reason: `status_${status}` };
+    }
     const reference = str(data?.id) ?? str(data?.reference);
     // A 2xx without a reference is not proof of payment we could show anyone: ask again.
     if (reference === undefined) return { kind: 'unknown', reason: 'no_reference' };
     return { kind: 'paid', reference };
   }
-  if (statusCode === 402) return { kind: 'declined', reason: declineReason(json(response.body), statusCode) };
+  if (statusCode === 402) {
+    const data = json(response.body);
+    if (aboutAnother(data, input)) return { kind: 'unknown', reason: 'another_payment' };
+    return { kind: 'declined', reason: declineReason(data, statusCode) };
+  }
   if (statusCode === 408) return { kind: 'retry', reason: 'timeout', retryAfterMs: retryAfter(response) };
   if (statusCode === 409) return { kind: 'retry', reason: 'conflict', retryAfterMs: retryAfter(response) };
   // Same key, other payload: the key belongs to a payment we cannot see from here. Ask, never decide.
@@ -310,11 +360,12 @@ function parseIetfCharge(response: GatewayResponse): ChargeResult {
   return { kind: 'unknown', reason: `http_${statusCode}` };
 }
 
-function parseIetfStatus(response: GatewayResponse): StatusResult {
+function parseIetfStatus(response: GatewayResponse, input: ChargeInput | undefined): StatusResult {
   const { statusCode } = response;
   if (statusCode === 404) return { kind: 'not_found' };
   if (statusCode >= 200 && statusCode < 300) {
     const data = json(response.body);
+    if (aboutAnother(data, input)) return { kind: 'unknown' };
     const status = str(data?.status);
     if (status === 'succeeded' || status === 'paid') {
       const reference = str(data?.id) ?? str(data?.reference);

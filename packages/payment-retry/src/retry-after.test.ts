@@ -18,9 +18,26 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Wed, 25 Nov 2026 11:00:00 GMT', now)).toBe(0);
   });
 
+  it('reads the obsolete HTTP-date forms (RFC 850, asctime) as GMT, as RFC 9110 section 5.6.7 requires', () => {
+    const now = Date.parse('Wed, 25 Nov 2026 12:00:00 GMT');
+    const tz = process.env.TZ;
+    // asctime carries no zone: HTTP means GMT, whatever the local time zone is.
+    process.env.TZ = 'America/New_York';
+    try {
+      expect(parseRetryAfter('Wednesday, 25-Nov-26 12:00:05 GMT', now)).toBe(5000);
+      expect(parseRetryAfter('Wed Nov 25 12:00:05 2026', now)).toBe(5000);
+      expect(parseRetryAfter('Wed Nov  5 12:00:05 2026', now)).toBe(0);
+    } finally {
+      if (tz === undefined) delete process.env.TZ;
+      else process.env.TZ = tz;
+    }
+  });
+
   it('answers undefined for absent or malformed values', () => {
     expect(parseRetryAfter(undefined)).toBeUndefined();
     expect(parseRetryAfter('soon')).toBeUndefined();
     expect(parseRetryAfter('-1')).toBeUndefined();
+    expect(parseRetryAfter('Wednesday')).toBeUndefined();
+    expect(parseRetryAfter('Wed Nov 25 2026')).toBeUndefined();
   });
 });

@@ -1,3 +1,5 @@
+const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
+
 /**
  * Parses a `Retry-After` value (RFC 9110 section 10.2.3: delay-seconds or an HTTP-date) into ms.
  * Returns undefined when absent or malformed. `nowMs` is wall-clock time (the header is wall-clock).
@@ -15,9 +17,14 @@ export function parseRetryAfter(
   if (/^\d+$/.test(text)) return Number(text) * 1000;
   // Sub-second delays are not in the RFC, but some gateways (and simulators) send them.
   if (/^\d*\.\d+$/.test(text)) return Math.round(Number(text) * 1000);
-  // Only an IMF-fixdate-like text is a date; Date.parse would also take '-1' as a year.
-  if (!/^[A-Za-z]{3},/.test(text)) return undefined;
-  const date = Date.parse(text);
+  // Only an HTTP-date-like text is a date; Date.parse would also take '-1' as a year. RFC 9110 section
+  // 5.6.7: a recipient MUST accept the IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) and the obsolete
+  // RFC 850 (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`) forms. asctime
+  // has no zone, and Date.parse would read it as local time: it is GMT.
+  let date: number;
+  if (/^[A-Za-z]{3,9},/.test(text)) date = Date.parse(text);
+  else if (ASCTIME.test(text)) date = Date.parse(`${text} GMT`);
+  else return undefined;
   if (Number.isNaN(date)) return undefined;
   return Math.max(0, date - nowMs);
 }

@@ -11,8 +11,8 @@ export interface ManualRequest {
   readonly body: string;
   /** Whether the request's signal aborted it (it then rejected with the signal's reason). */
   readonly aborted: boolean;
-  /** Answers it with `status` and a JSON `body`. */
-  answer(status: number, body?: unknown): void;
+  /** Answers it with `status`, a JSON `body` and, when given, more response headers (lower-case names). */
+  answer(status: number, body?: unknown, headers?: Record<string, string>): void;
   /** Fails it as undici would, e.g. with `code: 'UND_ERR_HEADERS_TIMEOUT'` for a lost answer. */
   fail(error: unknown): void;
 }
@@ -43,10 +43,10 @@ export class ManualBank {
           get aborted() {
             return aborted;
           },
-          answer: (statusCode, body) =>
+          answer: (statusCode, body, headers) =>
             resolve({
               statusCode,
-              headers: { 'content-type': 'application/json' },
+              headers: { 'content-type': 'application/json', ...headers },
               body: { text: async () => (body === undefined ? '' : JSON.stringify(body)) },
             } as unknown as Dispatcher.ResponseData),
           fail: reject,
