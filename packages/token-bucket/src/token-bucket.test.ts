@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
@@ -8,6 +9,7 @@ import {
   TokenBucket,
   tokenBucket,
 } from './index.js';
+import { queueSlots } from './token-bucket.js';
 
 // The injected clock reads the fake timers' time, so timers and clock never disagree.
 const clock = () => Date.now();
@@ -419,6 +421,195 @@ describe('TokenBucket.take', () => {
     expect(await waiting).toBeInstanceOf(ClosedError);
     expect(vi.getTimerCount()).toBe(0);
     await expect(bucket.take()).rejects.toMatchObject({ code: 'ERR_CLOSED' });
+  });
+});
+
+/** A seeded shuffle (mulberry32), so a failure replays. */
+function shuffled<T>(items: readonly T[], seed: number): T[] {
+  const out = [...items];
+  let state = seed >>> 0;
+  const random = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
+  }
+  return out;
+}
+
+describe('TokenBucket abandoned backlog', () => {
+  it('aborting 20,000 waiters in random order: the rest granted in FIFO order, counts right, array within 2x live', async () => {
+    vi.setSystemTime(0);
+    const total = 20_000;
+    const kept = [3, 4_999, 5_000, 12_345, total - 1];
+    // One token per second, none there: every waiter owes one token, so the debt is `queued` seconds.
+    const bucket = tokenBucket({
+      capacity: 1,
+      refillRate: 1,
+      initialTokens: 0,
+      maxQueue: Number.POSITIVE_INFINITY,
+      clock,
+    });
+    const controllers = Array.from({ length: total }, () => new AbortController());
+    const reason = new Error('deadline');
+    const granted: number[] = [];
+    let rejected = 0;
+    const pending = controllers.map((controller, index) =>
+      bucket.take(1, { signal: controller.signal }).then(
+        () => granted.push(index),
+        (error: unknown) => {
+          expect(error).toBe(reason);
+          rejected++;
+        },
+      ),
+    );
+    expect(bucket.queued).toBe(total);
+    const keptSet = new Set(kept);
+    const aborts = shuffled(
+      controllers.map((_, index) => index).filter((index) => !keptSet.has(index)),
+      0xf100d,
+    );
+    // The head (0) goes somewhere in the middle of the order: the queue must skip it and re-arm.
+    for (const [done, index] of aborts.entries()) {
+      (controllers[index] as AbortController).abort(reason);
+      const live = total - done - 1;
+      expect(bucket.queued).toBe(live);
+      expect(queueSlots(bucket)).toBeLessThanOrEqual(2 * live);
+      if (done % 997 === 0) expect(bucket.waitMsFor(0)).toBe(live * 1000);
+    }
+    expect(bucket.queued).toBe(kept.length);
+    expect(queueSlots(bucket)).toBeLessThanOrEqual(2 * kept.length);
+    expect(bucket.waitMsFor(0)).toBe(kept.length * 1000);
+    expect(vi.getTimerCount()).toBe(1);
+
+    await advance(kept.length * 1000 - 1);
+    expect(granted).toEqual(kept.slice(0, -1));
+    await advance(1);
+    await Promise.all(pending);
+    expect(granted).toEqual(kept);
+    expect(rejected).toBe(total - kept.length);
+    expect(bucket.queued).toBe(0);
+    expect(queueSlots(bucket)).toBe(0);
+  });
+
+  it('a backlog aborted entirely leaves an empty queue: tryTake passes at once and nothing is owed', async () => {
+    vi.setSystemTime(0);
+    const bucket = tokenBucket({ capacity: 2, refillRate: 1, initialTokens: 1, maxQueue: 100, clock });
+    const controller = new AbortController(); // a deadline shared by every waiter
+    setMaxListeners(100, controller.signal);
+    const pending = Array.from({ length: 100 }, () =>
+      bucket.take(2, { signal: controller.signal }).catch((e: unknown) => e),
+    );
+    expect(bucket.queued).toBe(100);
+    await expect(bucket.take(1)).rejects.toBeInstanceOf(QueueFullError);
+    controller.abort(new Error('deadline'));
+    expect(await Promise.all(pending)).toEqual(Array(100).fill(new Error('deadline')));
+    expect(bucket.queued).toBe(0);
+    expect(queueSlots(bucket)).toBe(0);
+    expect(bucket.waitMsFor(0)).toBe(0);
+    expect(bucket.tryTake(1)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+type QueueOp =
+  | { readonly kind: 'take'; readonly n: number; readonly withSignal: boolean }
+  | { readonly kind: 'abort'; readonly pick: number }
+  | { readonly kind: 'advance'; readonly ms: number };
+
+const queueOpArb: fc.Arbitrary<QueueOp> = fc.oneof(
+  fc.record({
+    kind: fc.constant('take' as const),
+    n: fc.integer({ min: 1, max: 3 }),
+    withSignal: fc.boolean(),
+  }),
+  fc.record({ kind: fc.constant('abort' as const), pick: fc.nat() }),
+  fc.record({ kind: fc.constant('advance' as const), ms: fc.nat(1500) }),
+);
+
+describe('TokenBucket queue with aborts (property)', () => {
+  it('grants in FIFO order of the waiters not aborted, counts only live ones, bounds the array', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 3, max: 5 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.array(queueOpArb, { maxLength: 80 }),
+        async (capacity, perSecond, ops) => {
+          vi.setSystemTime(0);
+          const bucket = tokenBucket({
+            capacity,
+            refillRate: perSecond,
+            initialTokens: 0,
+            maxQueue: Number.POSITIVE_INFINITY,
+            clock,
+          });
+          // The model: the calls not settled yet, in arrival order. A grant must be the oldest of them
+          // (abortable or not); an abort takes out whichever it names.
+          const model: Array<{ id: number; controller: AbortController | undefined }> = [];
+          const events: Array<{ id: number; outcome: 'granted' | 'aborted' }> = [];
+          const expected: Array<{ id: number; outcome: 'granted' | 'aborted' }> = [];
+          const pending: Promise<unknown>[] = [];
+          const settleModel = () => {
+            // Each grant the bucket made since the last check must be the model's head.
+            for (const event of events.splice(0)) {
+              if (event.outcome === 'aborted') continue;
+              expect(model[0]?.id).toBe(event.id);
+              model.shift();
+              expected.push(event);
+            }
+          };
+          let nextId = 0;
+          for (const op of ops) {
+            if (op.kind === 'take') {
+              const id = nextId++;
+              const controller = op.withSignal ? new AbortController() : undefined;
+              const options = controller === undefined ? undefined : { signal: controller.signal };
+              pending.push(
+                bucket.take(op.n, options).then(
+                  () => events.push({ id, outcome: 'granted' }),
+                  () => events.push({ id, outcome: 'aborted' }),
+                ),
+              );
+              // A take granted at once (nobody waiting, tokens there) is a grant from an empty queue.
+              model.push({ id, controller });
+              await Promise.resolve();
+            } else if (op.kind === 'abort') {
+              const abortable = model.filter((entry) => entry.controller !== undefined);
+              const target = abortable[op.pick % Math.max(1, abortable.length)];
+              if (target !== undefined) {
+                target.controller?.abort(new Error('gone'));
+                model.splice(model.indexOf(target), 1);
+                expected.push({ id: target.id, outcome: 'aborted' });
+              }
+            } else {
+              await advance(op.ms);
+            }
+            await advance(0);
+            settleModel();
+            expect(bucket.queued).toBe(model.length);
+            expect(queueSlots(bucket)).toBeLessThanOrEqual(2 * model.length);
+            if (model.length === 0) expect(bucket.waitMsFor(0)).toBe(0);
+          }
+          // Drain: everything not aborted is granted, in order.
+          await advance(model.length * capacity * 1000 + 1000);
+          settleModel();
+          expect(model).toEqual([]);
+          await Promise.all(pending);
+          expect(bucket.queued).toBe(0);
+          expect(queueSlots(bucket)).toBe(0);
+          // Nothing lost, nothing gained: a long idle spell refills to exactly capacity.
+          step(capacity * 1000);
+          expect(bucket.tokens).toBe(capacity);
+          bucket.close();
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });
 

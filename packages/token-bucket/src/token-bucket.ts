@@ -82,6 +82,8 @@ interface Waiter {
   readonly reject: (reason: unknown) => void;
   readonly signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** Its slot in `TokenBucket.waiters`, kept up to date by compaction: an abort finds it in O(1). */
+  slot: number;
 }
 
 const OPTION_KEYS = [
@@ -94,6 +96,17 @@ const OPTION_KEYS = [
   'maxCatchUpMs',
 ] as const;
 const TAKE_KEYS = ['signal', 'maxWaitMs'] as const;
+
+let slotsOf: (bucket: TokenBucket) => number;
+
+/**
+ * Package-internal, for tests (not exported from `index.ts`): the length of a bucket's waiter array, live
+ * waiters and cleared slots together. It shows the memory an abandoned backlog still holds.
+ * @internal
+ */
+export function queueSlots(bucket: TokenBucket): number {
+  return slotsOf(bucket);
+}
 
 /**
  * A token bucket with lazy refill: tokens are computed from the clock when asked, so an idle bucket costs
@@ -135,11 +148,27 @@ export class TokenBucket {
    */
   private level: number;
   private last: number;
-  private readonly waiters: Waiter[] = [];
+  /**
+   * The FIFO queue: live waiters from `headSlot` on, in arrival order, with `undefined` in the slots of
+   * those that aborted. A grant advances `headSlot` and an abort clears its slot, both O(1): with `indexOf`
+   * + `splice` (and `shift()`, which may copy the whole array), a shared deadline aborting 40k waiters
+   * blocked the event loop for 1.5 s. Compaction keeps the array within twice the live waiters, and an
+   * empty queue is an empty array, so `waiters.length === 0` still says "nobody waits" on the `tryTake`
+   * hot path.
+   */
+  private readonly waiters: Array<Waiter | undefined> = [];
+  /** The slot of the first live waiter (the one due next); 0 when the queue is empty. */
+  private headSlot = 0;
+  /** Live waiters in `waiters`: what `queued` and `maxQueue` count. */
+  private live = 0;
   /** Tokens reserved by the waiters still queued (already deducted from `level`). */
   private reserved = 0;
   private timer: LongTimeout | undefined;
   private closed = false;
+
+  static {
+    slotsOf = (bucket) => bucket.waiters.length;
+  }
 
   /** @throws {InvalidOptionError} When an option is missing, out of range or unknown. */
   constructor(options: TokenBucketOptions) {
@@ -171,7 +200,7 @@ export class TokenBucket {
 
   /** How many {@link take} calls are waiting. */
   get queued(): number {
-    return this.waiters.length;
+    return this.live;
   }
 
   /**
@@ -261,7 +290,7 @@ export class TokenBucket {
     const decision = this.tryTake(n);
     if (decision.allowed) return Promise.resolve(decision);
     if (decision.retryAfterMs > maxWaitMs) return Promise.reject(new RateLimitedError(decision.retryAfterMs));
-    if (this.waiters.length >= this.maxQueue) {
+    if (this.live >= this.maxQueue) {
       // The queue has room again once the waiters' debt is paid; with no queue at all (maxQueue 0) that
       // is at once, so the retry that can pass is the one after this call's own wait.
       const retryAfterMs = this.maxQueue === 0 ? decision.retryAfterMs : this.waitMsFor(0);
@@ -269,7 +298,7 @@ export class TokenBucket {
     }
 
     return new Promise<Decision>((resolve, reject) => {
-      const waiter: Waiter = { n, resolve, reject, signal, onAbort: undefined };
+      const waiter: Waiter = { n, resolve, reject, signal, onAbort: undefined, slot: this.waiters.length };
       if (signal !== undefined) {
         waiter.onAbort = () => this.abandon(waiter);
         signal.addEventListener('abort', waiter.onAbort, { once: true });
@@ -279,7 +308,8 @@ export class TokenBucket {
       this.level -= n;
       this.reserved += n;
       this.waiters.push(waiter);
-      if (this.waiters.length === 1) this.schedule();
+      this.live++;
+      if (this.live === 1) this.schedule();
     });
   }
 
@@ -305,12 +335,15 @@ export class TokenBucket {
     this.closed = true;
     this.clearTimer();
     const waiters = this.waiters.splice(0);
+    this.headSlot = 0;
+    this.live = 0;
     // The reservations are cancelled: their tokens go back to the bucket that tryTake still answers from.
     this.refill();
     this.level = Math.min(this.capacity, Math.max(0, this.level + this.reserved));
     this.reserved = 0;
     const error = new ClosedError('TokenBucket');
     for (const waiter of waiters) {
+      if (waiter === undefined) continue;
       this.detach(waiter);
       waiter.reject(error);
     }
@@ -334,7 +367,7 @@ export class TokenBucket {
   private refillAt(now: number): void {
     if (!(now > this.last)) return;
     let elapsed = now - this.last;
-    const head = this.waiters[0];
+    const head = this.waiters[this.headSlot];
     if (head !== undefined) {
       // The head is due when `level + reserved` reaches its `n`: that many ms after the last reading.
       const dueIn = Math.max(0, (head.n - this.level - this.reserved) / this.refillPerMs);
@@ -352,12 +385,11 @@ export class TokenBucket {
   private serve(): void {
     this.clearTimer();
     this.refill();
-    const waiters = this.waiters;
-    let head = waiters[0];
+    let head = this.waiters[this.headSlot];
     while (head !== undefined && this.level + this.reserved + TOKEN_EPSILON >= head.n) {
-      waiters.shift();
+      this.remove(head);
       this.reserved -= head.n;
-      if (waiters.length === 0) this.settleReserved();
+      if (this.live === 0) this.settleReserved();
       this.detach(head);
       head.resolve({
         allowed: true,
@@ -366,7 +398,7 @@ export class TokenBucket {
         retryAfterMs: 0,
         resetAfterMs: Math.ceil((this.capacity - this.level) / this.refillPerMs),
       });
-      head = waiters[0];
+      head = this.waiters[this.headSlot];
     }
     this.schedule();
   }
@@ -378,7 +410,7 @@ export class TokenBucket {
   }
 
   private schedule(): void {
-    const head = this.waiters[0];
+    const head = this.waiters[this.headSlot];
     if (head === undefined || this.timer !== undefined) return;
     // The one timer there is: for the head, the earliest reservation (they are paid off in FIFO order).
     // Timers may fire a little early against performance.now() (libuv's loop time is cached), so serve()
@@ -405,17 +437,47 @@ export class TokenBucket {
   }
 
   private abandon(waiter: Waiter): void {
-    const index = this.waiters.indexOf(waiter);
-    if (index === -1) return;
-    this.waiters.splice(index, 1);
+    // Granted, or rejected by close(): its slot is empty or holds a later waiter.
+    if (this.waiters[waiter.slot] !== waiter) return;
+    const wasHead = waiter.slot === this.headSlot;
+    this.remove(waiter);
     // Cancel the reservation: its tokens come back, which pays off the debt of everyone behind it sooner.
     this.refill();
     this.reserved -= waiter.n;
     this.level = Math.min(this.capacity, this.level + waiter.n);
-    if (this.waiters.length === 0) this.settleReserved();
+    if (this.live === 0) this.settleReserved();
     waiter.reject(waiter.signal?.reason);
     // Those ahead are unaffected (their share of the sum is unchanged); the new head may be paid off now.
-    if (index === 0) this.serve();
+    if (wasHead) this.serve();
+  }
+
+  /**
+   * Takes a queued waiter out in amortised O(1): its slot is cleared (so its promise and signal are not
+   * held), `headSlot` skips the cleared slots, and the array is compacted once fewer than half its slots are
+   * live. A compaction moves the live waiters, fewer than the slots cleared since the last one, so each
+   * removal pays for at most one move.
+   */
+  private remove(waiter: Waiter): void {
+    const waiters = this.waiters;
+    waiters[waiter.slot] = undefined;
+    this.live--;
+    if (this.live === 0) {
+      waiters.length = 0;
+      this.headSlot = 0;
+      return;
+    }
+    while (waiters[this.headSlot] === undefined) this.headSlot++;
+    if (waiters.length > 2 * this.live) {
+      let to = 0;
+      for (let from = this.headSlot; from < waiters.length; from++) {
+        const kept = waiters[from];
+        if (kept === undefined) continue;
+        kept.slot = to;
+        waiters[to++] = kept;
+      }
+      waiters.length = to;
+      this.headSlot = 0;
+    }
   }
 
   private detach(waiter: Waiter): void {
