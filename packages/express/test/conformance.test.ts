@@ -31,7 +31,13 @@ export function buildApp(spec: AppSpec, holds: Holds, express: typeof express5 =
     });
     next();
   });
-  const limiter = spec.rateLimit === undefined ? undefined : rateLimit(spec.rateLimit);
+  const limiter =
+    spec.rateLimit === undefined
+      ? undefined
+      : rateLimit({
+          ...spec.rateLimit,
+          ...(spec.rateLimitStore === undefined ? {} : { store: spec.rateLimitStore(holds) }),
+        });
   const shedder = spec.shedding === undefined ? undefined : loadShedder(spec.shedding);
   const idem =
     spec.idempotency === undefined

@@ -27,7 +27,12 @@ export async function buildApp(spec: AppSpec, holds: Holds): Promise<FastifyInst
     done();
   });
   const sheddingFirst = spec.order !== 'idempotency-first';
-  if (spec.rateLimit !== undefined) await app.register(floodgateRateLimit, spec.rateLimit);
+  if (spec.rateLimit !== undefined) {
+    await app.register(floodgateRateLimit, {
+      ...spec.rateLimit,
+      ...(spec.rateLimitStore === undefined ? {} : { store: spec.rateLimitStore(holds) }),
+    });
+  }
   if (spec.shedding !== undefined && sheddingFirst) await app.register(floodgateLoadShedding, spec.shedding);
   if (spec.idempotency !== undefined) {
     await app.register(floodgateIdempotency, {

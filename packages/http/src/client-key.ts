@@ -63,6 +63,22 @@ export function addressKey(address: string | undefined, ipv6Subnet: number | fal
   return prefix === 128 ? formatted : `${formatted}/${prefix}`;
 }
 
+/**
+ * The longest bucket key a store is given as it is. A memory store is bounded by its number of keys
+ * (`maxKeys`), not their size: a 15 KB key (a garbage `X-Forwarded-For` entry taken as `req.ip` with trust
+ * proxy on, a long id) held 100 000 times would be 1.5 GB. Longer keys are hashed (see {@link boundedKey}).
+ */
+export const MAX_KEY_LENGTH = 256;
+
+/**
+ * `key` itself when it has at most {@link MAX_KEY_LENGTH} characters, else `long:` and 22 characters of
+ * its SHA-256 (base64url, 132 bits): still one bucket per key, of a bounded size. Only long keys pay.
+ */
+export function boundedKey(key: string): string {
+  if (key.length <= MAX_KEY_LENGTH) return key;
+  return `long:${createHash('sha256').update(key).digest('base64url').slice(0, 22)}`;
+}
+
 /** Parses a valid IPv6 address (checked by the caller) into 8 16-bit groups. */
 function parseIPv6(text: string): number[] {
   let body = text;

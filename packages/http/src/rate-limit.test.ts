@@ -437,6 +437,37 @@ describe('RateLimit', () => {
     expect(sync(limit.check(req('203.0.113.3', { user: '8' }))).outcomes[0]?.key).toBe('8');
   });
 
+  it('a bucket key longer than 256 characters reaches the store as a hash of it: memory per key stays bounded', async () => {
+    const memory = memoryStore();
+    const keys: string[] = [];
+    const recording: LimiterStore = {
+      consume: (key: string, cost: number, spec: BucketSpec) => {
+        keys.push(key);
+        return memory.consume(key, cost, spec);
+      },
+      refund: (key: string, cost: number, spec: BucketSpec) => memory.refund(key, cost, spec),
+      close: () => memory.close(),
+    };
+    const long = (tail: string) => `${'u'.repeat(15_000)}${tail}`;
+    // A custom key of a long id, and the default key of an address no socket has (a 15 KB
+    // X-Forwarded-For entry taken as req.ip with trust proxy on).
+    const byHeader = new RateLimit<Req>({ limit: 1, store: recording, key: (r) => r.user });
+    const byAddress = new RateLimit<Req>({ limit: 1, store: recording });
+    expect((await byHeader.check(req('203.0.113.9', { user: long('a') }))).action).toBe('allow');
+    expect((await byHeader.check(req('203.0.113.9', { user: long('a') }))).action).toBe('deny');
+    expect((await byHeader.check(req('203.0.113.9', { user: long('b') }))).action).toBe('allow');
+    expect((await byAddress.check(req(long('c')))).action).toBe('allow');
+    expect((await byAddress.check(req(long('c')))).action).toBe('deny');
+    expect((await byAddress.check(req(long('d')))).action).toBe('allow');
+    expect(keys).toHaveLength(6);
+    for (const key of keys) expect(key.length).toBeLessThanOrEqual(256);
+    expect(new Set(keys).size).toBe(4);
+    // A key of 256 characters or fewer is the store's key as it is.
+    expect((await byHeader.check(req('203.0.113.9', { user: 'k'.repeat(256) }))).action).toBe('allow');
+    expect(keys.at(-1)).toBe('k'.repeat(256));
+    memory.close();
+  });
+
   it('a key function answering what names no bucket rejects with InvalidKeyError, never a 503, and gives back what was taken', async () => {
     const onError = vi.fn();
     for (const bad of [null, true, { id: 7 }, Number.NaN, Number.POSITIVE_INFINITY, ['7']]) {

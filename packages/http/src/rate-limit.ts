@@ -1,5 +1,5 @@
 import type { LimiterStore } from '@floodgate/token-bucket';
-import { addressKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
+import { addressKey, boundedKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
 import { errorReporter } from './error-reporter.js';
 import { InvalidCostError, InvalidKeyError } from './errors.js';
 import {
@@ -58,7 +58,8 @@ export interface RateLimitPolicy<Req> {
   /**
    * The bucket key of a request; `undefined` falls back to the client address. Use a constant
    * (`() => 'global'`) for one bucket shared by all. A finite number keys the bucket of its decimal
-   * string (a user id); anything else makes `check` reject with `InvalidKeyError`.
+   * string (a user id); anything else makes `check` reject with `InvalidKeyError`. A key longer than 256
+   * characters reaches the store as a hash of it (`long:` + 22 characters), so memory per key is bounded.
    * @default the client address as the framework sees it (trust-proxy applied), IPv6 grouped by `ipv6Subnet`
    */
   readonly key?: KeyGenerator<Req>;
@@ -555,7 +556,7 @@ export class RateLimit<Req extends KeyableRequest> {
    * costs a few tens of µs, each call on the way is a visible share of the limiter's cost.
    */
   #checkSimple(request: Req, limiter: KeyedLimiterLike): MaybePromise<RateLimitResult> {
-    const key = addressKey(this.#clientAddress(request), this.#subnet);
+    const key = boundedKey(addressKey(this.#clientAddress(request), this.#subnet));
     let decision: MaybePromise<DecisionLike>;
     try {
       decision = limiter.tryTake(key, this.#cost as number);
@@ -659,7 +660,7 @@ export class RateLimit<Req extends KeyableRequest> {
         return Promise.reject(new InvalidKeyError(generated));
       }
     }
-    const key = generated ?? address ?? addressKey(this.#clientAddress(request), this.#subnet);
+    const key = boundedKey(generated ?? address ?? addressKey(this.#clientAddress(request), this.#subnet));
     let decision: MaybePromise<DecisionLike>;
     try {
       decision = policy.limiter.tryTake(key, cost);

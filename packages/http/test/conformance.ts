@@ -12,7 +12,7 @@ import {
   MemoryIdempotencyStore,
   type RateLimitOptions,
 } from '@floodgate/http';
-import type { LimiterStore } from '@floodgate/token-bucket';
+import { type LimiterStore, memoryStore } from '@floodgate/token-bucket';
 import { expect } from 'vitest';
 
 /** What the cases read of a request in their key and scope functions (both frameworks have these). */
@@ -42,6 +42,8 @@ export interface RouteSpec {
 export interface AppSpec {
   readonly trustProxy?: boolean;
   readonly rateLimit?: RateLimitOptions<CaseRequest>;
+  /** A rate-limit store made for each app over the case's holds (one whose answers the case times). */
+  readonly rateLimitStore?: (holds: Holds) => LimiterStore;
   readonly idempotency?: IdempotencyOptions & { readonly scope?: (req: CaseRequest) => string | undefined };
   /** A store made for each app, so a stateful one (on the case's clock, `holds.now`) is never shared. */
   readonly idempotencyStore?: (holds: Holds) => IdempotencyStore;
@@ -949,6 +951,32 @@ export const cases: readonly Case[] = [
       expect(retry.status).toBe(201);
       expect(retry.headers['idempotent-replayed']).toBe('true');
       expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
+    name: 'rate limit: a client that leaves while an async store decides gets nothing written and no error; skipFailedRequests gives its token back',
+    needsSocket: true,
+    app: {
+      rateLimit: { name: 'ok-only', limit: 1, windowMs: 60_000, skipFailedRequests: true },
+      // Every decision waits for the hold `decide` (released once, then they pass at once).
+      rateLimitStore: (holds) => {
+        const inner = memoryStore();
+        return {
+          consume: (key, cost, spec) => holds.wait('decide').then(() => inner.consume(key, cost, spec)),
+          refund: (key, cost, spec) => inner.refund(key, cost, spec),
+          close: () => inner.close(),
+        };
+      },
+    },
+    async run(client, holds) {
+      const left = leaving(client, holds, { path: '/' });
+      await holds.arrived('decide');
+      await left.leave();
+      holds.release('decide');
+      // Its token was taken after it left and given back: the bucket of 1 is full again.
+      const next = await client.request({ path: '/' });
+      expect(next.status).toBe(200);
+      expect(next.headers.ratelimit).toBe('"ok-only";r=0;t=60');
     },
   },
   // ---- store failures (a rejection the adapters leave unhandled fails the run: vitest reports it) ----
