@@ -20,3 +20,17 @@ export function serverDelay(retryAfterMs: number, capMs: number, random: () => n
   const capped = Math.min(retryAfterMs, capMs);
   return capped + random() * capped * 0.1;
 }
+
+/**
+ * Equal jitter (AWS Architecture blog, "Exponential Backoff And Jitter"): with
+ * `t = min(cap, base * 2^retry)`, `t/2 + random(0, t/2)`. Half of the wait is kept, so a crowd is spread
+ * over `[t/2, t)` and yet no wait is shorter than `t/2`: full jitter's waits near 0 would let a caller
+ * come straight back. `retry` counts from 0 for the first retry.
+ *
+ * @example
+ * equalJitter(0, 1000, 60_000, Math.random); // somewhere in [500, 1000)
+ */
+export function equalJitter(retry: number, baseMs: number, capMs: number, random: () => number): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(retry, 52));
+  return ceiling / 2 + random() * (ceiling / 2);
+}

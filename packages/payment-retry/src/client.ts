@@ -3,7 +3,7 @@ import { performance } from 'node:perf_hooks';
 import { tokenBucket } from '@floodgate/token-bucket';
 import type { Dispatcher } from 'undici';
 import { Pool } from 'undici';
-import { fullJitter, serverDelay } from './backoff.js';
+import { equalJitter, fullJitter, serverDelay } from './backoff.js';
 import { classifyError, errorCode, errorRetryAfterMs, LOCAL_REJECTION_CODES } from './classify.js';
 import {
   AttemptError,
@@ -151,9 +151,13 @@ export interface PoolOptions {
 
 /** Background reconciliation of pending payments. */
 export interface ReconcileOptions {
-  /** First wait before a pending payment is tried again. @default 1000 */
+  /**
+   * Base of the back-off between a pending payment's tries: the n-th wait is equal-jittered,
+   * `t/2 + random(0, t/2)` with `t = min(maxIntervalMs, intervalMs * 2^n)`, so the first try comes
+   * `[intervalMs/2, intervalMs)` after the payment went pending. @default 1000
+   */
   readonly intervalMs?: number;
-  /** The wait doubles up to this. @default 60000 */
+  /** The cap: the back-off's `t` doubles up to this, and every wait is shorter. @default 60000 */
   readonly maxIntervalMs?: number;
   /** Payments reconciled at the same time. @default 8 */
   readonly concurrency?: number;
@@ -269,7 +273,10 @@ interface PendingEntry {
   scope: string;
   fingerprint: string;
   nextAt: number;
-  delayMs: number;
+  /** Reconciler tries that left it pending: the exponent of its back-off. */
+  tries: number;
+  /** A reconciliation pass is driving it now (the pass backs it off when the try ends). */
+  trying: boolean;
 }
 
 const NO_PAY_OPTIONS: PayOptions = Object.freeze({});
@@ -1547,10 +1554,12 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   /**
    * Reports `record` pending and hands it to the reconciler (which then owns it until it settles), to be
    * tried again after its back-off, and no sooner than `waitMs` (the wait the drive was about to make:
-   * a server's `Retry-After`).
+   * a server's `Retry-After`). Counted in `outcomes.pending`, with an `outcome` event, only when the
+   * payment goes pending: not again while the reconciler holds it (its passes, a `pay()` or `recover()`
+   * of it that ends pending too), so the counter counts payments, not tries.
    */
   #pendingFor(record: PaymentRecord, attempts: number, reason: PendingReason, waitMs = 0): PendingOutcome {
-    this.#counters.pending++;
+    const existing = this.#pending.get(record.idempotencyKey);
     const outcome: PendingOutcome = {
       status: 'pending',
       orderId: record.orderId,
@@ -1559,21 +1568,42 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
       attempts,
       reason,
     };
-    if (!this.#closed) {
-      const existing = this.#pending.get(record.idempotencyKey);
-      const delayMs = existing === undefined ? this.#reconcile.intervalMs : existing.delayMs;
-      const nextAt = this.#clock() + Math.max(delayMs, waitMs);
-      this.#pending.set(record.idempotencyKey, {
-        idempotencyKey: record.idempotencyKey,
-        scope: record.scope,
-        fingerprint: fingerprintOf(record.amount, record.currency, record.payer, record.fields),
-        nextAt,
-        delayMs,
-      });
+    if (existing?.trying === true) {
+      // The reconciler's own try: its pass backs the payment off when the try ends; a Retry-After stands.
+      existing.nextAt = Math.max(existing.nextAt, this.#clock() + waitMs);
+    } else if (!this.#closed) {
+      const nextAt = this.#clock() + Math.max(this.#reconcileDelay(existing?.tries ?? 0), waitMs);
+      if (existing !== undefined) existing.nextAt = nextAt;
+      else {
+        this.#pending.set(record.idempotencyKey, {
+          idempotencyKey: record.idempotencyKey,
+          scope: record.scope,
+          fingerprint: fingerprintOf(record.amount, record.currency, record.payer, record.fields),
+          nextAt,
+          tries: 0,
+          trying: false,
+        });
+      }
       this.#schedule(nextAt);
     }
-    if (this.listenerCount('outcome') > 0) this.#emit('outcome', outcome);
+    if (existing === undefined) {
+      this.#counters.pending++;
+      if (this.listenerCount('outcome') > 0) this.#emit('outcome', outcome);
+    }
     return outcome;
+  }
+
+  /**
+   * The wait before a pending payment's next try, after `tries` tries that left it pending. Equal jitter
+   * (AWS Architecture blog, "Exponential Backoff And Jitter"), where `pay()`'s retries use full jitter:
+   * un-jittered, the payments a bank outage left pending in the same second, in every process, would be
+   * asked about again in lock-step; full jitter would spread them too, but with waits down to 0 a payment
+   * could be asked about again right after a try that found it open. Equal jitter keeps half the wait:
+   * always at least `intervalMs / 2`, and under `maxIntervalMs`.
+   */
+  #reconcileDelay(tries: number): number {
+    const { intervalMs, maxIntervalMs } = this.#reconcile;
+    return equalJitter(tries, intervalMs, maxIntervalMs, this.#random);
   }
 
   /**
@@ -1649,7 +1679,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   /**
    * Arms the timer of the next pass for the earliest pending payment. `dueAt` is when a payment that has
    * just gone pending is due: earlier than the pass already armed (others backed off towards
-   * `maxIntervalMs`), it re-arms the timer, so a new pending payment is tried after `intervalMs`.
+   * `maxIntervalMs`), it re-arms the timer, so a new pending payment is tried after its first back-off
+   * (`[intervalMs/2, intervalMs)`), not at the others' pass.
    */
   #schedule(dueAt?: number): void {
     if (!this.#reconcileInBackground || this.#closed) return;
@@ -1678,6 +1709,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     let resolved = 0;
     const run = this.#mapLimit(due, this.#reconcile.concurrency, async (entry) => {
       if (this.#closed) return;
+      entry.trying = true;
       try {
         const record = await this.ledger.get(entry.idempotencyKey);
         if (record === undefined) {
@@ -1697,11 +1729,12 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           this.#emit('reconcileFailed', { idempotencyKey: entry.idempotencyKey, error });
         }
       }
-      const current = this.#pending.get(entry.idempotencyKey);
-      if (current !== undefined) {
-        current.delayMs = Math.min(this.#reconcile.maxIntervalMs, current.delayMs * 2);
+      entry.trying = false;
+      // Still held (an entry is updated in place while held): it backs off one step further.
+      if (this.#pending.get(entry.idempotencyKey) === entry) {
+        entry.tries++;
         // A later time the try set (the bank's Retry-After) stands.
-        current.nextAt = Math.max(current.nextAt, this.#clock() + current.delayMs);
+        entry.nextAt = Math.max(entry.nextAt, this.#clock() + this.#reconcileDelay(entry.tries));
       }
     });
     this.#reconcileRunning = run;

@@ -47,21 +47,23 @@ function fakeTimeSetup(options: Partial<PaymentClientOptions> = {}): {
   return { bank, client, ledger };
 }
 
+// With `random: () => 0.5` the n-th wait (equal jitter) is 3/4 of min(maxIntervalMs, intervalMs * 2^n):
+// 750, 1500, 3000, 6000... ms for an intervalMs of 1000.
 describe('the reconciler schedule', () => {
-  it('a payment that goes pending while a later pass is armed is tried after intervalMs, not then', async () => {
+  it('a payment that goes pending while a later pass is armed is tried after its first wait, not then', async () => {
     const { bank, client } = fakeTimeSetup({ reconcile: { intervalMs: 1000, maxIntervalMs: 60_000 } });
     const first = client.pay(intent);
     (await bank.until(1)).fail(lostAnswer());
     expect(await first).toMatchObject({ status: 'pending', reason: 'max_attempts' });
-    // Its first reconciliation (t = 1000) loses the answer too: it backs off to 2000 (next at t = 3000).
-    await vi.advanceTimersByTimeAsync(1000);
+    // Its first reconciliation (t = 750) loses the answer too: it backs off 1500 (next at t = 2250).
+    await vi.advanceTimersByTimeAsync(750);
     (await bank.until(2)).fail(lostAnswer());
     await turns();
-    // A second payment goes pending at t = 1000: its first try is due at t = 2000.
+    // A second payment goes pending at t = 750: its first try is due at t = 1500.
     const second = client.pay({ ...intent, orderId: 'o-2' });
     (await bank.until(3)).fail(lostAnswer());
     expect(await second).toMatchObject({ status: 'pending', orderId: 'o-2' });
-    await vi.advanceTimersByTimeAsync(999);
+    await vi.advanceTimersByTimeAsync(749);
     await turns();
     expect(bank.requests).toHaveLength(3);
     await vi.advanceTimersByTimeAsync(1);
@@ -73,18 +75,19 @@ describe('the reconciler schedule', () => {
     expect(client.pendingCount).toBe(1);
   });
 
-  it('a payment that goes pending during reconcileNow() is tried after intervalMs, not at the armed pass', async () => {
+  it('a payment that goes pending during reconcileNow() is tried after its first wait, not at the armed pass', async () => {
     const { bank, client } = fakeTimeSetup({ reconcile: { intervalMs: 1000, maxIntervalMs: 60_000 } });
     const first = client.pay(intent);
     (await bank.until(1)).fail(lostAnswer());
     await first;
-    // Two passes lose the answer (t = 1000, t = 3000): the next is armed for t = 7000.
-    await vi.advanceTimersByTimeAsync(1000);
+    // Two passes lose the answer (t = 750, t = 2250): the next is armed for t = 5250.
+    await vi.advanceTimersByTimeAsync(750);
     (await bank.until(2)).fail(lostAnswer());
-    await vi.advanceTimersByTimeAsync(2000);
+    await vi.advanceTimersByTimeAsync(1500);
     (await bank.until(3)).fail(lostAnswer());
     await turns();
-    // At t = 3000 a pass is run by hand; while it waits for the bank, a second payment goes pending.
+    // At t = 2250 a pass is run by hand; while it waits for the bank, a second payment goes pending (due
+    // at t = 3000).
     const pass = client.reconcileNow();
     const asked = await bank.until(4);
     const second = client.pay({ ...intent, orderId: 'o-2' });
@@ -92,7 +95,7 @@ describe('the reconciler schedule', () => {
     const { idempotencyKey } = await second;
     asked.fail(lostAnswer());
     expect(await pass).toEqual({ resolved: 0, pending: 2 });
-    await vi.advanceTimersByTimeAsync(999);
+    await vi.advanceTimersByTimeAsync(749);
     await turns();
     expect(bank.requests).toHaveLength(5);
     await vi.advanceTimersByTimeAsync(1);
@@ -111,15 +114,16 @@ describe("the bank's Retry-After", () => {
     await bank.until(1);
     await vi.advanceTimersByTimeAsync(1);
     expect(await paying).toMatchObject({ status: 'pending', reason: 'deadline' });
-    // The reconciler's first try (t = 1000) asks; the bank is busy and asks for 20 s.
+    // The reconciler's first try (t = 751) asks; the bank is busy (its answer comes at t = 1001) and asks
+    // for 20 s.
     await vi.advanceTimersByTimeAsync(1000);
     const busy = await bank.until(2);
     expect(busy.method).toBe('GET');
     busy.answer(503, { title: 'busy' }, { 'retry-after': '20' });
     await turns();
     expect(client.pendingCount).toBe(1);
-    // Its own back-off would ask again at t = 3000; the bank's 20 s (stretched by up to 10%: random 0.5
-    // makes it 21 s) win: due at t = 22000.
+    // Its own back-off would ask again at t = 2501 (1500 ms); the bank's 20 s (stretched by up to 10%:
+    // random 0.5 makes it 21 s) win: due at t = 22001.
     await vi.advanceTimersByTimeAsync(20_999);
     await turns();
     expect(bank.requests).toHaveLength(2);
@@ -280,5 +284,116 @@ describe('a pending payment another process settles', () => {
     expect(a.bank.requests).toHaveLength(1);
     expect(await a.client.reconcileNow()).toEqual({ resolved: 0, pending: 0 });
     expect(reconciled).toHaveLength(1);
+  });
+});
+
+/**
+ * Moves fake time 1 ms at a time for `ms` ms, losing the answer to every request as it comes (so each
+ * payment stays pending and no pass waits), and returns the time each new request after the first
+ * `answered` left at, in ms since `since`.
+ */
+async function loseEveryAnswerFor(
+  bank: ManualBank,
+  ms: number,
+  answered: number,
+  since: number,
+): Promise<number[]> {
+  const seen = { answered };
+  const at: number[] = [];
+  for (let step = 0; step < ms; step++) {
+    await vi.advanceTimersByTimeAsync(1);
+    await turns(5);
+    while (seen.answered < bank.requests.length) {
+      (bank.requests[seen.answered++] as (typeof bank.requests)[number]).fail(lostAnswer());
+      at.push(Date.now() - since);
+    }
+  }
+  return at;
+}
+
+describe("the reconciler's back-off", () => {
+  it('spreads the first tries of payments that went pending together over [intervalMs/2, intervalMs)', async () => {
+    const draws = [0, 0.25, 0.5, 0.75];
+    const { bank, client } = fakeTimeSetup({
+      reconcile: { intervalMs: 1000, maxIntervalMs: 60_000 },
+      random: () => draws.shift() ?? 0.5,
+    });
+    const start = Date.now();
+    for (const [index, orderId] of ['o-1', 'o-2', 'o-3', 'o-4'].entries()) {
+      const paying = client.pay({ ...intent, orderId });
+      (await bank.until(index + 1)).fail(lostAnswer());
+      expect(await paying).toMatchObject({ status: 'pending' });
+    }
+    // Went pending at t = 0 together: asked about at 500 + 500 * random, not all at t = 1000.
+    expect(await loseEveryAnswerFor(bank, 1000, 4, start)).toEqual([500, 625, 750, 875]);
+    expect(bank.requests.slice(4).map((request) => request.method)).toEqual(['GET', 'GET', 'GET', 'GET']);
+  });
+
+  it.each([
+    // random 0: the floor, half of each doubling step; never sooner.
+    [[0], [500, 1000, 2000, 4000, 4000, 4000]],
+    // random near 1: just under each step, and under maxIntervalMs once it is reached.
+    [[0.998], [999, 1998, 3996, 7992, 7992]],
+    // One draw per wait, the try's own included (a try that ends pending draws nothing more).
+    [
+      [0, 0.5, 0.25, 0.75, 0.5],
+      [500, 1500, 2500, 7000, 6000],
+    ],
+  ])(
+    'with random draws %j waits t/2 + random * t/2, t doubling from intervalMs up to maxIntervalMs',
+    async (draws, gaps) => {
+      let drawn = 0;
+      const { bank, client } = fakeTimeSetup({
+        reconcile: { intervalMs: 1000, maxIntervalMs: 8000 },
+        random: () => draws[drawn++ % draws.length] as number,
+      });
+      const start = Date.now();
+      const paying = client.pay(intent);
+      (await bank.until(1)).fail(lostAnswer());
+      await paying;
+      const at = await loseEveryAnswerFor(bank, 25_000, 1, start);
+      const waits = at.map((t, i) => t - (i === 0 ? 0 : (at[i - 1] as number)));
+      expect(waits.slice(0, gaps.length)).toEqual(gaps);
+      expect(waits.every((wait) => wait >= 500 && wait < 8000)).toBe(true);
+      expect(client.pendingCount).toBe(1);
+    },
+  );
+});
+
+describe('metrics().outcomes and the outcome event', () => {
+  it('count a payment pending once, however many tries leave it pending, then once as settled', async () => {
+    const { bank, client } = fakeTimeSetup({ reconcile: false });
+    const events: string[] = [];
+    client.on('outcome', (outcome) => events.push(outcome.status));
+    const paying = client.pay(intent);
+    (await bank.until(1)).fail(lostAnswer());
+    expect(await paying).toMatchObject({ status: 'pending' });
+    // Three passes, and a click again on the order, each lose the answer: still the one pending payment.
+    for (let pass = 0; pass < 3; pass++) {
+      const passing = client.reconcileNow();
+      (await bank.until(2 + pass)).fail(lostAnswer());
+      expect(await passing).toEqual({ resolved: 0, pending: 1 });
+    }
+    const again = client.pay(intent);
+    (await bank.until(5)).fail(lostAnswer());
+    expect(await again).toMatchObject({ status: 'pending' });
+    expect(client.metrics().outcomes).toEqual({ paid: 0, declined: 0, pending: 1 });
+    expect(events).toEqual(['pending']);
+    // A second payment goes pending: counted, once.
+    const other = client.pay({ ...intent, orderId: 'o-2' });
+    (await bank.until(6)).fail(lostAnswer());
+    await other;
+    expect(client.metrics().outcomes).toEqual({ paid: 0, declined: 0, pending: 2 });
+    // The reconciler settles both: each counted once more, as what it became.
+    const passing = client.reconcileNow();
+    (await bank.until(7)).answer(200, { ...PAID, orderId: 'o-1' });
+    (await bank.until(8)).answer(200, { status: 'declined', orderId: 'o-2', decline_code: 'card_declined' });
+    expect(await passing).toEqual({ resolved: 2, pending: 0 });
+    expect(client.metrics()).toMatchObject({
+      outcomes: { paid: 1, declined: 1, pending: 2 },
+      outcomeUnknown: 0,
+      reconciliation: { resolved: 2 },
+    });
+    expect(events).toEqual(['pending', 'pending', 'paid', 'declined']);
   });
 });

@@ -163,7 +163,13 @@ export interface PaymentClientEvents {
   attempt: [event: AttemptEvent];
   /** Before each wait between two requests of one payment. */
   retry: [event: RetryEvent];
-  /** With every outcome the client reaches (what `pay()` resolves to). */
+  /**
+   * Once for each count of `metrics().outcomes`: when a payment goes pending with this client (a
+   * `pay()`, `recover()` or ledger error hands it to the reconciler), and when this client settles a
+   * payment (`pay()`, `recover()` or the reconciler got the bank's answer). Not again while a payment
+   * stays pending (a reconciler pass, another `pay()` of it that ends pending), nor for a `pay()` answered
+   * from a ledger that already holds the payment settled.
+   */
   outcome: [outcome: PaymentOutcome];
   /** When a pending payment is settled. */
   reconciled: [event: ReconciledEvent];
@@ -184,13 +190,21 @@ export interface PaymentClientMetrics {
   };
   /** Waits between two requests of one payment (`retry` events). */
   readonly retries: number;
-  /** `pay()` outcomes by status. */
+  /**
+   * Payments by what this client reported them (each count an `outcome` event). Each payment counts at
+   * most once in each: a payment that went pending and was later settled counts in `pending` and in
+   * `paid` or `declined`, so `paid + declined` is payments settled and `pending` is payments whose
+   * outcome was, at some point, unknown; `outcomeUnknown` is how many are so now.
+   */
   readonly outcomes: {
-    /** Payments settled as paid. */
+    /** Payments this client settled as paid (in `pay()`, `recover()` or the reconciler). */
     readonly paid: number;
-    /** Payments settled as declined. */
+    /** Payments this client settled as declined (in `pay()`, `recover()` or the reconciler). */
     readonly declined: number;
-    /** Payments left pending (the reconciler goes on with them). */
+    /**
+     * Payments that went pending: counted when handed to the reconciler, not again for each try that
+     * leaves them pending (a pass, another `pay()` of the order).
+     */
     readonly pending: number;
   };
   /** `pay()` calls that joined a payment already in flight for the same order. */
