@@ -145,6 +145,51 @@ describe('RateLimit', () => {
     expect(onLimit).toHaveBeenCalledTimes(1);
   });
 
+  it('dry run asks every policy for every request: what each would refuse does not depend on their order', () => {
+    const strict = { name: 'strict', limit: 2, windowMs: 60_000 };
+    const loose = { name: 'loose', limit: 3, windowMs: 60_000 };
+    for (const policies of [
+      [strict, loose],
+      [loose, strict],
+    ]) {
+      const refusals = new Map<string | undefined, number>();
+      const onLimit = vi.fn((_req: Req, result: RateLimitResult) => {
+        for (const { policy, decision } of result.outcomes) {
+          const name = policies[policy]?.name;
+          if (!decision.allowed) refusals.set(name, (refusals.get(name) ?? 0) + 1);
+        }
+      });
+      const { limit } = clocked({ dryRun: true, onLimit, policies });
+      const results = Array.from({ length: 5 }, () => sync(limit.check(req())));
+      expect(results.map((r) => r.action)).toEqual(['allow', 'allow', 'allow', 'allow', 'allow']);
+      expect(results.map((r) => r.outcomes.length)).toEqual([2, 2, 2, 2, 2]);
+      // strict lets 2 of the 5 through, loose 3, whichever comes first.
+      expect(Object.fromEntries(refusals)).toEqual({ strict: 3, loose: 2 });
+      expect(onLimit).toHaveBeenCalledTimes(3);
+    }
+  });
+
+  it('dry run with several policies sends the fields an enforced limit would, less Retry-After', () => {
+    for (const standardHeaders of ['draft-8', 'draft-7'] as const) {
+      // Both refuse the second request; `slow` would tell the client to wait longer, but `fast` refuses first.
+      const options: RateLimitOptions<Req> = {
+        standardHeaders,
+        policies: [
+          { name: 'fast', limit: 1, windowMs: 10_000 },
+          { name: 'slow', limit: 1, windowMs: 60_000 },
+        ],
+      };
+      const { limit: dry } = clocked({ ...options, dryRun: true });
+      const { limit: enforced } = clocked(options);
+      expect(sync(dry.check(req())).headers).toEqual(sync(enforced.check(req())).headers);
+      const wouldRefuse = sync(dry.check(req()));
+      const refused = sync(enforced.check(req()));
+      expect(refused.action).toBe('deny');
+      expect(wouldRefuse.outcomes.map((o) => o.decision.allowed)).toEqual([false, false]);
+      expect(wouldRefuse.headers).toEqual(refused.headers.filter(([name]) => name !== 'retry-after'));
+    }
+  });
+
   it('works with an asynchronous store (a promise per request)', async () => {
     const memory = memoryStore();
     const store: LimiterStore = {

@@ -97,6 +97,10 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
   /**
    * Count and send headers but never block; `onLimit` still fires. For rolling out a limit safely: a
    * failing store lets the request through too (reported to `onError`), whatever `passOnStoreError` says.
+   * With several policies every one is asked for every request, also after one refused (the request is
+   * served, so each counts it), and the result's `outcomes` tell what each would have done, whatever
+   * their order. The fields are those the enforced limit would send, describing the first policy that
+   * refused, without `Retry-After`.
    * @default false
    */
   readonly dryRun?: boolean;
@@ -160,7 +164,10 @@ export interface RateLimitOptions<Req> extends RateLimitPolicy<Req> {
    * @default (request, statusCode) => statusCode < 400
    */
   readonly requestWasSuccessful?: (request: Req, statusCode: number) => boolean;
-  /** Called for every request over a limit (also in dry-run), e.g. for metrics. What it throws goes to `onError`. */
+  /**
+   * Called once for every request over a limit (also in dry-run), e.g. for metrics; `result.outcomes`
+   * tells which policies refused (in dry run every policy's decision). What it throws goes to `onError`.
+   */
   readonly onLimit?: (request: Req, result: RateLimitResult) => void;
   /**
    * Called with store errors (they never reach the client as a 500). An `onError` that throws is ignored:
@@ -217,7 +224,10 @@ interface RateLimitOutcome {
    * list may be shared with other answers that read the same (frozen; copy before changing).
    */
   readonly headers: ReadonlyArray<readonly [string, string]>;
-  /** Each consulted policy's decision. */
+  /**
+   * Each consulted policy's decision: up to the first that refused, or in dry run every policy's (a
+   * refusal does not stop the check there).
+   */
   readonly outcomes: readonly PolicyOutcome[];
 }
 
@@ -529,11 +539,11 @@ export class RateLimit<Req extends KeyableRequest> {
 
   /**
    * Decides one request: counts it against every policy (a refusal gives back the tokens the other
-   * policies took) and formats the headers. Synchronous with synchronous stores and key generators.
-   * Never throws or rejects for a store failure: that becomes a 503 answer or, with `passOnStoreError` or
-   * in dry run, a skip. Never throws at all: what a `key`, `skip`, `cost` or `allowList` function throws
-   * (or an `InvalidCostError` for a bad cost, an `InvalidKeyError` for a bad key) rejects, after what other
-   * policies took is given back.
+   * policies took; in dry run the request is served, so every policy counts it) and formats the headers.
+   * Synchronous with synchronous stores and key generators. Never throws or rejects for a store failure:
+   * that becomes a 503 answer or, with `passOnStoreError` or in dry run, a skip. Never throws at all: what a
+   * `key`, `skip`, `cost` or `allowList` function throws (or an `InvalidCostError` for a bad cost, an
+   * `InvalidKeyError` for a bad key) rejects, after what other policies took is given back.
    */
   check(request: Req): MaybePromise<RateLimitResult> {
     if (this.#simple !== undefined) return this.#checkSimple(request, this.#simple);
@@ -673,7 +683,8 @@ export class RateLimit<Req extends KeyableRequest> {
         (error) => this.#storeFailed(error, outcomes, cost),
       );
     }
-    if (decision.allowed && i + 1 < this.#policies.length) {
+    // The length test first: a single policy decides without reading more.
+    if (i + 1 < this.#policies.length && (decision.allowed || this.dryRun)) {
       outcomes.push({ policy: i, decision, key });
       return undefined;
     }
@@ -690,11 +701,12 @@ export class RateLimit<Req extends KeyableRequest> {
     decision: DecisionLike,
   ): MaybePromise<RateLimitResult> {
     outcomes.push({ policy: i, decision, key });
-    if (!decision.allowed) {
-      // In dry run the request is served all the same, so what the other policies took stays spent.
-      if (!this.dryRun) this.#refund(outcomes, cost);
+    if (!decision.allowed && !this.dryRun) {
+      this.#refund(outcomes, cost);
       return this.#result(request, outcomes, cost);
     }
+    // In dry run a refusal does not stop the check: the request is served all the same, so every policy
+    // counts it, and what each would have done does not depend on the order of the policies.
     if (i + 1 < this.#policies.length) return this.#from(request, cost, i + 1, outcomes, address);
     return this.#result(request, outcomes, cost);
   }
@@ -729,11 +741,14 @@ export class RateLimit<Req extends KeyableRequest> {
     }
     let result: RateLimitResult;
     if (this.dryRun) {
-      // Dry run: no Retry-After, the client is not being told to back off.
+      // Every policy was asked, but the fields are those the enforced limit would send: the policies up to
+      // the first that refused, which it describes. No Retry-After: the client is not told to back off.
+      const shown =
+        denied === outcomes[outcomes.length - 1] ? outcomes : outcomes.slice(0, outcomes.indexOf(denied) + 1);
       result = {
         action: 'allow',
         limited: true,
-        headers: this.headers.format(outcomes, nowMs).filter(([name]) => name !== 'retry-after'),
+        headers: this.headers.format(shown, nowMs).filter(([name]) => name !== 'retry-after'),
         outcomes,
         cost,
       };

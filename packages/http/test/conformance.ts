@@ -571,6 +571,35 @@ export const cases: readonly Case[] = [
       expect(responses[2]?.headers['retry-after']).toBeUndefined();
     },
   },
+  {
+    name: 'dry run, several policies: a refusal does not stop the later policies counting; fields as the enforced limit would send',
+    app: {
+      rateLimit: {
+        dryRun: true,
+        policies: [
+          { name: 'per-user', limit: 1, windowMs: 60_000, key: byUserHeader },
+          { name: 'global', limit: 3, windowMs: 60_000, key: () => 'global' },
+        ],
+      },
+    },
+    async run(client) {
+      const alice = { path: '/', headers: { 'x-user': 'alice' } };
+      const [first, second] = await burst(client, 2, alice);
+      expect(first?.headers.ratelimit).toBe('"per-user";r=0;t=60, "global";r=2;t=20');
+      // Served though per-user would refuse it, and described as the enforced 429 would be: per-user only.
+      expect(second?.status).toBe(200);
+      expect(second?.headers['ratelimit-policy']).toBe('"per-user";q=1;w=60');
+      expect(second?.headers.ratelimit).toBe('"per-user";r=0;t=60');
+      expect(second?.headers['retry-after']).toBeUndefined();
+      // global counted alice's second request too: bob takes its last token.
+      const bob = await client.request({ path: '/', headers: { 'x-user': 'bob' } });
+      expect(bob.headers.ratelimit).toBe('"per-user";r=0;t=60, "global";r=0;t=60');
+      const carol = await client.request({ path: '/', headers: { 'x-user': 'carol' } });
+      expect(carol.status).toBe(200);
+      expect(carol.headers.ratelimit).toBe('"per-user";r=0;t=60, "global";r=0;t=60');
+      expect(carol.headers['retry-after']).toBeUndefined();
+    },
+  },
   // ---- idempotency ----
   {
     name: 'idempotency: first request runs, the retry is replayed with Idempotent-Replayed (any JSON key order)',
