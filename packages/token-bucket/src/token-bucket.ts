@@ -440,9 +440,12 @@ export class TokenBucket {
     // Granted, or rejected by close(): its slot is empty or holds a later waiter.
     if (this.waiters[waiter.slot] !== waiter) return;
     const wasHead = waiter.slot === this.headSlot;
+    // Refill up to now first, with the queue as it was: the catch-up cap belongs to the head that was
+    // waiting all along. Removed first, the waiter behind became the head and its earlier due time, with
+    // this waiter's debt still in the level, capped away refill that accrued without any stall.
+    this.refill();
     this.remove(waiter);
     // Cancel the reservation: its tokens come back, which pays off the debt of everyone behind it sooner.
-    this.refill();
     this.reserved -= waiter.n;
     this.level = Math.min(this.capacity, this.level + waiter.n);
     if (this.live === 0) this.settleReserved();
