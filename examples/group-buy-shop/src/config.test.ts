@@ -11,6 +11,17 @@ const failure = (run: () => unknown) => {
 };
 
 describe('readShopConfig', () => {
+  it('gives a stopping shop 5 s of grace unless told otherwise, and refuses a grace that is no whole ms count', () => {
+    expect(readShopConfig([], {}).shutdownGraceMs).toBe(5000);
+    expect(readShopConfig(['--shutdown-grace-ms', '0'], {}).shutdownGraceMs).toBe(0);
+    expect(readShopConfig([], { SHOP_SHUTDOWN_GRACE_MS: '250' }).shutdownGraceMs).toBe(250);
+    const error = failure(() => readShopConfig(['--shutdown-grace-ms=-1'], {}));
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toBe('Expected `--shutdown-grace-ms` to be an integer >= 0, got `-1`');
+    expect(() => readShopConfig([], { SHOP_SHUTDOWN_GRACE_MS: '' })).toThrow(/got ``/);
+    expect(() => readShopConfig(['--shutdown-grace-ms', '1.5'], {})).toThrow(/got `1.5`/);
+  });
+
   it('serves the floodgate shop on Express unless told otherwise', () => {
     const config = readShopConfig([], {});
     expect(config).toMatchObject({ shop: 'floodgate', framework: 'express', port: 3000 });

@@ -32,7 +32,18 @@ export interface ShopConfig {
   /** Share the bank's limit with other shop processes through Redis (floodgate shop only). */
   readonly redisUrl: string | undefined;
   readonly instance: string;
+  /**
+   * How long a stopping process (SIGTERM, SIGINT) lets the requests in flight finish, in ms
+   * (`--shutdown-grace-ms`, env `SHOP_SHUTDOWN_GRACE_MS`). A checkout still waiting for the bank at its
+   * end is answered 202 pending; its payment stays in the ledger for the next start. 0 answers them at
+   * once.
+   * @default 5000
+   */
+  readonly shutdownGraceMs: number;
 }
+
+/** {@link ShopConfig.shutdownGraceMs}'s default: a few seconds, well inside an orchestrator's own (30 s). */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
 
 function fail(message: string): never {
   throw new TypeError(message);
@@ -76,6 +87,13 @@ function positiveNumber(name: string, value: string): number {
   return n;
 }
 
+function nonNegativeInteger(name: string, value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isSafeInteger(n) || n < 0)
+    fail(`Expected \`--${name}\` to be an integer >= 0, got \`${value}\``);
+  return n;
+}
+
 /**
  * Reads a shop's configuration from its command line and environment.
  * @throws {TypeError} on an unknown flag or a value out of range.
@@ -94,6 +112,10 @@ export function readShopConfig(args: readonly string[], env: NodeJS.ProcessEnv =
       'bank-rate': { type: 'string', default: env.BANK_RATE ?? String(DEFAULT_BANK_RATE) },
       redis: { type: 'string', ...(env.REDIS_URL_SHOP ? { default: env.REDIS_URL_SHOP } : {}) },
       instance: { type: 'string', default: env.SHOP_INSTANCE ?? 'shop-1' },
+      'shutdown-grace-ms': {
+        type: 'string',
+        default: env.SHOP_SHUTDOWN_GRACE_MS ?? String(DEFAULT_SHUTDOWN_GRACE_MS),
+      },
     },
   });
   const shop = values.shop as ShopKind;
@@ -115,5 +137,6 @@ export function readShopConfig(args: readonly string[], env: NodeJS.ProcessEnv =
     bankRate: positiveNumber('bank-rate', values['bank-rate']),
     redisUrl: values.redis,
     instance: values.instance,
+    shutdownGraceMs: nonNegativeInteger('shutdown-grace-ms', values['shutdown-grace-ms']),
   };
 }

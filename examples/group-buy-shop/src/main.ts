@@ -1,10 +1,12 @@
 import type { AddressInfo } from 'node:net';
+import { constants } from 'node:os';
 import { settleOrder } from './checkout.js';
 import { readShopConfig, type ShopConfig } from './config.js';
 import { ShopDb } from './db.js';
 import { Meter } from './meter.js';
 import { DASHBOARD_PATH } from './pages.js';
 import type { MeterName } from './payments.js';
+import { serverDrain } from './server-drain.js';
 import { createShopServer } from './shop-server.js';
 
 // Runs one shop process: `tsx src/main.ts --shop floodgate --framework fastify --port 3000 --bank-url
@@ -45,6 +47,7 @@ startup.ordersSyncedMs = performance.now();
 // A festival opens thousands of connections at once: a short accept queue (Node's default is 511) drops
 // them, and a dropped SYN is retried only after a second or more.
 const { server } = shop;
+const drain = serverDrain(server);
 server.listen({ port: config.port, host: config.host, backlog: 4096 });
 server.keepAliveTimeout = 30_000;
 server.once('listening', () => {
@@ -80,17 +83,43 @@ async function recoverInBackground(): Promise<void> {
 }
 
 let closing = false;
-async function shutdown(): Promise<void> {
-  if (closing) return;
+// A rolling deploy stops the process with SIGTERM while students are checking out: it stops taking
+// connections, lets the checkouts in flight finish for `--shutdown-grace-ms`, and answers those still
+// waiting for the bank 202 pending (closing the payments ends their payments as `pending`, kept in the
+// ledger for the next start) instead of dropping them. A second signal exits at once.
+async function shutdown(signal?: NodeJS.Signals): Promise<void> {
+  if (closing) {
+    if (signal === undefined) return;
+    console.error(`${config.shop} shop (${config.instance}): ${signal} again, exiting now`);
+    process.exit(128 + constants.signals[signal]);
+  }
   closing = true;
-  server.close();
-  server.closeAllConnections();
-  await shop.close();
-  db.close();
+  const why = signal ?? 'shutdown message';
+  try {
+    const closed = drain.close({
+      graceMs: config.shutdownGraceMs,
+      answerInFlight: () => shop.payments.close(),
+    });
+    // The listening socket is closed by now: a test (or a load balancer's health check) may rely on it.
+    console.error(
+      `${config.shop} shop (${config.instance}): ${why}, not accepting connections; ${drain.inFlight} requests in flight, grace ${config.shutdownGraceMs} ms`,
+    );
+    const { inFlightAtGraceEnd, dropped } = await closed;
+    if (inFlightAtGraceEnd > 0) {
+      console.error(
+        `${config.shop} shop (${config.instance}): ${inFlightAtGraceEnd} requests still in flight at the end of the grace period, ${dropped} of them dropped unanswered`,
+      );
+    }
+    await shop.close();
+    db.close();
+  } catch (error) {
+    console.error('shutdown failed:', error);
+    process.exit(1);
+  }
   process.exit(0);
 }
-process.once('SIGTERM', shutdown);
-process.once('SIGINT', shutdown);
+process.on('SIGTERM', shutdown);
+process.on('SIGINT', shutdown);
 process.on('message', (message) => {
   if ((message as { type?: string }).type === 'shutdown') void shutdown();
 });

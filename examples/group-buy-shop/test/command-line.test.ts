@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { type BankSim, startBankSim } from '@floodgate/bank-sim';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Service, startService } from '../src/festival/processes.js';
+import { type HoldingBank, holdingBank } from './holding-bank.js';
 
 // The three entry points as a user starts them: `main` (through the festival's own process starter, as
 // the festival runs it), and `main`, `demo` and `festival` refusing a bad `--framework` before they open
@@ -135,6 +136,104 @@ describe('main --framework', () => {
       expect(bank.stats().charges).toBe(1);
     });
   }
+});
+
+describe('main on SIGTERM with a checkout at the bank', () => {
+  let bank: BankSim;
+  let held: HoldingBank;
+  const shops: Service[] = [];
+  beforeEach(async () => {
+    bank = await startBankSim({ rate: 50, latencyMs: 0 });
+    held = await holdingBank(bank.url);
+  });
+  afterEach(async () => {
+    for (const shop of shops.splice(0)) await shop.crash();
+    await held.close();
+    await bank.close();
+  });
+
+  /** `main.ts` on the holding bank; the grace period comes from its environment variable. */
+  const startMain = async (graceMs: number, framework: 'express' | 'fastify' = 'express') => {
+    const shop = await startService(
+      'main.ts',
+      ['--port', '0', '--db', join(dir, 'shop.db'), '--bank-url', held.url, '--bank-rate', '50'],
+      { env: { SHOP_FRAMEWORK: framework, SHOP_SHUTDOWN_GRACE_MS: String(graceMs) } },
+    );
+    shops.push(shop);
+    return shop;
+  };
+
+  /** Resolves with the first line `shop` writes on stderr that contains `text`. */
+  const stderrLine = (shop: Service, text: string) =>
+    new Promise<string>((resolve, reject) => {
+      let out = '';
+      const onData = (chunk: Buffer) => {
+        out += chunk.toString();
+        const line = out.split('\n').find((l) => l.includes(text));
+        if (line === undefined) return;
+        shop.child.stderr?.off('data', onData);
+        resolve(line);
+      };
+      shop.child.stderr?.on('data', onData);
+      shop.child.once('exit', () => reject(new Error(`exited without writing "${text}": ${out}`)));
+    });
+
+  const student = { 'x-student-id': 'ann' };
+  /** Opens Ann's order and starts its checkout; resolves once the bank holds the payment. */
+  const checkoutHeldAtTheBank = async (url: string) => {
+    const joined = await fetch(`${url}/api/deals/d-kettle/join`, { method: 'POST', headers: student });
+    const { order } = (await joined.json()) as { order: { id: string } };
+    const answer = fetch(`${url}/api/checkout`, {
+      method: 'POST',
+      headers: { ...student, 'content-type': 'application/json', 'idempotency-key': '"k-1"' },
+      body: JSON.stringify({ orderId: order.id }),
+    });
+    // Settled either way from here on: the assertions below read it.
+    answer.catch(() => {});
+    await held.holding(1);
+    return { orderId: order.id, answer };
+  };
+
+  for (const framework of ['express', 'fastify'] as const) {
+    it(`answers the checkout 202 pending at the end of the grace period, refuses new connections, exits 0; the next start charges it once (${framework})`, async () => {
+      const shop = await startMain(100, framework);
+      const { orderId, answer } = await checkoutHeldAtTheBank(shop.url);
+
+      const exit = new Promise<number | null>((resolve) => shop.child.once('exit', resolve));
+      const notAccepting = stderrLine(shop, 'not accepting connections');
+      shop.child.kill('SIGTERM');
+      await notAccepting;
+      await expect(fetch(`${shop.url}/api/config`)).rejects.toMatchObject({
+        cause: { code: 'ECONNREFUSED' },
+      });
+
+      const pending = await answer;
+      expect(pending.status).toBe(202);
+      expect(pending.headers.get('location')).toBe(`/api/orders/${orderId}`);
+      expect(await pending.json()).toMatchObject({ status: 'pending', orderId });
+      expect(await exit).toBe(0);
+
+      // The bank took the charge the stopped process never heard back about; the next start recovers it
+      // with the same key.
+      held.release();
+      const next = await startMain(100, framework);
+      expect(await next.message('recovered')).toMatchObject({ recovered: 1 });
+      const order = await (await fetch(`${next.url}/api/orders/${orderId}`, { headers: student })).json();
+      expect(order).toMatchObject({ id: orderId, status: 'paid' });
+      expect(bank.stats()).toMatchObject({ charges: 1, ordersChargedMoreThanOnce: 0 });
+    });
+  }
+
+  it('exits at once on a second signal during the grace period', async () => {
+    const shop = await startMain(60_000);
+    await checkoutHeldAtTheBank(shop.url);
+    const exit = new Promise<number | null>((resolve) => shop.child.once('exit', resolve));
+    const notAccepting = stderrLine(shop, 'not accepting connections');
+    shop.child.kill('SIGTERM');
+    await notAccepting;
+    shop.child.kill('SIGINT');
+    expect(await exit).toBe(130);
+  });
 });
 
 describe('demo --port 0', () => {

@@ -131,7 +131,9 @@ export async function startService(
     child,
     exited,
     message,
-    async stop(graceMs = 3000) {
+    // Longer than a shop's own shutdown (5 s of grace for checkouts in flight, then 1 s for their
+    // answers): SIGKILL is for a process that hangs, not one that is still answering.
+    async stop(graceMs = 8000) {
       if (!isRunning()) return;
       if (child.connected) child.send({ type: 'shutdown' });
       else child.kill('SIGTERM');
