@@ -1644,14 +1644,21 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     throw error;
   };
 
-  // The ledger calls a payment's drive makes, with what the ledger throws marked as its own.
-  #get(idempotencyKey: string): Awaitable<PaymentRecord | undefined> {
+  /**
+   * Runs one ledger call of a payment's drive, marking what the ledger throws (at once or as a rejection)
+   * as its own, for {@link PaymentClient.#ledgerFailed}.
+   */
+  #fromLedger<T>(call: () => Awaitable<T>): Awaitable<T> {
     try {
-      const answer = this.ledger.get(idempotencyKey);
+      const answer = call();
       return answer instanceof Promise ? answer.catch(this.#ledgerError) : answer;
     } catch (error) {
       return this.#ledgerError(error);
     }
+  }
+
+  #get(idempotencyKey: string): Awaitable<PaymentRecord | undefined> {
+    return this.#fromLedger(() => this.ledger.get(idempotencyKey));
   }
 
   #transition(
@@ -1659,21 +1666,11 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     to: PaymentState,
     patch?: RecordPatch,
   ): Awaitable<PaymentRecord | undefined> {
-    try {
-      const answer = this.ledger.transition(idempotencyKey, to, patch);
-      return answer instanceof Promise ? answer.catch(this.#ledgerError) : answer;
-    } catch (error) {
-      return this.#ledgerError(error);
-    }
+    return this.#fromLedger(() => this.ledger.transition(idempotencyKey, to, patch));
   }
 
   #recordAttempt(attempt: AttemptRecord): Awaitable<void> {
-    try {
-      const answer = this.ledger.recordAttempt(attempt);
-      return answer instanceof Promise ? answer.catch(this.#ledgerError) : answer;
-    } catch (error) {
-      return this.#ledgerError(error);
-    }
+    return this.#fromLedger(() => this.ledger.recordAttempt(attempt));
   }
 
   /**
