@@ -1,6 +1,7 @@
 import { RateLimit, type RateLimitOptions, type RateLimitResult } from '@floodgate/http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { clientAddress } from './client-address.js';
+import { Family, sharesBuckets } from './family.js';
 import { sendAnswer, setHeaders } from './send.js';
 
 /** Options of {@link rateLimit}: every option of the shared core, with Express's `Request`. */
@@ -12,21 +13,26 @@ export interface RateLimitMiddleware extends RequestHandler {
   readonly core: RateLimit<Request>;
   /**
    * A middleware for one route with some options changed. Unless the override names a policy (`limit`,
-   * `windowMs`, `key`, `store`, `limiter`, `name`, `policies`) it counts against the same buckets:
-   * `app.get('/search', limiter.with({ cost: 5 }), search)`.
+   * `windowMs`, `key`, `store`, `limiter`, `name`, `policies`) it counts against the same buckets and
+   * replaces this limiter for the requests it sees: behind `app.use(limiter)`, a request the variant sees
+   * is counted once, at the variant's cost, with the variant's fields or refusal (what the limiter took
+   * goes back first; a variant that skips or refuses leaves nothing spent). A variant of a variant does the
+   * same; this limiter, reached after a variant, lets the request by. The limiter in front still decides
+   * first: a request it refuses never reaches the variant. An override that names a policy counts in
+   * buckets of its own, on top of this limiter's (two limits stacked).
+   *
+   * @throws {InvalidOptionError} at set-up on an invalid override (before anything changes).
+   * @example
+   * app.use(limiter);
+   * app.get('/search', limiter.with({ cost: 5 }), search); // 5 tokens a search, not 1 + 5
    */
   with(overrides: Partial<ExpressRateLimitOptions>): RateLimitMiddleware;
   /** Stops the limiters this middleware created (not stores or limiters passed in). */
   close(): Promise<void>;
 }
 
-function apply(
-  core: RateLimit<Request>,
-  result: RateLimitResult,
-  req: Request,
-  res: Response,
-  next: NextFunction,
-): void {
+/** The plain path's answer: no settling, no family to tell (see {@link Family}). */
+function apply(result: RateLimitResult, res: Response, next: NextFunction): void {
   // No `req.floodgateRateLimit` as on Fastify: a property added to Express's request costs ~17k
   // instructions per request (3% of a hello-world route, bench/README.md session 10).
   if (result.headers.length > 0) setHeaders(res, result.headers);
@@ -34,7 +40,6 @@ function apply(
     sendAnswer(res, result.answer);
     return;
   }
-  if (core.settlesResponses) core.settleOnClose(req, result, res);
   next();
 }
 
@@ -49,11 +54,22 @@ function apply(
  * app.post('/checkout', rateLimit({ name: 'checkout', limit: 5, key: byUser((req) => req.user?.id) }), checkout);
  */
 export function rateLimit(options: ExpressRateLimitOptions): RateLimitMiddleware {
-  return middlewareOf(new RateLimit<Request>(options, { clientAddress }));
+  const core = new RateLimit<Request>(options, { clientAddress });
+  return middlewareOf(core, new Family(core), false);
 }
 
-function middlewareOf(core: RateLimit<Request>): RateLimitMiddleware {
+function middlewareOf(core: RateLimit<Request>, family: Family, variant: boolean): RateLimitMiddleware {
+  // One flag for everything off the plain path, tested where `core.settlesResponses` was: a limiter with
+  // no same-bucket variant and nothing to settle does no more per request than before families existed.
+  let plain = !core.settlesResponses;
+  family.join(() => {
+    plain = false;
+  });
   const middleware = function floodgateRateLimit(req: Request, res: Response, next: NextFunction): void {
+    if (!plain) {
+      family.handle(core, variant, req, res, next);
+      return;
+    }
     let result: RateLimitResult | Promise<RateLimitResult>;
     try {
       result = core.check(req);
@@ -66,15 +82,17 @@ function middlewareOf(core: RateLimit<Request>): RateLimitMiddleware {
       // Anything `apply` throws (writing the answer) reaches the error handler too, never an unhandled
       // rejection with the request left hanging.
       Promise.resolve(result)
-        .then((settled) => apply(core, settled, req, res, next))
+        .then((settled) => apply(settled, res, next))
         .then(undefined, (error: unknown) => next(error));
     } else {
-      apply(core, result as RateLimitResult, req, res, next);
+      apply(result as RateLimitResult, res, next);
     }
   };
-  return Object.assign(middleware, {
-    core,
-    with: (overrides: Partial<ExpressRateLimitOptions>) => middlewareOf(core.derive(overrides)),
-    close: () => core.close(),
-  });
+  const derive = (overrides: Partial<ExpressRateLimitOptions>): RateLimitMiddleware => {
+    const derived = core.derive(overrides);
+    if (!sharesBuckets(overrides)) return middlewareOf(derived, new Family(derived), false);
+    family.share();
+    return middlewareOf(derived, family, true);
+  };
+  return Object.assign(middleware, { core, with: derive, close: () => core.close() });
 }

@@ -231,6 +231,31 @@ describe('RateLimit', () => {
     expect((await new RateLimit<Req>({ limit: 1, store: throwing }).check(req())).answer?.status).toBe(503);
   });
 
+  it('refund gives back what an allowed result took from every policy; a refusal or skip holds nothing', () => {
+    const { limit } = clocked({
+      policies: [
+        { name: 'per-user', limit: 4, key: (r) => `user:${r.user}` },
+        { name: 'global', limit: 10, key: () => 'global' },
+      ],
+    });
+    const expensive = limit.derive({ cost: 3 });
+    const taken = sync(expensive.check(req('1.1.1.1', { user: 'a' })));
+    expect(header(taken, 'ratelimit')).toBe('"per-user";r=1;t=45, "global";r=7;t=18');
+    // The root gives back what its same-bucket variant took: both policies, at the variant's cost.
+    limit.refund(taken);
+    expect(header(sync(limit.check(req('1.1.1.1', { user: 'a' }))), 'ratelimit')).toBe(
+      '"per-user";r=3;t=15, "global";r=9;t=6',
+    );
+    const denied = sync(limit.derive({ cost: 4 }).check(req('1.1.1.1', { user: 'a' })));
+    expect(denied.action).toBe('deny');
+    limit.refund(denied);
+    const { limit: skipping } = clocked({ limit: 2, skip: () => true });
+    skipping.refund(sync(skipping.check(req())));
+    expect(header(sync(limit.check(req('1.1.1.1', { user: 'a' }))), 'ratelimit')).toBe(
+      '"per-user";r=2;t=30, "global";r=8;t=12',
+    );
+  });
+
   it('derive: a cost override shares the buckets, a policy override gets its own', () => {
     const { limit } = clocked({ limit: 10 });
     const expensive = limit.derive({ cost: 4 });

@@ -819,6 +819,16 @@ export class RateLimit<Req extends KeyableRequest> {
   }
 
   /**
+   * Gives back what an allowed request took from every policy that counted it, as if it had not been
+   * counted: for an adapter whose route-level limit replaces one that already counted the request
+   * (Express's same-bucket `.with()` variants). Nothing for a skip or a refusal (they hold nothing);
+   * call it at most once per result. It never throws: a store failure goes to `onError`.
+   */
+  refund(result: RateLimitResult): void {
+    if (result.action === 'allow') this.#refund(result.outcomes, result.cost);
+  }
+
+  /**
    * Settles an allowed request once its response is over, for `skipFailedRequests` and
    * `skipSuccessfulRequests`: gives back what it took when its outcome is one not to count. `statusCode`
    * is the status of a response that ended, `undefined` when the connection closed first (a failure).
