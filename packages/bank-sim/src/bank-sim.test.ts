@@ -1,3 +1,5 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { Server } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { BankSim, startBankSim } from './bank-sim.js';
 import { InvalidOptionError } from './errors.js';
@@ -45,6 +47,22 @@ async function httpStats(bank: BankSim): Promise<BankStats> {
   const res = await fetch(`${bank.url}/_stats`);
   expect(res.status).toBe(200);
   return (await res.json()) as BankStats;
+}
+
+/** The simulator's own HTTP server, as Node's `http.server.request.start` channel names it on a request. */
+async function serverOf(bank: BankSim): Promise<Server> {
+  let server: Server | undefined;
+  const onRequest = (message: unknown) => {
+    server ??= (message as { server: Server }).server;
+  };
+  subscribe('http.server.request.start', onRequest);
+  try {
+    await (await fetch(`${bank.url}/_faults`)).body?.cancel();
+  } finally {
+    unsubscribe('http.server.request.start', onRequest);
+  }
+  if (server === undefined) throw new Error('no request reached the server');
+  return server;
 }
 
 describe('startBankSim', () => {
@@ -453,5 +471,36 @@ describe('GET /_stats, POST /_stats/reset, /_faults', () => {
     );
     expect(() => bank.setFaults({ errorRate: null } as never)).toThrow(InvalidOptionError);
     expect(bank.faults.errorRate).toBe(1);
+  });
+});
+
+describe('server errors', () => {
+  it('keeps serving after an error event of its server (EMFILE on accept), counting it instead of crashing', async () => {
+    const bank = await start();
+    const server = await serverOf(bank);
+    // What Node emits when accept() fails because the process is out of file descriptors.
+    const emfile = Object.assign(new Error('accept EMFILE'), {
+      code: 'EMFILE',
+      errno: -24,
+      syscall: 'accept',
+    });
+    // before the fix: no 'error' listener, so emit() threw the error (an uncaught exception: the process
+    // running the benchmark died)
+    expect(() => server.emit('error', emfile)).not.toThrow();
+    const stats = bank.stats();
+    expect(stats).toMatchObject({ serverErrors: 1, lastServerError: 'accept EMFILE' });
+    expect(stats.series.at(-1)?.faults).toBe(0); // the simulator's own trouble, not an injected fault
+    expect((await pay(bank, '"k1"')).status).toBe(201);
+    expect(await httpStats(bank)).toMatchObject({ serverErrors: 1, lastServerError: 'accept EMFILE' });
+    bank.resetStats();
+    expect(bank.stats()).toMatchObject({ serverErrors: 0, lastServerError: null });
+  });
+
+  it('leaves a listen error to listen(), which rejects with it, counting nothing', async () => {
+    const first = await start();
+    const second = new BankSim({ port: first.port });
+    banks.push(second);
+    await expect(second.listen()).rejects.toMatchObject({ code: 'EADDRINUSE' });
+    expect(second.stats()).toMatchObject({ serverErrors: 0, lastServerError: null });
   });
 });

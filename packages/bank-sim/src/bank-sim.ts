@@ -148,6 +148,7 @@ export class BankSim {
     );
     this.#server = createServer({ keepAliveTimeout: 5000 }, this.#onRequest);
     this.#server.on('connection', this.#onConnection);
+    this.#server.on('error', this.#onServerError);
     this.#plan = new FaultPlan({ faults: o.faults, random, clock: this.#clock, onChange: this.#onOutage });
   }
 
@@ -311,6 +312,19 @@ export class BankSim {
     this.#server.close();
     this.#server.closeIdleConnections();
   }
+
+  // Once listening, the server emits 'error' when an accept fails: EMFILE or ENFILE when the process is
+  // out of file descriptors, which a benchmark that opens connections as fast as it can may well cause.
+  // Node has already dropped that connection and the next accept may succeed. With no listener the
+  // event would throw and end the process running the test or the benchmark, losing the ground truth
+  // the run was for; a real gateway's trouble reaches its clients as a refused connection, never as a
+  // crash of theirs. So the simulator keeps serving and counts the error where a run's other
+  // surprises are read (`stats().serverErrors`, `lastServerError`).
+  readonly #onServerError = (error: Error): void => {
+    // A listen in progress has its own listener: listen() rejects, a listen again after an outage retries.
+    if (this.#pendingListen !== undefined) return;
+    this.#stats.serverError(error);
+  };
 
   readonly #onConnection = (socket: Socket): void => {
     if (this.#plan.down && this.#plan.faults.outageMode === 'refuse') {

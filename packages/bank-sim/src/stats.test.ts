@@ -92,4 +92,16 @@ describe('StatsRecorder', () => {
       series: [{ second: 0, requests: 0 }],
     });
   });
+  it('counts server errors with the last message, bounded, and forgets them on reset', () => {
+    const stats = recorder();
+    stats.serverError(Object.assign(new Error('accept EMFILE'), { code: 'EMFILE' }));
+    stats.serverError(new Error('x'.repeat(500)));
+    const snapshot = stats.snapshot(0, live);
+    expect(snapshot.serverErrors).toBe(2);
+    expect(snapshot.lastServerError).toBe(`${'x'.repeat(197)}...`);
+    stats.serverError('not an Error');
+    expect(stats.snapshot(0, live).lastServerError).toBe('not an Error');
+    stats.reset(0);
+    expect(stats.snapshot(0, live)).toMatchObject({ serverErrors: 0, lastServerError: null });
+  });
 });

@@ -78,6 +78,13 @@ export interface BankStats {
   readonly outageRejections: number;
   /** Requests refused because the teller queue (or the key store) was full. */
   readonly overloaded: number;
+  /**
+   * `'error'` events of the HTTP server after it listened, such as a failed accept (`EMFILE` when the
+   * process is out of file descriptors): the simulator keeps serving. Not an injected fault.
+   */
+  readonly serverErrors: number;
+  /** The message of the last of those (e.g. `accept EMFILE`), or `null`. */
+  readonly lastServerError: string | null;
   /** `GET /payments/{key}` requests. */
   readonly statusChecks: number;
   /** Payments at a teller now. */
@@ -132,6 +139,7 @@ export class Counters {
   outageRejections = 0;
   overloaded = 0;
   statusChecks = 0;
+  serverErrors = 0;
   /** Every injected fault, for the series. */
   faults = 0;
 }
@@ -170,6 +178,7 @@ export class StatsRecorder {
   #secondEndsAt: number;
   #mark = new Counters();
   #series: BankStatsSecond[] = [];
+  #lastServerError: string | null = null;
 
   constructor(options: { maxTrackedOrders: number; seriesSeconds: number; now: number }) {
     this.#maxTrackedOrders = options.maxTrackedOrders;
@@ -214,6 +223,14 @@ export class StatsRecorder {
     this.#extraCharges++;
   }
 
+  /** Counts an `'error'` event of the server that it survived, keeping its message for `lastServerError`. */
+  serverError(error: unknown): void {
+    this.counters.serverErrors++;
+    const message = error instanceof Error ? error.message : String(error);
+    // A message is as long as whoever built the error made it; /_stats stays small.
+    this.#lastServerError = message.length > 200 ? `${message.slice(0, 197)}...` : message;
+  }
+
   /** Starts counting afresh at `now`. */
   reset(now: number): void {
     this.counters = new Counters();
@@ -228,6 +245,7 @@ export class StatsRecorder {
     this.#second = 0;
     this.#secondEndsAt = now + 1000;
     this.#series = [];
+    this.#lastServerError = null;
   }
 
   snapshot(now: number, live: LiveState): BankStats {
@@ -255,6 +273,8 @@ export class StatsRecorder {
       refusedConnections: c.refusedConnections,
       outageRejections: c.outageRejections,
       overloaded: c.overloaded,
+      serverErrors: c.serverErrors,
+      lastServerError: this.#lastServerError,
       statusChecks: c.statusChecks,
       inFlight: live.inFlight,
       queued: live.queued,

@@ -4,7 +4,14 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { CallContext } from './call.js';
 import type { StateChange } from './circuit-breaker.js';
 import { CircuitBreaker, circuitBreaker } from './circuit-breaker.js';
-import { CircuitOpenError, CircuitShutdownError, CircuitTimeoutError, InvalidOptionError } from './errors.js';
+import {
+  CircuitBreakerError,
+  CircuitOpenError,
+  CircuitShutdownError,
+  CircuitTimeoutError,
+  InvalidClassificationError,
+  InvalidOptionError,
+} from './errors.js';
 import type { CircuitBreakerOptions } from './options.js';
 
 const gatewayError = (fields: Record<string, unknown>) => Object.assign(new Error('gateway'), fields);
@@ -163,18 +170,147 @@ describe('closed → open', () => {
     expect(b.state).toBe('open');
   });
 
-  it('uses a custom classifier, and counts a throwing classifier as a failure', async () => {
+  it('uses a custom classifier', async () => {
     const { b } = breaker({ volumeThreshold: 1, classify: () => 'ignored' });
     await swallow(b.execute(fail500));
     expect(b.state).toBe('closed');
-    const { b: b2 } = breaker({
-      volumeThreshold: 1,
-      classify: () => {
-        throw new Error('bug');
-      },
-    });
+    const { b: b2 } = breaker({ volumeThreshold: 1, classify: () => 'failure' });
     await expect(b2.execute(ok)).resolves.toBe('ok');
     expect(b2.state).toBe('open');
+  });
+});
+
+describe('a classify that misbehaves', () => {
+  /** The warnings the breaker emitted, without printing them. */
+  function warnings() {
+    const spy = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    return {
+      get errors() {
+        return spy.mock.calls.map(([warning]) => warning);
+      },
+      restore: () => spy.mockRestore(),
+    };
+  }
+
+  it('counts the call as a failure, its caller keeps its answer, and warns once per distinct value', async () => {
+    const warned = warnings();
+    try {
+      let returned: unknown = 'sucess';
+      const { b } = breaker({ name: 'bank', volumeThreshold: 100, classify: () => returned as 'success' });
+      // before the fix: no warning, the typo silently turned every call into a failure
+      await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      expect(warned.errors).toHaveLength(1);
+      const [first] = warned.errors;
+      expect(first).toBeInstanceOf(InvalidClassificationError);
+      expect(first).toBeInstanceOf(CircuitBreakerError);
+      expect(first).toMatchObject({
+        name: 'InvalidClassificationError',
+        code: 'ERR_INVALID_CLASSIFICATION',
+        option: 'classify',
+        circuit: 'bank',
+        threw: false,
+        value: 'sucess',
+        message: expect.stringContaining('Expected `classify` of circuit `bank` to return'),
+      });
+      expect((first as Error).message).toContain('got `"sucess"` (string)');
+      // The same bug again: counted, no second warning.
+      await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      expect(warned.errors).toHaveLength(1);
+      // Another bug (a missing return), then a boolean: one warning each.
+      returned = undefined;
+      await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      returned = true;
+      await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      expect(warned.errors).toHaveLength(3);
+      expect(warned.errors[1]).toMatchObject({ value: undefined, threw: false });
+      expect((warned.errors[2] as Error).message).toContain('got `true` (boolean)');
+      expect(b.stats().totals).toMatchObject({ calls: 5, failures: 5, successes: 0 });
+      expect(b.inFlight).toBe(0);
+    } finally {
+      warned.restore();
+    }
+  });
+
+  it('opens on misclassified calls as on failures: the safe side', async () => {
+    const warned = warnings();
+    try {
+      const { b } = breaker({ volumeThreshold: 2, classify: () => 'sucess' as 'success' });
+      await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      await expect(b.execute(ok)).resolves.toBe('ok');
+      expect(b.state).toBe('open');
+      expect(warned.errors).toHaveLength(1);
+    } finally {
+      warned.restore();
+    }
+  });
+
+  it('warns of a classify that throws, with its error as cause; the caller keeps its answer', async () => {
+    const warned = warnings();
+    try {
+      const bug = new TypeError("Cannot read properties of undefined (reading 'statusCode')");
+      const { b } = breaker({
+        name: 'bank',
+        volumeThreshold: 100,
+        classify: () => {
+          throw bug;
+        },
+      });
+      await expect(b.execute(ok)).resolves.toBe('ok');
+      await expect(b.execute(fail500)).rejects.toMatchObject({ statusCode: 500 });
+      // before the fix: nothing at all
+      expect(warned.errors).toHaveLength(1);
+      expect(warned.errors[0]).toMatchObject({
+        code: 'ERR_INVALID_CLASSIFICATION',
+        option: 'classify',
+        threw: true,
+        value: undefined,
+        cause: bug,
+      });
+      expect((warned.errors[0] as Error).message).toBe(
+        "`classify` of circuit `bank` threw TypeError: Cannot read properties of undefined (reading 'statusCode'); the call was counted as a failure",
+      );
+      expect(b.stats().totals).toMatchObject({ calls: 2, failures: 2 });
+    } finally {
+      warned.restore();
+    }
+  });
+
+  it('warns of at most 8 distinct bugs, so a classify returning per-call data cannot flood', async () => {
+    const warned = warnings();
+    try {
+      let status = 500;
+      const { b } = breaker({ volumeThreshold: 1000, classify: () => status as unknown as 'success' });
+      for (let i = 0; i < 20; i++) {
+        status = 500 + i;
+        await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      }
+      expect(warned.errors).toHaveLength(8);
+      expect(warned.errors.map((e) => (e as InvalidClassificationError).value)).toEqual([
+        500, 501, 502, 503, 504, 505, 506, 507,
+      ]);
+      expect(b.stats().totals.failures).toBe(20);
+    } finally {
+      warned.restore();
+    }
+  });
+
+  it('reaches the process as a warning a `warning` listener hears, not as an error', async () => {
+    const heard: Error[] = [];
+    const onWarning = (warning: Error) => heard.push(warning);
+    process.on('warning', onWarning);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      const { b } = breaker({ volumeThreshold: 100, classify: () => 'sucess' as 'success' });
+      await expect(b.execute(() => 'paid')).resolves.toBe('paid');
+      await new Promise<void>((resolve) => process.nextTick(resolve));
+      expect(heard.map((w) => (w as InvalidClassificationError).code)).toEqual([
+        'ERR_INVALID_CLASSIFICATION',
+      ]);
+    } finally {
+      process.off('warning', onWarning);
+      stderr.mockRestore();
+    }
   });
 });
 

@@ -1,9 +1,14 @@
 import { EventEmitter } from 'node:events';
 import type { CallContext } from './call.js';
 import { Call } from './call.js';
-import type { OutcomeKind } from './classify.js';
 import { retryAfterOf } from './classify.js';
-import { CircuitOpenError, CircuitShutdownError, CircuitTimeoutError, InvalidOptionError } from './errors.js';
+import {
+  CircuitOpenError,
+  CircuitShutdownError,
+  CircuitTimeoutError,
+  InvalidClassificationError,
+  InvalidOptionError,
+} from './errors.js';
 import type { LatencyPercentiles } from './latency-histogram.js';
 import { LatencyHistogram } from './latency-histogram.js';
 import type { CircuitBreakerOptions, ResolvedOptions } from './options.js';
@@ -220,6 +225,9 @@ export class CircuitBreaker<
   // Calls with their own timeout (each has its own unref'd timer) or none: listed so close() finds them.
   #otherHead: Call | undefined = undefined;
   #timer: ReturnType<typeof setTimeout> | undefined = undefined;
+
+  /** The `classify` bugs reported so far (see #classifyBugFound for why once each); made on the first. */
+  #reportedClassifyBugs: Set<string> | undefined = undefined;
 
   #calls = 0;
   #successes = 0;
@@ -717,23 +725,46 @@ export class CircuitBreaker<
   }
 
   #classify(value: unknown, failed: boolean): KindCode {
-    let kind: OutcomeKind;
+    let kind: unknown;
     try {
       kind = this.#o.classify(value, failed);
-    } catch {
-      // A classifier that throws must not lose the call's own outcome; count it as a failure.
-      return K_FAILURE;
+    } catch (error) {
+      // The call's own outcome must not be lost to the classifier's bug: it counts as a failure.
+      return this.#classifyBugFound(true, error);
     }
     switch (kind) {
       case 'success':
         return K_SUCCESS;
+      case 'failure':
+        return K_FAILURE;
       case 'ignored':
         return K_IGNORED;
       case 'throttled':
         return K_THROTTLED;
       default:
-        return K_FAILURE;
+        return this.#classifyBugFound(false, kind);
     }
+  }
+
+  /**
+   * `classify` threw or returned no OutcomeKind: the call counts as a failure (never lost, and never
+   * taken for a healthy answer), and the bug goes out as a process warning. A warning, not an error thrown
+   * from where the call settles: the classifier runs after the call did its work (a payment may have been
+   * charged), and neither its caller nor the process should lose that to a bug in the bookkeeping.
+   *
+   * Each distinct bug (the value returned, or the class and message thrown) is warned of once per
+   * breaker, and at most MAX_REPORTED_CLASSIFY_BUGS of them: a broken classifier is broken on every call,
+   * and a warning per call at the gateway's call rate would flood the log. The first says all there is.
+   */
+  #classifyBugFound(threw: boolean, returnedOrThrown: unknown): KindCode {
+    const key = classifyBugKey(threw, returnedOrThrown);
+    let reported = this.#reportedClassifyBugs;
+    if (reported === undefined) reported = this.#reportedClassifyBugs = new Set();
+    if (!reported.has(key) && reported.size < MAX_REPORTED_CLASSIFY_BUGS) {
+      reported.add(key);
+      process.emitWarning(new InvalidClassificationError(this.name, threw, returnedOrThrown));
+    }
+    return K_FAILURE;
   }
 
   /** Books the outcome, applies the rules, then settles the caller's promise (`failed`: 1 rejects). */
@@ -1003,6 +1034,27 @@ function timeoutOf(value: unknown): number {
 }
 
 function noop(): void {}
+
+// Enough distinct classifier bugs to show what is wrong, few enough that a classifier returning per-call
+// data (a status code where an OutcomeKind belongs) cannot report once per call after all.
+const MAX_REPORTED_CLASSIFY_BUGS = 8;
+
+/** What tells one `classify` bug from another: the value returned, or the class and message thrown. */
+function classifyBugKey(threw: boolean, value: unknown): string {
+  if (threw) {
+    if (!(value instanceof Error)) return `threw ${typeof value}`;
+    try {
+      return `threw ${value.name}: ${value.message}`;
+    } catch {
+      return 'threw Error';
+    }
+  }
+  if (typeof value === 'string') return `returned string ${value}`;
+  if (value === null || (typeof value !== 'object' && typeof value !== 'function'))
+    return `returned ${typeof value} ${String(value)}`;
+  // An object's own text could run its toString(); its type is enough to tell the bug.
+  return `returned ${typeof value}`;
+}
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (

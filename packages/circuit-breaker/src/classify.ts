@@ -13,7 +13,9 @@ export type OutcomeKind = 'success' | 'failure' | 'throttled' | 'ignored';
 
 /**
  * Decides the {@link OutcomeKind} of a call from what it threw (`failed: true`) or returned
- * (`failed: false`). For `throttled`, the hold is read from the value's `retryAfterMs` field.
+ * (`failed: false`). For `throttled`, the hold is read from the value's `retryAfterMs` field. One that
+ * throws or returns anything else counts the call as a failure and is reported with an
+ * `InvalidClassificationError` (see the breaker's `classify` option).
  */
 export type Classifier = (errorOrResult: unknown, failed: boolean) => OutcomeKind;
 

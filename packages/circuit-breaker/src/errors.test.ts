@@ -4,6 +4,7 @@ import {
   CircuitOpenError,
   CircuitShutdownError,
   CircuitTimeoutError,
+  InvalidClassificationError,
   InvalidOptionError,
   isCircuitOpenError,
   RegistryClosedError,
@@ -19,6 +20,11 @@ describe('errors', () => {
       [new RegistryFullError('k', 10), 'ERR_REGISTRY_FULL', 'RegistryFullError'],
       [new RegistryClosedError('k'), 'ERR_REGISTRY_CLOSED', 'RegistryClosedError'],
       [new InvalidOptionError('timeoutMs', 'a number', 'x'), 'ERR_INVALID_OPTION', 'InvalidOptionError'],
+      [
+        new InvalidClassificationError('bank', false, 'sucess'),
+        'ERR_INVALID_CLASSIFICATION',
+        'InvalidClassificationError',
+      ],
     ];
     for (const [error, code, name] of cases) {
       expect(error).toBeInstanceOf(CircuitBreakerError);
@@ -42,6 +48,22 @@ describe('errors', () => {
     expect(new InvalidOptionError('a', 'x', [1]).message).toContain('`[1]` (array)');
     expect(new InvalidOptionError('a', 'x', () => 1).message).toContain('(function)');
     expect(new InvalidOptionError('a', 'x', 10n).message).toContain('`10n` (bigint)');
+  });
+
+  it('InvalidClassificationError names the option and the value returned, or the error thrown as cause', () => {
+    const returned = new InvalidClassificationError('bank', false, undefined);
+    expect(returned).toMatchObject({ option: 'classify', circuit: 'bank', threw: false, value: undefined });
+    expect(returned.message).toBe(
+      "Expected `classify` of circuit `bank` to return 'success', 'failure', 'throttled' or 'ignored', got `undefined` (undefined); the call was counted as a failure",
+    );
+    expect(returned.cause).toBeUndefined();
+    const bug = new RangeError('no such status');
+    const threw = new InvalidClassificationError('bank', true, bug);
+    expect(threw).toMatchObject({ option: 'classify', threw: true, value: undefined, cause: bug });
+    expect(threw.message).toBe(
+      '`classify` of circuit `bank` threw RangeError: no such status; the call was counted as a failure',
+    );
+    expect(new InvalidClassificationError('bank', true, 'oops').message).toContain('threw `"oops"` (string)');
   });
 
   it('isCircuitOpenError recognises the error by class or by code', () => {

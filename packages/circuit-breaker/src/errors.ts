@@ -134,12 +134,57 @@ export class RegistryClosedError extends CircuitBreakerError {
   }
 }
 
+/**
+ * The breaker's `classify` option misbehaved: it returned something other than `'success'`, `'failure'`,
+ * `'throttled'` or `'ignored'` (a typo such as `'sucess'`, `undefined` from a missing `return`, a
+ * boolean), or it threw (its error is the `cause`). The call itself was counted as a failure, the safe
+ * side, and its caller got its own answer; this error reports the bug in the classifier.
+ *
+ * The breaker never throws it: it goes out through `process.emitWarning` (printed to stderr, heard by
+ * `process.on('warning')`), once per distinct bug and breaker.
+ */
+export class InvalidClassificationError extends CircuitBreakerError {
+  declare readonly code: 'ERR_INVALID_CLASSIFICATION';
+  /** The option at fault: always `classify`. */
+  readonly option: 'classify';
+  /** The breaker's `name`. */
+  readonly circuit: string;
+  /** Whether `classify` threw (its error is `cause`) rather than returned a bad `value`. */
+  readonly threw: boolean;
+  /** What `classify` returned; `undefined` when it threw. */
+  readonly value: unknown;
+
+  /** @param returnedOrThrown what `classify` returned, or what it threw when `threw` is true. */
+  constructor(circuit: string, threw: boolean, returnedOrThrown: unknown) {
+    super(
+      'ERR_INVALID_CLASSIFICATION',
+      threw
+        ? `\`classify\` of circuit \`${circuit}\` threw ${thrownText(returnedOrThrown)}; the call was counted as a failure`
+        : `Expected \`classify\` of circuit \`${circuit}\` to return 'success', 'failure', 'throttled' or 'ignored', got ${describe(returnedOrThrown)}; the call was counted as a failure`,
+      threw ? { cause: returnedOrThrown } : undefined,
+    );
+    this.option = 'classify';
+    this.circuit = circuit;
+    this.threw = threw;
+    this.value = threw ? undefined : returnedOrThrown;
+  }
+}
+
 /** `isCircuitOpenError(e)` is true for a `CircuitOpenError`, also one from another copy of this package. */
 export function isCircuitOpenError(error: unknown): error is CircuitOpenError {
   return (
     error instanceof CircuitOpenError ||
     (typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'ERR_CIRCUIT_OPEN')
   );
+}
+
+function thrownText(error: unknown): string {
+  if (!(error instanceof Error)) return describe(error);
+  try {
+    return `${error.name}: ${error.message}`;
+  } catch {
+    return 'an Error'; // a getter that throws: the error itself is still the `cause`
+  }
 }
 
 function describe(value: unknown): string {

@@ -19,6 +19,7 @@ export {
   CircuitOpenError,
   CircuitShutdownError,
   CircuitTimeoutError,
+  InvalidClassificationError,
   InvalidOptionError,
   isCircuitOpenError,
   RegistryClosedError,

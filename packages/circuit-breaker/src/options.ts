@@ -96,7 +96,16 @@ export interface CircuitBreakerOptions<TArgs extends unknown[] = unknown[], TRes
    */
   readonly halfOpenSuccessThreshold?: number;
   /**
-   * Decides what each outcome says about the gateway's health.
+   * Decides what each outcome says about the gateway's health: it must return `'success'`, `'failure'`,
+   * `'throttled'` or `'ignored'`. When it throws or returns anything else (a typo such as `'sucess'`,
+   * `undefined` from a missing `return`, a boolean), the call counts as a failure and its caller still
+   * gets the call's own answer; the bug is reported with an `InvalidClassificationError` (`option:
+   * 'classify'`, the returned `value`, or what it threw as `cause`) emitted as a process warning
+   * (`process.emitWarning`), never thrown. Each distinct bug is warned of once per breaker (at most 8).
+   * @example
+   * ```ts
+   * classify: (value, failed) => (isMyNotFound(value) ? 'success' : classifyGatewayOutcome(value, failed))
+   * ```
    * @default classifyGatewayOutcome
    */
   readonly classify?: Classifier;

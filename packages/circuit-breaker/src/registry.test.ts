@@ -132,6 +132,28 @@ describe('CircuitBreakerRegistry', () => {
     registry.close();
   });
 
+  it("warns of a classify bug from a registry breaker as a breaker does, once per key's breaker", async () => {
+    const warn = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+    try {
+      const registry = circuitBreakerRegistry({
+        breaker: { volumeThreshold: 2, classify: () => 'sucess' as 'success' },
+      });
+      await expect(registry.execute('bank-a', () => 'paid')).resolves.toBe('paid');
+      await expect(registry.execute('bank-a', () => 'paid')).resolves.toBe('paid');
+      expect(registry.get('bank-a').stats().totals.failures).toBe(2);
+      expect(registry.get('bank-a').state).toBe('open');
+      // Each key has a breaker of its own, which warns for itself.
+      await expect(registry.execute('bank-b', () => 'paid')).resolves.toBe('paid');
+      expect(warn.mock.calls.map(([w]) => w)).toEqual([
+        expect.objectContaining({ code: 'ERR_INVALID_CLASSIFICATION', circuit: 'bank-a', value: 'sucess' }),
+        expect.objectContaining({ code: 'ERR_INVALID_CLASSIFICATION', circuit: 'bank-b' }),
+      ]);
+      registry.close();
+    } finally {
+      warn.mockRestore();
+    }
+  });
+
   it('validates its options and the breaker options at construction', () => {
     expect(() => circuitBreakerRegistry({ maxBreakers: 0 })).toThrow(InvalidOptionError);
     expect(() => circuitBreakerRegistry({ breaker: { timeoutMs: -1 } })).toThrow(/`timeoutMs`/);
