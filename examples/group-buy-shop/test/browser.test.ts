@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type BankSim, startBankSim } from '@floodgate/bank-sim';
-import { type BrowserContext, chromium, type Page, type Route } from 'playwright-core';
+import { type BrowserContext, chromium, type Page, type Request, type Route } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createShopApp, settleOrder } from '../src/app.js';
 import { ShopDb } from '../src/db.js';
@@ -43,6 +43,8 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
   let shopUrl: string;
   let userDataDir: string;
   let browser: BrowserContext;
+  /** The `Idempotency-Key` of every checkout that reached the shop, by student, as the shop received them. */
+  const checkoutKeys = new Map<string, Array<string | undefined>>();
 
   beforeAll(async () => {
     bank = await startBankSim({ rate: 50 });
@@ -62,6 +64,15 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
       bankUrl: bank.url,
     });
     server = app.listen(0, '127.0.0.1');
+    server.prependListener('request', (request) => {
+      if (request.url !== '/api/checkout') return;
+      const student = String(request.headers['x-student-id']);
+      const key = request.headers['idempotency-key'];
+      checkoutKeys.set(student, [
+        ...(checkoutKeys.get(student) ?? []),
+        typeof key === 'string' ? key : undefined,
+      ]);
+    });
     await new Promise((resolve) => server.once('listening', resolve));
     shopUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     userDataDir = await mkdtemp(join(tmpdir(), 'shop-chromium-'));
@@ -243,6 +254,198 @@ describe.skipIf(!haveChromium)('the storefront in a real browser', () => {
     await page.waitForSelector('#checkout:not([hidden])');
     expect(await page.locator('#order-summary').textContent()).toBe(summary);
     expect(db.orders().filter((o) => o.studentId === student)).toHaveLength(1);
+  }, 30_000);
+
+  /** The page's checkouts in progress of `student` (localStorage: `checkout:<student>:<order>` -> key). */
+  function storedCheckouts(page: Page, student: string): Promise<Record<string, string>> {
+    const prefix = JSON.stringify(`checkout:${student}:`);
+    return page.evaluate(`Object.fromEntries(
+      Object.entries(localStorage).filter(([name]) => name.startsWith(${prefix})))`);
+  }
+
+  it('keeps the key of a click on its way across a reload: "Pay" after it is the same checkout, charged once', async () => {
+    const page = await browser.newPage();
+    const student = 'reload-paying-student';
+    await openShop(page, student);
+    await page.click('button[data-deal="d-headphones"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const orderId = db.orders('created').find((o) => o.studentId === student)?.id as string;
+    const chargesBefore = bank.stats().charges;
+    // The click is slow to go out (a weak signal), and the student reloads the page on "Paying…". (Held,
+    // not unrouted: Playwright would send a request still held by a handler it removes.)
+    let onTheWay!: (request: Request) => void;
+    const clicked = new Promise<Request>((resolve) => (onTheWay = resolve));
+    let held = false;
+    await page.route('**/api/checkout', (route) => {
+      if (held) return route.continue();
+      held = true;
+      onTheWay(route.request());
+    });
+    await page.click('#pay');
+    const first = await clicked;
+    const key = await first.headerValue('idempotency-key');
+    await page.locator('#result', { hasText: /^Paying/ }).waitFor();
+    expect(await storedCheckouts(page, student)).toEqual({
+      [`checkout:${student}:${orderId}`]: JSON.parse(key as string),
+    });
+    await page.reload();
+    await expect.poll(() => page.locator('#shop-kind').textContent()).toBe('floodgate shop on Express');
+    // The shop has not seen that click yet: the order can be paid. The student joins the deal again, which
+    // finds the same order (and keeps its checkout).
+    await page.click('button[data-deal="d-headphones"]');
+    await page.locator('#order-summary', { hasText: orderId }).waitFor();
+    const said = await page.locator('#result').textContent();
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('false');
+    // The click from before the reload reaches the shop now, and pays.
+    const late = await page.request.post(`${shopUrl}/api/checkout`, {
+      headers: await first.allHeaders(),
+      data: first.postData() ?? '',
+    });
+    expect(late.status()).toBe(201);
+
+    const [again] = await Promise.all([page.waitForResponse('**/api/checkout'), page.click('#pay')]);
+    expect(await again.request().headerValue('idempotency-key')).toBe(key);
+    // And the page had said so.
+    expect(said).toMatch(/^Not paid yet\. "Pay" goes on with the checkout you started/);
+    // One checkout: the shop answers the second click from the first one.
+    expect(again.status()).toBe(201);
+    expect(await again.headerValue('idempotent-replayed')).toBe('true');
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(checkoutKeys.get(student)).toEqual([key, key]);
+    expect(bank.stats()).toMatchObject({ charges: chargesBefore + 1, ordersChargedMoreThanOnce: 0 });
+    expect(await storedCheckouts(page, student)).toEqual({});
+  }, 30_000);
+
+  it('shows a paid order as paid after a reload, with "Pay" locked', async () => {
+    const page = await browser.newPage();
+    const student = 'reload-paid-student';
+    await openShop(page, student);
+    await page.click('button[data-deal="d-kettle"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    const order = db.orders('paid').find((o) => o.studentId === student);
+    const chargesBefore = bank.stats().charges;
+
+    await page.reload();
+    const checkouts: string[] = [];
+    page.on('request', (request) => {
+      if (request.url().endsWith('/api/checkout')) checkouts.push(request.url());
+    });
+    // Without joining the deal again: the page shows the order it showed, as the shop has it now.
+    await page.locator('#result', { hasText: /^Already paid/ }).waitFor({ timeout: 10_000 });
+    expect(await page.locator('#order-summary').textContent()).toBe(
+      `Order ${order?.id} — Kettle for every kitchen, €12.00`,
+    );
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('true');
+    expect(await page.isDisabled('#card')).toBe(true);
+    await page.click('#pay', { force: true });
+    await page.focus('#pay');
+    await page.keyboard.press('Enter');
+    expect(await page.locator('#result').textContent()).toMatch(/^Already paid/);
+    expect(checkouts).toHaveLength(0);
+    expect(bank.stats().charges).toBe(chargesBefore);
+    expect(await storedCheckouts(page, student)).toEqual({});
+  }, 30_000);
+
+  it('shows a pending payment as pending after a reload, "Pay" locked and the key kept, and watches it to its end', async () => {
+    const page = await browser.newPage();
+    await page.clock.install();
+    const student = 'reload-pending-student';
+    await openShop(page, student);
+    await page.click('button[data-deal="d-textbook"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const orderId = db.orders('created').find((o) => o.studentId === student)?.id as string;
+    await pauseClock(page);
+    // The bank is slow: the shop answers "pending", and the order stays pending while it asks the bank.
+    const keys: Array<string | undefined> = [];
+    await page.route('**/api/checkout', (route) => {
+      keys.push(route.request().headers()['idempotency-key']);
+      db.setOrderStatus(orderId, 'pending');
+      return route.fulfill({
+        status: 202,
+        contentType: 'application/json',
+        headers: { location: `/api/orders/${orderId}` },
+        body: JSON.stringify({
+          status: 'pending',
+          orderId,
+          detail: 'Payment pending: we will confirm it shortly.',
+        }),
+      });
+    });
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Payment pending/ }).waitFor();
+    const inProgress = { [`checkout:${student}:${orderId}`]: JSON.parse(keys[0] as string) };
+    expect(await storedCheckouts(page, student)).toEqual(inProgress);
+
+    await page.reload();
+    await page.locator('#result', { hasText: /^Payment pending/ }).waitFor({ timeout: 10_000 });
+    expect(await page.locator('#order-summary').textContent()).toContain(orderId);
+    expect(await page.getAttribute('#pay', 'aria-disabled')).toBe('true');
+    expect(await page.isDisabled('#card')).toBe(true);
+    await page.click('#pay', { force: true });
+    expect(keys).toHaveLength(1);
+    expect(await storedCheckouts(page, student)).toEqual(inProgress);
+
+    // The bank answers: the shop settles the order, and the page's next look at it says so.
+    db.setOrderStatus(orderId, 'paid', { paymentId: 'pay_reload_pending' });
+    await page.clock.runFor(1000);
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(await storedCheckouts(page, student)).toEqual({});
+  }, 30_000);
+
+  it('removes a checkout’s entry once its answer is final: declined, refused for good, paid', async () => {
+    const page = await browser.newPage();
+    const student = 'final-answers-student';
+    await openShop(page, student);
+    await page.click('button[data-deal="d-textbook"]');
+    await page.waitForSelector('#checkout:not([hidden])');
+    const orderId = db.orders('created').find((o) => o.studentId === student)?.id as string;
+    const item = `checkout:${student}:${orderId}`;
+    // What the page keeps while each click is on its way, and the key the click carries.
+    const whileSent: Array<{ kept: Record<string, string>; key: string | undefined }> = [];
+    const refusal = { answer: false };
+    await page.route('**/api/checkout', async (route) => {
+      whileSent.push({
+        kept: await storedCheckouts(page, student),
+        key: route.request().headers()['idempotency-key'],
+      });
+      // The shop was started on a fresh database: it knows no such order (nothing started).
+      if (refusal.answer) {
+        return route.fulfill({
+          status: 404,
+          contentType: 'application/problem+json',
+          body: JSON.stringify({
+            status: 404,
+            title: 'Not Found',
+            detail: `You have no order \`${orderId}\``,
+          }),
+        });
+      }
+      return route.continue();
+    });
+    const keptWhileSent = (i: number) => ({ [item]: JSON.parse(whileSent[i]?.key as string) });
+
+    await page.selectOption('#card', 'tok_decline_insufficient_funds');
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Declined/ }).waitFor();
+    expect(whileSent[0]?.kept).toEqual(keptWhileSent(0));
+    expect(await storedCheckouts(page, student)).toEqual({});
+
+    refusal.answer = true;
+    await page.selectOption('#card', 'tok_ok');
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^You have no order/ }).waitFor();
+    expect(whileSent[1]?.kept).toEqual(keptWhileSent(1));
+    expect(await storedCheckouts(page, student)).toEqual({});
+
+    refusal.answer = false;
+    await page.click('#pay');
+    await page.locator('#result', { hasText: /^Paid/ }).waitFor();
+    expect(whileSent[2]?.kept).toEqual(keptWhileSent(2));
+    expect(await storedCheckouts(page, student)).toEqual({});
+    // Each final answer ended its checkout: every click was a new one.
+    expect(new Set(whileSent.map((sent) => sent.key)).size).toBe(3);
   }, 30_000);
 
   it('does not show the answer of an order’s checkout once the student moved on to another order', async () => {

@@ -2,9 +2,10 @@
 const $ = (id) => document.getElementById(id);
 /**
  * `step` goes up with everything the checkout starts (a click, a join): a countdown or a watch of an older
- * one stops. `paying` is the order whose click of "Pay" is on its way, if any.
+ * one stops. `paying` is the order whose click of "Pay" is on its way, if any. `deals` is the list last
+ * shown, which names the deal of a checkout shown again after a reload.
  */
-const state = { config: null, order: null, idempotencyKey: null, step: 0, paying: null };
+const state = { config: null, deals: [], order: null, step: 0, paying: null };
 
 /** How often and how long the page asks the shop about a pending payment. */
 const POLL_MS = 1000;
@@ -29,6 +30,8 @@ student.addEventListener('change', () => {
   if (!student.checkValidity()) return notice('failed', STUDENT_HINT);
   notice('', '');
   localStorage.setItem('student', student.value);
+  // Back to an id with a checkout in progress: it shows again, as after a reload.
+  if (state.config) resumeCheckout();
 });
 
 async function api(path, init = {}) {
@@ -49,12 +52,72 @@ async function api(path, init = {}) {
 }
 
 /**
- * The next click of "Pay" starts a new checkout, with a new Idempotency-Key: after the bank declined (the
- * student may choose another card) and when the order is payable again. Until then every click sends the
- * same key, so the shop recognises a repeated click as the same checkout.
+ * A checkout in progress is kept in localStorage as `checkout:<student>:<order id>`, its value the
+ * Idempotency-Key every click of "Pay" for the order sends, from the first click until the answer is final.
+ * Kept in memory only, the key went with a reload: "Pay" after it started another checkout, which the shop
+ * could not tell from the click that was still on its way or whose answer was lost. localStorage, not
+ * sessionStorage: the checkout is the student's order's, not a tab's, as the student id kept beside it is;
+ * a tab closed and opened again, or a second tab, goes on with it too. A student has one order per deal,
+ * and a final answer removes the entry, so there are never more than that.
  */
-function newCheckout() {
-  state.idempotencyKey = state.config?.sendsIdempotencyKey ? crypto.randomUUID() : null;
+const CHECKOUT_ITEM = 'checkout:';
+const checkoutItem = (order) => `${CHECKOUT_ITEM}${order.studentId}:${order.id}`;
+
+/** The key of the order's checkout in progress; the first click of "Pay" starts one. */
+function checkoutKey(order) {
+  // Only the floodgate shop's page sends one.
+  if (!state.config?.sendsIdempotencyKey) return null;
+  const item = checkoutItem(order);
+  const kept = localStorage.getItem(item);
+  if (kept) return kept;
+  const key = crypto.randomUUID();
+  localStorage.setItem(item, key);
+  return key;
+}
+
+/**
+ * The checkout is over: the next click of "Pay" starts a new one, with a new key. After the order was paid,
+ * after the bank declined (the student may choose another card), after a refusal that started nothing, and
+ * when the shop says the order is payable again.
+ */
+function endCheckout(order) {
+  localStorage.removeItem(checkoutItem(order));
+}
+
+/** The ids of the student's orders with a checkout in progress (a student id holds no `:`). */
+function checkoutsInProgress(studentId) {
+  const prefix = `${CHECKOUT_ITEM}${studentId}:`;
+  return Object.keys(localStorage)
+    .filter((name) => name.startsWith(prefix))
+    .map((name) => name.slice(prefix.length));
+}
+
+/**
+ * Whether the answer to a click of "Pay" ends its checkout: paid, declined, or a 4xx that started nothing.
+ * Not a 409 or 422 (a payment of the order is under way or done: the page watches it) nor a 429 ("later").
+ */
+function endsCheckout(code, body) {
+  if (code === 201 || code === 402 || body.status === 'paid') return true;
+  return code >= 400 && code < 500 && code !== 409 && code !== 422 && code !== 429;
+}
+
+/**
+ * The order this tab shows, so that a reload shows it again, as the shop has it then. sessionStorage: it is
+ * this tab's view (another tab may show another order), and it goes with the tab.
+ */
+const SHOWN_ITEM = 'checkout-shown';
+
+function rememberShown(order) {
+  sessionStorage.setItem(SHOWN_ITEM, JSON.stringify({ studentId: order.studentId, orderId: order.id }));
+}
+
+function shownOrderOf(studentId) {
+  try {
+    const shown = JSON.parse(sessionStorage.getItem(SHOWN_ITEM) ?? 'null');
+    return shown?.studentId === studentId && typeof shown.orderId === 'string' ? shown.orderId : null;
+  } catch {
+    return null;
+  }
 }
 
 function euros(cents) {
@@ -83,6 +146,7 @@ function retryAfterSeconds(response) {
 async function loadDeals() {
   const { response, body: deals } = await api('/deals');
   if (!response?.ok) return; // keep the list the page shows
+  state.deals = deals;
   const list = $('deals');
   list.replaceChildren();
   for (const deal of deals) {
@@ -121,15 +185,25 @@ async function joinDeal(deal) {
   if (response.status === 401) return notice('failed', STUDENT_HINT);
   if (!response.ok) return notice('failed', body.detail || 'Could not join the deal.');
   notice('', '');
-  const { order } = body;
-  // One key per checkout of this order, kept for every click of "Pay" (joining the same order again
-  // too): the shop can then recognise a repeated click as the same checkout. Only the floodgate shop's
-  // page sends one.
-  if (state.order?.id !== order.id || !state.idempotencyKey) newCheckout();
+  // Joining the same order again keeps its checkout in progress, and so its key.
+  openCheckout(body.order, deal.title);
+  // The deal's button the student pressed is about to be redrawn, and on a phone the checkout is below
+  // the deals: focus (and the view) move to it, so Tab goes on to the card and "Pay".
+  $('checkout-title').focus({ preventScroll: true });
+  $('checkout').scrollIntoView({ block: 'nearest' });
+  await loadDeals();
+}
+
+/**
+ * Shows the order's checkout as the shop has it: "Pay" for an order that can be paid, a watch of one being
+ * paid, "Already paid" for a paid one.
+ */
+function openCheckout(order, title) {
   state.order = order;
   const step = ++state.step;
+  rememberShown(order);
   $('checkout').hidden = false;
-  $('order-summary').textContent = `Order ${order.id} — ${deal.title}, ${euros(order.amount)}`;
+  $('order-summary').textContent = `Order ${order.id} — ${title}, ${euros(order.amount)}`;
   // This order's click of "Pay" is still on its way (the shop may not have it yet: the order says
   // `created`): its answer will show, and "Pay" stays locked until then.
   const status = state.paying === order.id ? 'clicked' : order.status;
@@ -139,14 +213,16 @@ async function joinDeal(deal) {
       show('pending', 'Paying…');
       break;
     case 'paid':
+      endCheckout(order);
       allow('none');
       show('paid', 'Already paid.');
       break;
     case 'pending':
     case 'paying':
-      watchOrder(order.id, step, PENDING);
+      watchOrder(order, step, PENDING);
       break;
     case 'declined':
+      endCheckout(order);
       allow('pay');
       show('declined', declined(order.declineReason, 'The last payment was declined'));
       break;
@@ -156,13 +232,48 @@ async function joinDeal(deal) {
       break;
     default:
       allow('pay');
-      show('', '');
+      // A click before a reload that the shop has not seen (yet), or turned away busy: paying again sends
+      // its key, so a click still on its way and this one are one checkout.
+      show(
+        '',
+        localStorage.getItem(checkoutItem(order))
+          ? 'Not paid yet. "Pay" goes on with the checkout you started, so nothing is paid twice.'
+          : '',
+      );
   }
-  // The deal's button the student pressed is about to be redrawn, and on a phone the checkout is below
-  // the deals: focus (and the view) move to it, so Tab goes on to the card and "Pay".
-  $('checkout-title').focus({ preventScroll: true });
-  $('checkout').scrollIntoView({ block: 'nearest' });
-  await loadDeals();
+}
+
+/**
+ * Shows the student's checkout again after a reload (or in a new tab, or back to this student id): the
+ * order this tab showed, or else one with a checkout in progress, as the shop has it now. Every order with
+ * a checkout in progress is asked about, so that the entries of those that ended meanwhile (the bank
+ * settled a pending payment) go.
+ */
+async function resumeCheckout() {
+  if (!student.checkValidity()) return;
+  const studentId = student.value;
+  const shown = shownOrderOf(studentId);
+  const orderIds = new Set([...(shown ? [shown] : []), ...checkoutsInProgress(studentId)]);
+  let step = state.step;
+  for (const orderId of orderIds) {
+    const { response, body: order } = await api(`/orders/${encodeURIComponent(orderId)}`);
+    // The student joined a deal or changed id meanwhile: what they did since comes first.
+    if (step !== state.step) return;
+    if (response?.status === 404) {
+      // Not (or no longer) this student's order: a shop started on a fresh database. Nothing to go on with.
+      endCheckout({ studentId, id: orderId });
+      if (orderId === shown) sessionStorage.removeItem(SHOWN_ITEM);
+      continue;
+    }
+    // Not answering: everything stays for the next load.
+    if (!response?.ok) continue;
+    if (!state.order) {
+      openCheckout(order, state.deals.find((deal) => deal.id === order.dealId)?.title ?? order.dealId);
+      step = state.step;
+    } else if (order.status === 'paid' || order.status === 'declined') {
+      endCheckout(order);
+    }
+  }
 }
 
 function closeCheckout() {
@@ -200,12 +311,14 @@ async function pay(event) {
   event.preventDefault();
   // A second click of a double click, or a click while the payment is pending: nothing to send.
   if (!state.order || !payAllowed()) return;
-  const orderId = state.order.id;
+  const order = state.order;
+  const orderId = order.id;
   state.paying = orderId;
   state.step++;
   allow('none');
   show('pending', 'Paying…');
-  const headers = state.idempotencyKey ? { 'idempotency-key': `"${state.idempotencyKey}"` } : {};
+  const key = checkoutKey(order);
+  const headers = key ? { 'idempotency-key': `"${key}"` } : {};
   const { response, body } = await api('/checkout', {
     method: 'POST',
     headers,
@@ -213,8 +326,9 @@ async function pay(event) {
     signal: AbortSignal.timeout(CHECKOUT_TIMEOUT_MS),
   });
   if (state.paying === orderId) state.paying = null;
-  // The student opened another order meanwhile: this answer is not about the order the page shows (and a
-  // decline must not give that order a new key).
+  // Whether the checkout is over does not depend on which order the page shows now.
+  if (response && endsCheckout(response.status, body)) endCheckout(order);
+  // The student opened another order meanwhile: this answer is not about the order the page shows.
   if (state.order?.id !== orderId) return;
   const step = ++state.step;
   if (!response) {
@@ -228,17 +342,16 @@ async function pay(event) {
     return show('paid', 'Paid — thank you!');
   }
   if (code === 402) {
-    newCheckout();
     allow('pay');
     return show('declined', declined(body.reason));
   }
-  if (code === 202) return watchOrder(orderId, step, PENDING);
+  if (code === 202) return watchOrder(order, step, PENDING);
   if (code === 409 || code === 422) {
     // Another payment of this order is under way or done: the same key still in flight (409), another
     // card in another tab or after an unanswered click (409 ERR_PAYMENT_MISMATCH, 422 the key reused
     // with another card). Paying again would not help; its outcome is the order's.
     return watchOrder(
-      orderId,
+      order,
       step,
       'Another payment of this order is under way: waiting for its result. Do not pay again.',
     );
@@ -267,7 +380,8 @@ async function waitToPay(step, why, seconds) {
 }
 
 /** Watches a payment under way until it settles; another order (or the same one joined again) stops it. */
-async function watchOrder(orderId, step, text) {
+async function watchOrder(order, step, text) {
+  const orderId = order.id;
   allow('none');
   show('pending', text);
   const current = () => step === state.step && state.order?.id === orderId;
@@ -283,15 +397,16 @@ async function watchOrder(orderId, step, text) {
     }
     switch (body.status) {
       case 'paid':
+        endCheckout(order);
         return show('paid', 'Paid — thank you!');
       case 'declined':
-        newCheckout();
+        endCheckout(order);
         allow('pay');
         return show('declined', declined(body.declineReason));
       case 'created':
       case 'failed':
         // Nothing was charged (a restarted shop found no payment of this order): payable again.
-        newCheckout();
+        endCheckout(order);
         allow('pay');
         return show('failed', 'The payment did not go through. You can pay again.');
       default:
@@ -318,6 +433,7 @@ async function start() {
   const framework = { express: 'Express', fastify: 'Fastify' }[config.framework] ?? config.framework;
   $('shop-kind').textContent = `${config.shop} shop on ${framework}`;
   await loadDeals();
+  await resumeCheckout();
 }
 
 await start();
