@@ -19,13 +19,16 @@ export type RedisClient = Redis | Cluster;
 export interface RedisStoreOptions {
   /**
    * An ioredis client (standalone or Cluster) the store uses but does not own: `close()` leaves it open.
-   * Recommended client options: `enableOfflineQueue: false` and a small `maxRetriesPerRequest`; the store
-   * never sends while the client is not ready, and bounds every call by `timeoutMs` in any case.
+   * Recommended client options: `enableOfflineQueue: false` and `maxRetriesPerRequest: 0`; the store
+   * never sends while the client is not ready, and bounds every call by `timeoutMs` in any case. With
+   * retries, ioredis sends a decision in flight when the connection drops again after the reconnect, and
+   * one that had run (only its reply lost) runs twice: a consume spends twice, a refund gives back twice.
    */
   readonly client?: RedisClient;
   /**
    * A `redis://` or `rediss://` URL; the store creates (and on `close()` quits) its own client with safe
-   * settings: no offline queue, one retry per request, auto-pipelining, capped reconnect backoff.
+   * settings: no offline queue, no retry of a call in flight when the connection drops (it fails and the
+   * fail mode answers), auto-pipelining, capped reconnect backoff.
    */
   readonly url?: string;
   /** Extra ioredis options for the client created from `url` (TLS, username...). Merged over the safe defaults. */

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Idempotency } from '@floodgate/http';
@@ -173,6 +174,37 @@ describe('RedisIdempotencyStore options', () => {
       make({ url: REDIS_URL, timeoutMs: -1 })();
     } catch (error) {
       expect(error).toMatchObject({ code: 'ERR_INVALID_OPTION', option: 'timeoutMs' });
+    }
+  });
+});
+
+describe('RedisIdempotencyStore close() called twice (no Redis needed)', () => {
+  it('the second call resolves only when the first has finished', async () => {
+    vi.useFakeTimers({ now: 0, toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const client = Object.assign(new EventEmitter(), {
+        status: 'ready',
+        evalsha: () => new Promise(() => {}), // Redis never answers
+        eval: () => new Promise(() => {}),
+        duplicate: () => {
+          throw new Error('no subscriber in this test');
+        },
+      });
+      const s = redisIdempotencyStore({ client: client as never, timeoutMs: 250 });
+      const inFlight = s.complete('k', 'lease', response, 1_000).catch((e: unknown) => e);
+      const order: string[] = [];
+      const first = s.close().then(() => order.push('first'));
+      const second = s.close().then(() => order.push('second'));
+      await vi.advanceTimersByTimeAsync(0);
+      // before the fix: the second close() resolved at once, while the call it waits for was in flight
+      expect(order).toEqual([]);
+      await vi.advanceTimersByTimeAsync(250);
+      expect(await inFlight).toBeInstanceOf(StoreUnavailableError);
+      await Promise.all([first, second]);
+      expect(order).toEqual(['first', 'second']);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
     }
   });
 });

@@ -114,9 +114,15 @@ function script(lua: string): Script {
 // flight (PX leaseMs, so a crashed request frees the key) and the response's TTL once completed: the
 // short lock and the long record never share a deadline. One key per call: one Cluster slot.
 
-/** KEYS: record. ARGV: fingerprint, lease, leaseMs. */
+/**
+ * KEYS: record. ARGV: fingerprint, lease, leaseMs. A lease token is made for one `begin`, so finding it
+ * in the record means this very call ran already: ioredis sends a command again after a reconnect when
+ * the connection dropped before its reply came (CLIENT KILL, a network blip), and that run must answer
+ * `acquired` as the first did, not report the caller's own lease as someone else's request in flight.
+ */
 const BEGIN = script(`local v = redis.call('HMGET', KEYS[1], 'fp', 'lease', 'res')
 if v[3] then return {'completed', v[1] or '', v[3]} end
+if v[2] == ARGV[2] then return {'acquired'} end
 if v[2] then
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl < 0 then ttl = 0 end
@@ -157,9 +163,10 @@ return ttl`);
 interface Connection {
   readonly client: RedisClient;
   readonly owned: boolean;
-  /** Calls waiting for `ready` (one listener on the client serves them all). */
+  /** Calls waiting for a connection being made (one listener on the client serves them all). */
   readonly readyWaiters: Set<() => void>;
   readonly onReady: () => void;
+  readonly onClose: () => void;
 }
 
 type Waiter = (error?: Error) => void;
@@ -244,6 +251,7 @@ export class RedisIdempotencyStore {
   readonly #stale = new Set<string>();
   #subscriberWasReady = false;
   #closed = false;
+  #closing: Promise<void> | undefined;
   #outstanding = 0;
   #drained: (() => void) | undefined;
 
@@ -396,13 +404,16 @@ export class RedisIdempotencyStore {
       };
       const onAbort = (): void => wake();
       signal.addEventListener('abort', onAbort, { once: true });
+      // One bound for the subscription and the check together: a Redis that does not answer fails the
+      // wait within `timeoutMs`, as it fails any other call.
+      const deadline = performance.now() + this.#timeoutMs;
       let subscribed: Promise<boolean> = Promise.resolve(false);
       if (this.#pubsub) {
         watch = this.#join(channel, wake);
         subscribed = watch.subscribed ?? subscribed;
       }
       subscribed
-        .then((notified) => (done ? -1 : this.#script(WATCH, recordKey, [notified ? '1' : '0'])))
+        .then((notified) => (done ? -1 : this.#script(WATCH, recordKey, [notified ? '1' : '0'], deadline)))
         .then(
           (reply) => {
             if (done) return;
@@ -423,10 +434,16 @@ export class RedisIdempotencyStore {
   /**
    * Wakes every waiter, lets calls in flight settle (each is bounded by `timeoutMs`), closes the
    * subscriber connection and the client the store created from `url`. A client you passed stays open.
-   * Later `begin`/`complete`/`release` calls reject with `ClosedError`.
+   * Later `begin`/`complete`/`release` calls reject with `ClosedError`. Idempotent: every call resolves
+   * when the store is closed.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    // One close for every caller: a second call must not resolve while the first still drains.
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true;
     for (const watch of [...this.#watches.values()]) for (const wake of [...watch.waiters]) wake();
     this.#watches.clear();
@@ -447,7 +464,10 @@ export class RedisIdempotencyStore {
   #ownClient(): Redis {
     return new Redis(this.#url as string, {
       // Bounded everything: a call never queues while disconnected, is retried once at most, and
-      // reconnects back off up to 2 s so a down Redis is not hammered.
+      // reconnects back off up to 2 s so a down Redis is not hammered. Unlike the limiter's, a call in
+      // flight when the connection drops is sent again after the reconnect: each script may run twice
+      // (a lease token makes a second BEGIN answer as the first did), and a late BEGIN's reply is what
+      // lets `#abandon` free the key it leased.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       connectTimeout: 2_000,
@@ -459,17 +479,23 @@ export class RedisIdempotencyStore {
 
   #connection(client: RedisClient, owned: boolean, afterReady: () => void): Connection {
     const readyWaiters = new Set<() => void>();
-    const onReady = (): void => {
+    // Each waiting call looks at the status again: sends once ready, fails once the attempt failed.
+    const onClose = (): void => {
       const waiters = [...readyWaiters];
       readyWaiters.clear();
       for (const waiter of waiters) waiter();
+    };
+    const onReady = (): void => {
+      onClose();
       afterReady();
     };
     client.on('ready', onReady);
+    // A refused or dropped attempt: the calls waiting for it fail now, not when their timeout runs out.
+    client.on('close', onClose);
     // Connection errors of our own clients surface as failed calls; the listener only keeps ioredis
     // from printing "Unhandled error event" on every reconnect attempt.
     if (owned) client.on('error', ignore);
-    return { client, owned, readyWaiters, onReady };
+    return { client, owned, readyWaiters, onReady, onClose };
   }
 
   /** The subscriber connection, made on first use: its own client from `url`, or a duplicate of yours. */
@@ -536,15 +562,16 @@ export class RedisIdempotencyStore {
   }
 
   /** A script on the main connection, by {@link runScript}, bounded by {@link #call}. */
-  #script(code: Script, key: string, args: (string | number)[]): Promise<unknown> {
-    return this.#call(this.#main, (client) => runScript(client, code, key, args));
+  #script(code: Script, key: string, args: (string | number)[], deadline?: number): Promise<unknown> {
+    return this.#call(this.#main, (client) => runScript(client, code, key, args), deadline);
   }
 
   /**
    * Sends when the connection is ready, waits (within the timeout) while a connection is being made,
-   * refuses at once otherwise: nothing queues while Redis is away, and nothing waits past `timeoutMs`.
+   * refuses at once otherwise: nothing queues while Redis is away, and nothing waits past `timeoutMs`,
+   * or past `deadline` (a `performance.now()` time) for a call that shares the bound of one before it.
    */
-  #call<T>(connection: Connection, send: (client: RedisClient) => Promise<T>): Promise<T> {
+  #call<T>(connection: Connection, send: (client: RedisClient) => Promise<T>, deadline?: number): Promise<T> {
     if (this.#closed) return Promise.reject(new ClosedError(STORE_NAME));
     this.#outstanding += 1;
     return new Promise<T>((resolve, reject) => {
@@ -560,24 +587,30 @@ export class RedisIdempotencyStore {
       };
       const go = (): void => {
         if (settled) return;
-        send(connection.client).then(
-          (value) => settle(undefined, value),
-          (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
-        );
+        const status = connection.client.status;
+        if (status === 'ready') {
+          send(connection.client).then(
+            (value) => settle(undefined, value),
+            (error: unknown) => settle(error instanceof Error ? error : new Error(String(error))),
+          );
+        } else if (CONNECTING.has(status)) {
+          connection.readyWaiters.add(go);
+        } else {
+          settle(new Error(`Redis connection is not ready (status: ${status})`));
+        }
       };
-      const timer = setTimeout(() => {
+      const timedOut = (): void => {
         settle(new Error(`Redis did not answer within ${this.#timeoutMs} ms (timeoutMs)`));
-      }, this.#timeoutMs);
+      };
+      const delay = deadline === undefined ? this.#timeoutMs : deadline - performance.now();
+      const timer = setTimeout(timedOut, Math.max(0, delay));
       timer.unref();
-      const status = connection.client.status;
-      if (status === 'ready') {
-        go();
-      } else if (CONNECTING.has(status)) {
-        connection.readyWaiters.add(go);
-        if (status === 'wait') connection.client.connect().catch(ignore);
-      } else {
-        settle(new Error(`Redis connection is not ready (status: ${status})`));
+      if (delay <= 0) {
+        timedOut(); // nothing left of the bound: not sent at all
+        return;
       }
+      if (connection.client.status === 'wait') connection.client.connect().catch(ignore);
+      go();
     });
   }
 
@@ -594,6 +627,7 @@ export class RedisIdempotencyStore {
   async #disconnect(connection: Connection): Promise<void> {
     const { client } = connection;
     client.off('ready', connection.onReady);
+    client.off('close', connection.onClose);
     connection.readyWaiters.clear();
     if (!connection.owned) return;
     client.off('message', this.#onMessage);

@@ -187,10 +187,12 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
       this.#ownsClient = false;
     } else {
       this.#client = new Redis(resolved.url as string, {
-        // Bounded everything: a call never queues while disconnected, is retried once at most, and
-        // reconnects back off up to 2 s so a down Redis is not hammered.
+        // Bounded everything: a call never queues while disconnected, and reconnects back off up to 2 s so
+        // a down Redis is not hammered. A call in flight when the connection drops fails at once instead
+        // of being sent again after the reconnect: its command may have run with only the reply lost, and
+        // a script run twice spends twice or, for a refund, gives back twice (tokens nobody spent).
         enableOfflineQueue: false,
-        maxRetriesPerRequest: 1,
+        maxRetriesPerRequest: 0,
         connectTimeout: 2_000,
         enableAutoPipelining: true,
         retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
