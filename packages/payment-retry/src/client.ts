@@ -30,6 +30,7 @@ import type {
   RecordPatch,
 } from './ledger.js';
 import { checkOptions, delayMs, finiteAtLeast, integerAtLeast, MAX_DELAY_MS } from './options.js';
+import { RequestExchange } from './request-exchange.js';
 import { SqliteLedger } from './sqlite-ledger.js';
 import { type ExchangeCanceller, TextExchange } from './text-exchange.js';
 import type {
@@ -357,6 +358,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
   readonly #ownsLedger: boolean;
   readonly #dispatcher: Dispatcher;
   readonly #ownsDispatcher: boolean;
+  /** `pool.maxResponseBytes`, which a dispatcher passed in does not know of. */
+  readonly #maxResponseBytes: number;
   readonly #clock: () => number;
   readonly #random: () => number;
   readonly #retry: Required<Omit<RetryOptions, 'budget'>>;
@@ -565,6 +568,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     const connections = integerAtLeast('pool.connections', pool.connections, 1, 64);
     const keepAliveTimeout = delayMs('pool.keepAliveTimeoutMs', pool.keepAliveTimeoutMs, 1, 10_000);
     const maxResponseSize = integerAtLeast('pool.maxResponseBytes', pool.maxResponseBytes, 1, 1_048_576);
+    this.#maxResponseBytes = maxResponseSize;
     if (options.dispatcher !== undefined) functionOption('dispatcher', options.dispatcher, 'request');
 
     // Opened once every option is known good: a bad option must not leave a database (and its
@@ -827,7 +831,11 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     await Promise.allSettled(this.#recoveries);
     await this.#reconcileRunning;
     this.#pending.clear();
-    if (this.#ownsDispatcher) await this.#dispatcher.close();
+    // destroy(), not close(): every exchange of ours has ended by now, and what the Pool may still hold
+    // are requests that gave up while queued for a connection. close() would wait to dispatch each (opening
+    // a connection to the bank only to refuse them, or waiting out the connect timeout of one it cannot
+    // reach); destroy() drops them and the idle sockets at once.
+    if (this.#ownsDispatcher) await this.#dispatcher.destroy();
     if (this.#ownsLedger) await this.ledger.close();
     if (this.#ownsBudget) (this.#budget as { close?: () => void }).close?.();
   }
@@ -1406,34 +1414,35 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
           signal,
         );
       } catch (error) {
-        // After the status line a failure means the bank acted and we cannot read what it did.
-        throw this.#transportError(error, exchange.responded ? 'unknown' : undefined);
+        // After the status line a failure means the bank acted and we cannot read what it did; before
+        // undici handed the request a socket (a deadline while it queued for one) nothing left.
+        throw this.#transportError(
+          error,
+          exchange.responded ? 'unknown' : exchange.started ? undefined : 'not_sent',
+        );
       }
     } else {
       // A dispatcher passed in (an Agent) needs the origin and the timeouts.
-      let response: Dispatcher.ResponseData;
+      const exchange = new RequestExchange();
       try {
-        response = await this.#dispatcher.request({
-          origin: this.gateway.origin,
-          path: request.path,
-          method: request.method,
-          headers: request.headers,
-          body: request.body ?? null,
-          signal: signal instanceof AbortSignal ? signal : signal.signal,
-          headersTimeout: this.#timeouts.headersMs,
-          bodyTimeout: this.#timeouts.bodyMs,
-        });
-      } catch (error) {
-        throw this.#transportError(error);
-      }
-      let body: string;
-      try {
-        body = await response.body.text();
+        answer = await exchange.send(
+          this.#dispatcher,
+          {
+            origin: this.gateway.origin,
+            path: request.path,
+            method: request.method,
+            headers: request.headers,
+            body: request.body ?? null,
+            headersTimeout: this.#timeouts.headersMs,
+            bodyTimeout: this.#timeouts.bodyMs,
+          },
+          signal instanceof AbortSignal ? signal : signal.signal,
+          this.#maxResponseBytes,
+        );
       } catch (error) {
         // The status line came, the body did not: the bank acted, we cannot read what it did.
-        throw this.#transportError(error, 'unknown');
+        throw this.#transportError(error, exchange.responded ? 'unknown' : undefined);
       }
-      answer = { statusCode: response.statusCode, headers: response.headers, body };
     }
     const { gateway } = this;
     let step: Step;
@@ -1456,7 +1465,7 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
     return step;
   }
 
-  #transportError(error: unknown, forced?: 'unknown'): StepError {
+  #transportError(error: unknown, forced?: 'unknown' | 'not_sent'): StepError {
     const code = errorCode(error) ?? 'ERR_TRANSPORT';
     const outcome = forced ?? classifyError(error);
     const step: Step = { type: 'error', outcome, code, retryAfterMs: undefined, local: false };

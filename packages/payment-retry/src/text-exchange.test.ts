@@ -291,6 +291,61 @@ describe('TextExchange: cancelled by an AbortSignal', () => {
   });
 });
 
+describe('TextExchange: cancelled while queued for a connection', () => {
+  it('rejects at once, never starts, and the connection serves the next request unbroken', async () => {
+    const { port } = server.address() as AddressInfo;
+    const single = new Pool(`http://127.0.0.1:${port}`, { connections: 1 });
+    let connections = 0;
+    const onConnection = () => connections++;
+    server.on('connection', onConnection);
+    try {
+      const { arrived } = holdAnswer();
+      const held = new TextExchange().send(single, GET, undefined);
+      await arrived;
+      const token = cancelToken();
+      const queued = new TextExchange();
+      const answer = queued.send(single, GET, token);
+
+      const reason = new Error('deadline');
+      let failure: unknown;
+      answer.catch((error: unknown) => {
+        failure = error;
+      });
+      token.exchange?.abort(reason);
+
+      // The only connection still holds the first answer: the rejection must not wait for it.
+      for (let turn = 0; turn < 20 && failure === undefined; turn++) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(failure).toBe(reason);
+      expect(queued.started).toBe(false);
+      // Already cancelled when sent (a gate's wait outlived the deadline): not even queued.
+      let early: unknown;
+      new TextExchange()
+        .send(single, GET, { aborted: true, reason, exchange: undefined })
+        .catch((error: unknown) => {
+          early = error;
+        });
+      for (let turn = 0; turn < 20 && early === undefined; turn++) {
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      expect(early).toBe(reason);
+      for (const release of releases) release();
+      await expect(held).resolves.toMatchObject({ body: 'late' });
+      handle = (_req, res) => {
+        res.end('ok');
+      };
+      await expect(new TextExchange().send(single, GET, undefined)).resolves.toMatchObject({ body: 'ok' });
+      // The given-up request was refused when its turn came, without a byte written or the socket lost.
+      expect(requests).toBe(2);
+      expect(connections).toBe(1);
+    } finally {
+      server.off('connection', onConnection);
+      await single.destroy();
+    }
+  });
+});
+
 describe('TextExchange: cancelled by a cancel token', () => {
   it('sits on the token while in flight and leaves it when the answer came', async () => {
     const { arrived } = holdAnswer();

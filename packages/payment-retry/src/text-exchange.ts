@@ -17,11 +17,18 @@ export interface ExchangeCanceller {
  * (callgrind, instructions per payment with the memory ledger; see bench/README.md, Session 3).
  *
  * Errors are undici's, as `request()` would reject with them; an abort rejects with the canceller's
- * reason. As with `request()`, an abort while the request waits for a socket takes effect when undici
- * hands it one. {@link TextExchange.responded} tells a failure before the status line (classify it)
- * from one while reading the body (the bank acted).
+ * reason at once, even while the request waits in the pool's queue for a connection (where `request()`
+ * would wait until undici hands it one: a payment's deadline must not wait for another payment's hung
+ * answer). {@link TextExchange.started} tells a request that never reached a socket (not sent) from one
+ * that did, and {@link TextExchange.responded} a failure before the status line (classify it) from one
+ * while reading the body (the bank acted).
  */
 export class TextExchange implements Dispatcher.DispatchHandler {
+  /**
+   * undici handed the request a socket and was about to write it. Until then not a byte of it can have
+   * left, whatever the error.
+   */
+  started = false;
   /** The status line and headers came. */
   responded = false;
   #statusCode = 0;
@@ -49,9 +56,12 @@ export class TextExchange implements Dispatcher.DispatchHandler {
     });
     if (canceller !== undefined) {
       if (canceller.aborted) {
+        // Not dispatched at all: queued behind a hung answer, it would hold its caller until that one ended.
         this.#aborted = true;
-        this.#reason = canceller.reason ?? new errors.RequestAbortedError();
-      } else if (canceller instanceof AbortSignal) {
+        this.#settled = true;
+        return Promise.reject(canceller.reason ?? new errors.RequestAbortedError());
+      }
+      if (canceller instanceof AbortSignal) {
         this.#onSignalAbort = () => this.abort(canceller.reason);
         canceller.addEventListener('abort', this.#onSignalAbort, { once: true });
         this.#canceller = canceller;
@@ -69,13 +79,26 @@ export class TextExchange implements Dispatcher.DispatchHandler {
     if (this.#aborted || this.#settled) return;
     this.#aborted = true;
     this.#reason = reason ?? new errors.RequestAbortedError();
-    // Before undici started the request there is nothing to stop yet: onRequestStart does it.
-    this.#controller?.abort(this.#reason as Error);
+    if (this.#controller !== undefined) {
+      this.#controller.abort(this.#reason as Error);
+      return;
+    }
+    // Not started: the request waits in the pool's queue, maybe behind a hung answer, and undici cannot
+    // take it out of there. The caller is answered now; onRequestStart refuses the request in its turn.
+    this.#finish();
+    (this.#reject as (error: unknown) => void)(this.#reason);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
+    if (this.#aborted) {
+      // Thrown, not controller.abort(): undici's abort destroys the socket it just handed over, so every
+      // payment that gave up in the queue would cost the bank a connection (TCP and TLS handshakes) when
+      // its turn came. A throw here fails the request before a byte is written and undici gives the same
+      // socket to the next request (client-h1 writeH1: onConnect's error goes to errorRequest).
+      throw this.#reason;
+    }
+    this.started = true;
     this.#controller = controller;
-    if (this.#aborted) controller.abort(this.#reason as Error);
   }
 
   onResponseStart(
@@ -98,19 +121,10 @@ export class TextExchange implements Dispatcher.DispatchHandler {
   onResponseEnd(): void {
     if (this.#settled) return;
     this.#finish();
-    const chunks = this.#chunks;
-    let body = '';
-    if (chunks.length > 0 && this.#length > 0) {
-      const buffer = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, this.#length);
-      // Skip a UTF-8 byte order mark, as undici's body.text() does.
-      const start =
-        buffer.length > 2 && buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf ? 3 : 0;
-      body = buffer.toString('utf8', start);
-    }
     (this.#resolve as (response: GatewayResponse) => void)({
       statusCode: this.#statusCode,
       headers: this.#headers,
-      body,
+      body: bodyText(this.#chunks, this.#length),
     });
   }
 
@@ -131,4 +145,13 @@ export class TextExchange implements Dispatcher.DispatchHandler {
       canceller.exchange = undefined;
     }
   }
+}
+
+/** A body's chunks (`length` bytes in all) as UTF-8 text, without a leading byte order mark. */
+export function bodyText(chunks: readonly Buffer[], length: number): string {
+  if (chunks.length === 0 || length === 0) return '';
+  const buffer = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
+  // Skip a UTF-8 byte order mark, as undici's body.text() does.
+  const start = buffer.length > 2 && buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf ? 3 : 0;
+  return buffer.toString('utf8', start);
 }

@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { PaymentLedger } from '../src/ledger.js';
 import { MemoryLedger } from '../src/memory-ledger.js';
@@ -47,7 +48,8 @@ export class ManualBank {
             resolve({
               statusCode,
               headers: { 'content-type': 'application/json', ...headers },
-              body: { text: async () => (body === undefined ? '' : JSON.stringify(body)) },
+              // A stream, as undici's is: the client reads it chunk by chunk to bound its size.
+              body: Readable.from(body === undefined ? [] : [Buffer.from(JSON.stringify(body))]),
             } as unknown as Dispatcher.ResponseData),
           fail: reject,
         };
