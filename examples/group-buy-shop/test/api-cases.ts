@@ -799,13 +799,14 @@ export const cases: readonly ApiCase[] = [
     }),
   ),
   {
-    name: 'POST /api/checkout with a body that is not JSON (text/plain): left unread, 400 problem',
+    // The idempotency layer cannot fingerprint a body nothing read: it refuses before the handler runs.
+    name: 'POST /api/checkout with a body that is not JSON (text/plain): left unread, 415 problem',
     request: () => checkout('orderId=ord_x', { key: 'k-1', headers: { 'content-type': 'text/plain' } }),
     expect: () => ({
-      status: 400,
-      contentType: PROBLEM,
+      status: 415,
+      contentType: RAW_PROBLEM,
       headers: rateLimited(),
-      body: problemOf(400, 'Bad Request'),
+      body: problemOf(415, 'Unsupported Media Type', { code: 'ERR_IDEMPOTENCY_BODY_UNREAD' }),
     }),
   },
   // The body is read before the checkout's guards (both shops): these are answered without RateLimit

@@ -1,4 +1,12 @@
-import express, { type Express, type NextFunction, type Request, type Response } from 'express';
+import express, {
+  type Express,
+  type NextFunction,
+  type Request,
+  type RequestHandler,
+  type Response,
+} from 'express';
+// Express 4 (the peer range allows it), installed under an alias (types: ../test/express4.d.ts).
+import express4 from 'express4';
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { InvalidOptionError, idempotency } from './index.js';
@@ -141,6 +149,92 @@ describe('idempotency (express)', () => {
     expect(replay.headers['content-length']).toBeUndefined();
     expect(runs).toBe(1);
   });
+
+  for (const [version, framework] of [
+    ['Express 5', express],
+    ['Express 4', express4],
+  ] as const) {
+    it(`${version}: bodies of every parser: another payload is 422, the same one (any key order) replayed, never a 500`, async () => {
+      let runs = 0;
+      const a = framework();
+      const idem = idempotency({ scope: () => 'u' });
+      const routes: Record<string, RequestHandler> = {
+        raw: framework.raw({ type: '*/*', limit: '2mb' }),
+        text: framework.text({ type: '*/*' }),
+        // Express 4's simple parser (querystring) makes objects with a null prototype.
+        form: framework.urlencoded({ extended: false }),
+        json: framework.json({ strict: false, limit: '2mb' }),
+      };
+      for (const [path, parser] of Object.entries(routes)) {
+        a.post(`/${path}`, parser, idem, (_req, res) => {
+          runs += 1;
+          res.status(201).json({ run: runs });
+        });
+      }
+      const big = 'x'.repeat(1_048_576);
+      const table: Array<readonly [path: string, type: string, first: string, same: string, other: string]> =
+        [
+          ['/raw', 'application/octet-stream', 'AAA', 'AAA', 'AAB'],
+          ['/raw', 'application/octet-stream', `${big}0`, `${big}0`, `${big}1`],
+          ['/text', 'text/plain', 'AAA', 'AAA', 'AAB'],
+          ['/form', 'application/x-www-form-urlencoded', 'a=1&b=2', 'b=2&a=1', 'a=1&b=3'],
+          ['/json', 'application/json', '{"a":1,"b":[1,2]}', '{"b":[1,2],"a":1}', '{"a":1,"b":[2,1]}'],
+          ['/json', 'application/json', '[1,{"x":1,"y":2}]', '[1,{"y":2,"x":1}]', '[1,{"x":1,"y":3}]'],
+          ['/json', 'application/json', '7', '7', '8'],
+          ['/json', 'application/json', 'null', 'null', '0'],
+          ['/json', 'application/json', `["${big}"]`, `["${big}"]`, `["${big}!"]`],
+        ];
+      for (const [index, [path, type, first, same, other]] of table.entries()) {
+        const send = (body: string) =>
+          request(a).post(path).set('Idempotency-Key', `k${index}`).set('Content-Type', type).send(body);
+        const original = await send(first);
+        expect(original.status, `${path} ${first.slice(0, 20)}`).toBe(201);
+        const replay = await send(same);
+        expect(replay.headers['idempotent-replayed'], `${path} ${same.slice(0, 20)}`).toBe('true');
+        expect(replay.body).toEqual(original.body);
+        expect((await send(other)).status, `${path} ${other.slice(0, 20)}`).toBe(422);
+      }
+      // An empty body (Content-Length: 0) is one payload, whatever the parser left in req.body.
+      const empty = () =>
+        request(a).post('/json').set('Idempotency-Key', 'empty').set('Content-Type', 'text/plain');
+      expect((await empty()).status).toBe(201);
+      expect((await empty()).headers['idempotent-replayed']).toBe('true');
+      expect(runs).toBe(table.length + 1);
+    });
+
+    it(`${version}: a keyed body no parser read is 415 (no parser, or one for another type), never replayed for another payload`, async () => {
+      let runs = 0;
+      const a = framework();
+      const handler = (_req: Request, res: Response) => {
+        runs += 1;
+        res.status(201).json({ run: runs });
+      };
+      // Express 5 leaves req.body undefined here, Express 4's json parser sets `{}`: both were one payload.
+      a.post('/none', idempotency({ scope: () => 'u' }), handler);
+      a.post('/json-only', framework.json(), idempotency({ scope: () => 'u' }), handler);
+      for (const [path, type] of [
+        ['/none', 'application/json'],
+        ['/json-only', 'text/plain'],
+        ['/json-only', 'application/octet-stream'],
+      ] as const) {
+        for (const body of ['{"a":1}', '{"a":2}']) {
+          const answer = await request(a)
+            .post(path)
+            .set('Idempotency-Key', `${path.slice(1)}-${type.length}`)
+            .set('Content-Type', type)
+            .send(body);
+          expect(answer.status, `${path} ${type}`).toBe(415);
+          expect(answer.headers['content-type']).toBe('application/problem+json');
+          expect(answer.body.code).toBe('ERR_IDEMPOTENCY_BODY_UNREAD');
+        }
+      }
+      // Without a body there is nothing to read: it runs, and its retry is replayed.
+      const bare = () => request(a).post('/none').set('Idempotency-Key', 'bare');
+      expect((await bare()).status).toBe(201);
+      expect((await bare()).headers['idempotent-replayed']).toBe('true');
+      expect(runs).toBe(1);
+    });
+  }
 
   it('validation messages name the option and the value', () => {
     expect(() => idempotency({ scope: 'user' as never })).toThrow(/`scope` to be a function, got `"user"`/);

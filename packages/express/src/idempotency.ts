@@ -124,6 +124,19 @@ function capture(res: ServerResponse, ticket: IdempotencyTicket, maxBytes: numbe
 const KNOWN = [...IDEMPOTENCY_OPTION_NAMES, 'scope'];
 
 /**
+ * Whether the request carries a body nothing has read: no body parser for its content type ran before the
+ * middleware (Express 5 leaves `req.body` undefined, Express 4's parsers set `{}`), so every payload would
+ * have the same fingerprint. A parser that read it has ended the stream.
+ */
+function bodyUnread(req: Request): boolean {
+  if (req.readableEnded) return false;
+  const { headers } = req;
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headers['content-length'];
+  return length !== undefined && Number(length) > 0;
+}
+
+/**
  * Express middleware for idempotent endpoints (draft-ietf-httpapi-idempotency-key-header): the first
  * request with an `Idempotency-Key` runs and its answer is stored; a retry with the same payload is
  * replayed with `Idempotent-Replayed: true`; another payload gets 422; a duplicate in flight gets 409 +
@@ -160,6 +173,7 @@ export function idempotency(options: ExpressIdempotencyOptions = {}): Idempotenc
         url: req.originalUrl,
         keyHeader: req.headers[core.header],
         body: req.body,
+        bodyUnread: bodyUnread(req),
         scope: scoped,
       },
       res,

@@ -10,6 +10,7 @@ import {
   type Client,
   cases,
   Holds,
+  requestBody,
   requestHeaders,
   setupCases,
 } from '../../http/test/conformance.js';
@@ -107,10 +108,11 @@ async function listen(
   const { port } = server.address() as AddressInfo;
   const client: Client = {
     async request(init) {
+      const body = requestBody(init);
       const response = await fetch(`http://127.0.0.1:${port}${init.path}`, {
         method: init.method ?? 'GET',
         headers: requestHeaders(init),
-        ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
+        ...(body === undefined ? {} : { body }),
         ...(init.signal === undefined ? {} : { signal: init.signal }),
       });
       const headers: Record<string, string> = {};

@@ -163,6 +163,80 @@ describe('floodgateIdempotency (fastify)', () => {
     expect(errors).toEqual([]);
   });
 
+  it('bodies of every parser: another payload is 422, the same one (any key order) replayed, never a 500', async () => {
+    app = Fastify({ bodyLimit: 2 * 1_048_576 });
+    // Fastify parses JSON and text/plain itself; bytes need a parser (here as a Buffer).
+    app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => {
+      done(null, body);
+    });
+    await app.register(floodgateIdempotency, { global: true, scope: () => 'u' });
+    let runs = 0;
+    app.post('/pay', async (_request, reply) => reply.code(201).send({ run: ++runs }));
+    const big = 'x'.repeat(1_048_576);
+    const table: Array<readonly [type: string, first: string, same: string, other: string]> = [
+      ['text/plain', 'AAA', 'AAA', 'AAB'],
+      ['application/octet-stream', 'AAA', 'AAA', 'AAB'],
+      ['application/octet-stream', `${big}0`, `${big}0`, `${big}1`],
+      ['application/json', '{"a":1,"b":[1,2]}', '{"b":[1,2],"a":1}', '{"a":1,"b":[2,1]}'],
+      ['application/json', '[1,{"x":1,"y":2}]', '[1,{"y":2,"x":1}]', '[1,{"x":1,"y":3}]'],
+      ['application/json', '7', '7', '8'],
+      ['application/json', 'null', 'null', '0'],
+      [
+        'application/json',
+        `[${'0,'.repeat(400_000)}0]`,
+        `[${'0,'.repeat(400_000)}0]`,
+        `[${'0,'.repeat(400_000)}1]`,
+      ],
+    ];
+    for (const [index, [type, first, same, other]] of table.entries()) {
+      const send = (payload: string) =>
+        (app as FastifyInstance).inject({
+          method: 'POST',
+          url: '/pay',
+          headers: { 'idempotency-key': `k${index}`, 'content-type': type },
+          payload,
+        });
+      const original = await send(first);
+      expect(original.statusCode, `${type} ${first.slice(0, 20)}`).toBe(201);
+      const replay = await send(same);
+      expect(replay.headers['idempotent-replayed'], `${type} ${same.slice(0, 20)}`).toBe('true');
+      expect(replay.body).toBe(original.body);
+      expect((await send(other)).statusCode, `${type} ${other.slice(0, 20)}`).toBe(422);
+    }
+    // No body at all (no content type): one payload, replayed.
+    const bare = () =>
+      (app as FastifyInstance).inject({
+        method: 'POST',
+        url: '/pay',
+        headers: { 'idempotency-key': 'bare' },
+      });
+    expect((await bare()).statusCode).toBe(201);
+    expect((await bare()).headers['idempotent-replayed']).toBe('true');
+    expect(runs).toBe(table.length + 1);
+  });
+
+  it('a keyed body a content-type parser left unread (for the handler to stream) is 415, never replayed for another payload', async () => {
+    app = Fastify();
+    app.addContentTypeParser('*', (_request, _payload, done) => {
+      done(null);
+    });
+    await app.register(floodgateIdempotency, { global: true, scope: () => 'u' });
+    let runs = 0;
+    app.post('/upload', async (_request, reply) => reply.code(201).send({ run: ++runs }));
+    for (const payload of ['one', 'two']) {
+      const answer = await app.inject({
+        method: 'POST',
+        url: '/upload',
+        headers: { 'idempotency-key': 'up', 'content-type': 'image/png' },
+        payload,
+      });
+      expect(answer.statusCode).toBe(415);
+      expect(answer.headers['content-type']).toBe('application/problem+json');
+      expect(answer.json().code).toBe('ERR_IDEMPOTENCY_BODY_UNREAD');
+    }
+    expect(runs).toBe(0);
+  });
+
   it('does not store a streamed reply (frees the key)', async () => {
     app = Fastify();
     await app.register(floodgateIdempotency, { global: true });

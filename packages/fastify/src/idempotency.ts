@@ -1,4 +1,5 @@
 import {
+  type ClosingConnection,
   defaultIdempotencyScope,
   IDEMPOTENCY_OPTION_NAMES,
   Idempotency,
@@ -13,6 +14,7 @@ import fp from 'fastify-plugin';
 import { answerBody } from './answer-body.js';
 import { appendHook } from './config.js';
 import { pluginOptions } from './registration-options.js';
+import { responseClosed } from './response-closed.js';
 
 /** Options of the {@link floodgateIdempotency} plugin. */
 export interface FastifyIdempotencyOptions extends IdempotencyOptions {
@@ -34,6 +36,26 @@ export interface FastifyIdempotencyOptions extends IdempotencyOptions {
 }
 
 const KNOWN = [...IDEMPOTENCY_OPTION_NAMES, 'scope', 'global'];
+
+/** A connection that has closed, for the core: nothing more will be heard from it. */
+const CLOSED: ClosingConnection = { closed: true, once: () => undefined, off: () => undefined };
+
+/**
+ * Whether the request carries a body nothing has read: a content-type parser that leaves the payload to
+ * the handler (`done(null)` without reading it) makes `request.body` undefined whatever was sent, and the
+ * fingerprint would call every payload the same. Over HTTP/2, where no `Content-Length` is needed, a
+ * stream whose headers did not end it carries a body.
+ */
+function bodyUnread(raw: FastifyRequest['raw']): boolean {
+  if (raw.readableEnded) return false;
+  const { headers } = raw;
+  if (headers['transfer-encoding'] !== undefined) return true;
+  const length = headers['content-length'];
+  if (length !== undefined) return Number(length) > 0;
+  return (
+    (raw as { readonly stream?: { readonly endAfterHeaders: boolean } }).stream?.endAfterHeaders === false
+  );
+}
 
 const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, options, done) => {
   for (const name of Object.keys(options)) {
@@ -57,15 +79,18 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
         scope === undefined
           ? defaultIdempotencyScope(request)
           : resolveIdempotencyScope(await scope(request), request);
+      const raw = reply.raw;
       const start = await routeCore.startWhileConnected(
         {
           method: request.method,
           url: request.url,
           keyHeader: request.headers[routeCore.header],
           body: request.body,
+          bodyUnread: bodyUnread(request.raw),
           scope: scoped,
         },
-        reply.raw,
+        // An HTTP/2 response has no `closed`: it would read as open, and its `close` has been.
+        responseClosed(raw) ? CLOSED : raw,
       );
       if (start.kind === 'answer') {
         return reply

@@ -9,6 +9,7 @@ import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDo
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
 import { pluginOptions } from './registration-options.js';
+import { responseClosed } from './response-closed.js';
 import { checkDenials, type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateLoadShedding} plugin. */
@@ -91,7 +92,7 @@ const setup: FastifyPluginCallback<FastifyLoadSheddingOptions> = (fastify, optio
       // response written to a closed connection never emits, so the slot was never freed. A client
       // that left before this hook (during an earlier preHandler) sent its 'close' already.
       const raw = reply.raw;
-      if (raw.closed) admission.release();
+      if (responseClosed(raw)) admission.release();
       else raw.once('close', admission.release);
       done();
     };

@@ -119,6 +119,8 @@ describe('RefusalSender (raw)', () => {
       let ended: unknown;
       const raw = {
         headersSent: false,
+        getHeaderNames: () => [],
+        removeHeader() {},
         writeHead(_status: number, fields: Array<string | number>) {
           calls.push(fields);
           if (calls.length <= failures) throw new TypeError('Invalid character in header content');
@@ -146,5 +148,41 @@ describe('RefusalSender (raw)', () => {
         expect(destroyed).toBeInstanceOf(TypeError);
       }
     }
+  });
+
+  it('the retry after a failed writeHead drops what that write left on the response (HTTP/2 keeps the whole list)', () => {
+    // As Node's HTTP/2 compatibility response does: the fields given to writeHead are merged into its own
+    // before they are checked, and a connection-specific one makes every later writeHead throw too.
+    const fields = new Map<string, unknown>([['x-set-on-raw', 'yes']]);
+    let sent: { status: number; fields: string[]; body: unknown } | undefined;
+    let destroyed: unknown;
+    const raw = {
+      headersSent: false,
+      getHeaderNames: () => [...fields.keys()],
+      removeHeader: (name: string) => fields.delete(name),
+      writeHead(status: number, list: string[]) {
+        for (let i = 0; i < list.length; i += 2) fields.set(list[i] as string, list[i + 1]);
+        if (fields.has('keep-alive')) throw new TypeError('HTTP/1 Connection specific headers are forbidden');
+        sent = { status, fields: [...fields.keys()], body: undefined };
+      },
+      end(body: unknown) {
+        if (sent !== undefined) sent.body = body;
+      },
+      destroy(error: unknown) {
+        destroyed = error;
+      },
+    };
+    const reply = {
+      raw,
+      hijack() {},
+      getHeaders: () => ({ 'keep-alive': 'timeout=5', 'access-control-allow-origin': '*' }),
+    } as unknown as FastifyReply;
+    new RefusalSender('raw').send(reply, answer, first);
+    expect(destroyed).toBeUndefined();
+    expect(sent).toEqual({
+      status: 429,
+      fields: ['retry-after', 'content-type', 'content-length'],
+      body: answer.body,
+    });
   });
 });

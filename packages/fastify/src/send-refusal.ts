@@ -109,6 +109,10 @@ function written(
   reply.log?.warn?.({ err: error }, 'floodgate: refusal sent without fields set earlier: one is invalid');
   try {
     if (raw.headersSent) throw error;
+    // What a failed writeHead leaves behind stays on `raw`: over HTTP/2 every field of the list, so a
+    // connection-specific one (`Keep-Alive`, `Transfer-Encoding`) failed the retry too and the client got a
+    // reset stream instead of the refusal.
+    for (const name of raw.getHeaderNames()) raw.removeHeader(name);
     raw.writeHead(answer.status, fields as string[]);
     raw.end(answer.body);
   } catch (again) {

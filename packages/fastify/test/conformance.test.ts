@@ -1,3 +1,4 @@
+import { type ClientHttp2Session, connect, constants, type OutgoingHttpHeaders } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,6 +8,7 @@ import {
   type Client,
   cases,
   Holds,
+  requestBody,
   requestHeaders,
   setupCases,
 } from '../../http/test/conformance.js';
@@ -17,9 +19,20 @@ import {
   InvalidOptionError,
 } from '../src/index.js';
 
-/** Builds the conformance app the idiomatic Fastify way: plugins, per-route `config.floodgate`. */
-export async function buildApp(spec: AppSpec, holds: Holds): Promise<FastifyInstance> {
-  const app = Fastify({ trustProxy: spec.trustProxy ?? false });
+/**
+ * Builds the conformance app the idiomatic Fastify way: plugins, per-route `config.floodgate`; with
+ * `http2`, a cleartext HTTP/2 server (h2c).
+ */
+export async function buildApp(spec: AppSpec, holds: Holds, http2 = false): Promise<FastifyInstance> {
+  const trustProxy = spec.trustProxy ?? false;
+  // The plugins are the same for both: only the server's type differs.
+  const app = (http2
+    ? Fastify({ http2: true, trustProxy })
+    : Fastify({ trustProxy })) as unknown as FastifyInstance;
+  // The payload is the handler's to read, as for a streamed upload.
+  app.addContentTypeParser('application/octet-stream', (_request, _payload, done) => {
+    done(null);
+  });
   app.addHook('onRequest', (_request, reply, done) => {
     reply.raw.once('close', () => {
       if (!reply.raw.writableEnded) holds.arrive('gone');
@@ -87,6 +100,7 @@ function injectClient(app: FastifyInstance): Client {
     async request(init) {
       // Cases that drop a connection run over sockets only (`needsSocket`).
       if (init.signal !== undefined) throw new Error('inject cannot drop a connection');
+      const body = requestBody(init);
       const response = await app.inject({
         method: (init.method ?? 'GET') as 'GET',
         url: init.path,
@@ -94,7 +108,7 @@ function injectClient(app: FastifyInstance): Client {
           ...(init.json === undefined ? {} : { 'content-type': 'application/json' }),
           ...init.headers,
         },
-        ...(init.json === undefined ? {} : { payload: JSON.stringify(init.json) }),
+        ...(body === undefined ? {} : { payload: body }),
       });
       const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(response.headers)) {
@@ -110,10 +124,11 @@ async function socketClient(app: FastifyInstance): Promise<Client> {
   const { port } = app.server.address() as AddressInfo;
   return {
     async request(init) {
+      const body = requestBody(init);
       const response = await fetch(`http://127.0.0.1:${port}${init.path}`, {
         method: init.method ?? 'GET',
         headers: requestHeaders(init),
-        ...(init.json === undefined ? {} : { body: JSON.stringify(init.json) }),
+        ...(body === undefined ? {} : { body }),
         ...(init.signal === undefined ? {} : { signal: init.signal }),
       });
       const headers: Record<string, string> = {};
@@ -125,7 +140,59 @@ async function socketClient(app: FastifyInstance): Promise<Client> {
   };
 }
 
-for (const transport of ['inject', 'socket'] as const) {
+/**
+ * A client over one HTTP/2 session (node:http2). Aborting a request resets its stream (RST_STREAM
+ * CANCEL), which is how an HTTP/2 client leaves: the connection stays up for the others.
+ */
+async function http2Client(app: FastifyInstance): Promise<{ client: Client; session: ClientHttp2Session }> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = app.server.address() as AddressInfo;
+  const session = connect(`http://127.0.0.1:${port}`);
+  const client: Client = {
+    request(init) {
+      return new Promise((resolve, reject) => {
+        const fields: OutgoingHttpHeaders = { ':method': init.method ?? 'GET', ':path': init.path };
+        requestHeaders(init).forEach((value, name) => {
+          // Headers joins a repeated field; sent as an array it goes out once per value, as the case says.
+          const given = init.headers?.[name];
+          fields[name] = Array.isArray(given) ? [...given] : value;
+        });
+        const stream = session.request(fields);
+        let status = 0;
+        const headers: Record<string, string> = {};
+        let body = '';
+        stream.on('response', (response) => {
+          status = Number(response[':status']);
+          for (const [name, value] of Object.entries(response)) {
+            if (!name.startsWith(':') && value !== undefined) {
+              headers[name] = Array.isArray(value) ? value.join(', ') : String(value);
+            }
+          }
+        });
+        stream.setEncoding('utf8');
+        stream.on('data', (chunk: string) => {
+          body += chunk;
+        });
+        stream.on('end', () => resolve({ status, headers, body }));
+        stream.on('error', reject);
+        // A stream the server resets ends without 'end' (or with an error the listener above took).
+        stream.on('close', () => reject(new Error(`stream closed (code ${stream.rstCode})`)));
+        init.signal?.addEventListener(
+          'abort',
+          () => {
+            reject(new Error('aborted'));
+            stream.close(constants.NGHTTP2_CANCEL);
+          },
+          { once: true },
+        );
+        stream.end(requestBody(init));
+      });
+    },
+  };
+  return { client, session };
+}
+
+for (const transport of ['inject', 'socket', 'http2'] as const) {
   describe(`@floodgate/fastify conformance (${transport})`, () => {
     let cleanup: (() => Promise<void>) | undefined;
     afterEach(async () => {
@@ -138,13 +205,18 @@ for (const transport of ['inject', 'socket'] as const) {
       if (transport === 'inject' && testCase.needsSocket === true) continue;
       it(testCase.name, async () => {
         const holds = new Holds();
-        const app = await buildApp(testCase.app, holds);
+        const app = await buildApp(testCase.app, holds, transport === 'http2');
+        let session: ClientHttp2Session | undefined;
         cleanup = async () => {
           holds.releaseAll();
+          session?.destroy();
           if (transport === 'socket') app.server.closeAllConnections();
           await app.close();
         };
-        const client = transport === 'inject' ? injectClient(app) : await socketClient(app);
+        let client: Client;
+        if (transport === 'inject') client = injectClient(app);
+        else if (transport === 'socket') client = await socketClient(app);
+        else ({ client, session } = await http2Client(app));
         await testCase.run(client, holds);
       });
     }

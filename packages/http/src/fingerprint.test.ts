@@ -1,6 +1,33 @@
+import { createHash } from 'node:crypto';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { canonicalJson, requestFingerprint } from './fingerprint.js';
+
+/**
+ * The first version's canonical form, as the reference: a copy with keys inserted sorted (JavaScript then
+ * puts array-index keys first), written by JSON.stringify. defineProperty keeps a `__proto__` key a key.
+ */
+function sortedCopy(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortedCopy);
+  if (typeof value !== 'object' || value === null) return value;
+  const copy = {};
+  for (const name of Object.keys(value).sort()) {
+    const member = sortedCopy((value as Record<string, unknown>)[name]);
+    Object.defineProperty(copy, name, {
+      value: member,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  }
+  return copy;
+}
+
+/** What requestFingerprint hashes for a JSON body, written whole. */
+function referenceFingerprint(url: string, body: unknown): string {
+  const text = JSON.stringify(sortedCopy(body));
+  return createHash('sha256').update(`POST\n${url}\nj${text}`).digest('base64url');
+}
 
 function shuffleKeys(value: unknown, seed: number): unknown {
   if (Array.isArray(value)) return value.map((v) => shuffleKeys(v, seed));
@@ -113,6 +140,53 @@ describe('requestFingerprint', () => {
     const cycle: Record<string, unknown> = {};
     cycle.self = { cycle };
     expect(() => canonicalJson(cycle)).toThrow(TypeError);
+  });
+
+  it('property: canonicalJson is JSON.stringify of a key-sorted copy; the hash is that of the whole text', () => {
+    fc.assert(
+      fc.property(fc.jsonValue({ stringUnit: 'binary' }), (body) => {
+        expect(canonicalJson(body)).toBe(JSON.stringify(sortedCopy(body)));
+        // A string body is raw text, not JSON: in an array it is JSON.
+        expect(requestFingerprint({ method: 'POST', url: '/x', body: [body] })).toBe(
+          referenceFingerprint('/x', [body]),
+        );
+      }),
+    );
+  });
+
+  it('hashes a large body in pieces exactly as its whole text (surrogate pairs never split)', () => {
+    // About 900 KB of text: dozens of 16 KB pieces, each ending somewhere in a run of astral characters.
+    const body = Array.from({ length: 20_000 }, (_, i) => ({
+      [`k\u{1F600}${i}`]: `\u{1F680}${'é'.repeat(i % 7)}`,
+      n: i,
+    }));
+    expect(requestFingerprint({ method: 'POST', url: '/x', body })).toBe(referenceFingerprint('/x', body));
+  });
+
+  it('writes an array of primitives with one JSON.stringify call, not one per element', () => {
+    // A 1 MiB body of `0,` is half a million elements: written one by one it held the event loop for
+    // about half a second per idempotent request (JSON.stringify: a few milliseconds).
+    const body = JSON.parse(`[${'0,'.repeat(500_000)}"x",null,true]`) as unknown[];
+    const expected = referenceFingerprint('/x', body);
+    const stringify = vi.spyOn(JSON, 'stringify');
+    expect(requestFingerprint({ method: 'POST', url: '/x', body })).toBe(expected);
+    expect(stringify.mock.calls.length).toBeLessThan(5);
+    stringify.mockClear();
+    expect(requestFingerprint({ method: 'POST', url: '/x', body: { list: body, n: 1 } })).toBe(
+      referenceFingerprint('/x', { list: body, n: 1 }),
+    );
+    expect(stringify.mock.calls.length).toBeLessThan(10);
+  });
+
+  it('hashes an ArrayBuffer byte for byte, as the Buffer of the same bytes (as JSON every one was `{}`)', () => {
+    const input = { method: 'POST', url: '/upload' };
+    const bytes = (text: string) => new TextEncoder().encode(text).buffer as ArrayBuffer;
+    expect(requestFingerprint({ ...input, body: bytes('one') })).not.toBe(
+      requestFingerprint({ ...input, body: bytes('two') }),
+    );
+    expect(requestFingerprint({ ...input, body: bytes('one') })).toBe(
+      requestFingerprint({ ...input, body: Buffer.from('one') }),
+    );
   });
 
   it('property: key order never changes the fingerprint', () => {

@@ -494,6 +494,90 @@ describe('Idempotency', () => {
     );
   });
 
+  it('replays no hop-by-hop field or Set-Cookie a stored record holds (written before replayHeaders refused them)', async () => {
+    const store: IdempotencyStore = {
+      begin: async (_key, fingerprint) => ({
+        acquired: false,
+        record: {
+          state: 'completed',
+          fingerprint,
+          response: {
+            status: 201,
+            headers: {
+              'content-type': 'application/json',
+              'transfer-encoding': 'chunked',
+              Connection: 'close',
+              'keep-alive': 'timeout=5',
+              'set-cookie': 'session=abc',
+              location: '/orders/1',
+            },
+            body: '{"id":1}',
+            encoding: 'utf8',
+          },
+        },
+      }),
+      complete: async () => {},
+      release: async () => {},
+      close: async () => {},
+    };
+    const replay = await new Idempotency({ store }).start(request());
+    expect(replay.kind === 'answer' && replay.answer.headers).toEqual({
+      'content-type': 'application/json',
+      location: '/orders/1',
+      'idempotent-replayed': 'true',
+    });
+  });
+
+  it('a keyed request whose body nothing read is 415, never fingerprinted as no body; its key stays free', async () => {
+    const idem = new Idempotency();
+    const unread = await idem.start(request({ body: undefined, bodyUnread: true }));
+    expect(unread.kind === 'answer' && unread.answer.status).toBe(415);
+    expect(unread.kind === 'answer' && unread.answer.headers['content-type']).toBe(
+      'application/problem+json',
+    );
+    expect(unread.kind === 'answer' && JSON.parse(unread.answer.body as string).code).toBe(
+      'ERR_IDEMPOTENCY_BODY_UNREAD',
+    );
+    await (await proceed(idem, request({ body: 'read' }))).abandon();
+    // The key is looked at first: a request without one is 400 (required) or passes (not required).
+    const missing = await idem.start(request({ keyHeader: undefined, bodyUnread: true }));
+    expect(missing.kind === 'answer' && missing.answer.status).toBe(400);
+    const optional = new Idempotency({ required: false });
+    expect((await optional.start(request({ keyHeader: undefined, bodyUnread: true }))).kind).toBe('pass');
+    await Promise.all([idem.close(), optional.close()]);
+  });
+
+  it("unreadBody: 'accept' processes a keyed request whose body the handler reads itself; the option is checked", async () => {
+    const idem = new Idempotency({ unreadBody: 'accept' });
+    const upload = await proceed(idem, request({ body: undefined, bodyUnread: true }));
+    await upload.finish({
+      status: 201,
+      headers: { 'content-type': 'application/json' },
+      body: '{"ok":true}',
+    });
+    // The fingerprint cannot see the stream: the same key is the same upload, replayed.
+    const again = await idem.start(request({ body: undefined, bodyUnread: true }));
+    expect(again.kind === 'answer' && again.replayed).toBe(true);
+    expect(() => new Idempotency({ unreadBody: 'ignore' as 'accept' })).toThrow(/`unreadBody`/);
+    await idem.close();
+  });
+
+  it('a client gone before its scope was read, with no address for it, is not processed; with one it is', async () => {
+    const idem = new Idempotency();
+    const gone = { once: () => undefined, off: () => undefined, closed: true };
+    const noAddress = defaultIdempotencyScope({ headers: {} });
+    const left = await idem.startWhileConnected(request({ scope: noAddress }), gone);
+    expect(left.kind === 'answer' && left.answer.status).toBe(400);
+    expect(left.kind === 'answer' && JSON.parse(left.answer.body as string).code).toBe(
+      'ERR_IDEMPOTENCY_SCOPE_UNKNOWN',
+    );
+    // Its key was not taken; a client still there, or one whose address was read, proceeds as before.
+    await (await proceed(idem, request({ scope: noAddress }))).abandon();
+    const scoped = await idem.startWhileConnected(request({ scope: 'ip:203.0.113.5' }), gone);
+    expect(scoped.kind).toBe('proceed');
+    await idem.close();
+  });
+
   it('the same key on another route is 422, never that route run again nor the first route replayed', async () => {
     const idem = new Idempotency();
     const ticket = await proceed(idem);

@@ -92,6 +92,15 @@ export interface IdempotencyOptions {
    */
   readonly retryAfterMs?: number;
   /**
+   * A keyed request with a body nothing read before the middleware (no body parser for its content type):
+   * `'refuse'` answers 415 `ERR_IDEMPOTENCY_BODY_UNREAD`, since the fingerprint could not tell one payload
+   * from another; `'accept'` is for an endpoint that reads its body itself (a streamed upload): the
+   * fingerprint then covers the method, URL and scope only, so a key reused with another payload is
+   * replayed the first answer instead of getting `mismatchStatus`.
+   * @default 'refuse'
+   */
+  readonly unreadBody?: 'refuse' | 'accept';
+  /**
    * Called with errors the middleware handled itself (a store that failed, a `shouldStore` that threw):
    * they never reach the client as a 500 nor become unhandled rejections. An `onError` that throws is
    * ignored: reporting must not change the answer.
@@ -114,6 +123,7 @@ const KNOWN = [
   'replayHeaders',
   'maxBodyBytes',
   'retryAfterMs',
+  'unreadBody',
   'onError',
 ] as const;
 
@@ -121,6 +131,9 @@ const KNOWN = [
 export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = KNOWN;
 
 const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
+
+/** The default scope of a request with neither an `Authorization` header nor a client address. */
+const ADDRESSLESS_SCOPE = 'ip:unknown';
 
 /**
  * Fields no replay may repeat. The hop-by-hop ones (RFC 9110 7.6.1) describe the first answer's connection:
@@ -158,10 +171,20 @@ export interface IdempotencyRequest {
   /** The parsed (or raw) body. */
   readonly body?: unknown;
   /**
+   * True when the request carries a body nothing has read (no body parser for its content type ran before
+   * the middleware). Its fingerprint could not tell one payload from another, so a request with a key is
+   * answered 415 `ERR_IDEMPOTENCY_BODY_UNREAD` rather than replayed for a payload it never saw.
+   * @default false
+   */
+  readonly bodyUnread?: boolean;
+  /**
    * Who the key belongs to (user or tenant id). One scope's key never replays another scope's response.
    */
   readonly scope: string;
-  /** Aborts a coalescing wait, e.g. when the client disconnects. */
+  /**
+   * Aborts a coalescing wait, e.g. when the client disconnects. Aborted already, with the default scope of
+   * a request without an address, the request is not processed (see {@link Idempotency.start}).
+   */
   readonly signal?: AbortSignal;
 }
 
@@ -192,7 +215,7 @@ export interface CapturedResponse {
 export type IdempotencyStart =
   /** Not concerned (method, or no key and not required): handle it normally, store nothing. */
   | { readonly kind: 'pass' }
-  /** Answer this at once (replay, 400, 409, 422, 503); `replayed` is true for a replay. */
+  /** Answer this at once (replay, 400, 409, 415, 422, 503); `replayed` is true for a replay. */
   | {
       readonly kind: 'answer';
       /** The answer to send. */
@@ -271,6 +294,7 @@ export class Idempotency {
   readonly #replayHeaders: readonly string[];
   readonly #maxBodyBytes: number;
   readonly #retryAfterMs: number;
+  readonly #refuseUnreadBody: boolean;
   readonly #onError: (error: unknown) => void;
   readonly #ownsStore: boolean;
 
@@ -327,6 +351,8 @@ export class Idempotency {
     this.#replayHeaders = replay.map((h) => h.toLowerCase());
     this.#maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes ?? 1_048_576, 0);
     this.#retryAfterMs = checkInteger('retryAfterMs', options.retryAfterMs ?? 1000, 0);
+    this.#refuseUnreadBody =
+      checkOneOf('unreadBody', options.unreadBody ?? 'refuse', ['refuse', 'accept'] as const) === 'refuse';
     this.#onError = errorReporter(options.onError);
     // Made last, once every option is known to be good: a bad one throws with nothing built.
     this.#ownsStore = store === undefined;
@@ -361,8 +387,12 @@ export class Idempotency {
 
   /**
    * Decides what to do with a request. Never rejects for a store failure: that answers 503 +
-   * `Retry-After`. A body JSON cannot write (a cycle, a BigInt: never one a JSON parser made) rejects with
-   * JSON's `TypeError`, for the framework's error handler, before the key is leased.
+   * `Retry-After`. A keyed request with `bodyUnread` is answered 415 `ERR_IDEMPOTENCY_BODY_UNREAD` (unless `unreadBody: 'accept'`). A
+   * request whose client has left (`signal` aborted) and whose default scope found no client address is
+   * answered 400 `ERR_IDEMPOTENCY_SCOPE_UNKNOWN` and not processed: its retry, scoped by the address again,
+   * would not find its answer and would run it a second time. A body JSON cannot write (a cycle, a BigInt:
+   * never one a JSON parser made) rejects with JSON's `TypeError`, for the framework's error handler,
+   * before the key is leased.
    */
   async start(request: IdempotencyRequest): Promise<IdempotencyStart> {
     if (!this.appliesTo(request.method)) return { kind: 'pass' };
@@ -390,6 +420,35 @@ export class Idempotency {
           code: 'ERR_IDEMPOTENCY_KEY_MISSING',
           detail: `This endpoint requires an ${canonicalName(this.header)} header`,
           extensions: { header: canonicalName(this.header) },
+        }),
+      };
+    }
+    if (request.bodyUnread === true && this.#refuseUnreadBody) {
+      // Fingerprinted as no body at all, two payloads would be one: the second would be replayed the
+      // first one's answer (and a parser that leaves a placeholder, Express 4's `{}`, does the same).
+      return {
+        kind: 'answer',
+        replayed: false,
+        answer: problemAnswer(415, {
+          code: 'ERR_IDEMPOTENCY_BODY_UNREAD',
+          detail:
+            'This endpoint does not read a request body of this content type, ' +
+            'so it cannot tell one payload from another under an Idempotency-Key',
+        }),
+      };
+    }
+    if (request.scope === ADDRESSLESS_SCOPE && request.signal?.aborted === true) {
+      // A client that left before its scope was read has no address any more (Node forgets a closed
+      // socket's peer, an HTTP/2 stream its session), so `request.ip` read `undefined`. Under the one scope
+      // all such requests share, its answer would be stored where its retry never looks, and the retry
+      // would run the handler a second time. Nobody is there to read this answer; not running the
+      // request is what lets the retry run it once.
+      return {
+        kind: 'answer',
+        replayed: false,
+        answer: problemAnswer(400, {
+          code: 'ERR_IDEMPOTENCY_SCOPE_UNKNOWN',
+          detail: 'The client left before its address was read: the request was not processed',
         }),
       };
     }
@@ -540,9 +599,17 @@ export function createIdempotency(options: IdempotencyOptions = {}): Idempotency
 }
 
 function replayAnswer(response: StoredResponse): HttpAnswer {
+  // Checked again here, not only in `replayHeaders`: a record written before that check existed, or by
+  // other code sharing the store, may hold one, and over HTTP/2 a connection-specific field makes Node
+  // throw: the replay never answered and its rejection went unhandled.
+  const headers: Record<string, string> = {};
+  for (const name in response.headers) {
+    if (!NOT_REPLAYED.has(name.toLowerCase())) headers[name] = response.headers[name] as string;
+  }
+  headers['idempotent-replayed'] = 'true';
   return {
     status: response.status,
-    headers: { ...response.headers, 'idempotent-replayed': 'true' },
+    headers,
     body: response.encoding === 'base64' ? Buffer.from(response.body, 'base64') : response.body,
   };
 }
@@ -582,5 +649,5 @@ export function defaultIdempotencyScope(request: {
 }): string {
   const auth = request.headers.authorization;
   if (typeof auth === 'string' && auth !== '') return `auth:${auth}`;
-  return `ip:${request.ip ?? 'unknown'}`;
+  return request.ip === undefined ? ADDRESSLESS_SCOPE : `ip:${request.ip}`;
 }

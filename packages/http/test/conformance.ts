@@ -34,7 +34,9 @@ export interface RouteSpec {
  * - `GET /browse?hold=name`: waits for `holds.release(name)`, then 200
  * - `POST /checkout` (JSON body): counts, waits for `holds.release(body.hold)` if set, answers
  *   `body.status ?? 201` with `{"order":n,"amount":body.amount}` and `Location: /orders/n`; an `error`
- *   field makes the handler throw (the framework's error handler answers 500).
+ *   field makes the handler throw (the framework's error handler answers 500). An
+ *   `application/octet-stream` body is left unread for the handler (Express: `express.json()` skips it;
+ *   Fastify: a content-type parser that hands the payload on unread, as for a streamed upload).
  * Order: rate limit, then load shedding, then idempotency, then the handler (`order` changes the last two).
  * Every app counts an arrival at `gone` (see `Holds`) when a response closes before it was ended: the
  * client went away.
@@ -76,6 +78,8 @@ export interface CaseRequestInit {
   /** An array sends the field once per value (Node, and inject alike, join them with `, `). */
   readonly headers?: Readonly<Record<string, string | readonly string[]>>;
   readonly json?: unknown;
+  /** A body sent as it is (instead of `json`), of the `content-type` named in `headers`. */
+  readonly body?: string;
   /**
    * Aborting it drops the connection (the client goes away); the request then rejects. Socket clients
    * only: inject cannot drop a connection once the body was read (see `Case.needsSocket`).
@@ -91,6 +95,12 @@ export function requestHeaders(init: CaseRequestInit): Headers {
     else for (const item of value) headers.append(name, item);
   }
   return headers;
+}
+
+/** The body a client sends for `init`: `body` as it is, else `json` written, else none. */
+export function requestBody(init: CaseRequestInit): string | undefined {
+  if (init.body !== undefined) return init.body;
+  return init.json === undefined ? undefined : JSON.stringify(init.json);
 }
 
 export interface Client {
@@ -214,6 +224,32 @@ function telling(holds: Holds): IdempotencyStore {
       holds.arrive('parked');
       return change;
     },
+    close: () => inner.close(),
+  };
+}
+
+/**
+ * A memory store whose stored answers also hold fields `replayHeaders` refuses today, as a record written
+ * by an earlier version, or by other code sharing the store, may.
+ */
+function olderRecords(): IdempotencyStore {
+  const inner = new MemoryIdempotencyStore();
+  const connectionFields = {
+    'transfer-encoding': 'chunked',
+    connection: 'close',
+    'keep-alive': 'timeout=5',
+    'set-cookie': 'session=alice',
+  };
+  return {
+    begin: (key, fingerprint, leaseMs) => inner.begin(key, fingerprint, leaseMs),
+    complete: (key, lease, response, ttlMs) =>
+      inner.complete(
+        key,
+        lease,
+        { ...response, headers: { ...response.headers, ...connectionFields } },
+        ttlMs,
+      ),
+    release: (key, lease) => inner.release(key, lease),
     close: () => inner.close(),
   };
 }
@@ -833,6 +869,68 @@ export const cases: readonly Case[] = [
       expect(holds.count('parked')).toBe(0);
       holds.release('first');
       expect((await first).status).toBe(201);
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'idempotency: a keyed body the route does not read is 415 problem+json, never run, nor replayed for another payload',
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const unread = (body: string) => ({
+        method: 'POST',
+        path: '/checkout',
+        headers: { 'idempotency-key': 'raw', 'content-type': 'application/octet-stream', 'x-user': 'a' },
+        body,
+      });
+      // Fingerprinted as no body, the second payload was replayed the first one's answer.
+      for (const payload of ['one', 'two']) {
+        const response = await client.request(unread(payload));
+        expectProblem(response, 415, 'ERR_IDEMPOTENCY_BODY_UNREAD');
+        expect(response.headers['idempotent-replayed']).toBeUndefined();
+      }
+      expect(holds.checkouts).toBe(0);
+      // The key was never taken: a body the route reads runs with it.
+      expect((await client.request(checkout('raw', { amount: 1 }, { 'x-user': 'a' }))).status).toBe(201);
+    },
+  },
+  {
+    name: 'idempotency: a stored record holding hop-by-hop fields or Set-Cookie (written before replayHeaders refused them) replays without them',
+    app: { idempotency: { scope: byUserHeader }, idempotencyStore: () => olderRecords() },
+    async run(client, holds) {
+      const first = await client.request(checkout('old', { amount: 3 }, { 'x-user': 'a' }));
+      expect(first.status).toBe(201);
+      // Over HTTP/2 a connection-specific field made Node throw: the replay never answered.
+      const replay = await client.request(checkout('old', { amount: 3 }, { 'x-user': 'a' }));
+      expect(replay.status).toBe(201);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.headers['transfer-encoding']).toBeUndefined();
+      expect(replay.headers['set-cookie']).toBeUndefined();
+      expect(replay.headers.location).toBe('/orders/1');
+      expect(replay.body).toBe(first.body);
+      expect(holds.checkouts).toBe(1);
+    },
+  },
+  {
+    name: 'idempotency: an anonymous client that leaves before its key is looked up is not run under an unknown address; its retry runs once',
+    needsSocket: true,
+    app: { idempotency: {}, idempotencyScope: slowScope },
+    async run(client, holds) {
+      const body = { amount: 1, hold: 'pay' };
+      // No user: scoped by its address, which Node no longer knows once the client has gone.
+      const left = leaving(client, holds, checkout('anon', body, { 'x-slow': '1' }));
+      await holds.arrived('scope');
+      await left.leave();
+      holds.release('scope');
+      // A round trip: the request that was left has been decided by the time it returns.
+      expect((await client.request({ path: '/' })).status).toBe(200);
+      // Run, its answer would have been stored under a scope its retry never looks in.
+      expect(holds.count('pay')).toBe(0);
+      const retry = client.request(checkout('anon', body));
+      await holds.arrived('pay');
+      holds.release('pay');
+      const answered = await retry;
+      expect(answered.status).toBe(201);
+      expect(answered.headers['idempotent-replayed']).toBeUndefined();
       expect(holds.checkouts).toBe(1);
     },
   },
