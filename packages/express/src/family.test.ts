@@ -146,6 +146,15 @@ const rows: readonly Row[] = [
     ratelimit: '"10-in-60s";r=5;t=30',
   },
   {
+    name: 'dry run on the limiter alone: the variant enforces, and the limiter keeps nothing',
+    limiter: ({ a }) => ({ limit: 10, store: a, dryRun: true }),
+    before: 7,
+    route: (limiter) => [limiter.with({ cost: 5, dryRun: false })],
+    status: 429,
+    spent: { a: 0 },
+    ratelimit: '"10-in-60s";r=3;t=42',
+  },
+  {
     name: 'a cost function',
     route: (limiter) => [limiter.with({ cost: () => 4 })],
     status: 200,
@@ -237,6 +246,63 @@ const rows: readonly Row[] = [
     route: (limiter) => [limiter.with({ key: () => 'search' })],
     status: 200,
     spent: { a: 2 },
+  },
+  {
+    name: 'the limiter reached again (mounted twice) lets the request by: the variant counts it once',
+    route: (limiter) => [limiter, limiter.with({ cost: 5 })],
+    status: 200,
+    spent: { a: 5 },
+    ratelimit: '"10-in-60s";r=5;t=30',
+  },
+  {
+    name: 'the limiter mounted twice, skipFailedRequests, no variant on the route: a failure gives back all',
+    limiter: ({ a }) => ({ limit: 10, store: a, skipFailedRequests: true }),
+    route: (limiter) => {
+      limiter.with({ cost: 5 });
+      return [limiter];
+    },
+    handlerStatus: 500,
+    status: 500,
+    spent: { a: 0 },
+  },
+  {
+    name: "a variant that skips leaves another limiter's fields on the answer",
+    route: (limiter, { b }) => [
+      rateLimit({ name: 'other', limit: 20, store: b, legacyHeaders: true }),
+      limiter.with({ skip: () => true }),
+    ],
+    status: 200,
+    spent: { a: 0, b: 1 },
+    ratelimit: '"other";r=19;t=3',
+    check: (res) => {
+      expect(res.headers['ratelimit-policy']).toBe('"other";q=20;w=60');
+      expect(res.headers['x-ratelimit-remaining']).toBe('19');
+    },
+  },
+  {
+    name: 'two limiters, each with a variant on the route: each family counts the request once',
+    route: (limiter, { b }) => {
+      const other = rateLimit({ name: 'other', limit: 20, store: b });
+      return [other, limiter.with({ cost: 5 }), other.with({ cost: 3 })];
+    },
+    status: 200,
+    spent: { a: 5, b: 3 },
+    // The last limiter reached writes the field, as two limiters without variants do.
+    ratelimit: '"other";r=17;t=9',
+  },
+  {
+    name: 'a refusal carries none of the draft-6 and legacy fields the limiter in front set',
+    limiter: ({ a }) => ({ limit: 10, store: a, standardHeaders: 'draft-6', legacyHeaders: true }),
+    before: 7,
+    route: (limiter) => [limiter.with({ cost: 5, standardHeaders: 'draft-8', legacyHeaders: false })],
+    status: 429,
+    spent: { a: 0 },
+    ratelimit: '"10-in-60s";r=3;t=42',
+    check: (res) => {
+      const fields = Object.keys(res.headers).filter((name) => name.includes('ratelimit'));
+      expect(fields.sort()).toEqual(['ratelimit', 'ratelimit-policy']);
+      expect(res.headers['retry-after']).toBe('12');
+    },
   },
   {
     name: 'the limiter alone, on a route without a variant, in a family that has one',
@@ -339,6 +405,42 @@ for (const version of versions) {
   });
 }
 
+for (const version of versions) {
+  it(`rateLimit variants on ${version.name}: nested routers, the limiter on the app and a router, count once`, async () => {
+    const a = new CountingStore();
+    const limiter = rateLimit({ limit: 10, store: a, skipFailedRequests: true });
+    const search = limiter.with({ cost: 3 });
+    const app = version.express();
+    const api = version.express.Router();
+    const inner = version.express.Router();
+    app.use(limiter);
+    api.use(limiter);
+    // The variant on the inner router and on its route: the request meets it twice.
+    inner.use(search);
+    inner.get('/search', search, (_req: Request, res: Response) => {
+      res.json({ ok: true });
+    });
+    inner.get('/broken', search, () => {
+      throw new Error('broken');
+    });
+    api.use('/v1', inner);
+    app.use('/api', api);
+    app.use((error: Error, _req: Request, res: Response, _next: NextFunction) => {
+      res.status(500).json({ error: error.message });
+    });
+    const found = await request(app).get('/api/v1/search');
+    await settled();
+    expect(found.status).toBe(200);
+    expect(found.headers.ratelimit).toBe('"10-in-60s";r=7;t=18');
+    expect(a.spent).toBe(3);
+    // The handler throws: skipFailedRequests gives the one count back, once.
+    const broken = await request(app).get('/api/v1/broken');
+    await settled();
+    expect(broken.status).toBe(500);
+    expect(a.spent).toBe(3);
+  });
+}
+
 describe('rateLimit variants: a client that leaves', () => {
   const servers: Server[] = [];
   afterEach(async () => {
@@ -347,6 +449,42 @@ describe('rateLimit variants: a client that leaves', () => {
       await new Promise((resolve) => server.close(resolve));
     }
   });
+
+  for (const version of versions) {
+    for (const skipFailedRequests of [true, false]) {
+      it(`${version.name}, gone while the handler runs, skipFailedRequests ${skipFailedRequests}: the variant's count is settled once`, async () => {
+        const counting = new CountingStore();
+        const limiter = rateLimit({ limit: 10, store: asyncStore(counting), skipFailedRequests });
+        const app = version.express();
+        app.use(limiter);
+        let reached!: () => void;
+        const handled = new Promise<void>((resolve) => {
+          reached = resolve;
+        });
+        let gone!: () => void;
+        const closed = new Promise<void>((resolve) => {
+          gone = resolve;
+        });
+        // The handler never answers: the client leaves first.
+        app.get('/r', limiter.with({ cost: 5 }), (_req: Request, res: Response) => {
+          res.once('close', gone);
+          reached();
+        });
+        const server = app.listen(0, '127.0.0.1');
+        servers.push(server);
+        await new Promise((resolve) => server.once('listening', resolve));
+        const client = httpGet(`http://127.0.0.1:${(server.address() as AddressInfo).port}/r`);
+        client.on('error', () => {});
+        await handled;
+        client.destroy();
+        await closed;
+        await settled();
+        // A connection that closed before the answer ended is a failure: given back once (0, never -5),
+        // or kept at the variant's cost alone without skipFailedRequests.
+        expect(counting.spent).toBe(skipFailedRequests ? 0 : 5);
+      });
+    }
+  }
 
   it('gone before the variant runs: the count in front is settled once, never given back twice', async () => {
     const counting = new CountingStore();
@@ -406,6 +544,103 @@ describe('rateLimit variants: a client that leaves', () => {
     // found the response closed and left the count as it was.
     expect(counting.spent).toBe(0);
   });
+});
+
+describe('rateLimit variants: concurrent requests on a store that answers out of order', () => {
+  it('counts each request once, at the variant cost, whatever order the decisions come back in', async () => {
+    const counting = new CountingStore();
+    const held: Array<() => void> = [];
+    const store: LimiterStore = {
+      // Every decision waits until the test lets the whole round go, last asked first answered.
+      consume: (key, cost, spec) =>
+        new Promise((resolve) => held.push(() => resolve(counting.consume(key, cost, spec)))),
+      refund: async (key, cost, spec) => counting.refund(key, cost, spec),
+      close: () => {},
+    };
+    const limiter = rateLimit({ limit: 10, store });
+    const app = express5();
+    app.use(limiter);
+    app.get('/r', limiter.with({ cost: 2 }), (_req: Request, res: Response) => {
+      res.json({ ok: true });
+    });
+    // `then` sends each request now (supertest sends on the first `then`).
+    const answers = Array.from({ length: 6 }, () =>
+      request(app)
+        .get('/r')
+        .then((res) => res.status),
+    );
+    // Two rounds: the limiter in front for all six, then the variant for all six.
+    for (let round = 0; round < 2; round += 1) {
+      while (held.length < 6) await new Promise((resolve) => setImmediate(resolve));
+      await settled();
+      for (const release of held.splice(0).reverse()) release();
+    }
+    const statuses = await Promise.all(answers);
+    await settled();
+    // 10 tokens at 2 a request: five served, one refused, and the limiter in front kept nothing.
+    expect(statuses.filter((status) => status === 200)).toHaveLength(5);
+    expect(statuses.filter((status) => status === 429)).toHaveLength(1);
+    expect(counting.spent).toBe(10);
+  });
+});
+
+describe('rateLimit variants: a store that fails', () => {
+  /** A store that fails the consumes `fails` picks (by cost: 1 is the limiter in front, 5 the variant). */
+  function flaky(fails: (cost: number) => boolean) {
+    const counting = new CountingStore();
+    const refunds: number[] = [];
+    const store: LimiterStore = {
+      consume: async (key, cost, spec) => {
+        if (fails(cost)) throw new Error('store down');
+        return counting.consume(key, cost, spec);
+      },
+      refund: async (key, cost, spec) => {
+        refunds.push(cost);
+        counting.refund(key, cost, spec);
+      },
+      close: () => {},
+    };
+    return { counting, refunds, store };
+  }
+
+  for (const version of versions) {
+    for (const passOnStoreError of [false, true]) {
+      it(`${version.name}, on the variant, passOnStoreError ${passOnStoreError}: the limiter's token goes back`, async () => {
+        const { counting, refunds, store } = flaky((cost) => cost === 5);
+        const errors: unknown[] = [];
+        const limiter = rateLimit({ limit: 10, store, passOnStoreError, onError: (e) => errors.push(e) });
+        const app = version.express();
+        app.use(limiter);
+        app.get('/r', limiter.with({ cost: 5 }), (_req: Request, res: Response) => {
+          res.json({ ok: true });
+        });
+        const res = await request(app).get('/r');
+        await settled();
+        expect(res.status).toBe(passOnStoreError ? 200 : 503);
+        expect(res.headers.ratelimit).toBeUndefined();
+        expect({ spent: counting.spent, refunds, errors: errors.length }).toEqual({
+          spent: 0,
+          refunds: [1],
+          errors: 1,
+        });
+      });
+
+      it(`${version.name}, on the limiter in front, passOnStoreError ${passOnStoreError}: nothing is given back to it`, async () => {
+        const { counting, refunds, store } = flaky((cost) => cost === 1);
+        const limiter = rateLimit({ limit: 10, store, passOnStoreError, onError: () => {} });
+        const app = version.express();
+        app.use(limiter);
+        app.get('/r', limiter.with({ cost: 5 }), (_req: Request, res: Response) => {
+          res.json({ ok: true });
+        });
+        const res = await request(app).get('/r');
+        await settled();
+        // Failing closed, the limiter in front answers 503; passing, the variant counts the request.
+        expect(res.status).toBe(passOnStoreError ? 200 : 503);
+        expect({ spent: counting.spent, refunds }).toEqual({ spent: passOnStoreError ? 5 : 0, refunds: [] });
+      });
+    }
+  }
 });
 
 describe('rateLimit variants: what a limiter without one pays', () => {

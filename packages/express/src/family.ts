@@ -14,14 +14,6 @@ export function sharesBuckets(overrides: object): boolean {
   return !OWN_POLICY_OPTIONS.some((name) => name in given && given[name] !== undefined);
 }
 
-/** What a family counted for one request while it is under way. */
-interface Counted {
-  /** The answer of the member that counted it last: an `'allow'` holds what a variant gives back. */
-  result: RateLimitResult;
-  /** Whether that member was a variant: the limiter it refines then lets the request by, uncounted. */
-  byVariant: boolean;
-}
-
 /** Nothing to give back: a count that was given back already, or a variant's skip. */
 const NOTHING: RateLimitSkipped = Object.freeze({
   action: 'skip',
@@ -34,8 +26,9 @@ const NOTHING: RateLimitSkipped = Object.freeze({
  * A rate limit and the `.with()` variants made of it that spend from its buckets (transitively). Once such
  * a variant exists, the family counts each request once: a variant gives back what a member in front took
  * for the request (and takes its fields off the response) before it counts the request at its own cost,
- * and the limiter reached after a variant lets the request by. Express has no route-level replacement as
- * Fastify's `config` has: `app.use(limiter)` runs before the router knows the route.
+ * and the limiter, reached once the family counted the request (after a variant, or mounted twice), lets
+ * it by. Express has no route-level replacement as Fastify's `config` has: `app.use(limiter)` runs before
+ * the router knows the route.
  *
  * Until the first such variant exists no member looks anything up: a plain `app.use(rateLimit(...))`
  * pays nothing for this (its middleware tests one flag it tested before for `settlesResponses`).
@@ -43,11 +36,11 @@ const NOTHING: RateLimitSkipped = Object.freeze({
 export class Family {
   readonly #root: RateLimit<Request>;
   /**
-   * What each request in flight was counted as, keyed by Express's request: a property on `req` would cost
-   * every request ~17k instructions (bench/README.md session 10), a WeakMap costs only this family's
-   * requests, and nothing is left to clean up once a request is gone.
+   * What the family counted each request in flight as, last (`NOTHING` once given back), keyed by Express's
+   * request: a property on `req` would cost every request ~17k instructions (bench/README.md session 10),
+   * a WeakMap costs only this family's requests, and nothing is left to clean up once a request is gone.
    */
-  #counted: WeakMap<Request, Counted> | undefined;
+  #counted: WeakMap<Request, RateLimitResult> | undefined;
   /** Tells each member's middleware to leave its plain path. */
   readonly #onShared: Array<() => void> = [];
 
@@ -74,21 +67,17 @@ export class Family {
    */
   handle(core: RateLimit<Request>, variant: boolean, req: Request, res: Response, next: NextFunction): void {
     const counted = this.#counted;
-    let entry = counted?.get(req);
-    if (entry !== undefined) {
-      if (!variant) {
-        if (entry.byVariant) {
-          next();
-          return;
-        }
-      } else if (res.closed) {
-        // The client is gone and a member in front may have settled its count already (given it back
-        // for `skipFailedRequests`): recounting now could give the same tokens back twice.
+    const previous = counted?.get(req);
+    if (counted !== undefined && previous !== undefined) {
+      // The family counted the request already. The limiter itself (after a variant, or mounted on the app
+      // and a router too) lets it by: counting anew would count it twice, and the count it superseded would
+      // never be settled. So does a variant that finds the client gone: a member in front may have settled
+      // its count already (given it back for `skipFailedRequests`), and giving it back again would mint.
+      if (!variant || res.closed) {
         next();
         return;
-      } else {
-        this.#giveBack(entry, res);
       }
+      this.#giveBack(counted, req, previous, res);
     }
     let result: RateLimitResult | Promise<RateLimitResult>;
     try {
@@ -97,34 +86,14 @@ export class Family {
       next(error);
       return;
     }
-    const apply = (settled: RateLimitResult): void => {
-      if (settled.headers.length > 0) setHeaders(res, settled.headers);
-      if (counted !== undefined && (variant || settled.action === 'allow')) {
-        if (entry === undefined) {
-          entry = { result: settled, byVariant: variant };
-          counted.set(req, entry);
-        } else {
-          entry.result = settled;
-          entry.byVariant = variant;
-        }
-      }
-      if (settled.action === 'deny') {
-        sendAnswer(res, settled.answer);
-        return;
-      }
-      if (core.settlesResponses && settled.action === 'allow') {
-        if (entry === undefined) core.settleOnClose(req, settled, res);
-        else settleWhileCurrent(core, req, settled, res, entry);
-      }
-      next();
-    };
     // A thenable, as the core tells one (a store may answer with any promise-like).
     if (typeof (result as Partial<Promise<RateLimitResult>>).then === 'function') {
       Promise.resolve(result)
-        .then(apply)
+        .then((settled) => apply(core, variant, counted, settled, req, res, next))
         .then(undefined, (error: unknown) => next(error));
     } else {
-      apply(result as RateLimitResult);
+      // A function of the module, not a closure: a synchronous store allocates nothing more per request.
+      apply(core, variant, counted, result as RateLimitResult, req, res, next);
     }
   }
 
@@ -133,18 +102,49 @@ export class Family {
    * for its own (a variant of cost 5 behind a limiter of cost 1 must fit a bucket holding 5), and its
    * fields come off the response, which then carries the variant's alone (none if the variant skips).
    */
-  #giveBack(entry: Counted, res: Response): void {
-    const previous = entry.result;
+  #giveBack(
+    counted: WeakMap<Request, RateLimitResult>,
+    req: Request,
+    previous: RateLimitResult,
+    res: Response,
+  ): void {
     // Marked first: a close listener of the member in front then finds its count superseded.
-    entry.result = NOTHING;
+    counted.set(req, NOTHING);
     if (!res.headersSent) {
       for (let i = 0; i < previous.headers.length; i += 1) {
-        res.removeHeader((previous.headers[i] as readonly [string, string])[0]);
+        const [name, value] = previous.headers[i] as readonly [string, string];
+        // Only while it holds what the family set: another limiter mounted since may have written its own
+        // value, which stays (it counted the request).
+        if (res.getHeader(name) === value) res.removeHeader(name);
       }
     }
     // The root's refund serves every member: a same-bucket variant keeps the policies and their order.
     this.#root.refund(previous);
   }
+}
+
+/** A member's answer: its fields, what the family counted (if shared), its refusal or its settling. */
+function apply(
+  core: RateLimit<Request>,
+  variant: boolean,
+  counted: WeakMap<Request, RateLimitResult> | undefined,
+  result: RateLimitResult,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): void {
+  if (result.headers.length > 0) setHeaders(res, result.headers);
+  // A variant's skip counts too: the limiter reached after it lets the request by.
+  if (counted !== undefined && (variant || result.action === 'allow')) counted.set(req, result);
+  if (result.action === 'deny') {
+    sendAnswer(res, result.answer);
+    return;
+  }
+  if (core.settlesResponses && result.action === 'allow') {
+    if (counted === undefined) core.settleOnClose(req, result, res);
+    else settleWhileCurrent(core, counted, req, result, res);
+  }
+  next();
 }
 
 /**
@@ -153,13 +153,13 @@ export class Family {
  */
 function settleWhileCurrent(
   core: RateLimit<Request>,
+  counted: WeakMap<Request, RateLimitResult>,
   req: Request,
   result: RateLimitResult,
   res: Response,
-  entry: Counted,
 ): void {
   const settle = () => {
-    if (entry.result === result) core.settle(req, result, res.writableEnded ? res.statusCode : undefined);
+    if (counted.get(req) === result) core.settle(req, result, res.writableEnded ? res.statusCode : undefined);
   };
   if (res.closed) settle();
   else res.once('close', settle);

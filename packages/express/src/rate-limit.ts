@@ -17,9 +17,9 @@ export interface RateLimitMiddleware extends RequestHandler {
    * replaces this limiter for the requests it sees: behind `app.use(limiter)`, a request the variant sees
    * is counted once, at the variant's cost, with the variant's fields or refusal (what the limiter took
    * goes back first; a variant that skips or refuses leaves nothing spent). A variant of a variant does the
-   * same; this limiter, reached after a variant, lets the request by. The limiter in front still decides
-   * first: a request it refuses never reaches the variant. An override that names a policy counts in
-   * buckets of its own, on top of this limiter's (two limits stacked).
+   * same; this limiter, reached after a variant or reached again, lets the request by. The limiter in front
+   * still decides first: a request it refuses never reaches the variant. An override that names a policy
+   * counts in buckets of its own, on top of this limiter's (two limits stacked).
    *
    * @throws {InvalidOptionError} at set-up on an invalid override (before anything changes).
    * @example
