@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { StoreUnavailableError } from '@floodgate/token-bucket';
+import { keyedLimiter, StoreUnavailableError } from '@floodgate/token-bucket';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { adminClient, deleteKeys, describeRedis, testPrefix } from '../test/redis-available.js';
@@ -18,6 +18,7 @@ const describeFaults = redisServerAvailable ? describeRedis : describe.skip;
 const stores: RedisStore[] = [];
 const servers: PrivateRedis[] = [];
 const clients: Redis[] = [];
+const switches: Switched[] = [];
 
 function store(options: RedisStoreOptions): RedisStore {
   const created = redisStore({ timeoutMs: 100, probeIntervalMs: 30, ...options });
@@ -40,8 +41,71 @@ async function allowedCount(s: RedisStore, key: string, calls: number): Promise<
   return allowed;
 }
 
+/** The shared Redis behind a switch, for one store under a prefix of its own. */
+interface Switched {
+  /** Pass as the store's `client`. */
+  readonly client: never;
+  readonly prefix: string;
+  readonly real: Redis;
+  /** Switches Redis off (every script call fails at once) or back on. */
+  down(value: boolean): void;
+  /** What a reconnect tells the store: a probe may go at once. */
+  ready(): void;
+}
+
+/**
+ * The shared Redis behind a switch: while down, every script call fails at once, as with a refused
+ * connection, and the keys written before stay (a restarted private server would lose them). Nothing
+ * disruptive reaches the shared server: the switch is in this process, and the keys are under a prefix
+ * of the test's own, deleted after it.
+ */
+function switchedRedis(): Switched {
+  const real = adminClient();
+  clients.push(real);
+  let down = false;
+  const outage = () => Promise.reject(new Error('connect ECONNREFUSED (the test switched Redis off)'));
+  const client = Object.assign(new EventEmitter(), {
+    status: 'ready',
+    evalsha: (...args: Parameters<Redis['evalsha']>) => (down ? outage() : real.evalsha(...args)),
+    eval: (...args: Parameters<Redis['eval']>) => (down ? outage() : real.eval(...args)),
+    zrem: (...args: Parameters<Redis['zrem']>) => real.zrem(...args),
+  });
+  const switched: Switched = {
+    client: client as never,
+    prefix: testPrefix('fail-modes'),
+    real,
+    down: (value) => {
+      down = value;
+    },
+    ready: () => client.emit('ready'),
+  };
+  switches.push(switched);
+  return switched;
+}
+
+/** A `'local-fallback'` store on a switched Redis that probes only when told the client is ready. */
+function fallbackStore(redis: Switched, options: Partial<RedisStoreOptions> = {}): RedisStore {
+  return store({
+    client: redis.client,
+    prefix: redis.prefix,
+    failMode: 'local-fallback',
+    timeoutMs: 2_000,
+    probeIntervalMs: 3_600_000, // no probe but the one a reconnect ('ready') allows
+    ...options,
+  });
+}
+
+/** Switches Redis back on and waits until a decision on another key has brought the store back. */
+async function recover(redis: Switched, s: RedisStore): Promise<void> {
+  redis.down(false);
+  redis.ready();
+  expect((await s.consume('probe', 1, spec)).allowed).toBe(true);
+  expect(s.degraded).toBe(false);
+}
+
 afterEach(async () => {
   await Promise.all(stores.splice(0).map((s) => s.close()));
+  await Promise.all(switches.splice(0).map((redis) => deleteKeys(redis.real, redis.prefix)));
   await Promise.all(clients.splice(0).map((c) => c.quit().catch(() => c.disconnect())));
   await Promise.all(servers.splice(0).map((server) => server.stop()));
 });
@@ -192,56 +256,151 @@ describeFaults('Redis stopped, paused and flushed (a private redis-server)', () 
 
 describeRedis('a refund naming an operation while Redis cannot answer', () => {
   it("'local-fallback' drops it: the local bucket gains nothing, and after recovery the retry is replayed", async () => {
-    const real = adminClient();
-    clients.push(real);
-    const prefix = testPrefix('fail-modes');
-    // The shared Redis, behind a switch: while `down`, every script call fails at once, as with a refused
-    // connection, and the records written before stay (a restarted private server would lose them).
-    let down = false;
-    const outage = () => Promise.reject(new Error('connect ECONNREFUSED (the test switched Redis off)'));
-    const client = Object.assign(new EventEmitter(), {
-      status: 'ready',
-      evalsha: (...args: Parameters<Redis['evalsha']>) => (down ? outage() : real.evalsha(...args)),
-      eval: (...args: Parameters<Redis['eval']>) => (down ? outage() : real.eval(...args)),
-      zrem: (...args: Parameters<Redis['zrem']>) => real.zrem(...args),
+    const redis = switchedRedis();
+    const s = fallbackStore(redis);
+    expect(await s.consume('k', 2, spec, { operationId: 'pay' })).toMatchObject({
+      allowed: true,
+      remaining: 8,
     });
-    const s = store({
-      client: client as never,
-      prefix,
-      failMode: 'local-fallback',
-      timeoutMs: 2_000,
-      probeIntervalMs: 3_600_000, // no probe but the one a reconnect ('ready') allows
+
+    redis.down(true);
+    expect(await s.consume('k', 10, spec)).toMatchObject({ allowed: true, remaining: 0 }); // local, full
+    expect(s.degraded).toBe(true);
+    await s.refund('k', 2, spec, { operationId: 'pay' }); // the take that was granted, abandoned
+    // before the fix: the local bucket was credited with the 2 tokens Redis spent, and admitted them
+    expect((await s.consume('k', 1, spec)).allowed).toBe(false);
+    await s.refund('k', 1, spec); // a refund without operationId of a local grant goes to the local bucket
+    expect((await s.consume('k', 1, spec)).allowed).toBe(true);
+
+    redis.down(false);
+    redis.ready();
+    // The record stayed in Redis: the retry is replayed (the operation spent once, used once), and the
+    // shared bucket still holds the 8 tokens it had.
+    expect(await s.consume('k', 2, spec, { operationId: 'pay' })).toMatchObject({
+      allowed: true,
+      remaining: 8,
+      replayed: true,
     });
+    expect(s.degraded).toBe(false);
+    expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: true, remaining: 0 });
+    expect((await s.consume('k', 1, spec)).allowed).toBe(false);
+  });
+});
+
+describeRedis("'local-fallback': a refund without operationId goes back to the side that granted it", () => {
+  it('a local grant given back after Redis recovered is dropped: Redis never spent those tokens', async () => {
+    const redis = switchedRedis();
+    const s = fallbackStore(redis);
+    expect((await s.consume('k', 8, spec)).remaining).toBe(2); // Redis
+
+    redis.down(true);
+    expect((await s.consume('k', 4, spec)).allowed).toBe(true); // local (a fresh, full local bucket)
+    await recover(redis, s);
+
+    await s.refund('k', 4, spec);
+    // before the fix: the refund went to Redis, which never spent the 4 tokens: 2 + 4 = 6 in the shared
+    // bucket, and the fleet admitted 4 more than its limit
+    expect(await s.consume('k', 3, spec)).toMatchObject({ allowed: false, remaining: 2 });
+    expect(await s.consume('k', 2, spec)).toMatchObject({ allowed: true, remaining: 0 });
+  });
+
+  it('only what was granted locally is held back; the rest of the refunds goes to Redis', async () => {
+    const redis = switchedRedis();
+    const s = fallbackStore(redis);
+    expect((await s.consume('k', 3, spec)).allowed).toBe(true); // Redis: grant A
+    expect((await s.consume('k', 3, spec)).remaining).toBe(4); // Redis: grant B
+
+    redis.down(true);
+    expect((await s.consume('k', 2, spec)).allowed).toBe(true); // local: grant L
+    await recover(redis, s);
+
+    // A refund cannot say which grant it is for: the local grants' 2 tokens are taken off first, so
+    // Redis gets back at most what it spent (3 of A's, whichever order A and L come back in).
+    await s.refund('k', 3, spec); // A
+    await s.refund('k', 2, spec); // L
+    // before the fix: 4 + 3 + 2 = 9 in the shared bucket
+    expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: false, remaining: 7 });
+    expect(s.stats()).toMatchObject({ degraded: false, failures: 1 });
+  });
+
+  it('a reservation granted locally and aborted after recovery (keyedLimiter.take) gives Redis nothing', async () => {
+    const redis = switchedRedis();
+    const s = fallbackStore(redis);
+    // The spec of the other tests: 10 tokens, 1 per 100 s.
+    const limiter = keyedLimiter({ capacity: 10, refillRate: { tokens: 1, perMs: 100_000 }, store: s });
+    expect((await limiter.take('k', 5)).remaining).toBe(5); // Redis
+
+    redis.down(true);
+    expect((await limiter.take('k', 10)).allowed).toBe(true); // local: the whole local bucket
+    const abort = new AbortController();
+    const waiting = limiter.take('k', 3, { signal: abort.signal }); // local: reserved, about 300 s away
+    await vi.waitFor(() => expect(s.stats().fallbackDecisions).toBe(2));
+    await recover(redis, s);
+
+    abort.abort(new Error('the caller left'));
+    await expect(waiting).rejects.toThrow('the caller left');
+    // before the fix: the aborted reservation's 3 tokens went to Redis: 5 + 3 = 8
+    expect(await s.consume('k', 6, spec)).toMatchObject({ allowed: false, remaining: 5 });
+    await limiter.close();
+  });
+
+  it('a Redis grant given back while Redis is away is dropped, not credited to the local bucket', async () => {
+    const redis = switchedRedis();
+    const s = fallbackStore(redis);
+    expect((await s.consume('k', 3, spec)).remaining).toBe(7); // Redis
+
+    redis.down(true);
+    // The local bucket empties on a grant it is not asked to give back by a plain refund (named ones are
+    // dropped while Redis is away), so it holds no local grant a refund could be for.
+    expect(await s.consume('k', 10, spec, { operationId: 'batch' })).toMatchObject({ allowed: true });
+    await s.refund('k', 3, spec); // the Redis grant
+    // before the fix: the 3 tokens Redis spent were credited to the local bucket, which admitted them
+    expect((await s.consume('k', 1, spec)).allowed).toBe(false);
+
+    await recover(redis, s);
+    // Redis keeps them spent: a lost refund errs on the strict side
+    expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: false, remaining: 7 });
+  });
+
+  it('a grant of an earlier outage is not credited to the local bucket of the next one', async () => {
+    const redis = switchedRedis();
+    const s = fallbackStore(redis);
+    redis.down(true);
+    expect((await s.consume('k', 3, spec)).allowed).toBe(true); // local, outage 1
+    await recover(redis, s);
+
+    redis.down(true);
+    expect(await s.consume('k', 10, spec, { operationId: 'batch' })).toMatchObject({ allowed: true });
+    expect(s.degraded).toBe(true);
+    await s.refund('k', 3, spec); // outage 1's grant: the bucket that granted it is gone
+    // before the fix: credited to outage 2's bucket, which never spent it
+    expect((await s.consume('k', 1, spec)).allowed).toBe(false);
+    await recover(redis, s);
+    expect((await s.consume('k', 10, spec)).allowed).toBe(true); // nothing of it reached Redis either
+  });
+
+  it('remembers a local grant until operationTtlMs after its tokens are ready, then refunds go to Redis', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
     try {
-      expect(await s.consume('k', 2, spec, { operationId: 'pay' })).toMatchObject({
-        allowed: true,
-        remaining: 8,
-      });
+      const redis = switchedRedis();
+      const s = fallbackStore(redis, { operationTtlMs: 60_000 });
+      expect((await s.consume('k', 8, spec)).remaining).toBe(2); // Redis
 
-      down = true;
-      expect(await s.consume('k', 10, spec)).toMatchObject({ allowed: true, remaining: 0 }); // local, full
-      expect(s.degraded).toBe(true);
-      await s.refund('k', 2, spec, { operationId: 'pay' }); // the take that was granted, abandoned
-      // before the fix: the local bucket was credited with the 2 tokens Redis spent, and admitted them
-      expect((await s.consume('k', 1, spec)).allowed).toBe(false);
-      await s.refund('k', 1, spec); // a refund without operationId still goes to the local bucket
-      expect((await s.consume('k', 1, spec)).allowed).toBe(true);
+      redis.down(true);
+      expect((await s.consume('k', 10, spec)).allowed).toBe(true); // local
+      // local, reserved: 1 token at 1 per 100 s
+      expect(await s.consume('k', 1, spec, { maxWaitMs: 200_000 })).toMatchObject({ waitMs: 100_000 });
+      await recover(redis, s);
 
-      down = false;
-      client.emit('ready');
-      // The record stayed in Redis: the retry is replayed (the operation spent once, used once), and the
-      // shared bucket still holds the 8 tokens it had.
-      expect(await s.consume('k', 2, spec, { operationId: 'pay' })).toMatchObject({
-        allowed: true,
-        remaining: 8,
-        replayed: true,
-      });
-      expect(s.degraded).toBe(false);
-      expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: true, remaining: 0 });
-      expect((await s.consume('k', 1, spec)).allowed).toBe(false);
+      // Both grants are remembered until operationTtlMs after the reservation's token is ready.
+      vi.advanceTimersByTime(100_000 + 59_999);
+      await s.refund('k', 1, spec);
+      expect((await s.consume('k', 3, spec)).allowed).toBe(false); // held back: still 2
+      vi.advanceTimersByTime(1);
+      await s.refund('k', 1, spec); // the record expired: this one goes to Redis
+      expect(await s.consume('k', 3, spec)).toMatchObject({ allowed: true, remaining: 0 });
     } finally {
-      await s.close();
-      await deleteKeys(real, prefix);
+      vi.useRealTimers();
     }
   });
 });

@@ -52,7 +52,9 @@ export interface RedisStoreOptions {
   readonly timeoutMs?: number;
   /**
    * How long an `operationId` is remembered per key, so a retried consume does not spend twice; counted
-   * from when the grant's tokens are ready (a reservation's wait is added).
+   * from when the grant's tokens are ready (a reservation's wait is added). With `'local-fallback'`, also
+   * how long the tokens the local buckets granted for a key are remembered, so that their refunds do not
+   * go to Redis, which never spent them (see `refund`).
    * @default 600_000 (10 minutes)
    */
   readonly operationTtlMs?: number;
@@ -81,7 +83,9 @@ export interface RedisStoreOptions {
    */
   readonly heartbeatIntervalMs?: number;
   /**
-   * `'local-fallback'` only: most keys the local fallback keeps buckets for (least recently used first out).
+   * `'local-fallback'` only: most keys the local fallback keeps buckets for (least recently used first out),
+   * and, apart from those, most keys whose local grants it remembers for their refunds (least recently
+   * granted first out).
    * @default 10_000
    */
   readonly maxLocalKeys?: number;

@@ -13,6 +13,7 @@ import {
 import { Redis } from 'ioredis';
 import { disconnectClient } from './disconnect.js';
 import { LocalBuckets } from './local-buckets.js';
+import { LocalGrants } from './local-grants.js';
 import { type FailMode, type RedisClient, type RedisStoreOptions, resolveOptions } from './options.js';
 import {
   BUCKET_SCRIPT,
@@ -74,7 +75,10 @@ export interface RedisStoreStats {
   readonly failMode: FailMode;
   /** Decisions (consumes and refunds) Redis answered. */
   readonly redisDecisions: number;
-  /** Decisions the fail mode answered (denied, allowed or local, depending on the mode). */
+  /**
+   * Decisions the fail mode answered (denied, allowed or local, depending on the mode), and refunds of
+   * `'local-fallback'` grants kept from Redis.
+   */
   readonly fallbackDecisions: number;
   /** Script calls (round trips) sent; fewer than decisions when concurrent decisions were coalesced. */
   readonly scriptCalls: number;
@@ -136,6 +140,8 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   readonly #maxBatch: number;
   readonly #heartbeatIntervalMs: number;
   readonly #local: LocalBuckets | undefined;
+  /** `'local-fallback'`: local grants not given back, so their refunds never reach Redis. */
+  readonly #localGrants: LocalGrants | undefined;
   readonly #instanceId = randomUUID();
   readonly #groups = new Map<string, Group>();
   readonly #readyWaiters = new Set<() => void>();
@@ -154,6 +160,8 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   #heartbeat: NodeJS.Timeout | undefined;
   #degraded = false;
   #degradedSince = 0;
+  /** Outages so far: the local buckets of one outage are not those of the next. */
+  #outage = 0;
   #lastError: Error | undefined;
   #nextProbeAt = 0;
   #probeInFlight = false;
@@ -204,6 +212,9 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     this.#client.on('ready', this.#onReady);
     if (this.#failMode === 'local-fallback') {
       this.#local = new LocalBuckets(resolved.maxLocalKeys);
+      // Held as long as a named grant's record: a refund may come after the caller's work, not only
+      // during its wait (an HTTP limiter that does not count failed requests refunds after the answer).
+      this.#localGrants = new LocalGrants(resolved.maxLocalKeys, resolved.operationTtlMs);
       this.#beat();
       this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatIntervalMs);
       this.#heartbeat.unref();
@@ -266,10 +277,12 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
    * Gives back `cost` tokens taken or reserved and not used (the bucket never goes above capacity).
    * With `operationId`, the tokens go back (and the record is deleted, in the same script call) only if
    * the operation's record exists and was never replayed (see `RefundOptions`).
-   * Refunds are best effort: while Redis is down they go to the local fallback or are dropped (counted
-   * in `fallbackDecisions`); one that names an operation is always dropped then, and its record in Redis
-   * stays, so a retry after recovery is replayed. After {@link close} they do nothing; they reject only
-   * on bad arguments.
+   * Refunds are best effort: while Redis is down they are dropped (counted in `fallbackDecisions`), and
+   * one that names an operation keeps its record in Redis, so a retry after recovery is replayed. With
+   * `'local-fallback'`, a refund without `operationId` gives back first what the local buckets granted
+   * for `key` and was not given back: that part is credited to the local bucket during the outage that
+   * granted it and dropped after it, and only the rest goes to Redis (see the README's fail modes).
+   * After {@link close} they do nothing; they reject only on bad arguments.
    *
    * @throws {InvalidOptionError} `ERR_INVALID_OPTION` for a bad key, cost or spec (rejected promise).
    */
@@ -280,11 +293,32 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     if (this.#closed) return;
     // With an operationId the script deletes its record in the same call: the operation is then spent
     // at most once, and a retry after the refund is decided afresh instead of replayed for free.
-    const operation: BucketOperation =
-      operationId === undefined
-        ? { kind: 'refund', cost }
-        : { kind: 'refund', cost, opKey: this.#operationKey(key, operationId) };
-    await this.#submit(key, operation, spec);
+    if (operationId !== undefined) {
+      await this.#submit(key, { kind: 'refund', cost, opKey: this.#operationKey(key, operationId) }, spec);
+      return;
+    }
+    const rest = this.#refundLocalGrants(key, cost, spec);
+    if (rest > 0 || cost === 0) await this.#submit(key, { kind: 'refund', cost: rest }, spec);
+  }
+
+  /**
+   * Takes a refund off the tokens the local buckets granted for `key` and were not given back, and
+   * answers the rest, Redis's. The local part goes back to the local bucket only in the outage that
+   * granted it; after that, that bucket is gone and the part is dropped: Redis never spent it.
+   */
+  #refundLocalGrants(key: string, cost: number, spec: BucketSpec): number {
+    const grants = this.#localGrants;
+    if (grants === undefined || grants.size === 0) return cost;
+    const share = grants.take(key, cost, this.#degraded ? this.#outage : 0);
+    if (share.local === 0) return cost;
+    if (share.live > 0) this.#local?.refund(key, share.live, this.#localSpec(spec));
+    const rest = cost - share.local;
+    if (rest === 0) {
+      // Answered by the fail mode's own bookkeeping, without Redis.
+      this.#fallbackDecisions += 1;
+      this.#fallbackSinceDegraded += 1;
+    }
+    return rest;
   }
 
   /**
@@ -314,6 +348,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     this.#client.off('ready', this.#onReady);
     this.#readyWaiters.clear();
     this.#local?.clear();
+    this.#localGrants?.clear();
     if (this.#ownsClient) await this.#disconnect();
   }
 
@@ -579,6 +614,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     const now = performance.now();
     if (!this.#degraded) {
       this.#degraded = true;
+      this.#outage += 1;
       this.#degradedSince = now;
       this.#fallbackSinceDegraded = 0;
       this.#nextProbeAt = now + this.#probeIntervalMs;
@@ -625,15 +661,13 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     this.#fallbackSinceDegraded += 1;
     const { operation, spec } = pending;
     if (operation.kind === 'refund') {
-      // A refund naming an operation is dropped, not given to the local bucket: its grant was most likely
-      // Redis's (the local fallback remembers no operations, so it cannot tell), and crediting a local
-      // bucket with tokens Redis spent lets this instance admit them twice. Its record in Redis, if any,
-      // stays: a retry after recovery is replayed, so the operation is spent once and used at most once.
-      // Queueing it for recovery instead would need bounded state and a flush for little gain (the tokens
+      // Dropped, never credited to a local bucket: what reaches the fail mode is Redis's part of a refund
+      // (the local grants' part was taken off before it was sent), and crediting a local bucket with
+      // tokens Redis spent lets this instance admit them twice. A refund naming an operation is always
+      // Redis's (the local fallback remembers no operations); its record in Redis, if any, stays: a retry
+      // after recovery is replayed, so the operation is spent once and used at most once. Queueing
+      // refunds for recovery instead would need bounded state and a flush for little gain (the tokens
       // back late, or refused once a retry has replayed the record). A lost refund only makes it stricter.
-      if (operation.opKey === undefined) {
-        this.#local?.refund(pending.key, operation.cost, this.#localSpec(spec));
-      }
       pending.resolve(undefined);
     } else if (this.#failMode === 'fail-open') {
       pending.resolve({
@@ -645,15 +679,18 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
         waitMs: 0,
       });
     } else if (this.#local !== undefined) {
-      pending.resolve(
-        this.#local.consume(
-          pending.key,
-          operation.cost,
-          this.#localSpec(spec),
-          operation.maxWaitMs,
-          spec.capacity,
-        ),
+      const decision = this.#local.consume(
+        pending.key,
+        operation.cost,
+        this.#localSpec(spec),
+        operation.maxWaitMs,
+        spec.capacity,
       );
+      // Only unnamed grants: a named grant's refund names it too, and is never taken off the local grants.
+      if (decision.allowed && operation.opKey === undefined) {
+        this.#localGrants?.add(pending.key, operation.cost, this.#outage, decision.waitMs);
+      }
+      pending.resolve(decision);
     } else {
       const reason = cause === undefined ? 'unknown error' : cause.message;
       pending.reject(
