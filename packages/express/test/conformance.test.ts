@@ -13,6 +13,9 @@ import {
   requestBody,
   requestHeaders,
   setupCases,
+  unixSocketClient,
+  unixSocketPath,
+  watchAddressWarnings,
 } from '../../http/test/conformance.js';
 import { InvalidOptionError, idempotency, loadShedder, loadShedding, rateLimit } from '../src/index.js';
 
@@ -38,6 +41,7 @@ export function buildApp(spec: AppSpec, holds: Holds, express: typeof express5 =
       : rateLimit({
           ...spec.rateLimit,
           ...(spec.rateLimitStore === undefined ? {} : { store: spec.rateLimitStore(holds) }),
+          ...(spec.rateLimitKey === undefined ? {} : { key: spec.rateLimitKey(holds) }),
         });
   const shedder = spec.shedding === undefined ? undefined : loadShedder(spec.shedding);
   const idem =
@@ -101,10 +105,20 @@ async function listen(
   spec: AppSpec,
   holds: Holds,
   express: typeof express5,
+  unixSocket = false,
 ): Promise<{ client: Client; close: () => Promise<void> }> {
+  const path = unixSocket ? unixSocketPath() : undefined;
   const server: Server = await new Promise((resolve) => {
-    const s = buildApp(spec, holds, express).listen(0, '127.0.0.1', () => resolve(s));
+    const app = buildApp(spec, holds, express);
+    const s =
+      path === undefined ? app.listen(0, '127.0.0.1', () => resolve(s)) : app.listen(path, () => resolve(s));
   });
+  const close = () =>
+    new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    });
+  if (path !== undefined) return { client: unixSocketClient(path), close };
   const { port } = server.address() as AddressInfo;
   const client: Client = {
     async request(init) {
@@ -122,36 +136,37 @@ async function listen(
       return { status: response.status, headers, body: await response.text() } satisfies CaseResponse;
     },
   };
-  return {
-    client,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+  return { client, close };
 }
 
 for (const version of versions) {
-  describe(`@floodgate/express conformance on ${version.name} (real socket)`, () => {
-    let cleanup: (() => Promise<void>) | undefined;
-    afterEach(async () => {
-      await cleanup?.();
-      cleanup = undefined;
-    });
-
-    for (const testCase of cases) {
-      it(testCase.name, async () => {
-        const holds = new Holds();
-        const { client, close } = await listen(testCase.app, holds, version.express);
-        cleanup = async () => {
-          holds.releaseAll();
-          await close();
-        };
-        await testCase.run(client, holds);
+  for (const transport of ['socket', 'unix'] as const) {
+    const over = transport === 'socket' ? 'real socket' : 'Unix socket';
+    describe(`@floodgate/express conformance on ${version.name} (${over})`, () => {
+      let cleanup: (() => Promise<void>) | undefined;
+      afterEach(async () => {
+        await cleanup?.();
+        cleanup = undefined;
       });
-    }
-  });
+
+      for (const testCase of cases) {
+        // A Unix socket hides every client's address: only the cases written for that run there.
+        if ((testCase.unixSocket === true) !== (transport === 'unix')) continue;
+        it(testCase.name, async () => {
+          const holds = new Holds();
+          const unwatch = watchAddressWarnings(holds);
+          const { client, close } = await listen(testCase.app, holds, version.express, transport === 'unix');
+          cleanup = async () => {
+            unwatch();
+            holds.releaseAll();
+            await close();
+          };
+          await testCase.run(client, holds);
+          expect(holds.addressWarnings).toHaveLength(testCase.addressWarnings ?? 0);
+        });
+      }
+    });
+  }
 }
 
 for (const version of versions) {

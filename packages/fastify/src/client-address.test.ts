@@ -1,6 +1,8 @@
-import type { FastifyRequest } from 'fastify';
-import { describe, expect, it } from 'vitest';
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
+import { unixSocketClient, unixSocketPath } from '../../http/test/conformance.js';
 import { socketAddressReader } from './client-address.js';
+import { ClientAddressUnknownError, floodgateRateLimit } from './index.js';
 
 /** A request as the reader sees it: `ip` counts its reads; `ips` exists only with trustProxy, as in Fastify. */
 function fakeRequest(socket: object | null, ip: string | undefined, trustProxy = false) {
@@ -52,5 +54,74 @@ describe('socketAddressReader', () => {
     expect(read(detached.request)).toBe('203.0.113.4');
     expect(read(detached.request)).toBe('203.0.113.4');
     expect(detached.reads.count).toBe(2);
+  });
+});
+
+describe('Fastify listening on a Unix socket, as behind nginx', () => {
+  let warnings: MockInstance<typeof process.emitWarning>;
+  let app: FastifyInstance | undefined;
+  beforeEach(() => {
+    warnings = vi.spyOn(process, 'emitWarning').mockImplementation(() => {});
+  });
+  afterEach(async () => {
+    await app?.close();
+    app = undefined;
+    warnings.mockRestore();
+  });
+
+  const addressWarnings = () =>
+    warnings.mock.calls.filter(([warning]) => warning instanceof ClientAddressUnknownError).length;
+
+  /** Serves a one-request-per-client app with `trustProxy` set so, on a fresh Unix socket. */
+  async function serve(trustProxy: boolean | number | string | ((address: string, hop: number) => boolean)) {
+    app = Fastify({ trustProxy } as { trustProxy: boolean });
+    await app.register(floodgateRateLimit, { limit: 1 });
+    app.get('/', async () => ({ ok: true }));
+    const path = unixSocketPath();
+    await app.listen({ path });
+    const client = unixSocketClient(path);
+    return (address: string) =>
+      client.request({ path: '/', headers: { 'x-forwarded-for': address } }).then((r) => r.status);
+  }
+
+  it('without trustProxy all clients are one, and the plugin says so once', async () => {
+    const get = await serve(false);
+    expect(await get('203.0.113.1')).toBe(200);
+    expect(await get('203.0.113.2')).toBe(429);
+    expect(await get('203.0.113.3')).toBe(429);
+    expect(addressWarnings()).toBe(1);
+  });
+
+  const advised = [
+    ['true', true],
+    ['(address, hop) => hop === 0', (_address: string, hop: number) => hop === 0],
+  ] as const;
+  for (const [label, setting] of advised) {
+    it(`trustProxy ${label} (what the warning advises) tells clients apart, with no warning`, async () => {
+      const get = await serve(setting);
+      expect(await get('203.0.113.1')).toBe(200);
+      expect(await get('203.0.113.2')).toBe(200);
+      expect(await get('203.0.113.1')).toBe(429);
+      expect(addressWarnings()).toBe(0);
+    });
+  }
+
+  for (const setting of [1, '127.0.0.1']) {
+    it(`trustProxy ${JSON.stringify(setting)} trusts nothing there: warned, as the warning says`, async () => {
+      const get = await serve(setting);
+      expect(await get('203.0.113.1')).toBe(200);
+      expect(await get('203.0.113.2')).toBe(429);
+      expect(addressWarnings()).toBe(1);
+    });
+  }
+
+  it('inject() (an address, 127.0.0.1) never warns', async () => {
+    app = Fastify();
+    await app.register(floodgateRateLimit, { limit: 1 });
+    app.get('/', async () => ({ ok: true }));
+    expect((await app.inject({ url: '/' })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/', remoteAddress: '203.0.113.9' })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/' })).statusCode).toBe(429);
+    expect(addressWarnings()).toBe(0);
   });
 });

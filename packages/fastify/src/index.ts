@@ -14,6 +14,7 @@ export {
   byAddress,
   byApiKey,
   byUser,
+  ClientAddressUnknownError,
   IdempotencyKeyError,
   InvalidCostError,
   InvalidKeyError,

@@ -11,6 +11,9 @@ import {
   requestBody,
   requestHeaders,
   setupCases,
+  unixSocketClient,
+  unixSocketPath,
+  watchAddressWarnings,
 } from '../../http/test/conformance.js';
 import {
   floodgateIdempotency,
@@ -44,6 +47,7 @@ export async function buildApp(spec: AppSpec, holds: Holds, http2 = false): Prom
     await app.register(floodgateRateLimit, {
       ...spec.rateLimit,
       ...(spec.rateLimitStore === undefined ? {} : { store: spec.rateLimitStore(holds) }),
+      ...(spec.rateLimitKey === undefined ? {} : { key: spec.rateLimitKey(holds) }),
     });
   }
   if (spec.shedding !== undefined && sheddingFirst) await app.register(floodgateLoadShedding, spec.shedding);
@@ -192,7 +196,14 @@ async function http2Client(app: FastifyInstance): Promise<{ client: Client; sess
   return { client, session };
 }
 
-for (const transport of ['inject', 'socket', 'http2'] as const) {
+/** A client of the app listening on a fresh Unix socket, where it sees no client address. */
+async function unixClient(app: FastifyInstance): Promise<Client> {
+  const path = unixSocketPath();
+  await app.listen({ path });
+  return unixSocketClient(path);
+}
+
+for (const transport of ['inject', 'socket', 'http2', 'unix'] as const) {
   describe(`@floodgate/fastify conformance (${transport})`, () => {
     let cleanup: (() => Promise<void>) | undefined;
     afterEach(async () => {
@@ -203,21 +214,27 @@ for (const transport of ['inject', 'socket', 'http2'] as const) {
     for (const testCase of cases) {
       // inject cannot drop a connection once the body was read: those cases run over the socket.
       if (transport === 'inject' && testCase.needsSocket === true) continue;
+      // A Unix socket hides every client's address: only the cases written for that run there.
+      if ((testCase.unixSocket === true) !== (transport === 'unix')) continue;
       it(testCase.name, async () => {
         const holds = new Holds();
+        const unwatch = watchAddressWarnings(holds);
         const app = await buildApp(testCase.app, holds, transport === 'http2');
         let session: ClientHttp2Session | undefined;
         cleanup = async () => {
+          unwatch();
           holds.releaseAll();
           session?.destroy();
-          if (transport === 'socket') app.server.closeAllConnections();
+          if (transport === 'socket' || transport === 'unix') app.server.closeAllConnections();
           await app.close();
         };
         let client: Client;
         if (transport === 'inject') client = injectClient(app);
         else if (transport === 'socket') client = await socketClient(app);
+        else if (transport === 'unix') client = await unixClient(app);
         else ({ client, session } = await http2Client(app));
         await testCase.run(client, holds);
+        expect(holds.addressWarnings).toHaveLength(testCase.addressWarnings ?? 0);
       });
     }
   });

@@ -1,10 +1,16 @@
 import { createHash } from 'node:crypto';
 import { isIPv6 } from 'node:net';
+import {
+  type ConnectionOf,
+  openWithoutAddress,
+  UNKNOWN_ADDRESS_KEY,
+  UnknownAddressWarning,
+} from './client-key-unknown.js';
 import { trimOws } from './field-value.js';
 import { checkInteger, checkObject, fail, rejectUnknownKeys } from './validate.js';
 
 /** The request fields the built-in key generators read; Express and Fastify requests both have them. */
-export interface KeyableRequest {
+export interface KeyableRequest extends ConnectionOf {
   /** The client address as the framework reports it, honouring its trust-proxy setting. */
   readonly ip?: string | undefined;
   /** Request headers, lower-case names (Node's `IncomingHttpHeaders`); a repeated header is an array. */
@@ -32,7 +38,18 @@ export type KeyGenerator<Req> = (
  * addressKey('::ffff:203.0.113.9')          // '203.0.113.9'
  */
 export function addressKey(address: string | undefined, ipv6Subnet: number | false = 56): string {
-  if (address === undefined || address === '') return 'unknown';
+  return address === undefined ? UNKNOWN_ADDRESS_KEY : presentAddressKey(address, ipv6Subnet);
+}
+
+/**
+ * {@link addressKey} of an address the caller has already told from `undefined`: the rate limit makes
+ * that test itself, to learn of a missing address without testing twice per request.
+ * @internal
+ */
+export function presentAddressKey(address: string, ipv6Subnet: number | false): string {
+  // An empty address is no misconfiguration to warn of: with trust proxy on it is an empty
+  // X-Forwarded-For entry the client (or a proxy) wrote.
+  if (address === '') return UNKNOWN_ADDRESS_KEY;
   // IPv4 is by far the common case: no parsing at all.
   if (!address.includes(':')) return address;
   let text = address;
@@ -140,7 +157,10 @@ function checkSubnet(value: unknown): number | false {
 
 /**
  * Key generator: the client address as the framework sees it (Express `req.ip` with `trust proxy`,
- * Fastify `request.ip` with `trustProxy`), IPv6 grouped by prefix. The default of every rate limit.
+ * Fastify `request.ip` with `trustProxy`), IPv6 grouped by prefix. The default of every rate limit. A
+ * request without an address on an open connection (a Unix socket, an untrusted proxy) is keyed `unknown`,
+ * one bucket for all such clients, and the first one is reported once per generator as a process warning
+ * (`ClientAddressUnknownError`, `ERR_CLIENT_ADDRESS_UNKNOWN`).
  *
  * @throws {InvalidOptionError} when `ipv6Subnet` is not an integer 1..128 or `false`.
  * @example
@@ -150,8 +170,12 @@ export function byAddress(options: ByAddressOptions = {}): (request: KeyableRequ
   checkObject('options', options);
   rejectUnknownKeys(options, ['ipv6Subnet'], 'byAddress()');
   const subnet = options.ipv6Subnet === undefined ? 56 : checkSubnet(options.ipv6Subnet);
+  const unknownAddress = new UnknownAddressWarning('rate-limit');
   return function addressKeyOf(request) {
-    return addressKey(request.ip, subnet);
+    const address = request.ip;
+    if (address !== undefined) return presentAddressKey(address, subnet);
+    if (openWithoutAddress(request)) unknownAddress.warn();
+    return UNKNOWN_ADDRESS_KEY;
   };
 }
 

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { type ConnectionOf, openWithoutAddress, UnknownAddressWarning } from './client-key-unknown.js';
 import { errorReporter } from './error-reporter.js';
 import { IdempotencyKeyError } from './errors.js';
 import { requestFingerprint } from './fingerprint.js';
@@ -132,8 +133,19 @@ export const IDEMPOTENCY_OPTION_NAMES: readonly string[] = KNOWN;
 
 const RETRYABLE_4XX = new Set([408, 409, 425, 429]);
 
-/** The default scope of a request with neither an `Authorization` header nor a client address. */
+/**
+ * The default scope of a request with neither an `Authorization` header nor a client address, whose
+ * connection is gone (or unknown): Node forgets the peer of a closed socket.
+ */
 const ADDRESSLESS_SCOPE = 'ip:unknown';
+
+/**
+ * The default scope of a request with neither an `Authorization` header nor a client address on an open
+ * connection: the server cannot see its clients (a Unix socket, an untrusted proxy). Not a scope at all:
+ * {@link Idempotency.start} refuses it. No address, credential or user id can spell it (those scopes
+ * start `ip:`, `auth:` and `user:`), where `ip:unknown` is what trust proxy reads of `X-Forwarded-For: unknown`.
+ */
+const UNSEEN_ADDRESS_SCOPE = 'unseen-address';
 
 /**
  * Fields no replay may repeat. The hop-by-hop ones (RFC 9110 7.6.1) describe the first answer's connection:
@@ -297,6 +309,7 @@ export class Idempotency {
   readonly #refuseUnreadBody: boolean;
   readonly #onError: (error: unknown) => void;
   readonly #ownsStore: boolean;
+  readonly #unknownAddress = new UnknownAddressWarning('idempotency');
 
   constructor(options: IdempotencyOptions = {}) {
     checkObject('options', options);
@@ -390,7 +403,10 @@ export class Idempotency {
    * `Retry-After`. A keyed request with `bodyUnread` is answered 415 `ERR_IDEMPOTENCY_BODY_UNREAD` (unless `unreadBody: 'accept'`). A
    * request whose client has left (`signal` aborted) and whose default scope found no client address is
    * answered 400 `ERR_IDEMPOTENCY_SCOPE_UNKNOWN` and not processed: its retry, scoped by the address again,
-   * would not find its answer and would run it a second time. A body JSON cannot write (a cycle, a BigInt:
+   * would not find its answer and would run it a second time. A keyed request whose default scope found no
+   * address on an open connection (the server cannot see its clients) is answered 500
+   * `ERR_CLIENT_ADDRESS_UNKNOWN` and not processed, and the first one is reported as a process warning
+   * (`ClientAddressUnknownError`, once per instance). A body JSON cannot write (a cycle, a BigInt:
    * never one a JSON parser made) rejects with JSON's `TypeError`, for the framework's error handler,
    * before the key is leased.
    */
@@ -434,6 +450,25 @@ export class Idempotency {
           detail:
             'This endpoint does not read a request body of this content type, ' +
             'so it cannot tell one payload from another under an Idempotency-Key',
+        }),
+      };
+    }
+    if (request.scope === UNSEEN_ADDRESS_SCOPE) {
+      // Every client the server cannot see would share this one scope: a client reusing another's key
+      // (an order id, a counter) with the same payload would be replayed that client's stored answer,
+      // someone else's data and, for a payment, a "paid" for a charge never made for it. Running the
+      // request without idempotency instead would let a retry charge twice. Only the operator can fix
+      // this (trust proxy, or a `scope`), so the answer is a 5xx and the warning says how; a request
+      // with a user scope or an `Authorization` header never gets here.
+      this.#unknownAddress.warn();
+      return {
+        kind: 'answer',
+        replayed: false,
+        answer: problemAnswer(500, {
+          code: 'ERR_CLIENT_ADDRESS_UNKNOWN',
+          detail:
+            'The server cannot tell this client from others, so it cannot keep its Idempotency-Key apart ' +
+            'from theirs: the request was not processed',
         }),
       };
     }
@@ -642,12 +677,18 @@ export function resolveIdempotencyScope(
  * The default idempotency scope of a request: `auth:` and its `Authorization` header when it has one,
  * else `ip:` and its client address. The state machine hashes the scope into the store key, so no
  * credential reaches a store. Pass your own (`(req) => req.user.id`) when users authenticate otherwise.
+ * Without an address: `ip:unknown` for a client whose connection is gone (Node forgot its peer), and for
+ * one on an open connection (the server cannot see its clients: a Unix socket, an untrusted proxy)
+ * `unseen-address`, which {@link Idempotency.start} answers 500 `ERR_CLIENT_ADDRESS_UNKNOWN`.
  */
-export function defaultIdempotencyScope(request: {
-  readonly ip?: string | undefined;
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-}): string {
+export function defaultIdempotencyScope(
+  request: ConnectionOf & {
+    readonly ip?: string | undefined;
+    readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  },
+): string {
   const auth = request.headers.authorization;
   if (typeof auth === 'string' && auth !== '') return `auth:${auth}`;
-  return request.ip === undefined ? ADDRESSLESS_SCOPE : `ip:${request.ip}`;
+  if (request.ip !== undefined) return `ip:${request.ip}`;
+  return openWithoutAddress(request) ? UNSEEN_ADDRESS_SCOPE : ADDRESSLESS_SCOPE;
 }

@@ -1,5 +1,7 @@
 export type { ByAddressOptions, ByApiKeyOptions, KeyableRequest, KeyGenerator } from './client-key.js';
 export { addressKey, byAddress, byApiKey, byUser } from './client-key.js';
+export type { AddressUser, ConnectionOf } from './client-key-unknown.js';
+export { ClientAddressUnknownError } from './client-key-unknown.js';
 export type { IdempotencyKeyProblem } from './errors.js';
 export {
   FloodgateHttpError,

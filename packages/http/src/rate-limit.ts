@@ -1,5 +1,12 @@
 import type { LimiterStore } from '@floodgate/token-bucket';
-import { addressKey, boundedKey, type KeyableRequest, type KeyGenerator } from './client-key.js';
+import {
+  addressKey,
+  boundedKey,
+  type KeyableRequest,
+  type KeyGenerator,
+  presentAddressKey,
+} from './client-key.js';
+import { openWithoutAddress, UNKNOWN_ADDRESS_KEY, UnknownAddressWarning } from './client-key-unknown.js';
 import { errorReporter } from './error-reporter.js';
 import { InvalidCostError, InvalidKeyError } from './errors.js';
 import {
@@ -353,6 +360,8 @@ export class RateLimit<Req extends KeyableRequest> {
   /** Set when the limit is one policy keyed by address at a fixed cost, with no skip or allow list. */
   readonly #simple: KeyedLimiterLike | undefined;
   readonly #clientAddress: (request: Req) => string | undefined;
+  /** Shared with every limit {@link derive}d from this one: one middleware, one warning. */
+  #unknownAddress = new UnknownAddressWarning('rate-limit');
   readonly #lastRefusal = new LastRefusal();
   readonly #recentFields = new RecentFields();
 
@@ -566,7 +575,12 @@ export class RateLimit<Req extends KeyableRequest> {
    * costs a few tens of µs, each call on the way is a visible share of the limiter's cost.
    */
   #checkSimple(request: Req, limiter: KeyedLimiterLike): MaybePromise<RateLimitResult> {
-    const key = boundedKey(addressKey(this.#clientAddress(request), this.#subnet));
+    const address = this.#clientAddress(request);
+    // The one `undefined` test addressKey made, made here: a missing address costs nothing more to notice.
+    const key =
+      address === undefined
+        ? this.#unknownAddressKey(request)
+        : boundedKey(presentAddressKey(address, this.#subnet));
     let decision: MaybePromise<DecisionLike>;
     try {
       decision = limiter.tryTake(key, this.#cost as number);
@@ -586,17 +600,20 @@ export class RateLimit<Req extends KeyableRequest> {
     let address: string | undefined;
     if (this.#allowSet !== undefined || this.#allowFn !== undefined) {
       const ip = this.#clientAddress(request);
-      address = addressKey(ip, this.#subnet);
-      if (this.#allowSet?.has(ip ?? '') || this.#allowSet?.has(address)) return SKIP;
+      const ipKey = addressKey(ip, this.#subnet);
+      if (this.#allowSet?.has(ip ?? '') || this.#allowSet?.has(ipKey)) return SKIP;
       if (this.#allowFn !== undefined) {
         let allowed: boolean;
         try {
-          allowed = this.#allowFn(request, address);
+          allowed = this.#allowFn(request, ipKey);
         } catch (error) {
           return Promise.reject(error);
         }
         if (allowed) return SKIP;
       }
+      // A missing address is looked up again where it keys a bucket, and reported there: a policy whose
+      // own key answers never shares the `unknown` bucket.
+      if (ip !== undefined) address = ipKey;
     }
     let cost = this.#cost;
     if (typeof cost !== 'number') {
@@ -670,7 +687,7 @@ export class RateLimit<Req extends KeyableRequest> {
         return Promise.reject(new InvalidKeyError(generated));
       }
     }
-    const key = boundedKey(generated ?? address ?? addressKey(this.#clientAddress(request), this.#subnet));
+    const key = boundedKey(generated ?? address ?? this.#defaultKey(request));
     let decision: MaybePromise<DecisionLike>;
     try {
       decision = policy.limiter.tryTake(key, cost);
@@ -689,6 +706,28 @@ export class RateLimit<Req extends KeyableRequest> {
       return undefined;
     }
     return this.#record(request, cost, i, outcomes, address, key, decision);
+  }
+
+  /** The bucket key of a request no key generator named: its client address. */
+  #defaultKey(request: Req): string {
+    const address = this.#clientAddress(request);
+    return address === undefined
+      ? this.#unknownAddressKey(request)
+      : presentAddressKey(address, this.#subnet);
+  }
+
+  /**
+   * The key of a request without a client address. All such requests share one bucket: the limit still
+   * bounds what they cost together, which is what it protects, and nothing crosses from one client to
+   * another but the quota. Refusing them (a 5xx for every client) or letting them through unlimited (no
+   * limit at all, unseen) would each be worse, and a misconfiguration fails loudly instead: on an open
+   * connection the server cannot see its clients (a Unix socket, an untrusted proxy), which this limit
+   * reports once. A client that has gone has merely had its address forgotten (Node drops it with the
+   * socket), and is counted there without a word.
+   */
+  #unknownAddressKey(request: Req): string {
+    if (openWithoutAddress(request)) this.#unknownAddress.warn();
+    return UNKNOWN_ADDRESS_KEY;
   }
 
   #record(
@@ -888,7 +927,9 @@ export class RateLimit<Req extends KeyableRequest> {
       if (has('limiter')) for (const name of ['limit', 'windowMs', 'store']) delete base[name];
       if (has('limit') || has('windowMs') || has('store')) delete base.limiter;
     }
-    return new RateLimit<Req>({ ...base, ...overrides } as RateLimitOptions<Req>, this.#adapter);
+    const derived = new RateLimit<Req>({ ...base, ...overrides } as RateLimitOptions<Req>, this.#adapter);
+    derived.#unknownAddress = this.#unknownAddress;
+    return derived;
   }
 
   /** Closes the limiters this instance created (not the ones passed in as `limiter`). */

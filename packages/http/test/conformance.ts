@@ -3,17 +3,22 @@
  * drift. Each adapter's test builds the same app (see `AppSpec`) in its own framework and runs every
  * case through `Client`: Express over a real socket, Fastify through inject() and a real socket.
  */
+import { request as httpRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   byApiKey,
   byUser,
+  ClientAddressUnknownError,
   type IdempotencyOptions,
   type IdempotencyStore,
+  type KeyGenerator,
   type LoadShedderOptions,
   MemoryIdempotencyStore,
   type RateLimitOptions,
 } from '@floodgate/http';
 import { type LimiterStore, memoryStore } from '@floodgate/token-bucket';
-import { expect } from 'vitest';
+import { expect, vi } from 'vitest';
 
 /** What the cases read of a request in their key and scope functions (both frameworks have these). */
 export interface CaseRequest {
@@ -46,6 +51,8 @@ export interface AppSpec {
   readonly rateLimit?: RateLimitOptions<CaseRequest>;
   /** A rate-limit store made for each app over the case's holds (one whose answers the case times). */
   readonly rateLimitStore?: (holds: Holds) => LimiterStore;
+  /** A rate-limit `key` made for each app over the case's holds (one that awaits); replaces `rateLimit.key`. */
+  readonly rateLimitKey?: (holds: Holds) => KeyGenerator<CaseRequest>;
   readonly idempotency?: IdempotencyOptions & { readonly scope?: (req: CaseRequest) => string | undefined };
   /** A store made for each app, so a stateful one (on the case's clock, `holds.now`) is never shared. */
   readonly idempotencyStore?: (holds: Holds) => IdempotencyStore;
@@ -115,6 +122,8 @@ export class Holds {
   checkouts = 0;
   /** A manual clock (ms) for the stores a case makes (`idempotencyStore`): time moves only when set. */
   now = 0;
+  /** The `ClientAddressUnknownError` warnings emitted while the case ran (see `watchAddressWarnings`). */
+  readonly addressWarnings: ClientAddressUnknownError[] = [];
 
   #entry(name: string) {
     let entry = this.#waiting.get(name);
@@ -169,7 +178,82 @@ export interface Case {
   readonly app: AppSpec;
   /** The client drops a connection (`signal`): run over real sockets only. */
   readonly needsSocket?: true;
+  /**
+   * Run only on a server listening on a Unix socket (through `unixSocketClient`), where the server sees
+   * no client address; no other case runs there.
+   */
+  readonly unixSocket?: true;
+  /**
+   * How many `ClientAddressUnknownError` warnings the case ends with: the runners check it after every
+   * case, so none of the others may warn (no false alarm over TCP, inject or HTTP/2, nor for a client that
+   * has gone).
+   * @default 0
+   */
+  readonly addressWarnings?: number;
   run(client: Client, holds: Holds): Promise<void>;
+}
+
+/**
+ * Records the `ClientAddressUnknownError` warnings the process emits into `holds.addressWarnings` (and
+ * keeps them off stderr); other warnings go out as before. Returns the undo, for the runner's clean-up.
+ */
+export function watchAddressWarnings(holds: Holds): () => void {
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  const spy = vi.spyOn(process, 'emitWarning').mockImplementation(((warning: unknown, ...rest: unknown[]) => {
+    if (warning instanceof ClientAddressUnknownError) holds.addressWarnings.push(warning);
+    else emit(warning, ...rest);
+  }) as typeof process.emitWarning);
+  return () => spy.mockRestore();
+}
+
+let sockets = 0;
+
+/** A fresh Unix socket path in the OS temporary directory (the server removes the file when it closes). */
+export function unixSocketPath(): string {
+  sockets += 1;
+  return join(tmpdir(), `floodgate-${process.pid}-${sockets}.sock`);
+}
+
+/** A client of a server listening on the Unix socket `socketPath` (node:http, one connection a request). */
+export function unixSocketClient(socketPath: string): Client {
+  return {
+    request(init) {
+      return new Promise((resolve, reject) => {
+        const fields: Record<string, string | string[]> = {};
+        requestHeaders(init).forEach((value, name) => {
+          const given = init.headers?.[name];
+          fields[name] = Array.isArray(given) ? [...given] : value;
+        });
+        const outgoing = httpRequest(
+          {
+            socketPath,
+            agent: false,
+            method: init.method ?? 'GET',
+            path: init.path,
+            headers: fields,
+            ...(init.signal === undefined ? {} : { signal: init.signal }),
+          },
+          (incoming) => {
+            let body = '';
+            incoming.setEncoding('utf8');
+            incoming.on('data', (chunk: string) => {
+              body += chunk;
+            });
+            incoming.on('error', reject);
+            incoming.on('end', () => {
+              const headers: Record<string, string> = {};
+              for (const [name, value] of Object.entries(incoming.headers)) {
+                if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+              }
+              resolve({ status: incoming.statusCode ?? 0, headers, body });
+            });
+          },
+        );
+        outgoing.on('error', reject);
+        outgoing.end(requestBody(init));
+      });
+    },
+  };
 }
 
 const xff = (address: string) => ({ 'x-forwarded-for': address });
@@ -1104,6 +1188,140 @@ export const cases: readonly Case[] = [
       const next = await client.request({ path: '/' });
       expect(next.status).toBe(200);
       expect(next.headers.ratelimit).toBe('"ok-only";r=0;t=60');
+    },
+  },
+  // ---- a server that cannot see its clients: a Unix socket behind a proxy (the runners listen on one) ----
+  {
+    name: 'client key: on a Unix socket without trust proxy, every client counts in one bucket and the limiter warns once, route variants included',
+    unixSocket: true,
+    addressWarnings: 1,
+    app: {
+      rateLimit: { name: 'per-ip', limit: 3, windowMs: 60_000 },
+      routes: { '/search': { rateLimit: { cost: 1, detail: 'Slow down' } } },
+    },
+    async run(client, holds) {
+      // Three clients, told apart by their proxy's X-Forwarded-For, which nothing trusts here.
+      const first = await client.request({ path: '/', headers: xff('198.51.100.1') });
+      expect(first.status).toBe(200);
+      expect(holds.addressWarnings).toHaveLength(1);
+      const [warning] = holds.addressWarnings;
+      expect(warning).toBeInstanceOf(ClientAddressUnknownError);
+      expect(warning).toMatchObject({ code: 'ERR_CLIENT_ADDRESS_UNKNOWN', feature: 'rate-limit' });
+      // It says what to set.
+      expect(warning?.message).toMatch(/trust proxy/);
+      expect(warning?.message).toMatch(/trustProxy: true/);
+      expect((await client.request({ path: '/search', headers: xff('198.51.100.2') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.3') })).status).toBe(200);
+      // The one shared bucket is empty: a fourth client is refused (a limit that still bounds the total).
+      const fourth = await client.request({ path: '/', headers: xff('198.51.100.4') });
+      expectProblem(fourth, 429, 'ERR_RATE_LIMITED');
+      expect(fourth.headers.ratelimit).toMatch(/^"per-ip";r=0;/);
+      expect(holds.addressWarnings).toHaveLength(1);
+    },
+  },
+  {
+    name: 'client key: on a Unix socket with trust proxy, X-Forwarded-For tells clients apart again, without a warning',
+    unixSocket: true,
+    app: { trustProxy: true, rateLimit: { name: 'per-ip', limit: 1, windowMs: 60_000 } },
+    async run(client) {
+      expect((await client.request({ path: '/', headers: xff('198.51.100.1') })).status).toBe(200);
+      expect((await client.request({ path: '/', headers: xff('198.51.100.2') })).status).toBe(200);
+      expectProblem(
+        await client.request({ path: '/', headers: xff('198.51.100.1') }),
+        429,
+        'ERR_RATE_LIMITED',
+      );
+    },
+  },
+  {
+    name: "idempotency: on a Unix socket without trust proxy, an anonymous keyed request is 500 ERR_CLIENT_ADDRESS_UNKNOWN, never run nor replayed another client's answer; warned once",
+    unixSocket: true,
+    addressWarnings: 1,
+    app: { idempotency: {} },
+    async run(client, holds) {
+      const body = { amount: 1 };
+      const alice = await client.request(checkout('"order-1"', body, xff('198.51.100.1')));
+      expectProblem(alice, 500, 'ERR_CLIENT_ADDRESS_UNKNOWN');
+      expect(alice.headers['idempotent-replayed']).toBeUndefined();
+      expect(holds.addressWarnings).toHaveLength(1);
+      expect(holds.addressWarnings[0]).toMatchObject({ feature: 'idempotency' });
+      expect(holds.addressWarnings[0]?.message).toMatch(/`scope`/);
+      // Another client with the same (predictable) key and payload: under one shared scope it would have
+      // been replayed the first one's answer.
+      const bob = await client.request(checkout('"order-1"', body, xff('198.51.100.2')));
+      expectProblem(bob, 500, 'ERR_CLIENT_ADDRESS_UNKNOWN');
+      expect(holds.checkouts).toBe(0);
+      // A client the server can tell apart (its Authorization) is scoped by it, as everywhere.
+      const signedIn = { authorization: 'Bearer alice' };
+      const first = await client.request(checkout('"order-1"', body, signedIn));
+      expect(first.status).toBe(201);
+      const again = await client.request(checkout('"order-1"', body, signedIn));
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.body).toBe(first.body);
+      // A request without a key is refused for its key first, as anywhere.
+      expectProblem(await client.request(checkout(undefined, body)), 400, 'ERR_IDEMPOTENCY_KEY_MISSING');
+      expect(holds.checkouts).toBe(1);
+      expect(holds.addressWarnings).toHaveLength(1);
+    },
+  },
+  {
+    name: 'idempotency: on a Unix socket without trust proxy, a scope that knows the user runs; one that knows none falls back to the unseen address and is refused',
+    unixSocket: true,
+    addressWarnings: 1,
+    app: { idempotency: { scope: byUserHeader } },
+    async run(client, holds) {
+      const body = { amount: 1 };
+      const alice = await client.request(checkout('"order-1"', body, { 'x-user': 'alice' }));
+      expect(alice.status).toBe(201);
+      expect(holds.addressWarnings).toHaveLength(0);
+      const bob = await client.request(checkout('"order-1"', body, { 'x-user': 'bob' }));
+      expect(bob.status).toBe(201);
+      expect(json(bob).order).not.toBe(json(alice).order);
+      const anonymous = await client.request(checkout('"order-1"', body));
+      expectProblem(anonymous, 500, 'ERR_CLIENT_ADDRESS_UNKNOWN');
+      expectProblem(await client.request(checkout('"order-2"', body)), 500, 'ERR_CLIENT_ADDRESS_UNKNOWN');
+      expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
+    name: "idempotency: on a Unix socket with trust proxy, clients are scoped by X-Forwarded-For again: another client's same key runs on its own",
+    unixSocket: true,
+    app: { trustProxy: true, idempotency: {} },
+    async run(client, holds) {
+      const body = { amount: 1 };
+      const alice = await client.request(checkout('"order-1"', body, xff('198.51.100.1')));
+      expect(alice.status).toBe(201);
+      const bob = await client.request(checkout('"order-1"', body, xff('198.51.100.2')));
+      expect(bob.status).toBe(201);
+      expect(bob.headers['idempotent-replayed']).toBeUndefined();
+      expect(json(bob).order).not.toBe(json(alice).order);
+      const again = await client.request(checkout('"order-1"', body, xff('198.51.100.1')));
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.body).toBe(alice.body);
+      expect(holds.checkouts).toBe(2);
+    },
+  },
+  {
+    name: 'client key: a client gone before the limiter read its address is no misconfiguration: no warning',
+    needsSocket: true,
+    app: {
+      rateLimit: { name: 'per-ip', limit: 5, windowMs: 60_000 },
+      // No key for anyone (the default address key is read after it answers), after the hold `key` for a
+      // request with `x-slow: 1`.
+      rateLimitKey: (holds) => async (req) => {
+        if (req.headers['x-slow'] === '1') await holds.wait('key');
+        return undefined;
+      },
+    },
+    async run(client, holds) {
+      const left = leaving(client, holds, { path: '/', headers: { 'x-slow': '1' } });
+      await holds.arrived('key');
+      await left.leave();
+      holds.release('key');
+      // A round trip: the request that was left has been decided by the time it returns.
+      const next = await client.request({ path: '/' });
+      expect(next.status).toBe(200);
+      expect(holds.addressWarnings).toHaveLength(0);
     },
   },
   // ---- store failures (a rejection the adapters leave unhandled fails the run: vitest reports it) ----
