@@ -141,10 +141,11 @@ export interface PoolOptions {
   /** Idle keep-alive sockets are closed after this long (server hints may shorten it). @default 10000 */
   readonly keepAliveTimeoutMs?: number;
   /**
-   * Largest answer body read from the gateway (undici's `maxResponseSize`): a payment answer is a few
-   * hundred bytes, and a misbehaving gateway or proxy must not make the client buffer without bound. A
-   * larger answer is dropped unread and the attempt counts as sent with no response: the bank may have
-   * acted, so the payment is asked about (or re-sent with the same key), never declined.
+   * Largest answer body read from the gateway (undici's `maxResponseSize` for the own Pool; the client
+   * bounds the read itself through a `dispatcher` passed in, which does not know this option): a payment
+   * answer is a few hundred bytes, and a misbehaving gateway or proxy must not make the client buffer
+   * without bound. A larger answer is dropped unread and the attempt counts as sent with no response: the
+   * bank may have acted, so the payment is asked about (or re-sent with the same key), never declined.
    * @default 1048576 (1 MiB)
    */
   readonly maxResponseBytes?: number;
@@ -815,7 +816,8 @@ export class PaymentClient extends EventEmitter<PaymentClientEvents> {
 
   /**
    * Stops the reconciler, ends the calls in flight as `pending` (their payments stay in the ledger for
-   * `recover()`), closes the Pool, and the ledger and budget when the client made them. Idempotent.
+   * `recover()`), destroys the own Pool (a `dispatcher` passed in stays open), and closes the ledger and
+   * budget when the client made them. Idempotent.
    */
   close(): Promise<void> {
     this.#closing ??= this.#close();
