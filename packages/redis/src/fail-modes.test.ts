@@ -9,7 +9,7 @@ import {
   redisServerAvailable,
   startPrivateRedis,
 } from '../test/redis-server.js';
-import { type RedisStore, type RedisStoreOptions, redisStore } from './index.js';
+import { type FailMode, type RedisStore, type RedisStoreOptions, redisStore } from './index.js';
 import type { DegradedEvent, RecoveredEvent } from './redis-store.js';
 
 const spec = Object.freeze({ capacity: 10, refillPerMs: 0.00001 });
@@ -83,16 +83,25 @@ function switchedRedis(): Switched {
   return switched;
 }
 
-/** A `'local-fallback'` store on a switched Redis that probes only when told the client is ready. */
-function fallbackStore(redis: Switched, options: Partial<RedisStoreOptions> = {}): RedisStore {
+/** A store on a switched Redis that probes only when told the client is ready. */
+function switchedStore(
+  redis: Switched,
+  failMode: FailMode,
+  options: Partial<RedisStoreOptions> = {},
+): RedisStore {
   return store({
     client: redis.client,
     prefix: redis.prefix,
-    failMode: 'local-fallback',
+    failMode,
     timeoutMs: 2_000,
     probeIntervalMs: 3_600_000, // no probe but the one a reconnect ('ready') allows
     ...options,
   });
+}
+
+/** A `'local-fallback'` store on a switched Redis that probes only when told the client is ready. */
+function fallbackStore(redis: Switched, options: Partial<RedisStoreOptions> = {}): RedisStore {
+  return switchedStore(redis, 'local-fallback', options);
 }
 
 /** Switches Redis back on and waits until a decision on another key has brought the store back. */
@@ -402,5 +411,146 @@ describeRedis("'local-fallback': a refund without operationId goes back to the s
     } finally {
       vi.useRealTimers();
     }
+  });
+});
+
+describeRedis("'fail-open': a refund without operationId of a grant Redis never made", () => {
+  it('a grant let through while Redis was away and given back after recovery gives Redis nothing', async () => {
+    const redis = switchedRedis();
+    const s = switchedStore(redis, 'fail-open');
+    expect((await s.consume('k', 8, spec)).remaining).toBe(2); // Redis
+
+    redis.down(true);
+    expect((await s.consume('k', 4, spec)).allowed).toBe(true); // let through: spent nowhere
+    await recover(redis, s);
+
+    await s.refund('k', 4, spec);
+    // before the fix: the refund went to Redis, which never spent the 4 tokens: 2 + 4 = 6 in the shared
+    // bucket, and the fleet admitted 4 more than its limit
+    expect(await s.consume('k', 3, spec)).toMatchObject({ allowed: false, remaining: 2 });
+    expect(await s.consume('k', 2, spec)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(s.stats()).toMatchObject({ degraded: false, failures: 1 });
+  });
+
+  it("a refund that would have been the recovery probe is not sent: nothing of it is Redis's", async () => {
+    const redis = switchedRedis();
+    const s = switchedStore(redis, 'fail-open');
+    expect((await s.consume('k', 8, spec)).remaining).toBe(2); // Redis
+
+    redis.down(true);
+    expect((await s.consume('k', 4, spec)).allowed).toBe(true); // let through
+    redis.down(false);
+    redis.ready(); // the next call may go to Redis as the probe
+    await s.refund('k', 4, spec);
+    // before the fix: the refund was the probe, and Redis took it: 2 + 4 = 6
+    expect(await s.consume('k', 3, spec)).toMatchObject({ allowed: false, remaining: 2 });
+    expect(s.degraded).toBe(false);
+  });
+
+  it('only what was let through is held back; the rest of the refunds goes to Redis', async () => {
+    const redis = switchedRedis();
+    const s = switchedStore(redis, 'fail-open');
+    expect((await s.consume('k', 3, spec)).allowed).toBe(true); // Redis: grant A
+    expect((await s.consume('k', 3, spec)).remaining).toBe(4); // Redis: grant B
+
+    redis.down(true);
+    expect((await s.consume('k', 2, spec)).allowed).toBe(true); // let through: grant O
+    await recover(redis, s);
+
+    // Whichever order A and O come back in, Redis gets back only A's 3 tokens.
+    await s.refund('k', 2, spec); // O
+    await s.refund('k', 3, spec); // A
+    // before the fix: 4 + 2 + 3 = 9 in the shared bucket
+    expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: false, remaining: 7 });
+  });
+
+  it("keyedLimiter.refund (the path of @floodgate/http's RateLimit.refund) after recovery gives Redis nothing", async () => {
+    const redis = switchedRedis();
+    const s = switchedStore(redis, 'fail-open');
+    const limiter = keyedLimiter({ capacity: 10, refillRate: { tokens: 1, perMs: 100_000 }, store: s });
+    expect((await limiter.tryTake('k', 6)).remaining).toBe(4); // Redis
+
+    redis.down(true);
+    expect((await limiter.tryTake('k', 5)).allowed).toBe(true); // let through
+    await recover(redis, s);
+
+    await limiter.refund('k', 5);
+    // before the fix: 4 + 5 = 9
+    expect(await s.consume('k', 5, spec)).toMatchObject({ allowed: false, remaining: 4 });
+    await limiter.close();
+  });
+
+  it('a Redis grant given back while Redis is away is dropped (stricter), and the grants let through stay held back', async () => {
+    const redis = switchedRedis();
+    const s = switchedStore(redis, 'fail-open');
+    expect((await s.consume('k', 3, spec)).remaining).toBe(7); // Redis
+
+    redis.down(true);
+    await s.refund('k', 3, spec); // the Redis grant: dropped, as every refund while Redis is away
+    expect((await s.consume('k', 10, spec)).allowed).toBe(true); // let through
+    await recover(redis, s);
+    // the lost refund: stricter
+    expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: false, remaining: 7 });
+    await s.refund('k', 10, spec); // the grant let through
+    // before the fix: 7 + 10, capped at 10
+    expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: false, remaining: 7 });
+  });
+
+  it('remembers a grant let through until operationTtlMs after it, for at most maxLocalKeys keys', async () => {
+    vi.useFakeTimers({ toFake: ['performance'] });
+    try {
+      const redis = switchedRedis();
+      const s = switchedStore(redis, 'fail-open', { operationTtlMs: 60_000, maxLocalKeys: 2 });
+      expect((await s.consume('k', 8, spec)).remaining).toBe(2); // Redis
+      expect((await s.consume('other', 8, spec)).remaining).toBe(2); // Redis
+
+      redis.down(true);
+      expect((await s.consume('k', 1, spec)).allowed).toBe(true); // let through
+      expect((await s.consume('other', 2, spec)).allowed).toBe(true); // let through
+      expect((await s.consume('x', 1, spec)).allowed).toBe(true); // a third key: 'k' is forgotten
+      await recover(redis, s);
+
+      await s.refund('k', 1, spec); // forgotten at the cap: goes to Redis as any other refund
+      expect(await s.consume('k', 3, spec)).toMatchObject({ allowed: true, remaining: 0 });
+      vi.advanceTimersByTime(59_999);
+      await s.refund('other', 1, spec);
+      // before the fix: sent to Redis, 2 + 1 = 3
+      expect(await s.consume('other', 3, spec)).toMatchObject({ allowed: false, remaining: 2 });
+      vi.advanceTimersByTime(1);
+      await s.refund('other', 1, spec); // remembered no longer: goes to Redis
+      expect(await s.consume('other', 3, spec)).toMatchObject({ allowed: true, remaining: 0 });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describeRedis("'fail-closed': a refund while Redis is away", () => {
+  it('is dropped, never an error: a Redis grant given back during the outage stays spent (stricter)', async () => {
+    const redis = switchedRedis();
+    const s = switchedStore(redis, 'fail-closed');
+    expect((await s.consume('k', 3, spec)).remaining).toBe(7); // Redis
+
+    redis.down(true);
+    await expect(s.consume('k', 1, spec)).rejects.toBeInstanceOf(StoreUnavailableError);
+    await expect(s.refund('k', 3, spec)).resolves.toBeUndefined();
+    expect(s.stats()).toMatchObject({ degraded: true, fallbackDecisions: 2 });
+    await recover(redis, s);
+    // Nothing was spent anywhere but Redis, so nothing else can be credited; Redis keeps the 3 tokens.
+    expect(await s.consume('k', 8, spec)).toMatchObject({ allowed: false, remaining: 7 });
+  });
+
+  it('goes to Redis, which did spend the tokens, when it is the call that finds Redis back', async () => {
+    const redis = switchedRedis();
+    const s = switchedStore(redis, 'fail-closed');
+    expect((await s.consume('k', 3, spec)).remaining).toBe(7); // Redis
+
+    redis.down(true);
+    await expect(s.consume('k', 1, spec)).rejects.toBeInstanceOf(StoreUnavailableError);
+    redis.down(false);
+    redis.ready(); // the next call may go to Redis as the probe
+    await s.refund('k', 3, spec);
+    expect(s.degraded).toBe(false);
+    expect(await s.consume('k', 10, spec)).toMatchObject({ allowed: true, remaining: 0 });
   });
 });

@@ -20,13 +20,14 @@ export interface LocalShare {
 const NONE: LocalShare = Object.freeze({ local: 0, live: 0 });
 
 /**
- * What the `'local-fallback'` mode granted from its local buckets and was not given back, per key. A
- * refund carries no grant id, so the store cannot tell a local grant's refund from one of Redis's: it
- * takes refunds off the local grants first and sends only the rest to Redis. Each side then gets back at
- * most what it spent (given that callers refund no more than they were granted), whatever order the
- * refunds come in: a local grant's tokens never reach the shared bucket, and a Redis grant's never reach
- * a local bucket. Holding back too much errs on the strict side (a lost refund); sending too much would
- * mint tokens in the fleet's bucket.
+ * What the fail mode granted without Redis and was not given back, per key: the `'local-fallback'`
+ * mode's local buckets, or the `'fail-open'` mode, which spends nothing anywhere (its grants are noted
+ * with no live bucket to credit, and their refunds are simply dropped). A refund carries no grant id, so
+ * the store cannot tell a local grant's refund from one of Redis's: it takes refunds off the local grants
+ * first and sends only the rest to Redis. Each side then gets back at most what it spent (given that
+ * callers refund no more than they were granted), whatever order the refunds come in: a local grant's
+ * tokens never reach the shared bucket, and a Redis grant's never reach a local bucket. Holding back too
+ * much errs on the strict side (a lost refund); sending too much would mint tokens in the fleet's bucket.
  *
  * Bounded: at most `maxKeys` keys (the least recently granted is forgotten first), each until `holdMs`
  * after its latest grant's tokens are ready, when its refund is no longer expected.

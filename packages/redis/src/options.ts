@@ -6,6 +6,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis';
  * - `'fail-closed'`: `consume` rejects with `StoreUnavailableError` (`ERR_STORE_UNAVAILABLE`); nothing is
  *   admitted. The default: when the limit guards a bank, letting a surge through is worse than a pause.
  * - `'fail-open'`: every `consume` is allowed. For limits that protect nothing critical.
+ *   What it lets through is spent nowhere, so refunds of it are dropped, never sent to Redis.
  * - `'local-fallback'`: each process keeps an in-memory bucket per key at `limit / liveInstances` (capacity
  *   and rate both divided), where `liveInstances` is counted from heartbeats in Redis before the outage,
  *   so the fleet as a whole stays near the shared limit.
@@ -52,9 +53,9 @@ export interface RedisStoreOptions {
   readonly timeoutMs?: number;
   /**
    * How long an `operationId` is remembered per key, so a retried consume does not spend twice; counted
-   * from when the grant's tokens are ready (a reservation's wait is added). With `'local-fallback'`, also
-   * how long the tokens the local buckets granted for a key are remembered, so that their refunds do not
-   * go to Redis, which never spent them (see `refund`).
+   * from when the grant's tokens are ready (a reservation's wait is added). With `'local-fallback'` and
+   * `'fail-open'`, also how long the tokens granted for a key without Redis are remembered, so that their
+   * refunds do not go to Redis, which never spent them (see `refund`).
    * @default 600_000 (10 minutes)
    */
   readonly operationTtlMs?: number;
@@ -83,9 +84,9 @@ export interface RedisStoreOptions {
    */
   readonly heartbeatIntervalMs?: number;
   /**
-   * `'local-fallback'` only: most keys the local fallback keeps buckets for (least recently used first out),
-   * and, apart from those, most keys whose local grants it remembers for their refunds (least recently
-   * granted first out).
+   * `'local-fallback'`: most keys the local fallback keeps buckets for (least recently used first out).
+   * `'local-fallback'` and `'fail-open'`: apart from those, most keys whose grants made without Redis are
+   * remembered for their refunds (least recently granted first out).
    * @default 10_000
    */
   readonly maxLocalKeys?: number;

@@ -154,9 +154,9 @@ describeRedis('RedisStore against Redis', () => {
   });
 
   describe('the operationId contract every store keeps (token-bucket/test/store-contract.ts)', () => {
-    // While Redis answers, the fail mode changes nothing: 'local-fallback' routes refunds without
-    // operationId through what its local buckets granted, which is nothing then.
-    describe.each(['fail-closed', 'local-fallback'] as const)('%s', (failMode) => {
+    // While Redis answers, the fail mode changes nothing: 'local-fallback' and 'fail-open' route refunds
+    // without operationId through what they granted without Redis, which is nothing then.
+    describe.each(['fail-closed', 'fail-open', 'local-fallback'] as const)('%s', (failMode) => {
       it.each(OPERATION_CONTRACT)('$name', async ({ steps }) => {
         const s = store({ failMode });
         expect(await playContract(s, key(), steps)).toEqual(expectedAnswers(steps));

@@ -77,7 +77,7 @@ export interface RedisStoreStats {
   readonly redisDecisions: number;
   /**
    * Decisions the fail mode answered (denied, allowed or local, depending on the mode), and refunds of
-   * `'local-fallback'` grants kept from Redis.
+   * grants made without Redis (`'local-fallback'`, `'fail-open'`) kept from Redis.
    */
   readonly fallbackDecisions: number;
   /** Script calls (round trips) sent; fewer than decisions when concurrent decisions were coalesced. */
@@ -140,7 +140,10 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   readonly #maxBatch: number;
   readonly #heartbeatIntervalMs: number;
   readonly #local: LocalBuckets | undefined;
-  /** `'local-fallback'`: local grants not given back, so their refunds never reach Redis. */
+  /**
+   * `'local-fallback'` and `'fail-open'`: grants made without Redis and not given back, so their refunds
+   * never reach Redis, which did not spend them.
+   */
   readonly #localGrants: LocalGrants | undefined;
   readonly #instanceId = randomUUID();
   readonly #groups = new Map<string, Group>();
@@ -210,11 +213,14 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
       this.#client.on('error', this.#onError);
     }
     this.#client.on('ready', this.#onReady);
-    if (this.#failMode === 'local-fallback') {
-      this.#local = new LocalBuckets(resolved.maxLocalKeys);
+    if (this.#failMode !== 'fail-closed') {
       // Held as long as a named grant's record: a refund may come after the caller's work, not only
       // during its wait (an HTTP limiter that does not count failed requests refunds after the answer).
+      // 'fail-closed' grants nothing without Redis, so every refund it sees is Redis's.
       this.#localGrants = new LocalGrants(resolved.maxLocalKeys, resolved.operationTtlMs);
+    }
+    if (this.#failMode === 'local-fallback') {
+      this.#local = new LocalBuckets(resolved.maxLocalKeys);
       this.#beat();
       this.#heartbeat = setInterval(() => this.#beat(), this.#heartbeatIntervalMs);
       this.#heartbeat.unref();
@@ -278,10 +284,11 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
    * With `operationId`, the tokens go back (and the record is deleted, in the same script call) only if
    * the operation's record exists and was never replayed (see `RefundOptions`).
    * Refunds are best effort: while Redis is down they are dropped (counted in `fallbackDecisions`), and
-   * one that names an operation keeps its record in Redis, so a retry after recovery is replayed. With
-   * `'local-fallback'`, a refund without `operationId` gives back first what the local buckets granted
-   * for `key` and was not given back: that part is credited to the local bucket during the outage that
-   * granted it and dropped after it, and only the rest goes to Redis (see the README's fail modes).
+   * one that names an operation keeps its record in Redis, so a retry after recovery is replayed. A
+   * refund without `operationId` gives back first what the fail mode granted for `key` without Redis and
+   * was not given back, and only the rest goes to Redis: with `'local-fallback'` that part is credited to
+   * the local bucket during the outage that granted it and dropped after it; with `'fail-open'` it is
+   * always dropped (nothing was spent for it). See the README's fail modes.
    * After {@link close} they do nothing; they reject only on bad arguments.
    *
    * @throws {InvalidOptionError} `ERR_INVALID_OPTION` for a bad key, cost or spec (rejected promise).
@@ -302,9 +309,10 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
   }
 
   /**
-   * Takes a refund off the tokens the local buckets granted for `key` and were not given back, and
-   * answers the rest, Redis's. The local part goes back to the local bucket only in the outage that
-   * granted it; after that, that bucket is gone and the part is dropped: Redis never spent it.
+   * Takes a refund off the tokens the fail mode granted for `key` without Redis and were not given back,
+   * and answers the rest, Redis's. With `'local-fallback'` the local part goes back to the local bucket
+   * only in the outage that granted it; after that, that bucket is gone and the part is dropped: Redis
+   * never spent it. With `'fail-open'` there is no bucket: the part is dropped, as it was spent nowhere.
    */
   #refundLocalGrants(key: string, cost: number, spec: BucketSpec): number {
     const grants = this.#localGrants;
@@ -662,7 +670,7 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
     const { operation, spec } = pending;
     if (operation.kind === 'refund') {
       // Dropped, never credited to a local bucket: what reaches the fail mode is Redis's part of a refund
-      // (the local grants' part was taken off before it was sent), and crediting a local bucket with
+      // (the part granted without Redis was taken off before it was sent), and crediting a local bucket with
       // tokens Redis spent lets this instance admit them twice. A refund naming an operation is always
       // Redis's (the local fallback remembers no operations); its record in Redis, if any, stays: a retry
       // after recovery is replayed, so the operation is spent once and used at most once. Queueing
@@ -670,6 +678,10 @@ export class RedisStore extends EventEmitter<RedisStoreEvents> implements Limite
       // back late, or refused once a retry has replayed the record). A lost refund only makes it stricter.
       pending.resolve(undefined);
     } else if (this.#failMode === 'fail-open') {
+      // Spent nowhere, so its refund must reach no bucket: sent to Redis after recovery (or as the probe
+      // that finds it back) it would mint tokens in the fleet's bucket. Named grants need no note: their
+      // refund names them, and Redis gives back only through a record it made.
+      if (operation.opKey === undefined) this.#localGrants?.add(pending.key, operation.cost, this.#outage, 0);
       pending.resolve({
         allowed: true,
         limit: spec.capacity,
