@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { json, problem, type ShopAnswer } from './answer.js';
+import { json, problem, quoted, type ShopAnswer } from './answer.js';
 import type { OrderStatus, ShopDb } from './db.js';
 import type { Meter } from './meter.js';
 import type { MeterName, Payments, PayOutcome } from './payments.js';
@@ -60,7 +60,7 @@ export async function checkoutOrder(
   }
   const order = db.order(body.orderId);
   if (!order || order.studentId !== student) {
-    return problem(404, 'Not Found', `You have no order \`${body.orderId}\``);
+    return problem(404, 'Not Found', `You have no order ${quoted(body.orderId)}`);
   }
   if (order.status === 'paid')
     return json(200, { status: 'paid', orderId: order.id, paymentId: order.paymentId });

@@ -27,7 +27,9 @@ export interface ShopPage {
  * `public/` at `/<name>`, `index.html` also at `/` and `dashboard.html` at {@link DASHBOARD_PATH}. Read
  * once, when the shop is built (a few KB), so serving a page never touches the file system and a page a
  * festival opens mid-surge costs the shop nothing but the write. `no-cache`: a browser asks again on
- * every load, so an edited page shows after a restart of the shop.
+ * every load, so an edited page shows after a restart of the shop. `nosniff`: a browser takes each file
+ * as its `Content-Type` says, never as what its bytes look like (and runs a script only if it is one).
+ * Only these exact paths exist: nothing of a request's path ever reaches the file system.
  */
 export class ShopPages {
   readonly #byPath = new Map<string, ShopPage>();
@@ -38,7 +40,11 @@ export class ShopPages {
       if (contentType === undefined) continue;
       const body = readFileSync(join(dir, name));
       this.#byPath.set(`/${name}`, {
-        headers: { 'content-type': contentType, 'cache-control': 'no-cache' },
+        headers: {
+          'content-type': contentType,
+          'cache-control': 'no-cache',
+          'x-content-type-options': 'nosniff',
+        },
         body,
       });
     }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { type IncomingHttpHeaders, STATUS_CODES } from 'node:http';
-import { json, problem, type ShopAnswer } from './answer.js';
+import { json, problem, quoted, type ShopAnswer } from './answer.js';
 import { completeSeconds, fetchBankStats } from './bank-stats.js';
 import { type CheckoutContext, COALESCE_TIMEOUT_MS, checkoutOrder } from './checkout.js';
 import type { Framework } from './config.js';
@@ -113,7 +113,8 @@ export class ShopApi {
       const order = db.joinDeal(dealId, student, `ord_${randomUUID()}`);
       return json(201, { order, deal: db.deal(order.dealId) }, { location: `/api/orders/${order.id}` });
     } catch (error) {
-      if (error instanceof UnknownDealError) return problem(404, 'Not Found', error.message);
+      if (error instanceof UnknownDealError)
+        return problem(404, 'Not Found', `There is no deal ${quoted(dealId)}`);
       throw error;
     }
   }
@@ -125,11 +126,11 @@ export class ShopApi {
    */
   order(headers: IncomingHttpHeaders, orderId: string): ShopAnswer {
     const student = studentOf({ headers });
-    if (student === undefined) return unauthorized();
+    if (student === undefined) return unauthorized(PRIVATE);
     const order = this.#options.db.order(orderId);
     return order?.studentId === student
-      ? json(200, order)
-      : problem(404, 'Not Found', `You have no order \`${orderId}\``);
+      ? json(200, order, { ...PRIVATE })
+      : problem(404, 'Not Found', `You have no order ${quoted(orderId)}`, {}, { ...PRIVATE });
   }
 
   /**
@@ -187,7 +188,7 @@ export class ShopApi {
 
   /** Any method and path no route serves (instead of each framework's own 404 page). */
   notFound(method: string, path: string): ShopAnswer {
-    return problem(404, 'Not Found', `There is no route \`${method} ${path}\``);
+    return problem(404, 'Not Found', `There is no route ${quoted(`${method} ${path}`)}`);
   }
 
   /**
@@ -205,10 +206,19 @@ export class ShopApi {
   }
 }
 
-function unauthorized(): ShopAnswer {
+function unauthorized(headers: Record<string, string> = {}): ShopAnswer {
   return problem(
     401,
     'Unauthorized',
     'Send the `X-Student-Id` header (1-64 letters, digits, `.`, `_` or `-`).',
+    {},
+    { ...headers },
   );
 }
+
+/**
+ * The fields of an answer that depends on who asks (`X-Student-Id`), under a URL anyone may ask: 200 and
+ * 404 are cacheable without explicit freshness (RFC 9111 section 4.2.2), and a shared cache in front of
+ * the shop would hand one student's order (its payment, its decline reason) to the next student asking.
+ */
+const PRIVATE: Readonly<Record<string, string>> = { 'cache-control': 'no-store' };

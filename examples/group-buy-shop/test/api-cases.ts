@@ -230,6 +230,18 @@ const configOf = (framework: AppName) => ({
   bankRate: BANK_RATE,
 });
 
+/** A page's fields: asked again on every load, and taken as its `Content-Type` says, never sniffed. */
+const PAGE_FIELDS = { 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff' };
+
+/** An order's answers depend on `X-Student-Id`, not on the URL alone: no cache may keep them. */
+const PRIVATE = { 'cache-control': 'no-store' };
+
+/** A 15 000-character value: a client's request fits 16 KB of fields, and any of it may be echoed. */
+const HUGE = 'a'.repeat(15_000);
+
+/** The longest answer a problem quoting {@link HUGE} may make: the value quoted in part, not whole. */
+const BOUNDED_ANSWER = 600;
+
 /** The per-student rate limit's fields on every answer that passed it. */
 const rateLimited = (remaining = expect.any(String)) => ({
   'ratelimit-policy': '"checkout";q=10;w=10',
@@ -389,7 +401,7 @@ export const cases: readonly ApiCase[] = [
       expect: () => ({
         status: 200,
         contentType,
-        headers: { 'cache-control': 'no-cache' },
+        headers: PAGE_FIELDS,
         body: expect.stringContaining(contains),
       }),
     }),
@@ -397,7 +409,7 @@ export const cases: readonly ApiCase[] = [
   {
     name: 'HEAD /: the page’s fields, no body',
     request: () => ({ method: 'HEAD', path: '/' }),
-    expect: () => ({ status: 200, contentType: HTML, headers: { 'cache-control': 'no-cache' }, body: '' }),
+    expect: () => ({ status: 200, contentType: HTML, headers: PAGE_FIELDS, body: '' }),
   },
 
   // ---- joining a deal ----
@@ -463,7 +475,12 @@ export const cases: readonly ApiCase[] = [
     name: 'GET /api/orders/:id: the student’s order',
     given: givenOrder(),
     request: ({ orderId }) => ({ path: `/api/orders/${orderId}`, headers: student() }),
-    expect: ({ orderId }) => ({ status: 200, contentType: JSON_TYPE, body: orderShape({ id: orderId }) }),
+    expect: ({ orderId }) => ({
+      status: 200,
+      contentType: JSON_TYPE,
+      headers: PRIVATE,
+      body: orderShape({ id: orderId }),
+    }),
   },
   {
     name: 'GET /api/orders/:id of a paid order: paid, with its payment',
@@ -472,6 +489,7 @@ export const cases: readonly ApiCase[] = [
     expect: ({ orderId }) => ({
       status: 200,
       contentType: JSON_TYPE,
+      headers: PRIVATE,
       body: orderShape({ id: orderId, status: 'paid', paymentId: 'pay_1' }),
     }),
   },
@@ -481,6 +499,7 @@ export const cases: readonly ApiCase[] = [
     expect: () => ({
       status: 404,
       contentType: PROBLEM,
+      headers: PRIVATE,
       body: problemOf(404, 'Not Found', { detail: 'You have no order `ord_nope`' }),
     }),
   },
@@ -497,6 +516,7 @@ export const cases: readonly ApiCase[] = [
     expect: ({ orderId }) => ({
       status: 404,
       contentType: PROBLEM,
+      headers: PRIVATE,
       body: problemOf(404, 'Not Found', { detail: `You have no order \`${orderId}\`` }),
     }),
   },
@@ -504,7 +524,12 @@ export const cases: readonly ApiCase[] = [
     name: 'GET /api/orders/:id without X-Student-Id: 401 problem',
     given: givenOrder(),
     request: ({ orderId }) => ({ path: `/api/orders/${orderId}` }),
-    expect: () => ({ status: 401, contentType: PROBLEM, body: problemOf(401, 'Unauthorized') }),
+    expect: () => ({
+      status: 401,
+      contentType: PROBLEM,
+      headers: PRIVATE,
+      body: problemOf(401, 'Unauthorized'),
+    }),
   },
   {
     name: 'GET /api/orders/:id with an undecodable id: 400 problem',
@@ -525,6 +550,13 @@ export const cases: readonly ApiCase[] = [
       // An empty path segment is no id: Fastify would match it as `:id` = ''.
       ['GET', '/api/orders/'],
       ['POST', '/api/deals//join'],
+      // Pages are served from a table of exact paths read at start-up: no path reaches the file system.
+      ['GET', '/..%2f..%2fpackage.json'],
+      ['GET', '/%2e%2e%2f%2e%2e%2fpackage.json'],
+      ['GET', '/..%5c..%5cpackage.json'],
+      ['GET', '/shop.js%00.html'],
+      ['GET', '/index.html/'],
+      ['GET', '/SHOP.JS'],
     ] as const
   ).map(
     ([method, path]): ApiCase => ({
@@ -851,6 +883,94 @@ export const cases: readonly ApiCase[] = [
         expect(shop.meter.total('checkouts')).toBe(0);
         expect(shop.payments.calls).toHaveLength(0);
       },
+    }),
+  ),
+
+  // ---- what a client sent, quoted in part: no answer grows with the request ----
+  // Every field of a request may be up to 16 KB (Node's header limit), a body too (the shop's): a detail
+  // quoting one whole would let a client have the shop build (and send) an answer as large as its request.
+  ...(
+    [
+      [
+        'a 15 000-character path',
+        () => ({ path: `/${HUGE}` }),
+        {
+          status: 404,
+          contentType: PROBLEM,
+          body: problemOf(404, 'Not Found', { detail: `There is no route \`GET /${'a'.repeat(94)}…\`` }),
+        },
+      ],
+      [
+        'an undecodable 15 000-character order id',
+        () => ({ path: `/api/orders/%E0${HUGE}`, headers: student() }),
+        { status: 400, contentType: PROBLEM, body: problemOf(400, 'Bad Request') },
+      ],
+      [
+        'a 15 000-character charset',
+        () =>
+          checkout(
+            { orderId: 'ord_x' },
+            { key: 'k-1', headers: { 'content-type': `application/json; charset=${HUGE}` } },
+          ),
+        { status: 415, contentType: PROBLEM, body: problemOf(415, 'Unsupported Media Type') },
+      ],
+      [
+        'a 15 000-character Content-Encoding',
+        () => checkout({ orderId: 'ord_x' }, { key: 'k-1', headers: { 'content-encoding': HUGE } }),
+        { status: 415, contentType: PROBLEM, body: problemOf(415, 'Unsupported Media Type') },
+      ],
+      [
+        'a 15 000-character order id in the checkout body',
+        () => checkout({ orderId: HUGE }, { key: 'k-1' }),
+        {
+          status: 404,
+          contentType: PROBLEM,
+          headers: rateLimited(),
+          body: problemOf(404, 'Not Found', { detail: `You have no order \`${'a'.repeat(99)}…\`` }),
+        },
+      ],
+    ] as const
+  ).map(
+    ([what, request, expected]): ApiCase => ({
+      name: `${what}: the answer quotes it in part`,
+      request,
+      expect: () => expected,
+      after: (_shop, _given, response) => expect(response.body.length).toBeLessThan(BOUNDED_ANSWER),
+    }),
+  ),
+  ...(
+    [
+      [
+        'GET /api/orders/:id of a 15 000-character id',
+        () => ({ path: `/api/orders/${HUGE}`, headers: student() }),
+        {
+          status: 404,
+          contentType: PROBLEM,
+          headers: PRIVATE,
+          body: problemOf(404, 'Not Found', { detail: `You have no order \`${'a'.repeat(99)}…\`` }),
+        },
+      ],
+      [
+        'POST /api/deals/:id/join of a 15 000-character id',
+        () => ({ method: 'POST', path: `/api/deals/${HUGE}/join`, headers: student() }),
+        {
+          status: 404,
+          contentType: PROBLEM,
+          body: problemOf(404, 'Not Found', { detail: `There is no deal \`${'a'.repeat(99)}…\`` }),
+        },
+      ],
+    ] as const
+  ).map(
+    ([what, request, express]): ApiCase => ({
+      name: `${what}: the answer quotes it in part`,
+      request,
+      expect: () => express,
+      differs: {
+        why: 'Fastify refuses a path parameter over its `maxParamLength` (100) before routing',
+        express,
+        fastify: { status: 414, contentType: PROBLEM, headers: {}, body: problemOf(414, 'URI Too Long') },
+      },
+      after: (_shop, _given, response) => expect(response.body.length).toBeLessThan(BOUNDED_ANSWER),
     }),
   ),
 

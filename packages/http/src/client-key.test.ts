@@ -130,4 +130,22 @@ describe('key generators', () => {
     expect(bearer({ headers: { authorization: 'Bearer\u00a0secret-123' } })).toBeUndefined();
     expect(bearer({ headers: { authorization: '\u00a0Bearer secret-123' } })).toBeUndefined();
   });
+
+  it('keys pathological 64 KB addresses and API keys, each refused by its length or scanned once', () => {
+    // With trust proxy on, `req.ip` is an X-Forwarded-For entry the client wrote.
+    const addresses = [
+      '1:'.repeat(32_768),
+      '::'.repeat(32_768),
+      `::1%${'a'.repeat(65_536)}`, // a zone of any length: keyed as `::1`, grouped
+      `${'ffff:'.repeat(13_107)}g`,
+      `::${'1.'.repeat(32_768)}`,
+      `${'a:'.repeat(7)}${'a'.repeat(65_536)}`,
+    ];
+    for (const address of addresses) {
+      expect(typeof addressKey(address)).toBe('string');
+    }
+    const bearer = byApiKey({ header: 'authorization' });
+    expect(bearer({ headers: { authorization: `Bearer${' \t'.repeat(32_768)}` } })).toBeUndefined();
+    expect(bearer({ headers: { authorization: `Bearer ${'k'.repeat(65_536)}` } })).toBeUndefined();
+  });
 });

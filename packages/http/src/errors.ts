@@ -62,6 +62,26 @@ export class StoreUnavailableError extends FloodgateHttpError {
   }
 }
 
+/** Longest part of a string cost a message quotes. */
+const QUOTED_COST_LENGTH = 64;
+
+/**
+ * What a cost function answered, for a message. A cost may be a field of the request (`req.body.quantity`
+ * is a common slip), so a string is quoted only in part, and nothing is converted with `String()`: a body's
+ * `{"toString":1}` cannot be, and the constructor would throw instead of the check rejecting.
+ */
+function describeCost(cost: unknown): string {
+  if (typeof cost === 'string') {
+    const shown = cost.length > QUOTED_COST_LENGTH ? `${cost.slice(0, QUOTED_COST_LENGTH)}…` : cost;
+    return `\`${JSON.stringify(shown)}\` (string)`;
+  }
+  if (typeof cost === 'number' || typeof cost === 'bigint' || typeof cost === 'boolean') {
+    return `\`${String(cost)}\` (${typeof cost})`;
+  }
+  if (cost === null) return '`null`';
+  return Array.isArray(cost) ? 'an array' : typeof cost;
+}
+
 /**
  * A `cost` function returned something a request cannot cost: not a number, not above 0, or more than
  * the smallest policy's `limit` (a bucket could never hold it). The request's check rejects with it, for
@@ -75,7 +95,7 @@ export class InvalidCostError extends FloodgateHttpError {
 
   constructor(cost: unknown, maxCost: number) {
     super(
-      `Expected \`cost\` to return a number > 0 and <= ${maxCost}, got \`${String(cost)}\` (${typeof cost})`,
+      `Expected \`cost\` to return a number > 0 and <= ${maxCost}, got ${describeCost(cost)}`,
       'ERR_INVALID_COST',
     );
     this.cost = cost;

@@ -89,4 +89,22 @@ describe('parseIdempotencyKey', () => {
       }),
     );
   });
+
+  it('reads pathological 64 KB fields, each refused by its length or scanned once', () => {
+    // Node's default limit on all header fields together is 16 KB; a server may raise it. Each field is
+    // either refused by its length before any parsing or scanned once.
+    const fields = [
+      `${' '.repeat(32_768)}k k${' '.repeat(32_768)}`,
+      'k'.repeat(65_536),
+      `"${'\\"'.repeat(21_845)}`,
+      `"${'k'.repeat(65_536)}`,
+      'k:'.repeat(32_768),
+      ['k', ' '.repeat(65_536)],
+    ];
+    for (const field of fields) {
+      expect(() => parseIdempotencyKey(field)).toThrow(IdempotencyKeyError);
+    }
+    // Only SP and HTAB around a key are dropped, however many.
+    expect(parseIdempotencyKey(`${' '.repeat(32_768)}"k"${'\t'.repeat(32_768)}`)).toBe('k');
+  });
 });

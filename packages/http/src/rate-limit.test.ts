@@ -579,6 +579,30 @@ describe('RateLimit', () => {
     await expect(tooDear.check(req())).rejects.toBeInstanceOf(InvalidCostError);
   });
 
+  it('rejects with InvalidCostError for a cost a client wrote (a field of its body), quoting only a bounded part', async () => {
+    // `cost: (req) => req.body.quantity` is a common slip: the client then chooses the value. Its message
+    // goes to the framework's error handler and the logs, so it must not grow with the request, and
+    // `{"toString":1}` (which String() cannot convert) must not turn the rejection into a synchronous throw.
+    const body = JSON.parse(`{"long":"${'9'.repeat(15_000)}","object":{"toString":1}}`) as {
+      long: string;
+      object: object;
+    };
+    for (const quantity of [body.long, body.object]) {
+      const limit = new RateLimit<Req>({ limit: 2, cost: () => quantity as never });
+      const error = await new Promise((resolve) => resolve(limit.check(req()))).then(
+        () => undefined,
+        (thrown: unknown) => thrown,
+      );
+      expect(error).toBeInstanceOf(InvalidCostError);
+      expect(error).toMatchObject({ code: 'ERR_INVALID_COST', cost: quantity, maxCost: 2 });
+      expect((error as Error).message.length).toBeLessThan(200);
+    }
+    const limit = new RateLimit<Req>({ limit: 2, cost: () => body.long as never });
+    await expect(limit.check(req())).rejects.toThrow(
+      `Expected \`cost\` to return a number > 0 and <= 2, got \`"${'9'.repeat(64)}…"\` (string)`,
+    );
+  });
+
   it('key, cost and allowList functions that throw make check reject, and give back what was taken', async () => {
     const shared = keyedLimiter({ capacity: 3, refillRate: { tokens: 3, perMs: 3_600_000 } });
     const limit = new RateLimit<Req>({

@@ -40,4 +40,20 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Wednesday')).toBeUndefined();
     expect(parseRetryAfter('Wed Nov 25 2026')).toBeUndefined();
   });
+
+  it('reads pathological 64 KB values, each refused by its length or scanned once', () => {
+    // A bank's (or a proxy's) Retry-After: undici takes up to 16 KB of fields by default, a Pool more.
+    const values = [
+      `${'1'.repeat(65_536)}x`,
+      `${'1'.repeat(65_536)}.x`,
+      `.${'1'.repeat(65_536)}x`,
+      `Sun,${' 1'.repeat(32_768)}`,
+      `Sun, ${'1:'.repeat(32_768)}`,
+      `Sun Nov ${' '.repeat(65_536)}`,
+      `${' '.repeat(32_768)}x${' '.repeat(32_768)}`,
+    ];
+    for (const value of values) {
+      expect(parseRetryAfter(value)).toBeUndefined();
+    }
+  });
 });
