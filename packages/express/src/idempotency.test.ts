@@ -79,6 +79,24 @@ describe('idempotency (express)', () => {
     expect(res.body).toEqual({ error: 'no user' });
   });
 
+  it('a scope that answers no user id (req.user for req.user.id) reaches the error handler; nothing runs', async () => {
+    let runs = 0;
+    const a = app(
+      (_req, res) => {
+        runs += 1;
+        res.status(201).json({ charged: runs });
+      },
+      { scope: ((req: Request) => ({ id: req.get('x-user') })) as never },
+    );
+    // Before: both users were `user:[object Object]`, and bob was replayed alice's charge.
+    for (const user of ['alice', 'bob']) {
+      const res = await request(a).post('/pay').set('x-user', user).set('Idempotency-Key', 'k').send({});
+      expect(res.status).toBe(500);
+      expect(res.body.error).toMatch(/Expected `scope` to return a string/);
+    }
+    expect(runs).toBe(0);
+  });
+
   it('keeps a writeHead wrapper mounted after it (on-headers: response-time, express-session)', async () => {
     const a = express();
     a.post(

@@ -19,6 +19,7 @@ export {
   InvalidCostError,
   InvalidKeyError,
   InvalidOptionError,
+  InvalidScopeError,
   LoadShedder,
   loadShedder,
   MemoryIdempotencyStore,

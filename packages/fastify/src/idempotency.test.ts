@@ -163,6 +163,30 @@ describe('floodgateIdempotency (fastify)', () => {
     expect(errors).toEqual([]);
   });
 
+  it('a scope that answers no user id (request.user for request.user.id) is a 500; nothing runs', async () => {
+    app = Fastify();
+    await app.register(floodgateIdempotency, {
+      global: true,
+      scope: ((request: { headers: Record<string, unknown> }) => ({
+        id: request.headers['x-user'],
+      })) as never,
+    });
+    let runs = 0;
+    app.post('/pay', async (_request, reply) => reply.code(201).send({ charged: ++runs }));
+    // Before: both users were `user:[object Object]`, and bob was replayed alice's charge.
+    for (const user of ['alice', 'bob']) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/pay',
+        headers: { 'x-user': user, 'idempotency-key': 'k' },
+        payload: {},
+      });
+      expect(res.statusCode).toBe(500);
+      expect(res.json().code).toBe('ERR_INVALID_SCOPE');
+    }
+    expect(runs).toBe(0);
+  });
+
   it('bodies of every parser: another payload is 422, the same one (any key order) replayed, never a 500', async () => {
     app = Fastify({ bodyLimit: 2 * 1_048_576 });
     // Fastify parses JSON and text/plain itself; bytes need a parser (here as a Buffer).

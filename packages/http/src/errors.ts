@@ -104,6 +104,31 @@ export class InvalidCostError extends FloodgateHttpError {
 }
 
 /**
+ * An idempotency `scope` function answered something that is no user id: an object (`req.user` where
+ * `req.user.id` was meant), an array, a boolean, a number that is not finite. Written as text, every such
+ * answer would be the same (`[object Object]`): every user one scope, and one user replayed another's
+ * stored response. The request is not processed; the adapters pass the error to the framework's error
+ * handler (a 500), as for a `key` function's bad answer.
+ */
+export class InvalidScopeError extends FloodgateHttpError {
+  /** What the scope function answered. */
+  readonly scope: unknown;
+
+  constructor(scope: unknown) {
+    const kind = scope === null ? 'null' : Array.isArray(scope) ? 'an array' : typeof scope;
+    super(
+      `Expected \`scope\` to return a string, a finite number, or undefined/null/'' for no user, got ${
+        typeof scope === 'number' || typeof scope === 'boolean'
+          ? `\`${String(scope)}\` (${typeof scope})`
+          : kind
+      }`,
+      'ERR_INVALID_SCOPE',
+    );
+    this.scope = scope;
+  }
+}
+
+/**
  * A `key` function answered what cannot name a bucket: not a string, a finite number or `undefined`.
  * `RateLimit.check` rejects with it, for the framework's error handler (a mistake in the app, not a
  * store that is down: answering 503 `ERR_STORE_UNAVAILABLE` for it would send every client away).

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { InvalidOptionError, StoreUnavailableError } from './errors.js';
+import { InvalidOptionError, InvalidScopeError, StoreUnavailableError } from './errors.js';
 import {
   type CapturedResponse,
   defaultIdempotencyScope,
@@ -671,6 +671,18 @@ describe('Idempotency', () => {
     expect(resolveIdempotencyScope('ip:198.51.100.1', anonymous)).not.toBe(
       defaultIdempotencyScope(anonymous),
     );
+  });
+
+  it('resolveIdempotencyScope: an answer that is no user id throws InvalidScopeError, never one shared scope', () => {
+    const anonymous = { ip: '198.51.100.1', headers: {} };
+    // Written as text each of these is one scope for many users (`[object Object]`; `['a']` reads `a`).
+    for (const wrong of [{ id: 'alice' }, { id: 'bob' }, ['alice'], true, Number.NaN, Infinity, 10n]) {
+      expect(() => resolveIdempotencyScope(wrong, anonymous)).toThrow(InvalidScopeError);
+    }
+    expect(() => resolveIdempotencyScope({ id: 'alice' }, anonymous)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_SCOPE', scope: { id: 'alice' } }),
+    );
+    expect(() => resolveIdempotencyScope(true, anonymous)).toThrow(/got `true` \(boolean\)/);
   });
 
   it('defaultIdempotencyScope: the Authorization header, else the address', () => {

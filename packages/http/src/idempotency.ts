@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { type ConnectionOf, openWithoutAddress, UnknownAddressWarning } from './client-key-unknown.js';
 import { errorReporter } from './error-reporter.js';
-import { IdempotencyKeyError } from './errors.js';
+import { IdempotencyKeyError, InvalidScopeError } from './errors.js';
 import { requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey } from './idempotency-key.js';
 import type { IdempotencyStore, StoredResponse } from './idempotency-store.js';
@@ -659,7 +659,8 @@ function canonicalName(header: string): string {
 }
 
 /**
- * The scope of a request from what a user's `scope` function answered: a string or number, as `user:…`;
+ * The scope of a request from what a user's `scope` function answered: a string or finite number, as
+ * `user:…` (anything else throws {@link InvalidScopeError});
  * `undefined`, `null` or `''` (no user known, e.g. `req.get('x-user-id')` without the header) fall back
  * to {@link defaultIdempotencyScope}, never to one constant: anonymous clients must not share one scope,
  * or one would be replayed another's stored response.
@@ -669,8 +670,13 @@ export function resolveIdempotencyScope(
   request: Parameters<typeof defaultIdempotencyScope>[0],
 ): string {
   if (scoped === undefined || scoped === null || scoped === '') return defaultIdempotencyScope(request);
+  // Text or a finite number only: anything else written as text would put many users in one scope
+  // (every object is `[object Object]`, `['a']` is `a`).
+  if (typeof scoped !== 'string' && !(typeof scoped === 'number' && Number.isFinite(scoped))) {
+    throw new InvalidScopeError(scoped);
+  }
   // Its own namespace: a user id that reads `ip:203.0.113.5` must not land in that address's scope.
-  return `user:${String(scoped)}`;
+  return `user:${scoped}`;
 }
 
 /**

@@ -9,6 +9,7 @@ export {
   InvalidCostError,
   InvalidKeyError,
   InvalidOptionError,
+  InvalidScopeError,
   StoreUnavailableError,
 } from './errors.js';
 export type { FingerprintInput } from './fingerprint.js';
