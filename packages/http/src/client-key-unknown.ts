@@ -12,7 +12,13 @@ export type AddressUser = 'rate-limit' | 'idempotency';
  */
 export interface ConnectionOf {
   /** The request's connection; `destroyed` once the client has gone. */
-  readonly socket?: { readonly destroyed?: boolean } | null | undefined;
+  readonly socket?:
+    | {
+        /** True once the connection is closed: the client has gone (or the server ended it). */
+        readonly destroyed?: boolean;
+      }
+    | null
+    | undefined;
 }
 
 /**
