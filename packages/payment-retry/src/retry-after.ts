@@ -3,6 +3,8 @@ const ASCTIME = /^[A-Za-z]{3} [A-Za-z]{3} [ \d]\d \d{2}:\d{2}:\d{2} \d{4}$/;
 /**
  * Parses a `Retry-After` value (RFC 9110 section 10.2.3: delay-seconds or an HTTP-date) into ms.
  * Returns undefined when absent or malformed. `nowMs` is wall-clock time (the header is wall-clock).
+ * The delay is as large as the sender wrote it (up to `Infinity` for 400 digits): cap it before a
+ * `setTimeout`, which fires at once for more than 2147483647 ms (the payment client caps what it waits).
  *
  * @example
  * parseRetryAfter('2'); //=> 2000
