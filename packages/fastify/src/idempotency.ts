@@ -1,5 +1,4 @@
 import {
-  type ClosingConnection,
   defaultIdempotencyScope,
   IDEMPOTENCY_OPTION_NAMES,
   Idempotency,
@@ -14,7 +13,6 @@ import fp from 'fastify-plugin';
 import { answerBody } from './answer-body.js';
 import { appendHook } from './config.js';
 import { pluginOptions } from './registration-options.js';
-import { responseClosed } from './response-closed.js';
 
 /** Options of the {@link floodgateIdempotency} plugin. */
 export interface FastifyIdempotencyOptions extends IdempotencyOptions {
@@ -36,9 +34,6 @@ export interface FastifyIdempotencyOptions extends IdempotencyOptions {
 }
 
 const KNOWN = [...IDEMPOTENCY_OPTION_NAMES, 'scope', 'global'];
-
-/** A connection that has closed, for the core: nothing more will be heard from it. */
-const CLOSED: ClosingConnection = { closed: true, once: () => undefined, off: () => undefined };
 
 /**
  * Whether the request carries a body nothing has read: a content-type parser that leaves the payload to
@@ -89,8 +84,7 @@ const setup: FastifyPluginCallback<FastifyIdempotencyOptions> = (fastify, option
           bodyUnread: bodyUnread(request.raw),
           scope: scoped,
         },
-        // An HTTP/2 response has no `closed`: it would read as open, and its `close` has been.
-        responseClosed(raw) ? CLOSED : raw,
+        raw,
       );
       if (start.kind === 'answer') {
         return reply

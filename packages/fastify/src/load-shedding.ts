@@ -3,13 +3,13 @@ import {
   invalidOption,
   type LoadShedder,
   type LoadShedderOptions,
+  responseClosed,
   shedderFromOptions,
 } from '@floodgate/http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { appendHook } from './config.js';
 import { pluginOptions } from './registration-options.js';
-import { responseClosed } from './response-closed.js';
 import { checkDenials, type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateLoadShedding} plugin. */

@@ -1,17 +1,10 @@
-import {
-  type ClosingResponse,
-  invalidOption,
-  RateLimit,
-  type RateLimitOptions,
-  type RateLimitResult,
-} from '@floodgate/http';
+import { invalidOption, RateLimit, type RateLimitOptions, type RateLimitResult } from '@floodgate/http';
 import type { FastifyPluginCallback, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import fp from 'fastify-plugin';
 import { socketAddressReader } from './client-address.js';
 import { appendHook } from './config.js';
 import { pluginOptions } from './registration-options.js';
 import { ReplyFields } from './reply-fields.js';
-import { responseClosed } from './response-closed.js';
 import { type Denials, RefusalSender } from './send-refusal.js';
 
 /** Options of the {@link floodgateRateLimit} plugin. */
@@ -55,11 +48,7 @@ function apply(
     sender.send(reply, result.answer, result.headers);
     return;
   }
-  if (core.settlesResponses) {
-    const raw = reply.raw;
-    // An HTTP/2 response has no `closed` to tell the core that its `close` has been and gone.
-    core.settleOnClose(request, result, responseClosed(raw) ? closedResponse(raw) : raw);
-  }
+  if (core.settlesResponses) core.settleOnClose(request, result, reply.raw);
   const headers = result.headers;
   // The RateLimit fields are lower-case and never set-cookie: storing them where `reply.header()` would is
   // what it does, without its per-call checks (see ReplyFields).
@@ -70,11 +59,6 @@ function apply(
     else pending[field[0]] = field[1];
   }
   done();
-}
-
-/** A closed response as the core's `settleOnClose` reads it: its final state, and no `close` to come. */
-function closedResponse(raw: FastifyReply['raw']): ClosingResponse {
-  return { closed: true, once: () => raw, writableEnded: raw.writableEnded, statusCode: raw.statusCode };
 }
 
 function hookOf(parts: HookParts) {

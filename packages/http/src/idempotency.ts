@@ -7,6 +7,7 @@ import { parseIdempotencyKey } from './idempotency-key.js';
 import type { IdempotencyStore, StoredResponse } from './idempotency-store.js';
 import { MemoryIdempotencyStore } from './memory-idempotency-store.js';
 import { type HttpAnswer, problemAnswer } from './problem.js';
+import { type ClosableResponse, responseClosed } from './response-closed.js';
 import {
   checkBoolean,
   checkFunction,
@@ -201,16 +202,11 @@ export interface IdempotencyRequest {
 }
 
 /** What emits `close` when the client goes away: a Node `ServerResponse` (Express `res`, Fastify `reply.raw`). */
-export interface ClosingConnection {
+export interface ClosingConnection extends ClosableResponse {
   /** Listens once for the connection's `close`. */
   once(event: 'close', listener: () => void): unknown;
   /** Stops listening for `close`. */
   off(event: 'close', listener: () => void): unknown;
-  /**
-   * True once the connection has closed (Node's `res.closed`): a client that left before `start`, while a
-   * `scope` function or an earlier middleware ran, sent its `close` already.
-   */
-  readonly closed?: boolean;
 }
 
 /** A response as the adapter captured it. */
@@ -387,7 +383,9 @@ export class Idempotency {
     connection: ClosingConnection,
   ): Promise<IdempotencyStart> {
     // Its `close` came before this call: no listener would ever hear it.
-    if (connection.closed === true) return this.start({ ...request, signal: AbortSignal.abort() });
+    // A client that left before `start` (while a `scope` function or an earlier middleware ran) sent its
+    // `close` already.
+    if (responseClosed(connection)) return this.start({ ...request, signal: AbortSignal.abort() });
     const controller = new AbortController();
     const onClose = () => controller.abort();
     connection.once('close', onClose);

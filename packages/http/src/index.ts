@@ -71,4 +71,6 @@ export type {
   RateLimitSkipped,
 } from './rate-limit.js';
 export { RATE_LIMIT_OPTION_NAMES, RateLimit } from './rate-limit.js';
+export type { ClosableResponse } from './response-closed.js';
+export { responseClosed } from './response-closed.js';
 export { invalidOption } from './validate.js';

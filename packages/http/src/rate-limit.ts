@@ -21,6 +21,7 @@ import { createKeyedLimiter, type KeyedLimiterLike } from './limiter.js';
 import { PEER_RATE_LIMIT_OPTIONS } from './peer-options.js';
 import { type HttpAnswer, PROBLEM_CONTENT_TYPE, problemAnswer, retryAfterSeconds } from './problem.js';
 import { RecentFields } from './recent-fields.js';
+import { type ClosableResponse, responseClosed } from './response-closed.js';
 import {
   checkBoolean,
   checkFunction,
@@ -32,11 +33,9 @@ import {
 } from './validate.js';
 
 /** The part of Node's `ServerResponse` {@link RateLimit.settleOnClose} reads. */
-export interface ClosingResponse {
+export interface ClosingResponse extends ClosableResponse {
   /** Listens once for the response's `close`. */
   once(event: 'close', listener: () => void): unknown;
-  /** True once the response has closed (Node's `res.closed`). */
-  readonly closed?: boolean;
   /** True once the response was ended (its status is then final). */
   readonly writableEnded: boolean;
   /** The response status, read when the response has ended. */
@@ -899,7 +898,7 @@ export class RateLimit<Req extends KeyableRequest> {
     if (!this.settlesResponses || result.action !== 'allow') return;
     const settle = () =>
       this.settle(request, result, response.writableEnded ? response.statusCode : undefined);
-    if (response.closed === true) settle();
+    if (responseClosed(response)) settle();
     else response.once('close', settle);
   }
 
